@@ -1,0 +1,1 @@
+"""The Lookout collector: consumes Celery events and records task history in SQL."""

@@ -1,0 +1,184 @@
+"""Validation of raw Celery events, one at a time, into compact `Event` records.
+
+This runs on the receive path for every event, so it does only type checks, bounds and
+truncation; anything wrong raises `InvalidEvent` with a short reason that is counted and
+logged. One bad event never affects its neighbours in a `task.multi` batch.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, NamedTuple
+
+TASK_TYPES = frozenset({
+    "task-sent", "task-received", "task-started", "task-succeeded", "task-failed",
+    "task-retried", "task-rejected", "task-revoked",
+})
+WORKER_TYPES = frozenset({"worker-online", "worker-heartbeat", "worker-offline"})
+KNOWN_TYPES = TASK_TYPES | WORKER_TYPES
+
+# Short identifiers: longer is not truncated but refused, as it cannot be a real id/name.
+MAX_ID = 255
+TRUNCATION_MARKER = "…[truncated {} chars]"
+
+# Field name -> kind. Kinds: "id" (short str), "text" (truncated str; non-str is
+# JSON-encoded), "int", "num", "bool", "opt_str" (short str or None), "loadavg", "signum".
+_TASK_FIELDS: dict[str, str] = {
+    "name": "id", "args": "text", "kwargs": "text", "result": "text",
+    "exception": "text", "traceback": "text", "retries": "int", "eta": "opt_str",
+    "expires": "opt_str", "queue": "opt_str", "exchange": "opt_str",
+    "routing_key": "opt_str", "root_id": "opt_str", "parent_id": "opt_str",
+    "runtime": "num", "requeue": "bool", "terminated": "bool", "expired": "bool",
+    "signum": "signum",
+}
+_WORKER_FIELDS: dict[str, str] = {
+    "freq": "num", "active": "int", "processed": "int", "loadavg": "loadavg",
+    "sw_ident": "opt_str", "sw_ver": "opt_str", "sw_sys": "opt_str", "pid": "int",
+}
+
+
+class InvalidEvent(ValueError):
+    """An event that cannot be stored; `reason` is a short, countable label."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+class Event(NamedTuple):
+    """A validated event. `fields` holds only known, checked, bounded fields."""
+
+    type: str
+    hostname: str
+    timestamp: float
+    local_received: float
+    clock: int
+    utcoffset: float | None
+    uuid: str | None
+    fields: dict[str, Any]
+
+    @property
+    def is_task(self) -> bool:
+        return self.uuid is not None
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut `text` to `limit` characters, appending a marker that says how much was cut."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + TRUNCATION_MARKER.format(len(text) - limit)
+
+
+def decode_body(body: Any) -> list[Any]:
+    """Turn a message body (dict, list of dicts for task.multi, or JSON text) into items."""
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        try:
+            body = bytes(body).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidEvent("not utf-8") from None
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            raise InvalidEvent("not json") from None
+    if isinstance(body, list):
+        return body
+    return [body]
+
+
+def validate(raw: Any, local_received: float, max_field_size: int) -> Event:
+    """Check one raw event dict and return an `Event`, or raise `InvalidEvent`."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent("not an object", type(raw).__name__)
+    kind = raw.get("type")
+    if not isinstance(kind, str):
+        raise InvalidEvent("missing type")
+    if kind not in KNOWN_TYPES:
+        raise InvalidEvent("unknown type", kind[:64])
+    hostname = _short(raw.get("hostname"), "hostname")
+    timestamp = _number(raw.get("timestamp"), "timestamp")
+    clock = raw.get("clock", 0)
+    if clock is None:
+        clock = 0
+    if not _is_int(clock):
+        raise InvalidEvent("bad clock")
+    utcoffset = raw.get("utcoffset")
+    if utcoffset is not None and not _is_number(utcoffset):
+        utcoffset = None
+    if kind in TASK_TYPES:
+        uuid = _short(raw.get("uuid"), "uuid")
+        spec = _TASK_FIELDS
+    else:
+        uuid = None
+        spec = _WORKER_FIELDS
+    fields: dict[str, Any] = {}
+    for name, field_kind in spec.items():
+        if name in raw:
+            value = raw[name]
+            if value is not None:
+                fields[name] = _check(name, field_kind, value, max_field_size)
+    return Event(kind, hostname, timestamp, local_received, int(clock),
+                 float(utcoffset) if utcoffset is not None else None, uuid, fields)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _number(value: Any, name: str) -> float:
+    if value is None:
+        raise InvalidEvent(f"missing {name}")
+    if not _is_number(value):
+        raise InvalidEvent(f"bad {name}", type(value).__name__)
+    return float(value)
+
+
+def _short(value: Any, name: str) -> str:
+    if value is None or value == "":
+        raise InvalidEvent(f"missing {name}")
+    if not isinstance(value, str):
+        raise InvalidEvent(f"bad {name}", type(value).__name__)
+    if len(value) > MAX_ID:
+        raise InvalidEvent(f"oversized {name}", f"{len(value)} chars")
+    return value
+
+
+def _check(name: str, kind: str, value: Any, limit: int) -> Any:
+    if kind == "text":
+        if not isinstance(value, str):
+            try:
+                value = json.dumps(value, default=repr)
+            except (TypeError, ValueError):
+                value = repr(value)
+        return truncate(value, limit)
+    if kind == "id" or kind == "opt_str":
+        if not isinstance(value, str):
+            raise InvalidEvent(f"bad {name}", type(value).__name__)
+        if len(value) > MAX_ID:
+            raise InvalidEvent(f"oversized {name}", f"{len(value)} chars")
+        return value
+    if kind == "int":
+        if not _is_int(value) or value < 0:
+            raise InvalidEvent(f"bad {name}", repr(value)[:32])
+        return value
+    if kind == "num":
+        if not _is_number(value) or value < 0:
+            raise InvalidEvent(f"bad {name}", repr(value)[:32])
+        return float(value)
+    if kind == "bool":
+        return bool(value)
+    if kind == "signum":
+        if _is_int(value) or (isinstance(value, str) and len(value) <= 16):
+            return value
+        raise InvalidEvent(f"bad {name}", repr(value)[:32])
+    if kind == "loadavg":
+        if (isinstance(value, (list, tuple)) and len(value) <= 3
+                and all(_is_number(v) for v in value)):
+            return [round(float(v), 2) for v in value]
+        raise InvalidEvent(f"bad {name}", repr(value)[:32])
+    raise AssertionError(kind)

@@ -1,0 +1,1 @@
+"""Persistence: schema, engine setup and migrations shared by collector and web."""

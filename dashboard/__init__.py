@@ -1,0 +1,44 @@
+"""The Lookout web application: history API, live pages, Socket.IO and controls."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from collectors.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    """Build the web app; `settings` (or LOOKOUT_* env plus `overrides`) configures it."""
+    from collectors.store.db import make_engine
+    from dashboard import api, pages
+    from dashboard.errors import register_error_handlers
+    from dashboard.history import HistoryService
+    from dashboard.live import socketio
+
+    settings = settings or Settings.load(**overrides)
+    app = Flask(__name__, template_folder=str(ROOT / "templates"),
+                static_folder=str(ROOT / "static"))
+    app.config.update(
+        SECRET_KEY=settings.secret_key or _random_secret(),
+        LOOKOUT=settings,
+        JSON_SORT_KEYS=False,
+    )
+    engine = make_engine(settings.database_url)
+    app.extensions["lookout.engine"] = engine
+    app.extensions["lookout.history"] = HistoryService(engine)
+    register_error_handlers(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    socketio.init_app(app, message_queue=settings.message_queue or None,
+                      async_mode="threading", cors_allowed_origins=[])
+    return app
+
+
+def _random_secret() -> str:
+    import secrets
+
+    return secrets.token_hex(32)

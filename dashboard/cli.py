@@ -1,0 +1,154 @@
+"""The `lookout` command: collect, web, run, db upgrade.
+
+Every option also reads a LOOKOUT_* variable (see collectors.config.Settings); a flag given
+on the command line wins. The same group is mounted as `celery lookout` (celery_command.py),
+where `-A proj` supplies the broker URL and the app.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from typing import Any, Callable
+
+import click
+
+from collectors.config import Settings, redact_url
+
+log = logging.getLogger("lookout")
+
+
+def settings_options(func: Callable) -> Callable:
+    """Options shared by every command that needs the broker and the database."""
+    options = [
+        click.option("--broker", "broker_url", help="Broker URL (LOOKOUT_BROKER_URL)."),
+        click.option("--database", "database_url",
+                     help="SQLAlchemy URL of the store (LOOKOUT_DATABASE_URL)."),
+        click.option("--retention", help="Keep raw task history this long, e.g. 7d."),
+        click.option("--max-tasks", type=int, help="Keep at most this many task rows."),
+        click.option("--rollup-retention", help="Keep per-minute rollups this long."),
+        click.option("--max-field-size", type=int, help="Longest text field kept."),
+        click.option("--message-queue",
+                     help="Redis URL linking collector and web processes for live updates."),
+        click.option("-A", "--app", "celery_app", help="Celery app (module or module:attr)."),
+        click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def web_options(func: Callable) -> Callable:
+    options = [
+        click.option("--host", help="Address to listen on (default 127.0.0.1)."),
+        click.option("--port", type=int, help="Port to listen on (default 5555)."),
+        click.option("--no-auth", "no_auth", is_flag=True, default=None,
+                     help="Disable login. For local use only."),
+        click.option("--read-only", "read_only", is_flag=True, default=None,
+                     help="Refuse every control action."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def build_settings(ctx: click.Context, **values: Any) -> Settings:
+    """Merge CLI values over LOOKOUT_* env; -A from `celery -A` fills the broker URL."""
+    verbose = values.pop("verbose", False)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    no_auth = values.pop("no_auth", None)
+    if no_auth:
+        values["auth"] = False
+    parent = ctx.find_root().obj
+    celery_app = getattr(parent, "app", None) if parent is not None else None
+    settings = Settings.load(**values)
+    if celery_app is not None:
+        settings.extra["celery_app"] = celery_app
+        if values.get("broker_url") is None and not os.environ.get("LOOKOUT_BROKER_URL"):
+            settings.broker_url = celery_app.conf.broker_url or settings.broker_url
+    return settings
+
+
+def handle_errors(func: Callable) -> Callable:
+    """Configuration mistakes become one clear line and exit status 2, not a traceback."""
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    return wrapper
+
+
+@click.group(help="Lookout: live monitoring, durable history and control for Celery.")
+def lookout() -> None:
+    pass
+
+
+@lookout.command(help="Consume Celery events and record them in the store.")
+@settings_options
+@click.pass_context
+@handle_errors
+def collect(ctx: click.Context, **values: Any) -> None:
+    from collectors.service import run_collector
+    from collectors.store.db import upgrade
+
+    settings = build_settings(ctx, **values)
+    upgrade(settings.database_url)
+    log.info("collecting from %s into %s", redact_url(settings.broker_url),
+             redact_url(settings.database_url))
+    sys.exit(run_collector(settings))
+
+
+@lookout.command(help="Serve the dashboard and API (collector running elsewhere).")
+@settings_options
+@web_options
+@click.pass_context
+@handle_errors
+def web(ctx: click.Context, **values: Any) -> None:
+    from collectors.store.db import upgrade
+    from dashboard.server import serve
+
+    settings = build_settings(ctx, **values)
+    upgrade(settings.database_url)
+    sys.exit(serve(settings, with_collector=False))
+
+
+@lookout.command(help="Collector and web server together in one process.")
+@settings_options
+@web_options
+@click.pass_context
+@handle_errors
+def run(ctx: click.Context, **values: Any) -> None:
+    from collectors.store.db import upgrade
+    from dashboard.server import serve
+
+    settings = build_settings(ctx, **values)
+    upgrade(settings.database_url)
+    sys.exit(serve(settings, with_collector=True))
+
+
+@lookout.group(help="Database schema management.")
+def db() -> None:
+    pass
+
+
+@db.command("upgrade", help="Apply pending schema migrations (history is kept).")
+@click.option("--database", "database_url", help="SQLAlchemy URL of the store.")
+@handle_errors
+def db_upgrade(database_url: str | None) -> None:
+    from collectors.store.db import upgrade
+
+    settings = Settings.load(database_url=database_url)
+    upgrade(settings.database_url)
+    click.echo(f"schema up to date on {redact_url(settings.database_url)}")
+
+
+def main() -> None:
+    lookout(prog_name="lookout")
+
+
+if __name__ == "__main__":
+    main()

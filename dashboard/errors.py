@@ -1,0 +1,40 @@
+"""One JSON error shape for the API: {"error": {"status": N, "message": "..."}}."""
+from __future__ import annotations
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+
+class ApiError(Exception):
+    """Raised by views and services to return a JSON error with a status code."""
+
+    def __init__(self, status: int, message: str, parameter: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.parameter = parameter
+
+
+def error_response(status: int, message: str, parameter: str | None = None):
+    body = {"error": {"status": status, "message": message}}
+    if parameter:
+        body["error"]["parameter"] = parameter
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def bad_parameter(parameter: str, message: str) -> ApiError:
+    return ApiError(400, f"{parameter}: {message}", parameter)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.message, exc.parameter)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if request.path.startswith("/api/") or request.path == "/healthz":
+            return error_response(exc.code or 500, exc.description or exc.name)
+        return exc

@@ -1,0 +1,4 @@
+"""Socket.IO: the unbound extension; namespaces and live push live here (issue 3)."""
+from flask_socketio import SocketIO
+
+socketio = SocketIO()
