@@ -1,7 +1,255 @@
-"""Read-side service over the history store (placeholder until the history API lands)."""
-from sqlalchemy import Engine
+"""Read side of the history store: task lists, task details and workers, as plain dicts.
+
+Every list is keyset-paginated on (sort column, uuid) so page 10,000 costs what page 1
+does, and each filter maps onto one of the tasks indexes. Totals are exact counts, kept a
+few seconds per filter set so that walking the pages of one result does not recount it.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from sqlalchemy import Engine, and_, func, or_, select
+
+from collectors.store.models import Task, TaskEvent, Worker
+from dashboard.errors import ApiError
+from dashboard.query import Cursor, TaskFilters, TaskQuery, encode_cursor
+from dashboard.health import HealthCheck
+from dashboard.rollups import RollupStats
+
+tasks = Task.__table__
+events = TaskEvent.__table__
+workers = Worker.__table__
+
+LIST_TEXT = 200  # chars of args/kwargs/result/exception in list items
+LIST_TEXT_FIELDS = ("args", "kwargs", "result", "exception")
+SEARCH_FIELDS = ("args", "kwargs", "result", "exception")
+# Grace added to 2 x freq before a heartbeat counts as missed: event delivery jitter.
+HEARTBEAT_GRACE = 2.0
+
+
+@dataclass
+class TaskPage:
+    items: list[dict]
+    total: int
+    next_cursor: str | None
 
 
 class HistoryService:
-    def __init__(self, engine: Engine):
+    """Queries for the API and pages; one per app, safe to share between threads."""
+
+    def __init__(self, engine: Engine, total_ttl: float = 5.0, clock=time.time):
         self.engine = engine
+        self.clock = clock
+        self.total_ttl = total_ttl
+        self._totals: dict[TaskFilters, tuple[float, int]] = {}
+        self._totals_lock = threading.Lock()
+        self.rollups = RollupStats(engine, clock)
+        self.health = HealthCheck(engine, clock)
+
+    # -- tasks ---------------------------------------------------------------------
+    def list_tasks(self, query: TaskQuery) -> TaskPage:
+        where = _conditions(query.filters)
+        with self.engine.connect() as conn:
+            rows = self._page_rows(conn, where, query)
+            total = self._total(conn, query.filters, where)
+        next_cursor = None
+        if len(rows) > query.limit:
+            rows = rows[:query.limit]
+            last = rows[-1]
+            next_cursor = encode_cursor(query.sort, last[query.sort.column], last["uuid"])
+        return TaskPage([_list_item(row) for row in rows], total, next_cursor)
+
+    def get_task(self, uuid: str) -> dict:
+        """Every column, the event timeline, children and retry history; 404 if unknown."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tasks).where(tasks.c.uuid == uuid)).mappings().first()
+            if row is None:
+                raise ApiError(404, f"no task with id {uuid[:100]!r}")
+            timeline = conn.execute(
+                select(events).where(events.c.task_uuid == uuid)
+                .order_by(events.c.timestamp, events.c.id)).mappings().all()
+            children = conn.execute(
+                select(*_list_columns()).where(tasks.c.parent_id == uuid)
+                .order_by(tasks.c.timestamp, tasks.c.uuid).limit(1000)).mappings().all()
+        task = dict(row)
+        task["timeline"] = _timeline(timeline)
+        task["children"] = [_list_item(child) for child in children]
+        task["retry_history"] = [
+            {"timestamp": e["timestamp"], "hostname": e["hostname"],
+             "exception": (e["info"] or {}).get("exception"),
+             "traceback": (e["info"] or {}).get("traceback")}
+            for e in task["timeline"] if e["type"] == "task-retried"]
+        return task
+
+    def _page_rows(self, conn, where: list, query: TaskQuery) -> list[dict]:
+        """One page plus one row (to know whether there is a next page).
+
+        Nullable sort columns are walked as two segments, non-null values first and then
+        the NULL rows by uuid, in both directions: each segment is a plain index range, and
+        the cursor's value being null says which segment it points into.
+        """
+        sort, cursor, want = query.sort, query.cursor, query.limit + 1
+        column = tasks.c[sort.column]
+        rows: list = []
+        if cursor is None or cursor.value is not None:
+            segment = list(where)
+            if sort.nullable:
+                segment.append(column.is_not(None))
+            if cursor is not None:
+                segment.append(_after(column, cursor, sort.descending))
+            order = (column.desc(), tasks.c.uuid.desc()) if sort.descending \
+                else (column.asc(), tasks.c.uuid.asc())
+            rows = conn.execute(select(*_list_columns()).where(*segment)
+                                .order_by(*order).limit(want)).mappings().all()
+        if sort.nullable and len(rows) < want:
+            segment = [*where, column.is_(None)]
+            if cursor is not None and cursor.value is None:
+                segment.append(tasks.c.uuid < cursor.uuid if sort.descending
+                               else tasks.c.uuid > cursor.uuid)
+            uuid_order = tasks.c.uuid.desc() if sort.descending else tasks.c.uuid.asc()
+            rows = list(rows) + conn.execute(
+                select(*_list_columns()).where(*segment).order_by(uuid_order)
+                .limit(want - len(rows))).mappings().all()
+        return [dict(row) for row in rows]
+
+    def _total(self, conn, filters: TaskFilters, where: list) -> int:
+        now = self.clock()
+        with self._totals_lock:
+            cached = self._totals.get(filters)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        total = conn.execute(select(func.count()).select_from(tasks).where(*where)).scalar_one()
+        with self._totals_lock:
+            if len(self._totals) >= 256:
+                self._totals.clear()
+            self._totals[filters] = (now + self.total_ttl, total)
+        return total
+
+    # -- workers -------------------------------------------------------------------
+    def list_workers(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(workers).order_by(workers.c.hostname)).mappings().all()
+        now = self.clock()
+        return [_worker(row, now) for row in rows]
+
+    def get_worker(self, hostname: str, recent: int = 20) -> dict:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(workers).where(workers.c.hostname == hostname)
+                               ).mappings().first()
+            if row is None:
+                raise ApiError(404, f"no worker named {hostname[:100]!r}")
+            recent_rows = conn.execute(
+                select(*_list_columns()).where(tasks.c.worker == hostname)
+                .order_by(tasks.c.timestamp.desc(), tasks.c.uuid.desc()).limit(recent)
+            ).mappings().all()
+            counts = conn.execute(
+                select(tasks.c.state, func.count()).where(tasks.c.worker == hostname)
+                .group_by(tasks.c.state)).all()
+        worker = _worker(row, self.clock())
+        worker["recent_tasks"] = [_list_item(r) for r in recent_rows]
+        worker["task_counts"] = {state: count for state, count in counts}
+        return worker
+
+
+def _conditions(filters: TaskFilters) -> list:
+    """SQL conditions for the filters; all values are bound parameters."""
+    where = []
+    if filters.states:
+        where.append(tasks.c.state.in_(filters.states))
+    for name in ("name", "worker", "queue", "root_id", "parent_id"):
+        value = getattr(filters, name)
+        if value is not None:
+            where.append(tasks.c[name] == value)
+    for column, low, high in filters.ranges:
+        if low is not None:
+            where.append(tasks.c[column] >= low)
+        if high is not None:
+            where.append(tasks.c[column] <= high)
+    if filters.q:
+        where.append(or_(*(tasks.c[f].icontains(filters.q, autoescape=True)
+                           for f in SEARCH_FIELDS)))
+    return where
+
+
+def _after(column, cursor: Cursor, descending: bool):
+    """Rows strictly after the cursor in (column, uuid) order, written so the column's
+    index bounds the scan: `col <= v AND (col < v OR uuid < u)` rather than a bare OR."""
+    if descending:
+        return and_(column <= cursor.value,
+                    or_(column < cursor.value, tasks.c.uuid < cursor.uuid))
+    return and_(column >= cursor.value, or_(column > cursor.value, tasks.c.uuid > cursor.uuid))
+
+
+def _list_columns() -> list:
+    """Everything but the traceback; long texts cut in SQL so big rows never travel."""
+    columns = []
+    for column in tasks.c:
+        if column.name == "traceback":
+            continue
+        if column.name in LIST_TEXT_FIELDS:
+            columns.append(func.substr(column, 1, LIST_TEXT + 1).label(column.name))
+        else:
+            columns.append(column)
+    return columns
+
+
+def _list_item(row) -> dict:
+    item = dict(row)
+    truncated = []
+    for name in LIST_TEXT_FIELDS:
+        value = item.get(name)
+        if value is not None and len(value) > LIST_TEXT:
+            item[name] = value[:LIST_TEXT]
+            truncated.append(name)
+    item["truncated"] = truncated
+    return item
+
+
+def _timeline(rows) -> list[dict]:
+    timeline, previous = [], None
+    for row in rows:
+        entry = dict(row)
+        entry.pop("task_uuid", None)
+        entry["info"] = _parse_info(row["info"])
+        entry["gap"] = None if previous is None else round(row["timestamp"] - previous, 6)
+        previous = row["timestamp"]
+        timeline.append(entry)
+    return timeline
+
+
+def _parse_info(text: str | None) -> dict:
+    """Event fields as a dict; anything unreadable is kept under "raw" rather than lost."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"raw": text}
+    return value if isinstance(value, dict) else {"raw": value}
+
+
+def _worker(row, now: float) -> dict:
+    """Liveness from collector receive time, so worker clock skew cannot fake it."""
+    worker = dict(row)
+    age = max(0.0, now - row["last_heartbeat"])
+    freq = row["freq"] or 2.0
+    if not row["online"]:
+        status = "offline"
+    elif age <= 2 * freq + HEARTBEAT_GRACE:
+        status = "online"
+    else:
+        status = "heartbeat-missed"
+    worker["status"] = status
+    worker["heartbeat_age"] = round(age, 3)
+    worker["loadavg"] = _loadavg(row["loadavg"])
+    return worker
+
+
+def _loadavg(text: str | None) -> list | None:
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, list) else None

@@ -1,0 +1,232 @@
+"""Parsing of API query parameters into plain values, and the opaque pagination cursor.
+
+Everything a client sends is validated here, before any SQL is built, so every bad value
+becomes a 400 that names its parameter. Sort columns are chosen from an allow-list and
+values are passed on as bound parameters, never spliced into SQL.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from dashboard.errors import bad_parameter
+
+# Celery's task states (celery.states plus REJECTED, which the events produce).
+STATES = ("PENDING", "RECEIVED", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED",
+          "REJECTED")
+# API sort key -> (tasks column, nullable). A leading "-" means descending.
+SORTS: dict[str, tuple[str, bool]] = {
+    "timestamp": ("timestamp", False),
+    "received_at": ("received_at", True),
+    "started_at": ("started_at", True),
+    "succeeded_at": ("succeeded_at", True),
+    "runtime": ("runtime", True),
+    "queue_wait": ("queue_wait", True),
+    "updated_at": ("updated_at", False),
+    "name": ("name", True),
+    "state": ("state", False),
+    "worker": ("worker", True),
+}
+DEFAULT_SORT = "-timestamp"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+MAX_TEXT = 255  # longest accepted value for an exact-match or search filter
+
+TASK_LIST_PARAMS = frozenset({
+    "state", "name", "worker", "queue", "root_id", "parent_id", "q",
+    "received_after", "received_before", "started_after", "started_before",
+    "runtime_min", "runtime_max", "sort", "limit", "cursor",
+})
+
+
+@dataclass(frozen=True)
+class Sort:
+    key: str  # as the client wrote it, e.g. "-runtime"
+    column: str
+    descending: bool
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the previous page ended: the sort value and uuid of its last row."""
+
+    value: Any
+    uuid: str
+
+
+@dataclass(frozen=True)
+class TaskFilters:
+    """Everything that narrows the task list; also the key of the cached total."""
+
+    states: tuple[str, ...] = ()
+    name: str | None = None
+    worker: str | None = None
+    queue: str | None = None
+    root_id: str | None = None
+    parent_id: str | None = None
+    q: str | None = None
+    # column -> (lower bound or None, upper bound or None), inclusive.
+    ranges: tuple[tuple[str, float | None, float | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    filters: TaskFilters = field(default_factory=TaskFilters)
+    sort: Sort = field(default_factory=lambda: parse_sort(DEFAULT_SORT))
+    limit: int = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+
+
+def reject_unknown(args: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    """Refuse parameters we do not know: a typo like `satte=` must not silently match all."""
+    for name in args:
+        if name not in allowed:
+            raise bad_parameter(name, f"unknown parameter (allowed: {', '.join(sorted(allowed))})")
+
+
+def parse_task_query(args) -> TaskQuery:
+    """Turn the /api/v1/tasks query string (a werkzeug MultiDict) into a TaskQuery."""
+    reject_unknown(args, TASK_LIST_PARAMS)
+    states = tuple(dict.fromkeys(parse_state(v) for v in args.getlist("state") if v != ""))
+    ranges = []
+    for column, low, high, parse in (
+            ("received_at", "received_after", "received_before", parse_timestamp),
+            ("started_at", "started_after", "started_before", parse_timestamp),
+            ("runtime", "runtime_min", "runtime_max", parse_number)):
+        lo, hi = _optional(args, low, parse), _optional(args, high, parse)
+        if lo is not None or hi is not None:
+            ranges.append((column, lo, hi))
+    filters = TaskFilters(
+        states=states,
+        name=_text(args, "name"), worker=_text(args, "worker"), queue=_text(args, "queue"),
+        root_id=_text(args, "root_id"), parent_id=_text(args, "parent_id"),
+        q=_text(args, "q"), ranges=tuple(ranges))
+    sort = parse_sort(args.get("sort") or DEFAULT_SORT)
+    raw_cursor = args.get("cursor")
+    return TaskQuery(filters=filters, sort=sort, limit=parse_limit(args.get("limit")),
+                     cursor=decode_cursor(raw_cursor, sort) if raw_cursor else None)
+
+
+def parse_state(value: str) -> str:
+    state = value.strip().upper()
+    if state not in STATES:
+        raise bad_parameter("state", f"unknown state {value[:40]!r} (known: {', '.join(STATES)})")
+    return state
+
+
+def parse_sort(value: str) -> Sort:
+    key = value.strip()
+    descending = key.startswith("-")
+    name = key.lstrip("-+")
+    if name not in SORTS:
+        raise bad_parameter("sort", f"cannot sort by {value[:40]!r} (allowed: "
+                            f"{', '.join(SORTS)}, each optionally prefixed with -)")
+    column, nullable = SORTS[name]
+    return Sort(key=("-" if descending else "") + name, column=column,
+                descending=descending, nullable=nullable)
+
+
+def parse_limit(value: str | None, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        limit = int(value)
+    except ValueError:
+        raise bad_parameter("limit", f"not an integer: {value[:40]!r}") from None
+    if not 1 <= limit <= maximum:
+        raise bad_parameter("limit", f"must be between 1 and {maximum}")
+    return limit
+
+
+def parse_number(value: str, parameter: str = "value") -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise bad_parameter(parameter, f"not a number: {value[:40]!r}") from None
+    if not math.isfinite(number):
+        raise bad_parameter(parameter, "must be a finite number")
+    return number
+
+
+def parse_timestamp(value: str, parameter: str = "value") -> float:
+    """Epoch seconds ("1700000000.5") or ISO 8601 ("2026-11-21T22:00:00Z"; naive = UTC)."""
+    try:
+        return parse_number(value, parameter)
+    except Exception:  # noqa: BLE001 - not a number: try ISO 8601 below
+        pass
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise bad_parameter(parameter, f"not epoch seconds or ISO 8601: {value[:40]!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+_WINDOW = re.compile(r"^(\d{1,6})([smhdw])$")
+_WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_window(value: str | None, default: str = "1h", *, minimum: float = 60,
+                 maximum: float = 90 * 86400, parameter: str = "window") -> float:
+    """A look-back window like 5m, 1h, 24h, 7d (a unit is required) -> seconds."""
+    raw = (value or default).strip()
+    match = _WINDOW.match(raw)
+    if not match:
+        raise bad_parameter(parameter, f"not a window like 5m, 1h, 24h or 7d: {raw[:40]!r}")
+    seconds = int(match.group(1)) * _WINDOW_UNITS[match.group(2)]
+    if not minimum <= seconds <= maximum:
+        raise bad_parameter(parameter, f"must be between {int(minimum)}s and {int(maximum)}s")
+    return float(seconds)
+
+
+def encode_cursor(sort: Sort, value: Any, uuid: str) -> str:
+    """Opaque to clients: base64url JSON of the sort it belongs to, value and uuid."""
+    raw = json.dumps({"s": sort.key, "v": value, "u": uuid}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str, sort: Sort) -> Cursor:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        raise bad_parameter("cursor", "malformed cursor") from None
+    if not isinstance(data, dict) or not isinstance(data.get("u"), str):
+        raise bad_parameter("cursor", "malformed cursor")
+    if data.get("s") != sort.key:
+        raise bad_parameter("cursor", f"cursor was made for sort {str(data.get('s'))[:40]!r},"
+                            f" not {sort.key!r}")
+    value = data.get("v")
+    if value is None:
+        valid = sort.nullable
+    elif sort.column in ("name", "state", "worker"):
+        valid = isinstance(value, str)
+    else:
+        valid = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not valid:
+        raise bad_parameter("cursor", "malformed cursor")
+    return Cursor(value=value, uuid=data["u"])
+
+
+def _optional(args, name: str, parse) -> float | None:
+    value = args.get(name)
+    if value is None or value == "":
+        return None
+    return parse(value, name)
+
+
+def _text(args, name: str) -> str | None:
+    value = args.get(name)
+    if value is None or value == "":
+        return None
+    if len(value) > MAX_TEXT:
+        raise bad_parameter(name, f"longer than {MAX_TEXT} characters")
+    return value
