@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.extensions["lookout.history"] = HistoryService(engine)
     register_error_handlers(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(api.health_bp)
     app.register_blueprint(pages.bp)
     socketio.init_app(app, message_queue=settings.message_queue or None,
                       async_mode="threading", cors_allowed_origins=[])
