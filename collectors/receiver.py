@@ -1,0 +1,277 @@
+"""The collector's receive side: a kombu consumer on Celery's event exchange.
+
+This thread must never fall behind the broker (see CELERY_FACTS.md: a slow subscriber is
+cut off by Redis, and loses events on RabbitMQ), so its callback only decodes, validates
+and appends to the `EventBuffer`; the database belongs to the writer thread.
+
+Durability differs by transport:
+
+- RabbitMQ: events land in a NAMED, durable queue with an expiry, so a collector that is
+  restarted (or crashes) within `event_queue_expires` finds everything sent meanwhile.
+  Messages are acked only once the writer has committed them (`on_commit`), so a crash
+  between receive and commit means redelivery, never loss; the writer drops duplicates.
+- Redis: events are PUBLISHed and a subscriber that is not connected gets nothing. No
+  queue, ack or retry can fix that, so on Redis a collector outage is a gap in history.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from typing import Any, Iterable
+
+from kombu import Connection, Consumer, Queue
+
+from collectors.buffer import EventBuffer
+from collectors.config import Settings, redact_url
+from collectors.events import InvalidEvent, decode_body, validate
+from collectors.stats import CollectorStats
+
+log = logging.getLogger(__name__)
+
+DRAIN_TIMEOUT = 0.25  # bounds how long a stop request or a pending ack waits
+FIRST_BACKOFF = 0.5
+AMQP_HEARTBEAT = 10  # seconds; detects a half-open connection to RabbitMQ
+MAX_PREFETCH = 65535  # AMQP's prefetch_count is a 16-bit field
+FINAL_ACK_WAIT = 30.0  # how long a stopping receiver waits for the writer's last commit
+
+
+class _FailFastConnection(Connection):
+    """A kombu Connection whose publishes raise at once instead of retrying forever.
+
+    Celery's control broadcast publishes with ``retry=True`` and an empty policy, which
+    kombu reads as "retry until the broker is back": the receive thread would hang there,
+    deaf to stop requests and unable to report the outage. The reconnect loop below owns
+    retrying, with backoff and status reporting.
+    """
+
+    def ensure(self, obj, fun, errback=None, max_retries=None, *args, **kwargs):
+        return super().ensure(obj, fun, errback, 0, *args, **kwargs)
+
+
+class EventReceiver:
+    """Consume Celery events into an `EventBuffer`, reconnecting until asked to stop."""
+
+    def __init__(self, settings: Settings, buffer: EventBuffer, stats: CollectorStats):
+        self.settings = settings
+        self.buffer = buffer
+        self.stats = stats
+        # Set once the receiver no longer hands events to the buffer (stopping or ended):
+        # the service waits for it before draining the writer.
+        self.idle = threading.Event()
+        # Delivery tags are per channel: tokens are (generation, tag) so that commits of
+        # messages from a dead channel are ignored (the broker redelivers those).
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._committed = 0
+        self._acked = 0
+        self._rejects_logged: Counter = Counter()
+
+    # -- called from the writer thread ------------------------------------------------
+
+    def on_commit(self, tokens: Iterable[Any]) -> None:
+        """Record the highest committed delivery tag; the consumer thread acks it."""
+        with self._lock:
+            for token in tokens:
+                if (isinstance(token, tuple) and token[0] == self._generation
+                        and token[1] > self._committed):
+                    self._committed = token[1]
+
+    # -- the receive thread -------------------------------------------------------------
+
+    def run(self, should_stop: threading.Event, flushed: threading.Event | None = None) -> None:
+        """Consume until `should_stop` is set; on RabbitMQ, wait for `flushed` to ack last."""
+        app, own_app = self._control_app()
+        backoff = FIRST_BACKOFF
+        try:
+            while not should_stop.is_set():
+                conn = self._connection()
+                try:
+                    self._consume(conn, app, should_stop, flushed)
+                except Exception as exc:  # noqa: BLE001 - any failure means reconnect
+                    if self.stats.connected:
+                        backoff = FIRST_BACKOFF  # it worked until now: retry quickly
+                    self._mark_disconnected(exc, backoff)
+                finally:
+                    _close_quietly(conn)
+                if should_stop.wait(backoff):
+                    break
+                backoff = min(backoff * 2, max(self.settings.reconnect_max_backoff,
+                                               FIRST_BACKOFF))
+        finally:
+            self.idle.set()
+            if self.stats.connected:
+                self.stats.connected = False
+                self.stats.disconnected_since = time.time()
+            if own_app:
+                app.close()
+
+    def _control_app(self):
+        """The Celery app used for control broadcasts: the user's (-A) or a bare one."""
+        app = self.settings.extra.get("celery_app")
+        if app is not None:
+            return app, False
+        from celery import Celery
+
+        return Celery("lookout", broker=self.settings.broker_url, set_as_current=False), True
+
+    def _connection(self) -> Connection:
+        app = self.settings.extra.get("celery_app")
+        options = {}
+        if app is not None:
+            options = {"transport_options": dict(app.conf.broker_transport_options or {}),
+                       "ssl": app.conf.broker_use_ssl}
+        return _FailFastConnection(self.settings.broker_url, heartbeat=AMQP_HEARTBEAT,
+                                   connect_timeout=5, **options)
+
+    def _consume(self, conn: Connection, app, should_stop: threading.Event,
+                 flushed: threading.Event | None) -> None:
+        from celery.events.event import get_exchange
+
+        conn.connect()
+        amqp = conn.transport.driver_type == "amqp"
+        with self._lock:
+            self._generation += 1
+            self._committed = self._acked = 0
+            generation = self._generation
+        channel = conn.channel()
+        exchange = get_exchange(conn, name=app.conf.event_exchange)
+        consumer = Consumer(
+            channel, queues=[self._queue(exchange, amqp)], accept=["json"], no_ack=not amqp,
+            on_message=lambda message: self._on_message(message, generation if amqp else None),
+            on_decode_error=lambda message, exc: self._on_bad_envelope(
+                message, exc, generation if amqp else None))
+        if amqp:
+            consumer.qos(prefetch_count=min(MAX_PREFETCH, max(1000, self.settings.batch_size * 4)))
+        consumer.consume()
+        # Redis subscribes lazily on the first drain: do it before waking the workers so
+        # their answering heartbeats are not published to nobody.
+        self._drain(conn)
+        self._mark_connected()
+        control_channel = conn.channel()
+        app.control.broadcast("heartbeat", connection=conn, channel=control_channel)
+        next_enable = 0.0
+        next_tick = time.monotonic() + 1.0
+        while not should_stop.is_set():
+            now = time.monotonic()
+            if now >= next_enable:
+                app.control.broadcast("enable_events", connection=conn, channel=control_channel)
+                next_enable = now + self.settings.enable_events_interval
+            if now >= next_tick:
+                conn.heartbeat_check()
+                next_tick = now + 1.0
+            self._drain(conn)
+            if amqp:
+                self._ack(channel)
+        consumer.cancel()
+        self.idle.set()
+        if amqp and flushed is not None:
+            self._final_ack(conn, channel, flushed)
+
+    def _queue(self, exchange, amqp: bool) -> Queue:
+        if amqp:
+            return Queue(self.settings.event_queue_name, exchange=exchange, routing_key="#",
+                         durable=True, auto_delete=False,
+                         expires=self.settings.event_queue_expires,
+                         max_length=self.settings.event_queue_max_length)
+        # Pub/sub: a queue name of our own, gone with the subscription, as Celery does.
+        return Queue(f"lookout.events.{uuid.uuid4().hex}", exchange=exchange,
+                     routing_key="#", durable=False, auto_delete=True)
+
+    @staticmethod
+    def _drain(conn: Connection) -> None:
+        try:
+            conn.drain_events(timeout=DRAIN_TIMEOUT)
+        except socket.timeout:
+            pass
+
+    def _ack(self, channel) -> None:
+        with self._lock:
+            committed = self._committed
+        if committed > self._acked:
+            channel.basic_ack(committed, multiple=True)
+            self._acked = committed
+
+    def _final_ack(self, conn: Connection, channel, flushed: threading.Event) -> None:
+        """Ack what the writer commits while stopping; the rest is redelivered later."""
+        deadline = time.monotonic() + FINAL_ACK_WAIT
+        while not flushed.is_set() and time.monotonic() < deadline:
+            self._drain(conn)  # keeps the connection serviced; deliveries are ignored
+            conn.heartbeat_check()
+        self._ack(channel)
+
+    # -- per message: decode, validate, hand over -----------------------------------------
+
+    def _on_message(self, message, generation: int | None) -> None:
+        if self.idle.is_set():
+            return  # stopping: left unacked, so the broker redelivers it to the next run
+        stats = self.stats
+        stats.messages += 1
+        now = time.time()
+        events = []
+        try:
+            try:
+                payload = message.decode()
+            except Exception:  # noqa: BLE001 - decode_body names what is wrong with it
+                payload = message.body
+            for raw in decode_body(payload):
+                try:
+                    events.append(validate(raw, now, self.settings.max_field_size))
+                except InvalidEvent as exc:
+                    self._reject(exc.reason, str(exc), raw)
+        except InvalidEvent as exc:
+            self._reject(exc.reason, str(exc), None)
+        except Exception as exc:  # noqa: BLE001 - one message never stops the consumer
+            log.exception("unexpected error handling an event message")
+            self._reject("internal error", repr(exc), None)
+        if events:
+            stats.received += len(events)
+            stats.last_event_at = now
+        if generation is not None:
+            self.buffer.put(events, (generation, message.delivery_tag))
+        elif events:
+            self.buffer.put(events)
+
+    def _on_bad_envelope(self, message, exc: Exception, generation: int | None) -> None:
+        self.stats.messages += 1
+        self._reject("bad message", repr(exc), None)
+        if generation is not None and getattr(message, "delivery_tag", None) is not None:
+            self.buffer.put([], (generation, message.delivery_tag))
+
+    def _reject(self, reason: str, detail: str, raw: Any) -> None:
+        if isinstance(raw, dict):
+            who = " ".join(str(raw.get(k))[:64] for k in ("type", "hostname", "uuid")
+                           if raw.get(k) is not None)
+            detail = f"{detail} ({who})" if who else detail
+        self.stats.reject(reason, detail)
+        seen = self._rejects_logged[reason] = self._rejects_logged[reason] + 1
+        if seen <= 10 or seen % 1000 == 0:  # a flood of bad events must not flood the log
+            log.warning("rejected event #%d for %r: %s", seen, reason, detail[:300])
+
+    # -- connection state for the status row ----------------------------------------------
+
+    def _mark_connected(self) -> None:
+        stats = self.stats
+        stats.connected_since = time.time()
+        stats.disconnected_since = None
+        stats.connected = True
+        log.info("connected to %s", redact_url(self.settings.broker_url))
+
+    def _mark_disconnected(self, exc: Exception, retry_in: float) -> None:
+        stats = self.stats
+        if stats.connected or stats.disconnected_since is None:
+            stats.disconnected_since = time.time()
+        stats.connected = False
+        stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        log.warning("broker %s: %s; reconnecting in %.1fs",
+                    redact_url(self.settings.broker_url), stats.last_error, retry_in)
+
+
+def _close_quietly(conn: Connection) -> None:
+    try:
+        conn.release()
+    except Exception:  # noqa: BLE001 - the connection is already broken
+        log.debug("error closing broker connection", exc_info=True)
