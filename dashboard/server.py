@@ -1,0 +1,107 @@
+"""Serving the dashboard: Werkzeug for local use, plus the in-process collector of `lookout run`.
+
+Flask-SocketIO in threading mode (simple-websocket) needs no monkey-patching. Werkzeug's
+server is fine on a loopback address, which is where `lookout web` and `lookout run`
+listen by default; anything reachable from other hosts should go through gunicorn
+(`gunicorn -w 1 --threads 100 -b 0.0.0.0:5555 wsgi:app`), so serve() refuses to expose
+Werkzeug there rather than quietly passing allow_unsafe_werkzeug everywhere.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+from contextlib import ExitStack
+
+from collectors.config import Settings, redact_url
+
+log = logging.getLogger("lookout.server")
+
+GUNICORN_HINT = ("gunicorn -w 1 --threads 100 -b {host}:{port} wsgi:app  "
+                 "(several workers need LOOKOUT_MESSAGE_QUEUE and sticky sessions; "
+                 "run the collector with `lookout collect`)")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(settings: Settings, with_collector: bool) -> int:
+    """Run until SIGINT/SIGTERM; returns the process exit status."""
+    from dashboard import create_app
+    from dashboard.live import socketio
+
+    if not is_loopback(settings.host):
+        log.error("the built-in server only listens on loopback addresses; to serve on %s "
+                  "use: %s", settings.host,
+                  GUNICORN_HINT.format(host=settings.host, port=settings.port))
+        return 2
+    app = create_app(settings)
+    with ExitStack() as cleanup:
+        cleanup.callback(app.extensions["lookout.engine"].dispose)
+        if with_collector:
+            start_collector(settings, app, socketio, cleanup)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        cleanup.callback(signal.signal, signal.SIGTERM, previous)
+        _quiet_request_log()
+        log.info("Lookout on http://%s:%s (%s, live updates %s)", settings.host,
+                 settings.port, "with collector" if with_collector else "web only",
+                 "via " + redact_url(settings.message_queue) if settings.message_queue
+                 else "in process")
+        try:
+            # Loopback only (checked above): the "unsafe" Werkzeug server is appropriate.
+            socketio.run(app, host=settings.host, port=settings.port,
+                         allow_unsafe_werkzeug=True, use_reloader=False, debug=False)
+        except KeyboardInterrupt:
+            pass
+        except OSError as exc:  # e.g. the port is taken
+            log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc)
+            return 1
+        log.info("shutting down")
+    return 0
+
+
+def start_collector(settings: Settings, app, socketio, cleanup: ExitStack) -> None:
+    """Collector in this process, pushing live updates through the app's own socketio."""
+    from collectors.service import Collector
+    from dashboard.push import LivePublisher
+
+    publisher = LivePublisher(socketio)
+    collector = Collector(settings, engine=app.extensions["lookout.engine"])
+    collector.listeners.append(publisher)
+    publisher.start()
+    cleanup.callback(publisher.stop)  # after the collector: its last batch gets pushed
+    collector.start()
+    cleanup.callback(collector.stop)
+
+
+def install_external_publisher(collector, settings: Settings):
+    """For a standalone collector: push live updates to web processes via the message queue.
+
+    Returns the started publisher (stop it after the collector), or None when no
+    message queue is configured and nobody could receive the updates.
+    """
+    if not settings.message_queue:
+        return None
+    from dashboard.push import LivePublisher, external_emitter
+
+    publisher = LivePublisher(external_emitter(settings.message_queue))
+    collector.listeners.append(publisher)
+    return publisher.start()
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM ends the server like Ctrl-C does, so the collector flushes and stops."""
+    raise KeyboardInterrupt
+
+
+def _quiet_request_log() -> None:
+    """One log line per HTTP request (and Socket.IO poll) drowns everything else."""
+    werkzeug_log = logging.getLogger("werkzeug")
+    if not log.isEnabledFor(logging.DEBUG):
+        werkzeug_log.setLevel(logging.WARNING)
