@@ -1,0 +1,145 @@
+"""The collector process: receiver, writer and status reporter wired together.
+
+Three threads with one job each: "lookout-receiver" drains the broker into the
+`EventBuffer`, "lookout-writer" commits batches (and acks them through the receiver),
+"lookout-status" keeps the `collector_status` row fresh. Stopping runs in the order
+that loses nothing: stop receiving, write what is buffered, ack it, close the broker
+connection, write the final status row.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from sqlalchemy import Engine
+
+from collectors.buffer import EventBuffer
+from collectors.config import Settings, redact_url
+from collectors.receiver import EventReceiver
+from collectors.stats import CollectorStats
+from collectors.status import StatusReporter
+from collectors.store.db import make_engine
+from collectors.writer import HistoryWriter
+
+log = logging.getLogger(__name__)
+
+
+class Collector:
+    """One running collector; use `start()`/`stop()` or `with Collector(settings):`."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None,
+                 listeners: Iterable[Callable[[Any], None]] = ()):
+        self.settings = settings
+        self._own_engine = engine is None
+        self.engine = engine if engine is not None else make_engine(settings.database_url)
+        self.stats = CollectorStats()
+        self.buffer = EventBuffer()
+        # Called from the writer thread with each committed batch's summary (the live UI
+        # forwards them to browsers). May grow while running: see `add_listener`.
+        self.listeners: list[Callable[[Any], None]] = list(listeners)
+        self.receiver = EventReceiver(settings, self.buffer, self.stats)
+        self.writer = HistoryWriter(self.engine, self.buffer, settings, self.stats,
+                                    on_commit=self.receiver.on_commit,
+                                    listeners=[self._notify])
+        self.status = StatusReporter(self.engine, settings, self.stats, self.buffer)
+        self._should_stop = threading.Event()
+        self._flushed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def add_listener(self, listener: Callable[[Any], None]) -> None:
+        """Subscribe to batch summaries; safe before or after `start()`."""
+        self.listeners.append(listener)
+
+    def _notify(self, summary: Any) -> None:
+        for listener in tuple(self.listeners):
+            try:
+                listener(summary)
+            except Exception:  # noqa: BLE001 - one bad subscriber must not starve others
+                log.exception("batch listener %r failed", listener)
+
+    def start(self) -> "Collector":
+        if self._thread is not None:
+            raise RuntimeError("collector already started")
+        self.status.start()
+        self.writer.start()
+        self._thread = threading.Thread(target=self.receiver.run, name="lookout-receiver",
+                                        args=(self._should_stop, self._flushed), daemon=True)
+        self._thread.start()
+        log.info("collector %r started: %s -> %s", self.settings.collector_name,
+                 redact_url(self.settings.broker_url), redact_url(self.settings.database_url))
+        return self
+
+    def alive(self) -> bool:
+        """True while the receive thread runs (it only ends when asked to)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Flush and stop every thread; True when everything received was written."""
+        if self._stopped:
+            return True
+        self._stopped = True
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(0.1, deadline - time.monotonic())
+
+        self._should_stop.set()
+        if self._thread is not None:
+            # No more events may enter the buffer once the writer drains it for the last time.
+            self.receiver.idle.wait(left())
+        flushed = self.writer.stop(left())
+        self._flushed.set()  # lets the receiver ack the last commit, then disconnect
+        if self._thread is not None:
+            self._thread.join(left())
+            if self._thread.is_alive():
+                log.error("receiver thread did not stop within %.1fs", timeout)
+        self.status.stop(left())
+        if self._own_engine:
+            self.engine.dispose()
+        log.info("collector stopped: %d events received, %d stored, %d duplicates, "
+                 "%d dropped", self.stats.received, self.stats.stored,
+                 self.stats.duplicates, self.stats.dropped)
+        return flushed
+
+    def __enter__(self) -> "Collector":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+
+def run_collector(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT, then flush and return 0 (1 if events could not be written)."""
+    stop = threading.Event()
+    handled = (signal.SIGTERM, signal.SIGINT)
+    previous: dict[int, Any] = {}
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.info("%s received: flushing and stopping (again to quit at once)",
+                 signal.Signals(signum).name)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for number in handled:
+            previous[number] = signal.signal(number, request_stop)
+    try:
+        collector = Collector(settings).start()
+        healthy = True
+        try:
+            while not stop.wait(1.0):
+                if not collector.alive():
+                    log.error("receiver thread ended unexpectedly")
+                    healthy = False
+                    break
+        finally:
+            flushed = collector.stop()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return 0 if healthy and flushed else 1

@@ -1,0 +1,110 @@
+"""The collector's heartbeat in the database: one `collector_status` row, rewritten every second.
+
+Web processes answer /healthz from this row alone, so they need no link to the collector
+process; a row whose `updated_at` stops moving means the collector itself is gone. It runs
+on a thread of its own so that a slow batch commit never delays it by much, and a last
+row with `connected` false is written at shutdown.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+
+from sqlalchemy import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+
+from collectors.buffer import EventBuffer
+from collectors.config import Settings, redact_url
+from collectors.stats import CollectorStats
+from collectors.store.models import CollectorStatus
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW = 5.0  # seconds over which events_per_sec is averaged
+
+
+class StatusReporter:
+    """Upsert this collector's status row every `interval` seconds until stopped."""
+
+    def __init__(self, engine: Engine, settings: Settings, stats: CollectorStats,
+                 buffer: EventBuffer, interval: float = 1.0):
+        self.engine = engine
+        self.settings = settings
+        self.stats = stats
+        self.buffer = buffer
+        self.interval = interval
+        self._samples: deque[tuple[float, int]] = deque()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "StatusReporter":
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="lookout-status", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread, then write the final row (the caller says we are offline)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._write_quietly()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._write_quietly()
+            self._stop.wait(self.interval)
+
+    def _write_quietly(self) -> None:
+        try:
+            self.write()
+        except Exception as exc:  # noqa: BLE001 - a database outage must not stop us
+            log.warning("could not write collector status: %s", exc)
+
+    def events_per_sec(self, now: float) -> float:
+        """Received events per second over the last few seconds."""
+        samples = self._samples
+        samples.append((now, self.stats.received))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW:
+            samples.popleft()
+        first_time, first_count = samples[0]
+        if now - first_time <= 0:
+            return 0.0
+        return round((self.stats.received - first_count) / (now - first_time), 2)
+
+    def row(self) -> dict:
+        """The status row as column values."""
+        stats = self.stats
+        now = time.time()
+        payload = stats.snapshot()
+        payload.update(events_per_sec=self.events_per_sec(now),
+                       buffer_pending=len(self.buffer),
+                       buffer_high_water=self.buffer.high_water)
+        return {
+            "name": self.settings.collector_name,
+            "broker": redact_url(self.settings.broker_url)[:255],
+            "connected": bool(stats.connected),
+            "connected_since": stats.connected_since if stats.connected else None,
+            "disconnected_since": None if stats.connected else stats.disconnected_since,
+            "last_event_at": stats.last_event_at,
+            "started_at": stats.started_at,
+            "updated_at": now,
+            "stats": json.dumps(payload, default=str),
+        }
+
+    def write(self) -> None:
+        """Insert or update the row in one statement (both dialects support ON CONFLICT)."""
+        values = self.row()
+        dialect = self.engine.dialect.name
+        module = postgresql if dialect == "postgresql" else sqlite
+        table = CollectorStatus.__table__
+        statement = module.insert(table).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c.name],
+            set_={k: v for k, v in values.items() if k != "name"})
+        with self.engine.begin() as conn:
+            conn.execute(statement)
