@@ -1,0 +1,212 @@
+"""Folding task events into a `tasks` row: pure functions, no database.
+
+Events arrive out of order, duplicated, and in batches split at arbitrary points, so the
+row must depend only on the *set* of events seen, never on their order. Every column is
+therefore either a max/min over events (the per-transition timestamps, `timestamp`,
+`retries`, `updated_at`), derived from such columns (`state`, `queue_wait`), or a value
+chosen by a priority that the row itself records (the `*_at` of its source event type).
+
+Known limit of that last rule: when the newest event of a source type lacks a field that
+an older event of the same type carried, the value kept may depend on arrival order.
+Celery always sends the fields concerned (name, args, kwargs; eta on every retry), so
+this does not arise with real workers.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+from collectors.events import Event
+
+FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED", "REJECTED"})
+
+# Event type -> (state, rank, the row column keeping its latest timestamp).
+TRANSITIONS: dict[str, tuple[str, int, str]] = {
+    "task-sent": ("PENDING", 0, "sent_at"),
+    "task-received": ("RECEIVED", 1, "received_at"),
+    "task-started": ("STARTED", 2, "started_at"),
+    "task-retried": ("RETRY", 3, "retried_at"),
+    "task-succeeded": ("SUCCESS", 4, "succeeded_at"),
+    "task-failed": ("FAILURE", 4, "failed_at"),
+    "task-revoked": ("REVOKED", 4, "revoked_at"),
+    "task-rejected": ("REJECTED", 4, "rejected_at"),
+}
+_AT_TO_TYPE = {column: kind for kind, (_, _, column) in TRANSITIONS.items()}
+
+# Row field -> event types that may supply it, highest priority first. A lower-priority
+# source only fills a field that is still empty once a higher one has been seen.
+_DESCRIBED = ("task-received", "task-sent")
+FIELD_SOURCES: dict[str, tuple[str, ...]] = {
+    "name": _DESCRIBED, "args": _DESCRIBED, "kwargs": _DESCRIBED, "eta": _DESCRIBED,
+    "expires": _DESCRIBED, "root_id": _DESCRIBED, "parent_id": _DESCRIBED,
+    "queue": ("task-sent",), "exchange": ("task-sent",), "routing_key": ("task-sent",),
+    "result": ("task-succeeded",), "runtime": ("task-succeeded",),
+    "exception": ("task-failed", "task-retried"),
+    "traceback": ("task-failed", "task-retried"),
+}
+_FIELDS_OF_TYPE: dict[str, tuple[str, ...]] = {
+    kind: tuple(f for f, sources in FIELD_SOURCES.items() if kind in sources)
+    for kind in TRANSITIONS
+}
+_SHORT_FIELDS = {"eta": 64, "expires": 64}  # narrower columns than the event allows
+
+# Timeline `info`: the event's own small fields; bulk (args, kwargs, result) lives on the task.
+TIMELINE_FIELDS = ("name", "exception", "traceback", "runtime", "retries", "signum",
+                   "terminated", "expired", "requeue", "eta", "queue")
+
+TASK_COLUMNS = (
+    "uuid", "name", "state", "state_ts", "worker", "queue", "exchange", "routing_key",
+    "args", "kwargs", "result", "exception", "traceback", "retries", "eta", "expires",
+    "root_id", "parent_id", "timestamp", "sent_at", "received_at", "started_at",
+    "succeeded_at", "failed_at", "retried_at", "revoked_at", "rejected_at", "runtime",
+    "queue_wait", "updated_at",
+)
+
+
+def identity(event: Event) -> tuple[str | None, str, float, str]:
+    """The key under which two copies of one event are the same (uq_task_events_identity)."""
+    return (event.uuid, event.type, event.timestamp, event.hostname)
+
+
+def new_row(uuid: str) -> dict[str, Any]:
+    """An empty row for a task never seen before."""
+    row: dict[str, Any] = dict.fromkeys(TASK_COLUMNS)
+    row["uuid"] = uuid
+    row["retries"] = 0
+    return row
+
+
+def fold(row: dict[str, Any] | None, events: Iterable[Event],
+         known_retries: int = 0) -> dict[str, Any]:
+    """Return `row` (or a new row) with `events` of one task applied; `row` is not changed.
+
+    `known_retries` is the number of distinct task-retried events already stored for the
+    task, which the row alone cannot tell (it keeps only the latest retry's time).
+    """
+    seen: set[tuple] = set()
+    distinct: list[Event] = []
+    for event in events:
+        key = identity(event)
+        if key not in seen and event.type in TRANSITIONS:
+            seen.add(key)
+            distinct.append(event)
+    if not distinct:
+        if row is None:
+            raise ValueError("fold() needs a row or at least one task event")
+        return dict(row)
+    row = new_row(distinct[0].uuid) if row is None else dict(row)
+    worker_key = _worker_key(row)
+    had_origin = row["sent_at"] is not None or row["received_at"] is not None
+    retried = 0
+    for event in distinct:
+        _apply_fields(row, event)
+        column = TRANSITIONS[event.type][2]
+        if row[column] is None or event.timestamp > row[column]:
+            row[column] = event.timestamp
+        if event.type != "task-sent":
+            key = _state_key(event.type, event.timestamp) + (event.hostname,)
+            if worker_key is None or key > worker_key:
+                worker_key = key
+                row["worker"] = event.hostname
+        retried += event.type == "task-retried"
+        if isinstance(event.fields.get("retries"), int):
+            row["retries"] = max(row["retries"] or 0, event.fields["retries"])
+        if row["updated_at"] is None or event.local_received > row["updated_at"]:
+            row["updated_at"] = event.local_received
+    row["retries"] = max(row["retries"] or 0, retried, known_retries)
+    row["timestamp"] = _first_seen(row, distinct, had_origin)
+    _derive(row)
+    return row
+
+
+def _state_key(kind: str, timestamp: float) -> tuple:
+    """Orders states: final beats unfinished, then later beats earlier, then rank, name."""
+    state, rank, _ = TRANSITIONS[kind]
+    return (state in FINAL_STATES, timestamp, rank, state)
+
+
+def _worker_key(row: dict[str, Any]) -> tuple | None:
+    """The state key of the worker-side event that set `row['worker']`, from the row."""
+    if row["worker"] is None:
+        return None
+    best = None
+    for column, kind in _AT_TO_TYPE.items():
+        if kind != "task-sent" and row[column] is not None:
+            key = _state_key(kind, row[column])
+            best = key if best is None or key > best else best
+    return None if best is None else best + (row["worker"],)
+
+
+def _apply_fields(row: dict[str, Any], event: Event) -> None:
+    """Take the event's descriptive fields where its type is the best source seen so far."""
+    for name in _FIELDS_OF_TYPE[event.type]:
+        value = event.fields.get(name)
+        if name == "queue" and value is None:
+            value = _queue_from_routing(event.fields)
+        if value is None:
+            continue
+        if name in _SHORT_FIELDS:
+            value = value[:_SHORT_FIELDS[name]]
+        sources = FIELD_SOURCES[name]
+        better_seen = any(row[TRANSITIONS[s][2]] is not None
+                          for s in sources[:sources.index(event.type)])
+        current = row[name]
+        latest = row[TRANSITIONS[event.type][2]]
+        if current is None:
+            row[name] = value
+        elif better_seen:
+            continue
+        elif latest is None or event.timestamp > latest:
+            row[name] = value
+        elif event.timestamp == latest and _order(value) > _order(current):
+            row[name] = value  # same instant, two values: any fixed choice keeps it stable
+
+
+def _order(value: Any) -> tuple:
+    return (type(value).__name__, value)
+
+
+def _queue_from_routing(fields: dict[str, Any]) -> str | None:
+    """With the default (nameless) exchange a routing key *is* the queue name."""
+    if fields.get("routing_key") and not fields.get("exchange"):
+        return fields["routing_key"]
+    return None
+
+
+def _first_seen(row: dict[str, Any], events: list[Event], had_origin: bool) -> float:
+    """Earliest sent/received time, else earliest time of any event: never None."""
+    origin = [e.timestamp for e in events if e.type in _DESCRIBED]
+    if origin:
+        return min(origin + ([row["timestamp"]] if had_origin else []))
+    candidates = [e.timestamp for e in events]
+    if row["timestamp"] is not None:
+        candidates.append(row["timestamp"])
+    return min(candidates)
+
+
+def _derive(row: dict[str, Any]) -> None:
+    """Recompute the columns that follow from the per-transition timestamps."""
+    best = None
+    for column, kind in _AT_TO_TYPE.items():
+        if row[column] is not None:
+            key = _state_key(kind, row[column])
+            best = key if best is None or key > best else best
+    row["state"], row["state_ts"] = best[3], best[1]
+    started, received = row["started_at"], row["received_at"]
+    row["queue_wait"] = (started - received if started is not None and received is not None
+                         and started >= received else None)
+    failed = row["failed_at"]
+    if (row["succeeded_at"] is None and failed is not None and started is not None
+            and failed >= started):
+        row["runtime"] = failed - started
+
+
+def timeline_row(event: Event) -> dict[str, Any]:
+    """The task_events row for one task event; `info` holds its small fields as JSON."""
+    info = {k: event.fields[k] for k in TIMELINE_FIELDS if k in event.fields}
+    return {
+        "task_uuid": event.uuid, "type": event.type, "hostname": event.hostname,
+        "timestamp": event.timestamp, "local_received": event.local_received,
+        "clock": event.clock,
+        "info": json.dumps(info, separators=(",", ":")) if info else None,
+    }

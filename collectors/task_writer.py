@@ -1,0 +1,113 @@
+"""Writing task events inside one open transaction: timeline rows, then merged task rows.
+
+The timeline insert decides what is new: `ON CONFLICT DO NOTHING ... RETURNING` on the
+event identity tells exactly which events were not already stored, even when another
+collector writes the same events at the same time, so nothing downstream (task rows,
+rollups, counters) ever sees a duplicate.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable, Iterator, Sequence
+
+from sqlalchemy import Connection, Table, bindparam, func, select, update
+
+from collectors import merge
+from collectors.events import Event
+from collectors.store.models import Task, TaskEvent
+
+IN_CHUNK = 500  # ids per IN (...) query: well under every backend's parameter limit
+TASKS: Table = Task.__table__
+TASK_EVENTS: Table = TaskEvent.__table__
+_IDENTITY = ("task_uuid", "type", "timestamp", "hostname")
+
+
+def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def dialect_insert(conn: Connection, table: Table):
+    """An INSERT that supports ON CONFLICT on this connection's backend."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def unique_events(events: Iterable[Event]) -> tuple[list[Event], int]:
+    """Task events without in-batch copies (first copy kept) and how many were dropped."""
+    seen: set[tuple] = set()
+    kept: list[Event] = []
+    copies = 0
+    for event in events:
+        key = merge.identity(event)
+        if key in seen:
+            copies += 1
+        else:
+            seen.add(key)
+            kept.append(event)
+    return kept, copies
+
+
+def insert_timeline(conn: Connection, events: list[Event]) -> list[Event]:
+    """Insert timeline rows; return the events that were not stored before."""
+    if not events:
+        return []
+    stmt = (dialect_insert(conn, TASK_EVENTS)
+            .on_conflict_do_nothing(index_elements=list(_IDENTITY))
+            .returning(*(TASK_EVENTS.c[name] for name in _IDENTITY)))
+    inserted = {tuple(row) for row in conn.execute(stmt, [merge.timeline_row(e) for e in events])}
+    return [e for e in events if merge.identity(e) in inserted]
+
+
+def load_tasks(conn: Connection, uuids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for chunk in chunks(uuids):
+        for row in conn.execute(select(TASKS).where(TASKS.c.uuid.in_(chunk))).mappings():
+            rows[row["uuid"]] = dict(row)
+    return rows
+
+
+def _stored_retries(conn: Connection, uuids: Sequence[str]) -> dict[str, int]:
+    """Distinct task-retried events stored per task (this batch's included)."""
+    counts: dict[str, int] = {}
+    for chunk in chunks(uuids):
+        query = (select(TASK_EVENTS.c.task_uuid, func.count())
+                 .where(TASK_EVENTS.c.type == "task-retried",
+                        TASK_EVENTS.c.task_uuid.in_(chunk))
+                 .group_by(TASK_EVENTS.c.task_uuid))
+        counts.update({uuid: count for uuid, count in conn.execute(query)})
+    return counts
+
+
+def save_tasks(conn: Connection, new_events: list[Event]
+               ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Merge new events into their task rows and write them: (all merged rows, changed)."""
+    by_task: dict[str, list[Event]] = defaultdict(list)
+    for event in new_events:
+        by_task[event.uuid].append(event)
+    uuids = list(by_task)
+    existing = load_tasks(conn, uuids)
+    retried_before = [u for u in uuids if u in existing
+                      and any(e.type == "task-retried" for e in by_task[u])]
+    retries = _stored_retries(conn, retried_before) if retried_before else {}
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    merged: dict[str, dict[str, Any]] = {}
+    for uuid, events in by_task.items():
+        old = existing.get(uuid)
+        row = merged[uuid] = merge.fold(old, events, retries.get(uuid, 0))
+        if old is None:
+            inserts.append(row)
+        elif row != old:
+            updates.append(row)
+    if inserts:
+        conn.execute(TASKS.insert(), inserts)
+    if updates:
+        stmt = update(TASKS).where(TASKS.c.uuid == bindparam("b_uuid"))
+        conn.execute(stmt, [{"b_uuid": row["uuid"],
+                             **{k: v for k, v in row.items() if k != "uuid"}}
+                            for row in updates])
+    return merged, inserts + updates

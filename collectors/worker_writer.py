@@ -1,0 +1,80 @@
+"""Worker rows from worker-online/heartbeat/offline events, one write per host per batch.
+
+Liveness is judged from the collector's receive time (`local_received`), never from the
+worker's clock, which may be skewed: the newest received event of a host decides whether
+it is online and supplies its figures (active, processed, loadavg, ...).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, Table, bindparam, select, update
+
+from collectors.events import Event
+from collectors.store.models import Worker
+from collectors.task_writer import chunks
+
+WORKERS: Table = Worker.__table__
+_TEXT_LIMIT = 64  # sw_* and loadavg columns are String(64)
+
+
+def coalesce(events: Iterable[Event]) -> dict[str, dict[str, Any]]:
+    """One row update per hostname: the newest event's figures, the earliest sighting."""
+    latest: dict[str, Event] = {}
+    first: dict[str, float] = {}
+    for event in events:
+        host = event.hostname
+        first[host] = min(first.get(host, event.local_received), event.local_received)
+        current = latest.get(host)
+        if current is None or event.local_received >= current.local_received:
+            latest[host] = event
+    return {host: _row(event, first[host]) for host, event in latest.items()}
+
+
+def _row(event: Event, first_seen: float) -> dict[str, Any]:
+    fields = event.fields
+    row: dict[str, Any] = {
+        "hostname": event.hostname, "online": event.type != "worker-offline",
+        "first_seen": first_seen, "last_heartbeat": event.local_received,
+        "last_event_ts": event.timestamp, "utcoffset": event.utcoffset,
+    }
+    for name in ("freq", "active", "processed", "pid"):
+        if name in fields:
+            row[name] = fields[name]
+    for name in ("sw_ident", "sw_ver", "sw_sys"):
+        if name in fields:
+            row[name] = fields[name][:_TEXT_LIMIT]
+    if "loadavg" in fields:
+        row["loadavg"] = json.dumps(fields["loadavg"])[:_TEXT_LIMIT]
+    return row
+
+
+def save_workers(conn: Connection, updates: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Upsert coalesced worker rows; an older update never overwrites a newer row."""
+    if not updates:
+        return []
+    existing: dict[str, dict[str, Any]] = {}
+    for chunk in chunks(sorted(updates)):
+        query = select(WORKERS).where(WORKERS.c.hostname.in_(chunk))
+        existing.update({row["hostname"]: dict(row) for row in conn.execute(query).mappings()})
+    inserts, changed = [], []
+    for host, row in updates.items():
+        old = existing.get(host)
+        if old is None:
+            inserts.append({**dict.fromkeys(WORKERS.c.keys()), "freq": 2.0, **row})
+            continue
+        merged = dict(old)
+        merged["first_seen"] = min(old["first_seen"], row["first_seen"])
+        if row["last_heartbeat"] >= old["last_heartbeat"]:
+            merged.update({k: v for k, v in row.items() if k != "first_seen"})
+        if merged != old:
+            changed.append(merged)
+    if inserts:
+        conn.execute(WORKERS.insert(), inserts)
+    if changed:
+        stmt = update(WORKERS).where(WORKERS.c.hostname == bindparam("b_hostname"))
+        conn.execute(stmt, [{"b_hostname": r["hostname"],
+                             **{k: v for k, v in r.items() if k != "hostname"}}
+                            for r in changed])
+    return inserts + changed

@@ -1,0 +1,239 @@
+"""The history writer: the one thread that turns buffered events into database rows.
+
+It takes batches from the `EventBuffer` and writes each in one transaction, so the cost
+of a commit is shared by thousands of events. A batch that cannot be written because the
+database is away is kept and retried with backoff (events are never dropped for that);
+a batch the database refuses because of its content is split and written event by event,
+so one poisonous event costs only itself. After each commit it acknowledges the batch's
+broker tokens and hands a small summary to listeners (the live UI).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
+
+from collectors import merge, rollup_writer, task_writer, worker_writer
+from collectors.buffer import EventBuffer
+from collectors.config import Settings
+from collectors.events import Event
+from collectors.retention import Pruner
+from collectors.stats import CollectorStats
+
+log = logging.getLogger(__name__)
+
+SUMMARY_TASK_LIMIT = 500  # changed task rows sent to listeners per batch
+FIRST_BACKOFF = 0.5
+
+
+@dataclass
+class BatchSummary:
+    """What one committed batch changed, small enough to push to browsers."""
+
+    events: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dropped: int = 0
+    states: Counter = field(default_factory=Counter)  # new task events by resulting state
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    tasks_truncated: bool = False
+    workers: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, other: "BatchSummary") -> None:
+        self.events += other.events
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.dropped += other.dropped
+        self.states.update(other.states)
+        room = SUMMARY_TASK_LIMIT - len(self.tasks)
+        self.tasks.extend(other.tasks[:room])
+        self.tasks_truncated |= other.tasks_truncated or len(other.tasks) > room
+        self.workers.extend(other.workers)
+
+
+def _is_poison(error: BaseException) -> bool:
+    """True when the batch's content, not the database's availability, is at fault."""
+    if isinstance(error, (sa_exc.IntegrityError, sa_exc.DataError)):
+        return True
+    if isinstance(error, sa_exc.DBAPIError):
+        return False  # operational, connection, missing table...: retry later
+    return isinstance(error, (sa_exc.StatementError, ValueError, TypeError, OverflowError,
+                              KeyError, ArithmeticError))
+
+
+class HistoryWriter:
+    """Write buffered events to the history store from a thread named "lookout-writer"."""
+
+    def __init__(self, engine: Engine, buffer: EventBuffer, settings: Settings,
+                 stats: CollectorStats, on_commit: Callable[[list[Any]], None] | None = None,
+                 listeners: Iterable[Callable[[BatchSummary], None]] = (),
+                 prune_interval: float = 5.0) -> None:
+        self.engine = engine
+        self.buffer = buffer
+        self.settings = settings
+        self.stats = stats
+        self.on_commit = on_commit
+        self.listeners = list(listeners)
+        self.prune_interval = prune_interval
+        self.pruner = Pruner(engine, settings)
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._give_up_at: float | None = None
+        self._last_prune = 0.0
+
+    # -- the synchronous core -------------------------------------------------------
+
+    def write_batch(self, events: Sequence[Event], tokens: Sequence[Any] = ()) -> BatchSummary:
+        """Write `events` (one transaction, or one per event if the batch is refused).
+
+        Raises only when the database is unavailable; the caller keeps the batch.
+        """
+        try:
+            summary = self._write_once(events)
+        except Exception as error:  # noqa: BLE001 - classified below
+            if not _is_poison(error):
+                raise
+            log.warning("batch of %d events refused (%s); writing them one by one",
+                        len(events), error.__class__.__name__)
+            summary = self._write_one_by_one(events)
+        self.stats.stored += summary.stored
+        self.stats.duplicates += summary.duplicates
+        self.stats.dropped += summary.dropped
+        if events:
+            self.stats.write_lag = max(0.0, time.time() - min(e.local_received for e in events))
+        self._after_commit(summary, list(tokens))
+        return summary
+
+    def _write_once(self, events: Sequence[Event]) -> BatchSummary:
+        task_events, copies = task_writer.unique_events(e for e in events if e.is_task)
+        worker_events = [e for e in events if not e.is_task]
+        summary = BatchSummary(events=len(events))
+        with self.engine.begin() as conn:
+            new = task_writer.insert_timeline(conn, task_events)
+            merged, changed = task_writer.save_tasks(conn, new)
+            names = {uuid: row["name"] for uuid, row in merged.items()}
+            rollup_writer.save_rollups(conn, rollup_writer.accumulate(new, names))
+            summary.workers = worker_writer.save_workers(
+                conn, worker_writer.coalesce(worker_events))
+        summary.stored = len(new) + len(worker_events)
+        summary.duplicates = copies + len(task_events) - len(new)
+        summary.states = Counter(merge.TRANSITIONS[e.type][0] for e in new)
+        summary.tasks = changed[:SUMMARY_TASK_LIMIT]
+        summary.tasks_truncated = len(changed) > SUMMARY_TASK_LIMIT
+        return summary
+
+    def _write_one_by_one(self, events: Sequence[Event]) -> BatchSummary:
+        total = BatchSummary()
+        for event in events:
+            try:
+                total.add(self._write_once([event]))
+            except Exception as error:  # noqa: BLE001 - classified below
+                if not _is_poison(error):
+                    raise
+                total.events += 1
+                total.dropped += 1
+                self.stats.reject("unstorable", f"{event.type} {event.uuid or event.hostname}: "
+                                  f"{error.__class__.__name__}: {error}")
+                log.error("dropped unstorable %s event %s: %s", event.type,
+                          event.uuid or event.hostname, error)
+        return total
+
+    def _after_commit(self, summary: BatchSummary, tokens: list[Any]) -> None:
+        """Ack the broker and notify listeners; their failures never undo a commit."""
+        if tokens and self.on_commit is not None:
+            try:
+                self.on_commit(tokens)
+            except Exception:  # noqa: BLE001 - a broker hiccup must not stop the writer
+                log.exception("on_commit failed for %d tokens", len(tokens))
+        for listener in self.listeners:
+            try:
+                listener(summary)
+            except Exception:  # noqa: BLE001 - one bad listener must not stop the writer
+                log.exception("listener %r failed", listener)
+
+    # -- the thread --------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("HistoryWriter already started")
+        self._thread = threading.Thread(target=self._run, name="lookout-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Write what is still buffered, then end the thread; True if everything was written.
+
+        If the database stays unreachable past `timeout`, the rest is counted as dropped.
+        """
+        if self._thread is None:
+            return True
+        self._give_up_at = time.monotonic() + timeout
+        self._stopping.set()
+        self.buffer.wake()
+        self._thread.join(timeout + 5.0)
+        alive = self._thread.is_alive()
+        if alive:
+            log.error("writer thread did not stop within %.1fs", timeout)
+        else:
+            self._thread = None
+        return not alive and len(self.buffer) == 0
+
+    def __enter__(self) -> "HistoryWriter":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stopping.is_set()
+            events, tokens = self.buffer.get_batch(
+                self.settings.batch_size, 0.0 if stopping else self.settings.flush_interval)
+            if events or tokens:
+                if not self._write_with_retry(events, tokens):
+                    break
+            elif stopping:
+                break
+            self._maybe_prune()
+
+    def _write_with_retry(self, events: list[Event], tokens: list[Any]) -> bool:
+        """Write one batch, retrying while the database is away; False when giving up."""
+        delay = FIRST_BACKOFF
+        while True:
+            try:
+                self.write_batch(events, tokens)
+                self.stats.last_error = None
+                return True
+            except Exception as error:  # noqa: BLE001 - never let the thread die
+                self.stats.last_error = f"write: {error.__class__.__name__}: {error}"[:500]
+                log.warning("writing %d events failed, retrying in %.1fs: %s",
+                            len(events), delay, error)
+            if self._stopping.is_set():
+                left = (self._give_up_at or 0.0) - time.monotonic()
+                if left <= 0:
+                    lost = len(events) + len(self.buffer)
+                    self.stats.dropped += lost
+                    log.error("giving up at shutdown: %d events not written", lost)
+                    return False
+                time.sleep(min(delay, left))
+            else:
+                self._stopping.wait(delay)  # a stop request cuts the wait short
+            delay = min(delay * 2, self.settings.reconnect_max_backoff)
+
+    def _maybe_prune(self) -> None:
+        """Prune a little when idle-ish: never while a backlog is waiting."""
+        now = time.monotonic()
+        if (now - self._last_prune < self.prune_interval
+                or len(self.buffer) > self.settings.batch_size // 4):
+            return
+        self._last_prune = now
+        try:
+            self.pruner.prune_step(time.time())
+        except Exception:  # noqa: BLE001 - pruning is housekeeping; retry next time
+            log.exception("pruning failed")
