@@ -1,0 +1,210 @@
+"""Time typical /api/v1/tasks queries over a store of 1,000,000 tasks, SQLite and PostgreSQL.
+
+    .venv/bin/python -m benchmarks.query                 # both backends, 1M rows
+    .venv/bin/python -m benchmarks.query --rows 200000 --backend sqlite --refill
+
+The store is filled once with executemany (PostgreSQL: COPY) and reused on later runs when
+it already holds the requested number of rows. Each query runs through Flask's test client,
+so parsing, SQL, serialisation and the total count are all measured; totals are timed both
+uncached ("cold", cache disabled) and as a client walking pages sees them ("warm").
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+import uuid as uuidlib
+
+from sqlalchemy import text
+
+from collectors.config import Settings
+from collectors.store import db as store_db
+from collectors.store.models import Task
+from dashboard.query import encode_cursor, parse_sort
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/lookout_bench"
+SQLITE_URL = "sqlite:////tmp/lookout-bench.db"
+START = 1_760_000_000.0
+SPAN = 7 * 86400.0  # a week of history
+NAMES = [f"proj.tasks.job_{i:02d}" for i in range(50)]
+WORKERS = [f"celery@worker{i:02d}" for i in range(20)]
+QUEUES = ["celery", "default", "high", "low", "reports"]
+STATES = ["SUCCESS"] * 80 + ["FAILURE"] * 6 + ["RETRY"] * 3 + ["STARTED"] * 4 + \
+    ["RECEIVED"] * 4 + ["PENDING"] * 1 + ["REVOKED"] * 1 + ["REJECTED"] * 1
+COLUMNS = [c.name for c in Task.__table__.c]
+
+
+def make_row(i: int, rows: int, rnd: random.Random) -> dict:
+    ts = START + SPAN * i / rows + rnd.random() * 0.01
+    state = rnd.choice(STATES)
+    started = ts + rnd.random() * 0.2 if state not in ("PENDING", "RECEIVED", "REVOKED",
+                                                       "REJECTED") else None
+    runtime = rnd.lognormvariate(-1, 1.2) if state == "SUCCESS" else None
+    return {
+        "uuid": str(uuidlib.UUID(int=rnd.getrandbits(128), version=4)),
+        "name": rnd.choice(NAMES), "state": state, "state_ts": ts + 1,
+        "worker": rnd.choice(WORKERS), "queue": rnd.choice(QUEUES), "exchange": None,
+        "routing_key": None, "args": f"({i}, {rnd.randint(0, 10**6)})",
+        "kwargs": "{'user': 'u%d'}" % rnd.randint(0, 5000),
+        "result": repr(rnd.randint(0, 10**6)) if state == "SUCCESS" else None,
+        "exception": "ValueError('bad input %d')" % i if state in ("FAILURE", "RETRY") else None,
+        "traceback": "Traceback (most recent call last):\n ..." if state == "FAILURE" else None,
+        "retries": 1 if state == "RETRY" else 0, "eta": None, "expires": None,
+        "root_id": None, "parent_id": None, "timestamp": ts, "sent_at": None,
+        "received_at": ts, "started_at": started,
+        "succeeded_at": started + runtime if runtime is not None else None,
+        "failed_at": ts + 1 if state == "FAILURE" else None,
+        "retried_at": ts + 1 if state == "RETRY" else None,
+        "revoked_at": ts + 1 if state == "REVOKED" else None,
+        "rejected_at": ts + 1 if state == "REJECTED" else None,
+        "runtime": runtime, "queue_wait": (started - ts) if started else None,
+        "updated_at": ts + 1,
+    }
+
+
+def fill(url: str, rows: int, refill: bool) -> None:
+    engine = store_db.make_engine(url)
+    with engine.connect() as conn:
+        have = conn.execute(text("SELECT count(*) FROM tasks")).scalar_one()
+    if have == rows and not refill:
+        print(f"  reusing {have} rows")
+        engine.dispose()
+        return
+    rnd = random.Random(42)
+    began = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(Task.__table__.delete())
+    chunk = 50_000
+    for offset in range(0, rows, chunk):
+        batch = [make_row(i, rows, rnd) for i in range(offset, min(rows, offset + chunk))]
+        if engine.dialect.name == "postgresql":
+            raw = engine.raw_connection()
+            try:
+                with raw.cursor() as cur, cur.copy(
+                        f"COPY tasks ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                    for row in batch:
+                        copy.write_row([row[c] for c in COLUMNS])
+                raw.commit()
+            finally:
+                raw.close()
+        else:
+            with engine.begin() as conn:
+                conn.execute(Task.__table__.insert(), batch)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE tasks" if engine.dialect.name == "postgresql"
+                          else "ANALYZE"))
+    print(f"  filled {rows} rows in {time.perf_counter() - began:.1f}s")
+    engine.dispose()
+
+
+def prepare(url: str) -> None:
+    if url.startswith("postgresql"):
+        from sqlalchemy import create_engine
+
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname='lookout_bench'"
+                                       )).scalar()
+            if not exists:
+                conn.execute(text('CREATE DATABASE "lookout_bench"'))
+        admin.dispose()
+    store_db.upgrade(url)
+
+
+def queries() -> dict[str, list[str]]:
+    """Several variants of each query shape, so no single lucky plan or row decides."""
+    rnd = random.Random(7)
+    hour = 3600.0
+
+    def window() -> tuple[float, float]:
+        start = START + rnd.random() * (SPAN - 6 * hour)
+        return start, start + 6 * hour
+
+    deep = []
+    for _ in range(3):  # cursors deep into the default sort and a state filter
+        for base in ("/api/v1/tasks?limit=50", "/api/v1/tasks?state=SUCCESS&limit=50"):
+            ts = START + SPAN * rnd.uniform(0.05, 0.15)  # old rows: far from page 1
+            cursor = encode_cursor(parse_sort("-timestamp"), ts, "f" * 36)
+            deep.append(f"{base}&cursor={cursor}")
+    return {
+        "default (newest first)": ["/api/v1/tasks", "/api/v1/tasks?limit=100"],
+        "state filter": [f"/api/v1/tasks?state={s}" for s in
+                         ("FAILURE", "SUCCESS", "RETRY", "STARTED", "REVOKED")],
+        "two states": ["/api/v1/tasks?state=FAILURE&state=RETRY"],
+        "name": [f"/api/v1/tasks?name={rnd.choice(NAMES)}" for _ in range(5)],
+        "name + received range (6h)": [
+            "/api/v1/tasks?name={}&received_after={}&received_before={}".format(
+                rnd.choice(NAMES), *window()) for _ in range(5)],
+        "worker + state": [f"/api/v1/tasks?worker={rnd.choice(WORKERS)}&state=FAILURE"
+                           for _ in range(5)],
+        "deep pagination (cursor)": deep,
+        "sort -runtime": ["/api/v1/tasks?sort=-runtime", "/api/v1/tasks?sort=runtime"],
+        "text search q": ["/api/v1/tasks?q=bad%20input%2012345", "/api/v1/tasks?q=u4321"],
+    }
+
+
+def timed(client, url: str) -> tuple[float, dict]:
+    began = time.perf_counter()
+    response = client.get(url)
+    elapsed = (time.perf_counter() - began) * 1000
+    assert response.status_code == 200, (url, response.status_code, response.get_data()[:300])
+    return elapsed, response.get_json()
+
+
+def run(url: str, rows: int, repeat: int) -> None:
+    from dashboard import create_app
+
+    app = create_app(Settings.load({}, database_url=url, auth=False))
+    history = app.extensions["lookout.history"]
+    client = app.test_client()
+    for label, urls in queries().items():
+        for mode, ttl in (("cold", 0.0), ("warm", 60.0)):
+            history.total_ttl = ttl
+            history._totals.clear()
+            samples = []
+            for _ in range(repeat):
+                for u in urls:
+                    samples.append(timed(client, u)[0])
+            samples.sort()
+            p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))]
+            print(f"  {label:<28} {mode}  p50 {statistics.median(samples):7.1f} ms"
+                  f"  p95 {p95:7.1f} ms  (n={len(samples)})")
+    history.total_ttl = 5.0
+    walk("/api/v1/tasks?state=FAILURE&limit=100", client)
+    app.extensions["lookout.engine"].dispose()
+
+
+def walk(url: str, client, pages: int = 20) -> None:
+    """A client paging through one result: per-page latency with the total cache on."""
+    samples, cursor = [], None
+    for _ in range(pages):
+        elapsed, body = timed(client, url + (f"&cursor={cursor}" if cursor else ""))
+        samples.append(elapsed)
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    samples.sort()
+    print(f"  {'walk pages ' + url[14:]:<28} p50 {statistics.median(samples):7.1f} ms"
+          f"  max {samples[-1]:7.1f} ms  (pages={len(samples)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--refill", action="store_true")
+    args = parser.parse_args()
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    for backend in backends:
+        url = SQLITE_URL if backend == "sqlite" else PG_URL
+        print(f"{backend}: {url}")
+        prepare(url)
+        fill(url, args.rows, args.refill)
+        run(url, args.rows, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
