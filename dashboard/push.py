@@ -38,15 +38,6 @@ def external_emitter(message_queue: str):
     return SocketIO(message_queue=message_queue, async_mode="threading")
 
 
-def _field(summary: Any, name: str, default: Any) -> Any:
-    """Read a summary given as a mapping or as an object with attributes."""
-    if isinstance(summary, Mapping):
-        value = summary.get(name, default)
-    else:
-        value = getattr(summary, name, default)
-    return default if value is None else value
-
-
 def slim(row: Mapping[str, Any]) -> dict:
     """The columns a live row needs, long texts cut: what a table cell can show."""
     out = {}
@@ -82,23 +73,24 @@ class LivePublisher:
         self._workers: dict[str, Mapping] = {}
         self._counts: Counter = Counter()
         self._events = 0
-        self._dropped = 0
+        self._truncated = False
 
     # -- writer thread ------------------------------------------------------------------
     def __call__(self, summary: Any) -> None:
-        """Merge one committed batch's summary; never blocks on the network."""
-        tasks = _field(summary, "tasks", ())
-        workers = _field(summary, "workers", ())
-        counts = _field(summary, "counts", {})
-        events = _field(summary, "events", 0)
+        """Merge one committed batch's summary (collectors.writer.BatchSummary).
+
+        Called from the writer thread: only dict updates under the lock, never the network.
+        """
         with self._lock:
-            self._merge_rows(tasks)
-            for row in workers:
+            self._merge_rows(summary.tasks)
+            # The writer keeps only the first rows of a huge batch: say so to the pages.
+            self._truncated |= bool(summary.tasks_truncated)
+            for row in summary.workers:
                 hostname = row.get("hostname")
                 if hostname:
                     self._workers[hostname] = row
-            self._counts.update(counts)
-            self._events += int(events)
+            self._counts.update(summary.states)
+            self._events += summary.events
 
     def _merge_rows(self, rows: Iterable[Mapping]) -> None:
         pending = self._tasks
@@ -111,14 +103,14 @@ class LivePublisher:
         # Keep far more than one tick shows, so task rooms still get their rows.
         while len(pending) > self.max_task_rooms:
             del pending[next(iter(pending))]
-            self._dropped += 1
+            self._truncated = True
 
     # -- push thread ----------------------------------------------------------------------
     def flush(self) -> int:
         """Emit everything accumulated since the last flush; returns the messages sent."""
         with self._lock:
             tasks, workers = self._tasks, self._workers
-            counts, events, dropped = self._counts, self._events, self._dropped
+            counts, events, truncated = self._counts, self._events, self._truncated
             self._reset()
         now = self.clock()
         elapsed = max(now - self._last_flush, 1e-3)
@@ -135,7 +127,7 @@ class LivePublisher:
         if rows:
             newest = rows[-self.max_rows:]
             sent += self._emit("tasks", "tasks", {
-                "t": now, "tasks": newest, "dropped": dropped + len(rows) - len(newest)})
+                "t": now, "tasks": newest, "truncated": truncated or len(newest) < len(rows)})
         for row in rows:
             sent += self._emit("task", f"task:{row['uuid']}", {"t": now, "task": row})
         for row in worker_rows:

@@ -1,0 +1,206 @@
+/*
+ * Helpers shared by every Lookout page: DOM building, API calls, the live socket and the
+ * connection indicator, time formatting.
+ *
+ * Everything shown comes from tasks and workers (names, args, results, tracebacks,
+ * hostnames) and may hold markup. It is only ever put in the page as text: el() and
+ * setText() use textContent, and nothing here (or in the page scripts) uses innerHTML.
+ */
+(function () {
+  "use strict";
+
+  var body = document.body;
+  var config = {
+    api: body.dataset.api || "/api/v1",
+    healthz: body.dataset.healthz || "/healthz",
+    namespace: body.dataset.namespace || "/live",
+    socketPath: body.dataset.socketPath || "/socket.io"
+  };
+
+  /* el("a", {href: url, className: "x"}, ["text", childNode]): attributes are set with
+     setAttribute, never event handlers; children are nodes or strings (text nodes). */
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (key) {
+      var value = attrs[key];
+      if (value === null || value === undefined || value === false) { return; }
+      if (key.slice(0, 2).toLowerCase() === "on") { throw new Error("no handlers: " + key); }
+      if (key === "className") { node.className = value; } else { node.setAttribute(key, value); }
+    });
+    append(node, children);
+    return node;
+  }
+
+  function append(node, children) {
+    if (children === null || children === undefined) { return node; }
+    if (!Array.isArray(children)) { children = [children]; }
+    children.forEach(function (child) {
+      if (child === null || child === undefined) { return; }
+      node.appendChild(typeof child === "object" ? child : document.createTextNode(String(child)));
+    });
+    return node;
+  }
+
+  function setText(idOrNode, value) {
+    var node = typeof idOrNode === "string" ? document.getElementById(idOrNode) : idOrNode;
+    if (node) { node.textContent = value === null || value === undefined ? "–" : String(value); }
+    return node;
+  }
+
+  function clear(node) {
+    while (node.firstChild) { node.removeChild(node.firstChild); }
+    return node;
+  }
+
+  /* GET an API path ("/tasks"); rejects with an Error carrying .status and the message. */
+  function api(path, params) {
+    var query = params ? String(new URLSearchParams(params)) : "";
+    var url = config.api + path + (query ? "?" + query : "");
+    return fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}})
+      .then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (data) {
+          if (!response.ok) {
+            var message = (data && data.error && data.error.message) || response.statusText;
+            var error = new Error(message);
+            error.status = response.status;
+            error.data = data;
+            throw error;
+          }
+          return data;
+        });
+      });
+  }
+
+  function taskUrl(uuid) { return "/tasks/" + encodeURIComponent(uuid); }
+
+  /* ---- time and number formatting ---- */
+  function pad(n, width) { n = String(n); while (n.length < (width || 2)) { n = "0" + n; } return n; }
+
+  function fmtTime(epoch) {
+    if (epoch === null || epoch === undefined) { return "–"; }
+    var d = new Date(epoch * 1000);
+    var time = pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds()) +
+      "." + pad(d.getMilliseconds(), 3);
+    var today = new Date();
+    if (d.toDateString() === today.toDateString()) { return time; }
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + time;
+  }
+
+  function fmtDuration(seconds) {
+    if (seconds === null || seconds === undefined || isNaN(seconds)) { return "–"; }
+    var s = Number(seconds);
+    if (s < 0.001) { return (s * 1e6).toFixed(0) + " µs"; }
+    if (s < 1) { return (s * 1000).toFixed(s < 0.01 ? 2 : 0) + " ms"; }
+    if (s < 60) { return s.toFixed(s < 10 ? 2 : 1) + " s"; }
+    if (s < 3600) { return Math.floor(s / 60) + "m " + Math.round(s % 60) + "s"; }
+    return Math.floor(s / 3600) + "h " + Math.round((s % 3600) / 60) + "m";
+  }
+
+  function fmtAgo(epoch) {
+    if (epoch === null || epoch === undefined) { return "–"; }
+    return fmtDuration(Math.max(0, Date.now() / 1000 - epoch)) + " ago";
+  }
+
+  function fmtPercent(ratio) {
+    if (ratio === null || ratio === undefined) { return "–"; }
+    return (ratio * 100).toFixed(ratio < 0.1 ? 2 : 1) + "%";
+  }
+
+  function stateBadge(state) {
+    return el("span", {className: "badge state-" + String(state || "UNKNOWN").replace(/[^A-Z]/g, "")},
+      state || "?");
+  }
+
+  /* ---- connection indicator ---- */
+  var indicator = document.getElementById("connection");
+  var status = {socket: "connecting", collector: "unknown"};
+  var LABELS = {live: "live", reconnecting: "reconnecting…", connecting: "connecting…",
+    down: "collector down"};
+
+  function showStatus() {
+    if (!indicator) { return; }
+    var state = status.socket !== "live" ? status.socket
+      : (status.collector === "down" ? "down" : "live");
+    indicator.dataset.state = state;
+    indicator.textContent = LABELS[state];
+    indicator.title = status.detail || "Live updates";
+  }
+
+  function checkHealth() {
+    return fetch(config.healthz, {credentials: "same-origin", cache: "no-store"})
+      .then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (report) {
+          status.collector = response.ok ? "up" : "down";
+          status.detail = (report.problems || []).join("; ") || "collector connected";
+        });
+      })
+      .catch(function () { status.collector = "down"; status.detail = "server unreachable"; })
+      .then(showStatus);
+  }
+
+  /* Connect to the live namespace, join `rooms`, and call `handlers[event](data)` for
+     pushed messages. After every (re)connection the rooms are joined again and `resync()`
+     reloads from the API whatever was missed while disconnected. */
+  function live(rooms, handlers, resync) {
+    if (typeof io !== "function") {
+      status.socket = "reconnecting";
+      status.detail = "Socket.IO client failed to load";
+      showStatus();
+      return null;
+    }
+    var socket = io(config.namespace, {path: config.socketPath});
+    var connectedOnce = false;
+    socket.on("connect", function () {
+      status.socket = "live";
+      showStatus();
+      checkHealth();
+      var pending = rooms.length;
+      rooms.forEach(function (room) {
+        socket.emit("subscribe", {room: room}, function () {
+          pending -= 1;
+          if (pending === 0 && connectedOnce && resync) { resync(); }
+          if (pending === 0) { connectedOnce = true; body.dataset.live = "subscribed"; }
+        });
+      });
+    });
+    socket.on("disconnect", function () {
+      status.socket = "reconnecting";
+      body.dataset.live = "disconnected";
+      showStatus();
+    });
+    socket.on("connect_error", function () { status.socket = "reconnecting"; showStatus(); });
+    Object.keys(handlers || {}).forEach(function (event) { socket.on(event, handlers[event]); });
+    return socket;
+  }
+
+  /* Run fn at most once per `wait` ms, always eventually with the latest call. */
+  function throttle(fn, wait) {
+    var timer = null, again = false;
+    function run() {
+      timer = null;
+      if (again) { again = false; fn(); timer = setTimeout(run, wait); }
+    }
+    return function () {
+      if (timer) { again = true; return; }
+      fn();
+      timer = setTimeout(run, wait);
+    };
+  }
+
+  function showError(error) {
+    var node = document.getElementById("error");
+    if (!node) { return; }
+    node.hidden = !error;
+    node.textContent = error ? String(error.message || error) : "";
+  }
+
+  setInterval(checkHealth, 10000);
+  checkHealth();
+
+  window.Lookout = {
+    config: config, el: el, append: append, setText: setText, clear: clear, api: api,
+    taskUrl: taskUrl, fmtTime: fmtTime, fmtDuration: fmtDuration, fmtAgo: fmtAgo,
+    fmtPercent: fmtPercent, stateBadge: stateBadge, live: live, throttle: throttle,
+    showError: showError, checkHealth: checkHealth
+  };
+}());

@@ -1,0 +1,141 @@
+/*
+ * Overview: worker liveness, live throughput chart, counts by outcome over the last hour,
+ * top failing and slowest task names, queue depths.
+ *
+ * The hour's figures come from /api/v1/stats (per-minute rollups) and are re-read every
+ * 30 s; between reads, the pushed "overview" messages add their counts, so the cards
+ * move with every tick without hammering the API.
+ */
+(function () {
+  "use strict";
+
+  var L = window.Lookout;
+  var POINTS = 120;  // two minutes of half-second ticks
+  var STATE_COUNTER = {RECEIVED: "received", SUCCESS: "succeeded", FAILURE: "failed",
+    RETRY: "retried", REVOKED: "revoked", REJECTED: "rejected"};
+  var counts = null;  // last hour, per outcome
+  var chart = null;
+
+  function makeChart() {
+    var canvas = document.getElementById("rate-chart");
+    if (!canvas || typeof Chart !== "function") { return null; }
+    var labels = [], finished = [], events = [];
+    for (var i = 0; i < POINTS; i += 1) { labels.push(""); finished.push(0); events.push(0); }
+    return new Chart(canvas, {
+      type: "line",
+      data: {labels: labels, datasets: [
+        {label: "tasks finished/s", data: finished, borderColor: "#2f7d32", backgroundColor: "rgba(47,125,50,0.15)",
+          fill: true, pointRadius: 0, borderWidth: 2, tension: 0.2},
+        {label: "events/s", data: events, borderColor: "#3d6fb6", pointRadius: 0, borderWidth: 1,
+          tension: 0.2}
+      ]},
+      options: {
+        animation: false, responsive: true, maintainAspectRatio: false,
+        interaction: {intersect: false, mode: "index"},
+        scales: {y: {beginAtZero: true}, x: {ticks: {maxTicksLimit: 8}}}
+      }
+    });
+  }
+
+  function addPoint(message) {
+    if (!chart) { return; }
+    var data = chart.data;
+    data.labels.push(L.fmtTime(message.t).slice(0, 8));
+    data.datasets[0].data.push(message.tasks_per_second);
+    data.datasets[1].data.push(message.events_per_second);
+    if (data.labels.length > POINTS) {
+      data.labels.shift();
+      data.datasets.forEach(function (set) { set.data.shift(); });
+    }
+    chart.update("none");
+  }
+
+  function showCounts() {
+    if (!counts) { return; }
+    ["received", "succeeded", "failed", "retried", "revoked", "rejected"].forEach(function (key) {
+      L.setText("count-" + key, counts[key] || 0);
+    });
+    var finished = (counts.succeeded || 0) + (counts.failed || 0);
+    L.setText("failure-rate", finished ? L.fmtPercent((counts.failed || 0) / finished) : "–");
+  }
+
+  function row(cells) {
+    return L.el("tr", {}, cells.map(function (cell) { return L.el("td", {}, cell); }));
+  }
+
+  function taskLink(name) {
+    return L.el("a", {href: "/tasks?" + new URLSearchParams({name: name})}, name);
+  }
+
+  function showStats(stats) {
+    counts = {};
+    Object.keys(stats.totals.counts).forEach(function (key) { counts[key] = stats.totals.counts[key]; });
+    showCounts();
+    var failing = stats.tasks.filter(function (t) { return t.counts.failed > 0; })
+      .sort(function (a, b) { return b.counts.failed - a.counts.failed; }).slice(0, 8);
+    L.append(L.clear(document.getElementById("failing-body")), failing.map(function (t) {
+      return row([taskLink(t.name), t.counts.failed, L.fmtPercent(t.failure_rate)]);
+    }));
+    var slowest = stats.tasks.filter(function (t) { return t.runtime_p95 !== null && t.runtime_p95 !== undefined; })
+      .sort(function (a, b) { return b.runtime_p95 - a.runtime_p95; }).slice(0, 8);
+    L.append(L.clear(document.getElementById("slowest-body")), slowest.map(function (t) {
+      return row([taskLink(t.name), L.fmtDuration(t.runtime_p50), L.fmtDuration(t.runtime_p95),
+        L.fmtDuration(t.runtime_p99)]);
+    }));
+  }
+
+  function showWorkers(data) {
+    var online = 0, offline = 0;
+    var rows = data.items.map(function (w) {
+      if (w.status === "online") { online += 1; } else { offline += 1; }
+      return row([L.el("a", {href: "/workers/" + encodeURIComponent(w.hostname)}, w.hostname),
+        L.el("span", {className: "badge worker-" + w.status}, w.status),
+        w.active === null ? "–" : w.active, w.processed === null ? "–" : w.processed,
+        L.fmtAgo(w.last_heartbeat)]);
+    });
+    L.setText("workers-online", online);
+    L.setText("workers-offline", offline);
+    L.append(L.clear(document.getElementById("workers-body")), rows);
+  }
+
+  function showQueues(data) {
+    var panel = document.getElementById("queues-panel");
+    panel.hidden = false;
+    L.append(L.clear(document.getElementById("queues-body")), data.items.map(function (q) {
+      return row([q.name, q.error ? "error: " + q.error : q.messages, q.consumers === null ? "–" : q.consumers]);
+    }));
+  }
+
+  function loadStats() { return L.api("/stats", {window: "1h"}).then(showStats).catch(L.showError); }
+  function loadWorkers() { return L.api("/workers").then(showWorkers).catch(L.showError); }
+  function loadQueues() {
+    // The queues API reads the broker; it may be absent (404) or the broker down (503).
+    return L.api("/queues").then(showQueues).catch(function () {
+      document.getElementById("queues-panel").hidden = true;
+    });
+  }
+  var refreshWorkers = L.throttle(loadWorkers, 3000);
+
+  function loadAll() { loadStats(); loadWorkers(); loadQueues(); }
+
+  function onOverview(message) {
+    L.setText("rate-now", message.tasks_per_second);
+    L.setText("events-now", message.events_per_second);
+    addPoint(message);
+    if (counts) {
+      Object.keys(message.counts || {}).forEach(function (state) {
+        var key = STATE_COUNTER[state];
+        if (key) { counts[key] = (counts[key] || 0) + message.counts[state]; }
+      });
+      showCounts();
+    }
+    if (message.workers && message.workers.length) { refreshWorkers(); }
+  }
+
+  chart = makeChart();
+  loadAll();
+  setInterval(loadStats, 30000);
+  setInterval(loadQueues, 15000);
+  setInterval(loadWorkers, 10000);  // heartbeat ages and workers that went silent
+  L.live(["overview"], {overview: onOverview}, loadAll);
+}());

@@ -1,0 +1,124 @@
+/*
+ * Task detail: every field, the event timeline with gaps, exception and traceback, retry
+ * history, parent/root/children links. Joins the task's own room; each pushed change
+ * re-reads /api/v1/tasks/<id> (which carries the timeline), at most twice a second.
+ */
+(function () {
+  "use strict";
+
+  var L = window.Lookout;
+  var root = document.getElementById("task");
+  var taskId = root.dataset.taskId;
+  var FINAL = ["SUCCESS", "FAILURE", "REVOKED", "REJECTED"];
+  var TIMES = ["timestamp", "sent_at", "received_at", "started_at", "succeeded_at", "failed_at",
+    "retried_at", "revoked_at", "rejected_at", "updated_at"];
+  var SKIP = ["timeline", "children", "retry_history", "traceback", "exception", "uuid",
+    "name", "state", "parent_id", "root_id"];
+  var task = null;
+
+  function value(key, raw) {
+    if (raw === null || raw === undefined || raw === "") { return "–"; }
+    if (TIMES.indexOf(key) >= 0) { return L.fmtTime(raw); }
+    if (key === "runtime" || key === "queue_wait") { return L.fmtDuration(raw); }
+    if (key === "worker") { return L.el("a", {href: "/workers/" + encodeURIComponent(raw)}, raw); }
+    if (typeof raw === "object") { return JSON.stringify(raw); }
+    return String(raw);
+  }
+
+  function field(list, label, content, cls) {
+    L.append(list, [L.el("dt", {}, label), L.el("dd", {className: cls || null}, content)]);
+  }
+
+  function running() {
+    if (!task || task.state !== "STARTED" || !task.started_at) { return ""; }
+    return " (running for " + L.fmtDuration(Date.now() / 1000 - task.started_at) + ")";
+  }
+
+  function showFields() {
+    var list = L.clear(document.getElementById("fields"));
+    field(list, "state", [L.stateBadge(task.state), L.el("span", {id: "running"}, running())]);
+    Object.keys(task).forEach(function (key) {
+      if (SKIP.indexOf(key) >= 0) { return; }
+      var isText = ["args", "kwargs", "result"].indexOf(key) >= 0;
+      field(list, key, value(key, task[key]), isText ? "mono pre" : null);
+    });
+  }
+
+  function eventDetails(info) {
+    return Object.keys(info || {}).filter(function (key) { return key !== "traceback"; })
+      .map(function (key) {
+        var v = info[key];
+        return key + "=" + (typeof v === "object" ? JSON.stringify(v) : String(v));
+      }).join(", ");
+  }
+
+  function showTimeline() {
+    L.append(L.clear(document.getElementById("timeline-body")), task.timeline.map(function (e) {
+      return L.el("tr", {"data-event": e.type}, [
+        L.el("td", {}, e.type), L.el("td", {}, L.fmtTime(e.timestamp)),
+        L.el("td", {}, e.gap === null ? "" : "+" + L.fmtDuration(e.gap)),
+        L.el("td", {}, e.hostname), L.el("td", {className: "mono clip"}, eventDetails(e.info))]);
+    }));
+  }
+
+  function showError() {
+    var panel = document.getElementById("error-panel");
+    panel.hidden = !task.exception && !task.traceback;
+    L.setText("exception", task.exception || "");
+    L.setText("traceback", task.traceback || "");
+    var retries = task.retry_history || [];
+    document.getElementById("retries-panel").hidden = !retries.length;
+    L.append(L.clear(document.getElementById("retries-body")), retries.map(function (r) {
+      return L.el("tr", {}, [L.el("td", {}, L.fmtTime(r.timestamp)), L.el("td", {}, r.hostname),
+        L.el("td", {className: "mono"}, r.exception || "")]);
+    }));
+  }
+
+  function link(id) {
+    return id ? L.el("a", {href: L.taskUrl(id), className: "mono"}, id) : "–";
+  }
+
+  function showFamily() {
+    var family = L.clear(document.getElementById("family"));
+    field(family, "parent", link(task.parent_id));
+    field(family, "root", link(task.root_id));
+    field(family, "workflow", task.root_id ? L.el("a", {href: "/tasks?" + new URLSearchParams({root_id: task.root_id})},
+      "all tasks of this workflow") : "–");
+    L.append(L.clear(document.getElementById("children-body")), task.children.map(function (c) {
+      return L.el("tr", {}, [L.el("td", {}, L.stateBadge(c.state)), L.el("td", {}, link(c.uuid)),
+        L.el("td", {}, c.name || ""), L.el("td", {}, L.fmtDuration(c.runtime))]);
+    }));
+  }
+
+  function render(data) {
+    task = data;
+    document.getElementById("task-missing").hidden = true;
+    L.setText("task-name", task.name || "(unknown task)");
+    var badge = document.getElementById("task-state");
+    badge.className = "badge state-" + String(task.state).replace(/[^A-Z]/g, "");
+    badge.textContent = task.state;
+    document.title = (task.name || "Task") + " · Lookout";
+    root.dataset.state = task.state;
+    showFields();
+    showTimeline();
+    showError();
+    showFamily();
+  }
+
+  function load() {
+    return L.api("/tasks/" + encodeURIComponent(taskId)).then(function (data) {
+      L.showError(null);
+      render(data);
+    }).catch(function (error) {
+      if (error.status === 404) { document.getElementById("task-missing").hidden = false; return; }
+      L.showError(error);
+    });
+  }
+  var reload = L.throttle(load, 500);
+
+  load();
+  L.live(["task:" + taskId], {task: reload}, load);
+  // Running time ticks locally; a slow poll backs up the push for unfinished tasks.
+  setInterval(function () { if (task && task.state === "STARTED") { L.setText("running", running()); } }, 1000);
+  setInterval(function () { if (!task || FINAL.indexOf(task.state) < 0) { reload(); } }, 5000);
+}());

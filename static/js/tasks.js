@@ -1,0 +1,187 @@
+/*
+ * Tasks: the history table with every API filter, filters and page cursor kept in the URL
+ * (the page URL's query string is the API query), and live rows.
+ *
+ * Live: the "tasks" room pushes changed rows a few times a second. Rows already shown are
+ * updated in place; on the first page of the default newest-first order, new rows that
+ * match the filters (checked here, as the API would) appear on top without a reload.
+ */
+(function () {
+  "use strict";
+
+  var L = window.Lookout;
+  var PARAMS = ["state", "name", "worker", "queue", "root_id", "q", "received_after",
+    "received_before", "started_after", "started_before", "runtime_min", "runtime_max",
+    "sort", "limit", "cursor"];
+  var DEFAULTS = {sort: "-timestamp", limit: "50"};
+  var form = document.getElementById("filters");
+  var tbody = document.getElementById("tasks-body");
+  var rowsById = {};
+  var current = new URLSearchParams();
+  var total = 0;
+
+  function fromUrl() {
+    var params = new URLSearchParams(window.location.search), clean = new URLSearchParams();
+    params.forEach(function (value, key) {
+      if (PARAMS.indexOf(key) >= 0 && value !== "") { clean.append(key, value); }
+    });
+    return clean;
+  }
+
+  function fromForm() {
+    var params = new URLSearchParams();
+    new FormData(form).forEach(function (value, key) {
+      value = String(value).trim();
+      if (value !== "" && DEFAULTS[key] !== value) { params.append(key, value); }
+    });
+    return params;
+  }
+
+  function fillForm(params) {
+    Array.prototype.forEach.call(form.elements, function (field) {
+      if (!field.name) { return; }
+      if (field.type === "checkbox") {
+        field.checked = params.getAll(field.name).indexOf(field.value) >= 0;
+      } else if (field.tagName === "SELECT" || field.tagName === "INPUT") {
+        field.value = params.get(field.name) || DEFAULTS[field.name] || "";
+      }
+    });
+  }
+
+  function cells(task) {
+    return [
+      L.stateBadge(task.state),
+      L.el("a", {href: L.taskUrl(task.uuid), className: "task-name"}, task.name || "(unknown)"),
+      L.el("a", {href: L.taskUrl(task.uuid), className: "mono"}, String(task.uuid).slice(0, 8)),
+      L.el("span", {className: "mono clip", title: task.args || ""}, task.args || ""),
+      task.worker || "–", task.queue || "–", L.fmtTime(task.received_at), L.fmtTime(task.started_at),
+      L.fmtDuration(task.runtime), task.retries || 0
+    ].map(function (cell) { return L.el("td", {}, cell); });
+  }
+
+  function makeRow(task) {
+    var tr = L.el("tr", {"data-uuid": task.uuid, "data-state": task.state}, cells(task));
+    rowsById[task.uuid] = tr;
+    return tr;
+  }
+
+  function updateRow(task) {
+    var tr = rowsById[task.uuid];
+    L.append(L.clear(tr), cells(task));
+    tr.dataset.state = task.state;
+  }
+
+  function render(page) {
+    rowsById = {};
+    L.append(L.clear(tbody), page.items.map(makeRow));
+    total = page.total;
+    L.setText("total", total);
+    var next = document.getElementById("next-page");
+    next.hidden = !page.next_cursor;
+    if (page.next_cursor) {
+      var params = new URLSearchParams(current);
+      params.set("cursor", page.next_cursor);
+      next.href = "?" + params;
+    }
+    var first = new URLSearchParams(current);
+    first.delete("cursor");
+    document.getElementById("first-page").href = "?" + first;
+    document.getElementById("first-page").hidden = !current.has("cursor");
+    L.setText("live-note", liveInserts() ? "new tasks appear live" : "shown rows update live");
+    document.body.dataset.loaded = String(Date.now());
+  }
+
+  function load() {
+    current = fromUrl();
+    var query = new URLSearchParams(current);
+    Object.keys(DEFAULTS).forEach(function (key) { if (!query.has(key)) { query.set(key, DEFAULTS[key]); } });
+    L.showError(null);
+    return L.api("/tasks", query).then(render).catch(L.showError);
+  }
+  var reload = L.throttle(load, 2000);
+
+  function navigate(search) {
+    window.history.pushState(null, "", window.location.pathname + (search ? "?" + search : ""));
+    fillForm(fromUrl());
+    load();
+  }
+
+  /* ---- live rows: the API's filters, evaluated on a pushed row ---- */
+  function liveInserts() {
+    return !current.has("cursor") && (current.get("sort") || DEFAULTS.sort) === "-timestamp";
+  }
+
+  function epoch(value) {
+    if (/^-?\d+(\.\d+)?$/.test(value)) { return Number(value); }
+    var iso = /[zZ]|[+-]\d\d:?\d\d$/.test(value) ? value : value + "Z";  // naive = UTC
+    return Date.parse(iso) / 1000;
+  }
+
+  function inRange(value, low, high, parse) {
+    if (current.get(low) === null && current.get(high) === null) { return true; }
+    if (value === null || value === undefined) { return false; }
+    if (current.get(low) !== null && value < parse(current.get(low))) { return false; }
+    return !(current.get(high) !== null && value > parse(current.get(high)));
+  }
+
+  function matches(task) {
+    var states = current.getAll("state").map(function (s) { return s.toUpperCase(); });
+    if (states.length && states.indexOf(task.state) < 0) { return false; }
+    var exact = ["name", "worker", "queue", "root_id"].every(function (key) {
+      return current.get(key) === null || current.get(key) === task[key];
+    });
+    if (!exact) { return false; }
+    var q = current.get("q");
+    if (q !== null) {
+      var needle = q.toLowerCase();
+      var found = ["args", "kwargs", "result", "exception"].some(function (key) {
+        return task[key] && String(task[key]).toLowerCase().indexOf(needle) >= 0;
+      });
+      if (!found) { return false; }
+    }
+    return inRange(task.received_at, "received_after", "received_before", epoch) &&
+      inRange(task.started_at, "started_after", "started_before", epoch) &&
+      inRange(task.runtime, "runtime_min", "runtime_max", Number);
+  }
+
+  function onTasks(message) {
+    var limit = Number(current.get("limit") || DEFAULTS.limit);
+    var fresh = [];
+    message.tasks.forEach(function (task) {
+      if (rowsById[task.uuid]) {
+        updateRow(task);
+      } else if (liveInserts() && matches(task)) {
+        fresh.push(task);
+      }
+    });
+    if (message.truncated && liveInserts()) { reload(); return; }
+    fresh.sort(function (a, b) { return a.timestamp - b.timestamp; });
+    fresh.forEach(function (task) {
+      tbody.insertBefore(makeRow(task), tbody.firstChild);
+      total += 1;
+    });
+    while (tbody.rows.length > limit) {
+      var last = tbody.rows[tbody.rows.length - 1];
+      delete rowsById[last.dataset.uuid];
+      tbody.removeChild(last);
+    }
+    if (fresh.length) { L.setText("total", total); }
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    navigate(String(fromForm()));
+  });
+  document.getElementById("reset").addEventListener("click", function () { navigate(""); });
+  ["next-page", "first-page"].forEach(function (id) {
+    document.getElementById(id).addEventListener("click", function (event) {
+      event.preventDefault();
+      navigate(this.getAttribute("href").slice(1));
+    });
+  });
+  window.addEventListener("popstate", function () { fillForm(fromUrl()); load(); });
+
+  fillForm(fromUrl());
+  load();
+  L.live(["tasks"], {tasks: onTasks}, load);
+}());
