@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import Engine, delete, distinct, select
+from sqlalchemy import Engine, delete, select
 
 from collectors.config import Settings
 from collectors.store.models import QueueSample, Task
@@ -124,11 +124,11 @@ def app_queue_names(celery_app: Any) -> set[str]:
 def history_queue_names(engine: Engine, since: float | None = None) -> set[str]:
     """Queues named by tasks in the history and by earlier samples."""
     with engine.connect() as conn:
-        query = select(distinct(Task.queue)).where(Task.queue.is_not(None))
+        query = select(Task.queue).distinct().where(Task.queue.is_not(None))
         if since is not None:
             query = query.where(Task.timestamp >= since)
         names = set(conn.scalars(query))
-        names.update(conn.scalars(select(distinct(QueueSample.queue))))
+        names.update(conn.scalars(select(QueueSample.queue).distinct()))
     return {n for n in names if n and not n.startswith(_INTERNAL_PREFIXES)}
 
 
@@ -156,15 +156,40 @@ class QueueSampler:
     engine: Engine
     active_queues: Callable[[], dict[str, list[dict]] | None] | None = None
     extra_names: set[str] = field(default_factory=set)
+    # Names from the history are looked up at most this often (a DISTINCT over tasks).
+    names_ttl: float = 30.0
+    _names: tuple[float, set[str]] = field(default=(0.0, set()), init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
 
     def queue_names(self, active: dict[str, list[dict]] | None = None) -> set[str]:
         names = set(self.extra_names) | set(consumers_by_queue(active))
         names |= app_queue_names(self.settings.extra.get("celery_app"))
-        names |= history_queue_names(self.engine,
-                                     since=time.time() - self.settings.retention)
-        return names or {"celery"}
+        taken_at, known = self._names
+        if time.monotonic() - taken_at > self.names_ttl:
+            # A day of tasks names every queue in use without scanning all history.
+            known = history_queue_names(self.engine, since=time.time() - 86400)
+            self._names = (time.monotonic(), known)
+        return names | known or {"celery"}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, engine: Engine) -> "QueueSampler":
+        """A sampler that also asks workers which queues they consume (see class doc)."""
+        from dashboard.inspector import Inspector
+
+        return cls(settings, engine, active_queues=Inspector(settings.broker_url).active_queues)
+
+    def current(self, active: dict[str, list[dict]] | None = None) -> list[QueueDepth]:
+        """Depth of every known queue now; `active` adds names and Redis consumer counts."""
+        app = self.settings.extra.get("celery_app")
+        options = dict(app.conf.broker_transport_options or {}) if app is not None else {}
+        depths = measure(self.settings.broker_url, self.queue_names(active), options)
+        if active is not None:
+            consumers = consumers_by_queue(active)
+            for depth in depths:
+                if depth.consumers is None and depth.error is None:
+                    depth.consumers = consumers.get(depth.name, 0)
+        return depths
 
     def sample_once(self) -> list[QueueDepth]:
         """Measure every known queue now and store one row each; returns the depths."""
@@ -174,27 +199,13 @@ class QueueSampler:
                 active = self.active_queues()
             except Exception as exc:  # noqa: BLE001 - depth still works without inspect
                 log.debug("active_queues failed: %r", exc)
-        transport_options = {}
-        app = self.settings.extra.get("celery_app")
-        if app is not None:
-            transport_options = dict(app.conf.broker_transport_options or {})
-        depths = measure(self.settings.broker_url, self.queue_names(active),
-                         transport_options)
-        consumers = consumers_by_queue(active) if active is not None else {}
+        depths = self.current(active)
         now = time.time()
-        rows = []
-        for depth in depths:
-            if depth.consumers is None and active is not None:
-                depth.consumers = consumers.get(depth.name, 0)
-            if depth.messages is not None:
-                rows.append(QueueSample(queue=depth.name, timestamp=now,
-                                        messages=depth.messages, consumers=depth.consumers))
+        rows = [{"queue": d.name, "timestamp": now, "messages": d.messages,
+                 "consumers": d.consumers} for d in depths if d.messages is not None]
         with self.engine.begin() as conn:
             if rows:
-                conn.execute(QueueSample.__table__.insert(),
-                             [{"queue": r.queue, "timestamp": r.timestamp,
-                               "messages": r.messages, "consumers": r.consumers}
-                              for r in rows])
+                conn.execute(QueueSample.__table__.insert(), rows)
             # Samples are tiny but endless: keep them as long as rollups.
             conn.execute(delete(QueueSample).where(
                 QueueSample.timestamp < now - self.settings.rollup_retention))

@@ -1,15 +1,18 @@
 """Asks live workers what they are doing through Celery's remote `inspect` commands.
 
 Each inspect call is a broadcast that waits up to `timeout` for replies, so calls run
-concurrently on a small thread pool, never on the request thread's own time: a page asks
-for one worker and gets whatever answered, plus a per-call error for what did not.
+concurrently, each on a short-lived daemon thread (at most `max_calls` at once), and the
+request thread only waits on their futures with a deadline: a page asks for one worker
+and gets whatever answered, plus a per-call error for what did not. Daemon threads, not
+a pool, so a hung broker socket can never keep the process from exiting.
 An unreachable broker is its own error (`BrokerUnavailable`) so the API can answer 503.
 """
 from __future__ import annotations
 
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
+import time
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from typing import Any
 
 from collectors.config import redact_url
@@ -27,15 +30,16 @@ class BrokerUnavailable(Exception):
 class Inspector:
     """Runs inspect calls against the broker of `settings` with a bounded wait."""
 
-    def __init__(self, broker_url: str, timeout: float = 1.5, max_workers: int = 8,
+    def __init__(self, broker_url: str, timeout: float = 1.5, max_calls: int = 16,
                  connect_timeout: float = 2.0):
         self.broker_url = broker_url
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self._max_workers = max_workers
-        self._pool: ThreadPoolExecutor | None = None
+        self._slots = threading.BoundedSemaphore(max_calls)
         self._app = None
         self._lock = threading.Lock()
+        self._queues: tuple[float, dict | None] = (0.0, None)
+        self._queues_refreshing = False
 
     @property
     def app(self):
@@ -50,20 +54,24 @@ class Inspector:
                 self._app.conf.broker_connection_retry_on_startup = False
             return self._app
 
-    @property
-    def pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._max_workers,
-                                                thread_name_prefix="lookout-inspect")
-            return self._pool
+    def _submit(self, func, *args) -> Future:
+        """Run `func` on a daemon thread; the future fails fast when all slots are busy."""
+        future: Future = Future()
+        if not self._slots.acquire(timeout=self.timeout):
+            future.set_exception(RuntimeError("too many inspect calls in flight"))
+            return future
 
-    def close(self) -> None:
-        """Stop the pool threads (calls still running finish within `timeout`)."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        def target():
+            try:
+                future.set_result(func(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                future.set_exception(exc)
+            finally:
+                self._slots.release()
+
+        threading.Thread(target=target, name=f"inspect-{args[0] if args else ''}",
+                         daemon=True).start()
+        return future
 
     def _call(self, command: str, destination: list[str] | None, args: tuple = (),
               kwargs: dict | None = None) -> Any:
@@ -84,7 +92,7 @@ class Inspector:
     def _run(self, calls: dict[str, tuple], destination: list[str] | None
              ) -> tuple[dict[str, Any], dict[str, str]]:
         """Run (command, args, kwargs) calls concurrently; a readable error per failure."""
-        futures = {key: self.pool.submit(self._call, command, destination, *rest)
+        futures = {key: self._submit(self._call, command, destination, *rest)
                    for key, (command, *rest) in calls.items()}
         results: dict[str, Any] = {}
         errors: dict[str, str] = {}
@@ -134,6 +142,32 @@ class Inspector:
         """`inspect active_queues` across all workers: hostname -> queues."""
         replies, _ = self._run({"q": ("active_queues",)}, None)
         return replies.get("q") or {}
+
+    def recent_active_queues(self, max_age: float = 15.0) -> dict[str, list[dict]] | None:
+        """The last `active_queues` answer, refreshed in the background when stale.
+
+        A broadcast to all workers always waits the full timeout, too slow for a page
+        polled every few seconds; a stale answer (or None at first) is good enough there.
+        """
+        with self._lock:
+            taken_at, value = self._queues
+            stale = time.monotonic() - taken_at > max_age
+            start = stale and not self._queues_refreshing
+            if start:
+                self._queues_refreshing = True
+        if start:
+            self._submit(self._refresh_queues, "active_queues")
+        return value
+
+    def _refresh_queues(self, _label: str) -> None:
+        try:
+            value = self.active_queues()
+        except Exception:  # noqa: BLE001 - keep the old answer; retried when asked again
+            value = None
+        with self._lock:
+            if value is not None:
+                self._queues = (time.monotonic(), value)
+            self._queues_refreshing = False
 
 
 def parse_registered(lines: list[str]) -> list[dict[str, Any]]:

@@ -1,0 +1,86 @@
+/*
+ * Queues page: depth of each queue read from the broker (polled), and a Chart.js line
+ * chart of the depth samples the collector stored. Queue names are shown as text only.
+ */
+(function () {
+  "use strict";
+  var L = window.Lookout;
+  var root = document.getElementById("queues");
+  var tbody = document.getElementById("queues-body");
+  var windowSelect = document.getElementById("window");
+  var chart = null;
+  var names = [];
+  var COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
+
+  function priorities(byPriority) {
+    if (!byPriority) { return "–"; }
+    return Object.keys(byPriority).map(function (step) {
+      return "p" + step + ": " + byPriority[step];
+    }).join(", ");
+  }
+
+  function row(q) {
+    return L.el("tr", {"data-queue": q.name}, [
+      L.el("td", {}, q.name),
+      L.el("td", {className: "num", "data-testid": "messages"}, q.messages === null ? "–" : q.messages),
+      L.el("td", {className: "num"}, q.consumers === null ? "–" : q.consumers),
+      L.el("td", {}, priorities(q.by_priority)),
+      L.el("td", {className: q.error ? "error" : "muted"}, q.error || "")
+    ]);
+  }
+
+  function refresh() {
+    return L.api("/queues").then(function (data) {
+      L.showError(null);
+      L.setText("broker", data.broker);
+      document.getElementById("consumers-note").hidden = data.transport.indexOf("redis") !== 0;
+      L.clear(tbody);
+      var items = (data.items || []).slice().sort(function (a, b) {
+        return (b.messages || 0) - (a.messages || 0) || (a.name < b.name ? -1 : 1);
+      });
+      items.forEach(function (q) { tbody.appendChild(row(q)); });
+      names = items.map(function (q) { return q.name; }).slice(0, COLORS.length);
+      root.dataset.loaded = "queues";
+    }).catch(L.showError);
+  }
+
+  function timeLabel(value) {
+    var d = new Date(value * 1000);
+    return String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0") +
+      ":" + String(d.getSeconds()).padStart(2, "0");
+  }
+
+  function drawChart(histories) {
+    if (typeof Chart !== "function") { return; }
+    var datasets = histories.map(function (h, i) {
+      return {label: h.queue, borderColor: COLORS[i % COLORS.length], backgroundColor: COLORS[i % COLORS.length],
+        pointRadius: 0, stepped: true, data: h.points.map(function (p) { return {x: p.t, y: p.messages}; })};
+    });
+    if (!chart) {
+      chart = new Chart(document.getElementById("depth-chart"), {
+        type: "line", data: {datasets: datasets},
+        options: {animation: false, parsing: false, maintainAspectRatio: false,
+          scales: {x: {type: "linear", ticks: {callback: timeLabel}},
+            y: {beginAtZero: true, title: {display: true, text: "messages"}}},
+          plugins: {tooltip: {callbacks: {title: function (items) {
+            return items.length ? timeLabel(items[0].parsed.x) : ""; }}}}}
+      });
+    } else {
+      chart.data.datasets = datasets;
+      chart.update("none");
+    }
+  }
+
+  function refreshHistory() {
+    var requests = names.map(function (name) {
+      return L.api("/queues/" + encodeURIComponent(name) + "/history", {window: windowSelect.value})
+        .catch(function () { return {queue: name, points: []}; });
+    });
+    return Promise.all(requests).then(drawChart);
+  }
+
+  windowSelect.addEventListener("change", refreshHistory);
+  refresh().then(refreshHistory);
+  setInterval(refresh, Number(root.dataset.refreshMs) || 3000);
+  setInterval(refreshHistory, Number(root.dataset.historyMs) || 10000);
+}());

@@ -1,0 +1,46 @@
+/*
+ * Workers page: polls /api/v1/workers and shows each worker's health from its heartbeats.
+ * Everything from workers is put in the page as text (Lookout.el / textContent).
+ */
+(function () {
+  "use strict";
+  var L = window.Lookout;
+  var table = document.getElementById("workers-table");
+  var tbody = document.getElementById("workers-body");
+  var HEALTH = {"online": "online", "offline": "offline", "heartbeat-missed": "heartbeat missed"};
+
+  function loadavg(values) {
+    return Array.isArray(values) ? values.map(function (v) { return Number(v).toFixed(2); }).join(" ") : "–";
+  }
+
+  function row(worker) {
+    var status = worker.status || "unknown";
+    var heartbeat = worker.heartbeat_age === null || worker.heartbeat_age === undefined ? "–"
+      : L.fmtDuration(worker.heartbeat_age) + " ago";
+    return L.el("tr", {"data-hostname": worker.hostname, "data-status": status}, [
+      L.el("td", {}, L.el("a", {href: "/workers/" + encodeURIComponent(worker.hostname)}, worker.hostname)),
+      L.el("td", {}, L.el("span", {className: "badge health-" + status, "data-testid": "health"},
+        HEALTH[status] || status)),
+      L.el("td", {title: L.fmtTime(worker.last_heartbeat)}, heartbeat),
+      L.el("td", {}, loadavg(worker.loadavg)),
+      L.el("td", {className: "num"}, worker.active === null ? "–" : worker.active),
+      L.el("td", {className: "num"}, worker.processed === null ? "–" : worker.processed),
+      L.el("td", {}, [worker.sw_ident || "", " ", worker.sw_ver || ""].join("").trim() || "–"),
+      L.el("td", {}, L.fmtTime(worker.first_seen))
+    ]);
+  }
+
+  function refresh() {
+    return L.api("/workers").then(function (data) {
+      L.showError(null);
+      L.clear(tbody);
+      (data.items || []).forEach(function (worker) { tbody.appendChild(row(worker)); });
+      L.setText("workers-count", (data.items || []).length);
+      document.getElementById("workers-empty").hidden = (data.items || []).length > 0;
+      document.body.dataset.loaded = "workers";
+    }).catch(L.showError);
+  }
+
+  refresh();
+  setInterval(refresh, Number(table.dataset.refreshMs) || 3000);
+}());
