@@ -18,6 +18,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from dashboard.errors import register_error_handlers
     from dashboard.history import HistoryService
     from dashboard.live import socketio
+    from dashboard import fleet, retries, schedules
 
     settings = settings or Settings.load(**overrides)
     app = Flask(__name__, template_folder=str(ROOT / "templates"),
@@ -34,6 +35,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(fleet.bp)
+    app.register_blueprint(retries.bp)
+    app.register_blueprint(schedules.bp)
     socketio.init_app(app, message_queue=settings.message_queue or None,
                       async_mode="threading", cors_allowed_origins=[])
     return app
