@@ -38,22 +38,22 @@ def launch_worker(tmp_path: Path, broker: str, concurrency: int = 2) -> RunningW
     return RunningWorker(broker, hostname, queue, process)
 
 
-@pytest.fixture(scope="session")
-def redis_worker(redis_broker, tmp_path_factory) -> Iterator[RunningWorker]:
-    worker = launch_worker(tmp_path_factory.mktemp("redis-worker"), redis_broker)
+def _session_worker(tmp_path_factory, broker: str, label: str) -> Iterator[RunningWorker]:
+    worker = launch_worker(tmp_path_factory.mktemp(label), broker)
     try:
         yield worker
     finally:
         worker.process.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_worker(redis_broker, tmp_path_factory) -> Iterator[RunningWorker]:
+    yield from _session_worker(tmp_path_factory, redis_broker, "redis-worker")
 
 
 @pytest.fixture(scope="session")
 def amqp_worker(amqp_broker, tmp_path_factory) -> Iterator[RunningWorker]:
-    worker = launch_worker(tmp_path_factory.mktemp("amqp-worker"), amqp_broker)
-    try:
-        yield worker
-    finally:
-        worker.process.stop()
+    yield from _session_worker(tmp_path_factory, amqp_broker, "amqp-worker")
 
 
 @contextlib.contextmanager
