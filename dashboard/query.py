@@ -40,7 +40,7 @@ MAX_TEXT = 255  # longest accepted value for an exact-match or search filter
 
 TASK_LIST_PARAMS = frozenset({
     "state", "name", "worker", "queue", "root_id", "parent_id", "q",
-    "received_after", "received_before", "started_after", "started_before",
+    "after", "before", "received_after", "received_before", "started_after", "started_before",
     "runtime_min", "runtime_max", "sort", "limit", "cursor",
 })
 
@@ -97,6 +97,7 @@ def parse_task_query(args) -> TaskQuery:
     states = tuple(dict.fromkeys(parse_state(v) for v in args.getlist("state") if v != ""))
     ranges = []
     for column, low, high, parse in (
+            ("timestamp", "after", "before", parse_timestamp),
             ("received_at", "received_after", "received_before", parse_timestamp),
             ("started_at", "started_after", "started_before", parse_timestamp),
             ("runtime", "runtime_min", "runtime_max", parse_number)):
