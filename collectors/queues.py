@@ -157,7 +157,7 @@ class QueueSampler:
     active_queues: Callable[[], dict[str, list[dict]] | None] | None = None
     extra_names: set[str] = field(default_factory=set)
     # Names from the history are looked up at most this often (a DISTINCT over tasks).
-    names_ttl: float = 30.0
+    names_ttl: float = 10.0
     _names: tuple[float, set[str]] = field(default=(0.0, set()), init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
@@ -223,6 +223,9 @@ class QueueSampler:
             stop.wait(interval)
 
     def start(self) -> "QueueSampler":
+        """Sample on a thread; an interval of 0 or less turns sampling off."""
+        if self.settings.queue_sample_interval <= 0:
+            return self
         self._stop.clear()
         self._thread = threading.Thread(target=self.run, name="lookout-queue-sampler",
                                         daemon=True)

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from collectors.buffer import EventBuffer
 from collectors.config import Settings, redact_url
+from collectors.queues import QueueSampler
 from collectors.receiver import EventReceiver
 from collectors.stats import CollectorStats
 from collectors.status import StatusReporter
@@ -45,6 +46,7 @@ class Collector:
                                     on_commit=self.receiver.on_commit,
                                     listeners=[self._notify])
         self.status = StatusReporter(self.engine, settings, self.stats, self.buffer)
+        self.queues = QueueSampler.from_settings(settings, self.engine)
         self._should_stop = threading.Event()
         self._flushed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -65,6 +67,7 @@ class Collector:
         if self._thread is not None:
             raise RuntimeError("collector already started")
         self.status.start()
+        self.queues.start()
         self.writer.start()
         self._thread = threading.Thread(target=self.receiver.run, name="lookout-receiver",
                                         args=(self._should_stop, self._flushed), daemon=True)
@@ -97,6 +100,7 @@ class Collector:
             self._thread.join(left())
             if self._thread.is_alive():
                 log.error("receiver thread did not stop within %.1fs", timeout)
+        self.queues.stop(left())
         self.status.stop(left())
         if self._own_engine:
             self.engine.dispose()
