@@ -88,10 +88,11 @@ def step(target, children, broker, rate, opts, log) -> dict:
 
 
 def sustained(target, children, broker, opts, log) -> dict:
+    """Step up through --rates until one fails, then narrow down once between pass/fail."""
     steps, best = [], 0.0
-    rates = list(opts.rates)
-    while rates:
-        rate = rates.pop(0)
+
+    def attempt(rate: float) -> bool:
+        nonlocal best
         result = step(target, children, broker, rate, opts, log)
         steps.append(result)
         print(f"  {target.name} {rate:>8,.0f}/s: sent {result['sent']:,} at "
@@ -100,10 +101,21 @@ def sustained(target, children, broker, opts, log) -> dict:
               f" -> {'ok' if result['ok'] else 'FAIL'}", flush=True)
         if result["ok"]:
             best = max(best, result["achieved"])
-        elif best == 0.0 and rate > 1000:
-            rates = [rate / 2]  # below the first step: halve until a rate passes
-        else:
+        return result["ok"]
+
+    passed, failed = 0.0, None
+    for rate in opts.rates:
+        if not attempt(rate):
+            failed = rate
             break
+        passed = rate
+    while failed is not None and not passed and failed / 2 >= 500:
+        if attempt(failed / 2):  # nothing passed yet: halve until a rate does
+            passed = failed / 2
+        else:
+            failed /= 2
+    if failed is not None and passed and failed - passed > 1000:
+        attempt((passed + failed) / 2)
     return {"steps": steps, "max_rate": best}
 
 
@@ -188,8 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--targets", default="lookout,flower")
     parser.add_argument("--events", type=int, default=150_000, help="burst size")
-    parser.add_argument("--generators", type=int, default=1,
-                        help="load generator processes for the burst")
+    parser.add_argument("--generators", type=int, default=2,
+                        help="load generator processes for the burst (2 saturate 2 cores)")
     parser.add_argument("--rates", default="5000,10000,20000,40000",
                         help="sustained steps in events/s ('' to skip)")
     parser.add_argument("--step-seconds", type=float, default=10.0)
