@@ -1,0 +1,308 @@
+"""Remote control of Celery workers: validate, check existence, broadcast, collect replies.
+
+Every command goes through one `broadcaster` callable, so tests can put a spy there and
+prove that a refused or invalid request sent nothing. The order of checks is always:
+arguments are valid (400), the task or worker exists in the history store (404), the
+task is still unfinished where that matters (409); only then is anything broadcast, with
+reply=True and a timeout, and each worker's reply is returned. An unreachable broker is
+503. Read-only mode and roles are checked before this layer, by the views.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+import time
+from typing import Any, Callable, Protocol
+
+from sqlalchemy import Engine, select
+
+from collectors.config import redact_url
+from collectors.store.models import Task, Worker
+from dashboard.errors import ApiError, bad_parameter
+from dashboard.query import TaskFilters, TaskQuery, parse_sort
+
+tasks = Task.__table__
+workers = Worker.__table__
+
+SIGNALS = ("SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2")
+UNFINISHED = ("PENDING", "RECEIVED", "STARTED", "RETRY")
+_RATE = re.compile(r"^\d{1,9}(\.\d{1,6})?(/[smh])?$")
+_QUEUE = re.compile(r"^[\w.:@/-]{1,255}$")
+MAX_POOL_STEP = 64
+MAX_TIME_LIMIT = 7 * 86400.0
+
+
+class BrokerUnavailable(Exception):
+    """The broker could not be reached, so nothing was sent."""
+
+
+class Broadcaster(Protocol):
+    def __call__(self, command: str, arguments: dict[str, Any],
+                 destination: list[str] | None, timeout: float) -> list[dict]: ...
+
+
+class CeleryBroadcaster:
+    """Sends control commands with Celery's own mailbox (app.control.broadcast)."""
+
+    def __init__(self, broker_url: str, connect_timeout: float = 2.0):
+        self.broker_url = broker_url
+        self.connect_timeout = connect_timeout
+        self._app = None
+        self._lock = threading.Lock()
+
+    @property
+    def app(self):
+        """A private Celery app made on first use: only the broker matters for control."""
+        with self._lock:
+            if self._app is None:
+                from celery import Celery
+
+                self._app = Celery("lookout-control", broker=self.broker_url,
+                                   set_as_current=False)
+                self._app.conf.broker_connection_timeout = self.connect_timeout
+                self._app.conf.broker_connection_retry_on_startup = False
+            return self._app
+
+    def __call__(self, command: str, arguments: dict[str, Any],
+                 destination: list[str] | None, timeout: float) -> list[dict]:
+        from kombu.exceptions import OperationalError
+
+        try:
+            with self.app.connection_for_write() as conn:
+                # Fail fast: kombu would otherwise retry for a long time on publish.
+                conn.ensure_connection(max_retries=1, interval_start=0.2,
+                                       timeout=self.connect_timeout)
+                return self.app.control.broadcast(
+                    command, arguments=arguments, destination=destination,
+                    reply=True, timeout=timeout, connection=conn) or []
+        except (OperationalError, OSError) as exc:
+            raise BrokerUnavailable(
+                f"broker {redact_url(self.broker_url)} unreachable: {exc}") from exc
+
+
+def normalise_replies(raw: list[dict], destination: list[str] | None,
+                      timeout: float) -> list[dict]:
+    """[{hostname: reply}, ...] -> [{worker, ok, reply}]; silent destinations listed too."""
+    replies = []
+    for item in raw:
+        for hostname, reply in (item or {}).items():
+            ok = not (isinstance(reply, dict) and "error" in reply)
+            replies.append({"worker": hostname, "ok": ok, "reply": reply})
+    answered = {r["worker"] for r in replies}
+    for hostname in destination or ():
+        if hostname not in answered:
+            replies.append({"worker": hostname, "ok": False, "reply": None,
+                            "error": f"no reply within {timeout:g}s"})
+    return sorted(replies, key=lambda r: r["worker"])
+
+
+class ControlService:
+    """The control commands the API offers; each returns what was sent and the replies."""
+
+    def __init__(self, engine: Engine, broadcaster: Broadcaster, history,
+                 reply_timeout: float = 1.0, bulk_cap: int = 1000, batch_size: int = 100,
+                 batch_pause: float = 0.2):
+        self.engine = engine
+        self.broadcaster = broadcaster
+        self.history = history
+        self.reply_timeout = reply_timeout
+        self.bulk_cap = bulk_cap
+        self.batch_size = batch_size
+        self.batch_pause = batch_pause
+
+    # -- tasks ---------------------------------------------------------------------
+    def revoke(self, task_id: str, terminate: bool = False, signal: str | None = None) -> dict:
+        signal = parse_signal(signal) if terminate else None
+        with self.engine.connect() as conn:
+            state = conn.execute(select(tasks.c.state).where(tasks.c.uuid == task_id)).scalar()
+        if state is None:
+            raise ApiError(404, f"no task with id {task_id[:100]!r}")
+        if state not in UNFINISHED:
+            raise ApiError(409, f"task already finished ({state}): nothing to revoke")
+        params = {"terminate": terminate, "signal": signal}
+        return self._send("revoke", {"task_id": task_id, **params}, None, [task_id], params)
+
+    def bulk_matches(self, filters: TaskFilters) -> dict:
+        """The unfinished tasks `filters` select: count, ids (up to the cap), a sample."""
+        if filters.states and set(filters.states) - set(UNFINISHED):
+            raise bad_parameter("state", f"bulk revoke only applies to unfinished tasks "
+                                f"({', '.join(UNFINISHED)})")
+        if not filters.states:
+            filters = dataclasses.replace(filters, states=UNFINISHED)
+        page = self.history.list_tasks(TaskQuery(filters=filters, sort=parse_sort("timestamp"),
+                                                 limit=self.bulk_cap))
+        count = len(page.items) if page.next_cursor is None else max(page.total,
+                                                                     self.bulk_cap + 1)
+        return {"count": count, "cap": self.bulk_cap, "over_cap": count > self.bulk_cap,
+                "ids": [item["uuid"] for item in page.items],
+                "sample": page.items[:20]}
+
+    def bulk_revoke(self, ids: list[str], terminate: bool, signal: str | None,
+                    progress: Callable[[int, list[dict]], None] = lambda done, replies: None
+                    ) -> list[dict]:
+        """Revoke in batches with a pause between them, reporting progress after each."""
+        replies: list[dict] = []
+        for start in range(0, len(ids), self.batch_size):
+            if start:
+                time.sleep(self.batch_pause)  # spread the load on broker and workers
+            batch = ids[start:start + self.batch_size]
+            raw = self._broadcast("revoke", {"task_id": batch, "terminate": terminate,
+                                             "signal": signal}, None)
+            replies.extend(normalise_replies(raw, None, self.reply_timeout))
+            progress(start + len(batch), replies)
+        return replies
+
+    # -- limits --------------------------------------------------------------------
+    def rate_limit(self, task_name: str, rate: str | None,
+                   destination: list[str] | None) -> dict:
+        if rate in (None, "", "0"):
+            rate = None  # Celery disables the limit for a falsy value
+        elif not isinstance(rate, str) or not _RATE.match(rate):
+            raise bad_parameter("rate_limit", "not a rate like 10/s, 100/m or 1000/h")
+        self._known_task_name(task_name)
+        destination = self._known_workers(destination)
+        params = {"task_name": task_name, "rate_limit": rate, "destination": destination}
+        return self._send("rate_limit", {"task_name": task_name, "rate_limit": rate},
+                          destination, destination or [task_name], params)
+
+    def time_limit(self, task_name: str, soft: Any, hard: Any,
+                   destination: list[str] | None) -> dict:
+        soft, hard = _seconds(soft, "soft"), _seconds(hard, "hard")
+        if soft is not None and hard is not None and soft > hard:
+            raise bad_parameter("soft", "must not exceed the hard limit")
+        self._known_task_name(task_name)
+        destination = self._known_workers(destination)
+        params = {"task_name": task_name, "soft": soft, "hard": hard,
+                  "destination": destination}
+        return self._send("time_limit", {"task_name": task_name, "soft": soft, "hard": hard},
+                          destination, destination or [task_name], params)
+
+    # -- workers -------------------------------------------------------------------
+    def worker_command(self, hostname: str, command: str, arguments: dict[str, Any]) -> dict:
+        """pool_grow/shrink, autoscale, pool_restart, add/cancel_consumer, shutdown."""
+        arguments = WORKER_COMMANDS[command](arguments)
+        self._known_workers([hostname])
+        return self._send(command, arguments, [hostname], [hostname], arguments)
+
+    # -- internals -----------------------------------------------------------------
+    def _send(self, command: str, arguments: dict, destination: list[str] | None,
+              targets: list[str], params: dict) -> dict:
+        raw = self._broadcast(command, arguments, destination)
+        return {"command": command, "targets": targets, "parameters": params,
+                "replies": normalise_replies(raw, destination, self.reply_timeout)}
+
+    def _broadcast(self, command: str, arguments: dict, destination: list[str] | None):
+        try:
+            return self.broadcaster(command, arguments, destination, self.reply_timeout)
+        except BrokerUnavailable as exc:
+            raise ApiError(503, str(exc)) from None
+
+    def _known_task_name(self, task_name: Any) -> None:
+        if not isinstance(task_name, str) or not task_name or len(task_name) > 255:
+            raise bad_parameter("task_name", "a task name is required")
+        with self.engine.connect() as conn:
+            seen = conn.execute(select(tasks.c.uuid).where(tasks.c.name == task_name)
+                                .limit(1)).first()
+        if seen is None:
+            raise ApiError(404, f"no task named {task_name[:100]!r} in the history")
+
+    def _known_workers(self, destination: Any) -> list[str] | None:
+        if destination in (None, [], ""):
+            return None  # every worker
+        if isinstance(destination, str):
+            destination = [destination]
+        if not isinstance(destination, list) or not all(isinstance(h, str) for h in destination):
+            raise bad_parameter("destination", "a list of worker hostnames")
+        with self.engine.connect() as conn:
+            known = set(conn.execute(select(workers.c.hostname)
+                                     .where(workers.c.hostname.in_(destination))).scalars())
+        unknown = [h for h in destination if h not in known]
+        if unknown:
+            raise ApiError(404, f"unknown worker {unknown[0][:100]!r}")
+        return list(dict.fromkeys(destination))
+
+
+def parse_signal(value: Any) -> str:
+    name = str(value or "SIGTERM").strip().upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    if name not in SIGNALS:
+        raise bad_parameter("signal", f"unknown signal {str(value)[:20]!r} "
+                            f"(one of: {', '.join(SIGNALS)})")
+    return name
+
+
+def _seconds(value: Any, parameter: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise bad_parameter(parameter, "seconds as a number") from None
+    if not 0 < seconds <= MAX_TIME_LIMIT:
+        raise bad_parameter(parameter, f"between 0 and {MAX_TIME_LIMIT:g} seconds")
+    return seconds
+
+
+def _count(arguments: dict, name: str, default: int | None = 1, low: int = 1) -> int | None:
+    value = arguments.get(name, default)
+    if value is None and default is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise bad_parameter(name, "an integer")
+    try:
+        number = int(value)
+    except ValueError:
+        raise bad_parameter(name, "an integer") from None
+    if not low <= number <= MAX_POOL_STEP * 16:
+        raise bad_parameter(name, f"between {low} and {MAX_POOL_STEP * 16}")
+    return number
+
+
+def _pool_step(arguments: dict) -> dict:
+    n = _count(arguments, "n")
+    if n > MAX_POOL_STEP:
+        raise bad_parameter("n", f"at most {MAX_POOL_STEP} at a time")
+    return {"n": n}
+
+
+def _autoscale(arguments: dict) -> dict:
+    high, low = _count(arguments, "max", None), _count(arguments, "min", 0, low=0)
+    if high is None:
+        raise bad_parameter("max", "required")
+    if low > high:
+        raise bad_parameter("min", "must not exceed max")
+    return {"max": high, "min": low}
+
+
+def _queue(arguments: dict) -> dict:
+    queue = arguments.get("queue")
+    if not isinstance(queue, str) or not _QUEUE.match(queue):
+        raise bad_parameter("queue", "a queue name (letters, digits, _ . : @ / -)")
+    return {"queue": queue}
+
+
+def _add_consumer(arguments: dict) -> dict:
+    result = _queue(arguments)
+    for name in ("exchange", "routing_key"):
+        value = arguments.get(name)
+        if value is not None:
+            if not isinstance(value, str) or not _QUEUE.match(value):
+                raise bad_parameter(name, "letters, digits, _ . : @ / -")
+            result[name] = value
+    return result
+
+
+def _no_arguments(arguments: dict) -> dict:
+    return {}
+
+
+WORKER_COMMANDS: dict[str, Callable[[dict], dict]] = {
+    "pool_grow": _pool_step,
+    "pool_shrink": _pool_step,
+    "autoscale": _autoscale,
+    "pool_restart": _no_arguments,
+    "add_consumer": _add_consumer,
+    "cancel_consumer": _queue,
+    "shutdown": _no_arguments,
+}

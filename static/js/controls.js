@@ -1,0 +1,183 @@
+/*
+ * Control forms: confirm, send, show every worker's reply.
+ *
+ * A form marked data-control="<API path>" is sent as JSON to that path after the user
+ * confirms in the page's <dialog>; the server answers with per-worker replies, shown in
+ * the form's .control-result. A form marked data-bulk runs the bulk revoke flow: dry run
+ * (count and sample shown in the dialog), then the action, then progress polled from its
+ * audit record. Every POST carries the CSRF token from <meta name="csrf-token">. Values
+ * from the server are put in the page as text only.
+ */
+(function () {
+  "use strict";
+
+  var L = window.Lookout;
+  var dialog = document.getElementById("confirm-dialog");
+  var apiRoot = (L && L.config.api) || "/api/v1";
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : "";
+  }
+
+  /* POST JSON; resolves {status, data} for any HTTP answer, rejects only on network errors. */
+  function post(path, payload) {
+    return fetch(apiRoot + path, {
+      method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "Accept": "application/json",
+                "X-CSRF-Token": csrfToken()},
+      body: JSON.stringify(payload)
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        return {status: response.status, data: data};
+      });
+    });
+  }
+
+  function formPayload(form) {
+    var payload = {};
+    Array.prototype.forEach.call(form.elements, function (input) {
+      if (!input.name || input.disabled) { return; }
+      if (input.type === "checkbox") { payload[input.name] = input.checked; return; }
+      var value = input.value.trim();
+      if (value === "") { return; }
+      if (input.type === "number") { value = Number(value); }
+      if (input.dataset.list !== undefined) {
+        value = value.split(",").map(function (s) { return s.trim(); }).filter(Boolean);
+      }
+      var target = payload;
+      if (input.dataset.group) {
+        payload[input.dataset.group] = payload[input.dataset.group] || {};
+        target = payload[input.dataset.group];
+      }
+      target[input.name] = value;
+    });
+    return payload;
+  }
+
+  /* Show the dialog with `lines`; resolves true on confirm, false on cancel. */
+  function confirmAction(title, lines) {
+    return new Promise(function (resolve) {
+      if (!dialog || typeof dialog.showModal !== "function") {
+        resolve(window.confirm(title + "\n" + lines.join("\n")));
+        return;
+      }
+      L.setText(dialog.querySelector(".confirm-title"), title);
+      var body = L.clear(dialog.querySelector(".confirm-body"));
+      lines.forEach(function (line) {
+        L.append(body, typeof line === "string" ? L.el("p", {}, line) : line);
+      });
+      function done(answer) {
+        dialog.querySelector(".confirm-ok").removeEventListener("click", ok);
+        dialog.querySelector(".confirm-cancel").removeEventListener("click", cancel);
+        dialog.close();
+        resolve(answer);
+      }
+      function ok() { done(true); }
+      function cancel() { done(false); }
+      dialog.querySelector(".confirm-ok").addEventListener("click", ok);
+      dialog.querySelector(".confirm-cancel").addEventListener("click", cancel);
+      dialog.showModal();
+    });
+  }
+
+  function repliesTable(replies) {
+    if (!replies || !replies.length) {
+      return L.el("p", {className: "muted"}, "No worker replied.");
+    }
+    var rows = replies.map(function (r) {
+      var text = r.reply === null || r.reply === undefined ? (r.error || "no reply")
+        : JSON.stringify(r.reply);
+      return L.el("tr", {"data-worker": r.worker}, [
+        L.el("td", {className: "mono"}, r.worker),
+        L.el("td", {}, r.ok ? "ok" : "error"),
+        L.el("td", {className: "mono"}, text)]);
+    });
+    return L.el("table", {className: "data replies"}, [
+      L.el("thead", {}, L.el("tr", {}, [L.el("th", {}, "Worker"), L.el("th", {}, "Result"),
+                                        L.el("th", {}, "Reply")])),
+      L.el("tbody", {}, rows)]);
+  }
+
+  function show(form, status, data) {
+    var out = L.clear(form.querySelector(".control-result") || form);
+    out.dataset.status = String(status);
+    if (status >= 400) {
+      L.append(out, L.el("p", {className: "error", role: "alert"},
+        (data.error && data.error.message) || ("HTTP " + status)));
+      return;
+    }
+    L.append(out, L.el("p", {className: "control-done"}, "Sent (" + (data.command || "done") + ")."));
+    L.append(out, repliesTable(data.replies));
+  }
+
+  function describe(form, payload) {
+    var lines = [form.dataset.confirm || "Send this command?"];
+    Object.keys(payload).forEach(function (key) {
+      lines.push(key + ": " + JSON.stringify(payload[key]));
+    });
+    return lines;
+  }
+
+  function submitControl(form) {
+    var payload = formPayload(form);
+    if (form.dataset.terminate !== undefined) { payload.terminate = true; }
+    confirmAction(form.dataset.title || "Confirm", describe(form, payload)).then(function (yes) {
+      if (!yes) { return; }
+      post(form.dataset.control, payload).then(function (res) { show(form, res.status, res.data); })
+        .catch(function (error) { show(form, 0, {error: {message: String(error)}}); });
+    });
+  }
+
+  /* ---- bulk revoke: dry run, confirm, act, poll progress ---- */
+  function submitBulk(form) {
+    var payload = formPayload(form);
+    var out = L.clear(form.querySelector(".control-result"));
+    payload.dry_run = true;
+    post("/tasks/revoke", payload).then(function (res) {
+      if (res.status >= 400) { show(form, res.status, res.data); return; }
+      var d = res.data;
+      var sample = L.el("ul", {className: "sample"}, (d.sample || []).map(function (t) {
+        return L.el("li", {className: "mono"}, [t.uuid, " ", t.name || "", " ", t.state]);
+      }));
+      var lines = [d.count + " unfinished task(s) match (at most " + d.cap + " per bulk revoke).",
+                   "Sample:", sample];
+      L.append(out, L.el("p", {className: "dry-run", "data-count": d.count},
+                         "Dry run: " + d.count + " task(s) match."));
+      if (d.over_cap || !d.count) { return; }
+      confirmAction("Revoke " + d.count + " task(s)?", lines).then(function (yes) {
+        if (!yes) { return; }
+        payload.dry_run = false;
+        post("/tasks/revoke", payload).then(function (act) {
+          if (act.status >= 400) { show(form, act.status, act.data); return; }
+          if (act.status === 200) { show(form, 200, {command: "revoke", replies: []}); return; }
+          poll(form, act.data.audit_id, act.data.count);
+        });
+      });
+    });
+  }
+
+  function poll(form, auditId, total) {
+    var out = form.querySelector(".control-result");
+    var bar = L.el("progress", {max: String(total), value: "0", className: "bulk-progress"});
+    var label = L.el("span", {className: "bulk-label"}, "0 / " + total);
+    L.append(out, L.el("p", {}, [bar, " ", label]));
+    function tick() {
+      L.api("/audit/" + auditId).then(function (record) {
+        var progress = (record.parameters && record.parameters.progress) || {done: 0};
+        bar.value = progress.done;
+        L.setText(label, progress.done + " / " + total + " (" + record.outcome + ")");
+        if (record.outcome === "running") { setTimeout(tick, 500); return; }
+        out.dataset.status = record.outcome;
+        L.append(out, repliesTable(record.replies));
+      }).catch(function () { setTimeout(tick, 1000); });
+    }
+    tick();
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.dataset.bulk !== undefined) { event.preventDefault(); submitBulk(form); }
+    else if (form.dataset.control) { event.preventDefault(); submitControl(form); }
+  });
+}());
