@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     """Build the web app; `settings` (or LOOKOUT_* env plus `overrides`) configures it."""
     from collectors.store.db import make_engine
-    from dashboard import api, pages
+    from dashboard import api, audit, auth, control_api, pages
     from dashboard.errors import register_error_handlers
     from dashboard.history import HistoryService
     from dashboard.live import socketio
@@ -32,6 +32,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.extensions["lookout.engine"] = engine
     app.extensions["lookout.history"] = HistoryService(engine)
     register_error_handlers(app)
+    auth.init_app(app)  # first: its guard must run before any other before_request
+    audit.init_app(app)
+    control_api.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
     app.register_blueprint(pages.bp)
