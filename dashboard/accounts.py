@@ -10,6 +10,7 @@ indexed equality match instead of a scan over every token.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -26,8 +27,6 @@ RANK = {role: rank for rank, role in enumerate(ROLES)}
 TOKEN_PREFIX = "lk_"
 MIN_PASSWORD = 8
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,150}$")
-# Checked when the user does not exist, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = generate_password_hash("lookout-dummy-password")
 
 users = User.__table__
 tokens = ApiToken.__table__
@@ -104,7 +103,8 @@ class AccountStore:
             row = conn.execute(select(users).where(users.c.username == username)
                                ).mappings().first()
         if row is None:
-            check_password_hash(_DUMMY_HASH, password)
+            # Hash anyway, so a wrong name costs as long as a wrong password.
+            check_password_hash(_dummy_hash(), password)
             return None
         if not check_password_hash(row["password_hash"], password) or row["disabled"]:
             return None
@@ -156,6 +156,11 @@ class AccountStore:
             return bool(conn.execute(
                 update(tokens).where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
                 .values(revoked_at=self.clock())).rowcount)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return generate_password_hash(secrets.token_hex(16))
 
 
 def _digest(secret: str) -> str:
