@@ -1,8 +1,8 @@
 """Read side of the history store: task lists, task details and workers, as plain dicts.
 
 Every list is keyset-paginated on (sort column, uuid) so page 10,000 costs what page 1
-does, and each filter maps onto one of the tasks indexes. Totals are exact counts, kept a
-few seconds per filter set so that walking the pages of one result does not recount it.
+does, and each filter maps onto one of the tasks indexes. Totals are exact counts, cached
+per filter set for a time that grows with their cost (see `_total`).
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+
 from sqlalchemy import Engine, and_, func, or_, select
 
 from collectors.store.models import Task, TaskEvent, Worker
@@ -25,6 +26,9 @@ workers = Worker.__table__
 LIST_TEXT = 200  # chars of args/kwargs/result/exception in list items
 LIST_TEXT_FIELDS = ("args", "kwargs", "result", "exception")
 SEARCH_FIELDS = ("args", "kwargs", "result", "exception")
+# Totals are cached for TOTAL_TTL_FACTOR x the time the count took, within these bounds.
+TOTAL_TTL_MIN, TOTAL_TTL_MAX, TOTAL_TTL_FACTOR = 2.0, 60.0, 200.0
+TOTALS_CACHED = 256  # filter sets remembered
 # Grace added to 2 x freq before a heartbeat counts as missed: event delivery jitter.
 HEARTBEAT_GRACE = 2.0
 
@@ -39,7 +43,8 @@ class TaskPage:
 class HistoryService:
     """Queries for the API and pages; one per app, safe to share between threads."""
 
-    def __init__(self, engine: Engine, total_ttl: float = 5.0, clock=time.time):
+    def __init__(self, engine: Engine, total_ttl: float | None = None, clock=time.time):
+        """`total_ttl` fixes how long totals are cached (0: never); None adapts it."""
         self.engine = engine
         self.clock = clock
         self.total_ttl = total_ttl
@@ -115,16 +120,27 @@ class HistoryService:
         return [dict(row) for row in rows]
 
     def _total(self, conn, filters: TaskFilters, where: list) -> int:
-        now = self.clock()
+        """Exact count of the rows matching `filters`, cached per filter set.
+
+        Counting 800,000 matching rows takes 100-200 ms even index-only, so a count is
+        kept for 200x the time it took (2 s to 60 s): cheap counts stay nearly live,
+        expensive ones are not redone for every page a client walks or every refresh.
+        """
+        now = time.monotonic()
         with self._totals_lock:
             cached = self._totals.get(filters)
         if cached is not None and cached[0] > now:
             return cached[1]
+        began = time.perf_counter()
         total = conn.execute(select(func.count()).select_from(tasks).where(*where)).scalar_one()
-        with self._totals_lock:
-            if len(self._totals) >= 256:
-                self._totals.clear()
-            self._totals[filters] = (now + self.total_ttl, total)
+        elapsed = time.perf_counter() - began
+        ttl = self.total_ttl if self.total_ttl is not None else \
+            min(TOTAL_TTL_MAX, max(TOTAL_TTL_MIN, elapsed * TOTAL_TTL_FACTOR))
+        if ttl > 0:
+            with self._totals_lock:
+                if len(self._totals) >= TOTALS_CACHED:
+                    self._totals.pop(next(iter(self._totals)))  # the oldest entry
+                self._totals[filters] = (now + ttl, total)
         return total
 
     # -- workers -------------------------------------------------------------------
