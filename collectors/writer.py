@@ -115,6 +115,7 @@ class HistoryWriter:
         worker_events = [e for e in events if not e.is_task]
         summary = BatchSummary(events=len(events))
         with self.engine.begin() as conn:
+            task_writer.tune_connection(conn)
             new = task_writer.insert_timeline(conn, task_events)
             merged, changed = task_writer.save_tasks(conn, new)
             names = {uuid: row["name"] for uuid, row in merged.items()}
