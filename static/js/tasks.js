@@ -43,7 +43,12 @@
       if (field.type === "checkbox") {
         field.checked = params.getAll(field.name).indexOf(field.value) >= 0;
       } else if (field.tagName === "SELECT" || field.tagName === "INPUT") {
-        field.value = params.get(field.name) || DEFAULTS[field.name] || "";
+        var value = params.get(field.name) || DEFAULTS[field.name] || "";
+        if (field.tagName === "SELECT" && value && !Array.prototype.some.call(field.options,
+          function (option) { return option.value === value; })) {
+          field.appendChild(L.el("option", {value: value}, value));  // e.g. limit=10 from a link
+        }
+        field.value = value;
       }
     });
   }

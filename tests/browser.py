@@ -1,0 +1,166 @@
+"""Browser-test fixtures: a real Lookout, a real worker, and a Playwright page on chromium.
+
+Import the fixtures into a test module (`from browser import lookout, page, ...`). One
+`lookout run` subprocess (collector + web, SQLite, no login) and one `celery worker -E`
+serve a whole module: starting them is most of a browser test's cost. Tasks go to the
+worker's own queue, so other modules' traffic on the same broker never confuses a test.
+
+Playwright uses the system chromium (never `playwright install`); Chart.js and the
+Socket.IO client come from vendor/ (`make vendor/.installed`), served at /vendor/.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from collector_helpers import RunningWorker, launch_worker, send, task_client, unique
+from support import ROOT, VENV_BIN, Process, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+VENDOR_FILES = ("chart.umd.js", "socket.io.min.js")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 5.0) -> tuple[int, Any]:
+    """(status, decoded body) of a GET, error statuses included."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+@dataclass
+class Lookout:
+    """A running `lookout run` and the worker whose tasks it watches."""
+
+    url: str
+    database_url: str
+    worker: RunningWorker
+    process: Process
+    client: Any = field(default=None, repr=False)  # a Celery app that sends to the broker
+
+    def send(self, name: str, *args: Any, **kwargs: Any) -> str:
+        """Send a sample task to this worker's queue; returns its id."""
+        return send(self.client, self.worker, name, *args, **kwargs)
+
+    def api(self, path: str) -> Any:
+        status, body = get_json(self.url + path)
+        assert status == 200, (path, status, body)
+        return body
+
+    def wait_state(self, task_id: str, state: str, timeout: float = 30.0) -> dict:
+        """Until the history API reports `state` for the task (the store, not the page)."""
+        def reached():
+            status, body = get_json(f"{self.url}/api/v1/tasks/{task_id}")
+            return body if status == 200 and body["state"] == state else None
+        return wait_for(reached, timeout, interval=0.2, message=f"{task_id} in {state}")
+
+
+@pytest.fixture(scope="module")
+def lookout(redis_broker, tmp_path_factory) -> Iterator[Lookout]:
+    """`lookout run` on a free port with a real collector, plus a real worker."""
+    missing = [name for name in VENDOR_FILES if not (ROOT / "vendor" / name).exists()]
+    if missing:
+        pytest.skip(f"vendor files missing ({', '.join(missing)}): run `make vendor/.installed`")
+    tmp = tmp_path_factory.mktemp("lookout")
+    worker = launch_worker(tmp, redis_broker)
+    port = free_port()
+    database_url = f"sqlite:///{tmp / 'lookout.db'}"
+    env = {"LOOKOUT_CHARTJS_URL": "/vendor/chart.umd.js",
+           "LOOKOUT_SOCKETIO_URL": "/vendor/socket.io.min.js",
+           "LOOKOUT_COLLECTOR_NAME": unique("browser"),
+           "LOOKOUT_EVENT_QUEUE_NAME": unique("lookout.events"),
+           "LOOKOUT_SECRET_KEY": "browser-tests"}
+    process = Process([str(VENV_BIN / "lookout"), "run", "--broker", redis_broker,
+                       "--database", database_url, "--port", str(port), "--no-auth"],
+                      tmp / "lookout.log", env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def healthy():
+            if process.popen.poll() is not None:
+                raise AssertionError(f"lookout exited:\n{process.output()[-3000:]}")
+            return get_json(url + "/healthz", timeout=2)[0] == 200
+        wait_for(healthy, 60, interval=0.2, message="lookout healthy")
+        with task_client(redis_broker) as client:
+            yield Lookout(url, database_url, worker, process, client)
+    finally:
+        code = process.stop()
+        worker.process.stop()
+        if code not in (0, None):
+            print(f"lookout exited with {code}; log: {process.log_path}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless system chromium, shared by a module's tests."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                              headless=True)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@dataclass
+class PageWatch:
+    """What a page did that a test may want to assert was nothing: dialogs, errors."""
+
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def page(browser, lookout, artifacts_dir: Path) -> Iterator[Any]:
+    """A fresh page with base_url set to the Lookout under test; `page.watch` records
+    dialogs (dismissed) and script errors; a final screenshot goes to artifacts_dir."""
+    context = browser.new_context(base_url=lookout.url, viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    watch = PageWatch()
+
+    def on_dialog(dialog):
+        watch.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on("pageerror", lambda error: watch.errors.append(str(error)))
+    page.watch = watch
+    page.screenshot = _screenshot_writer(page.screenshot)
+    try:
+        yield page
+    finally:
+        try:
+            page.screenshot(path=str(artifacts_dir / "final.png"), full_page=True)
+        finally:
+            context.close()
+
+
+def _screenshot_writer(screenshot):
+    """page.screenshot(path=...) that writes the file itself.
+
+    Playwright writes `path` from a thread pool that then outlives the test, which the
+    suite's leaked-thread check rightly reports; the bytes are all we need from it.
+    """
+    def take(*, path: str | Path | None = None, **options: Any) -> bytes:
+        data = screenshot(**options)
+        if path is not None:
+            Path(path).write_bytes(data)
+        return data
+    return take
