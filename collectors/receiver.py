@@ -23,6 +23,8 @@ import uuid
 from collections import Counter
 from typing import Any, Iterable
 
+from celery import Celery
+from celery.events.event import get_exchange
 from kombu import Connection, Consumer, Queue
 
 from collectors.buffer import EventBuffer
@@ -84,9 +86,10 @@ class EventReceiver:
 
     def run(self, should_stop: threading.Event, flushed: threading.Event | None = None) -> None:
         """Consume until `should_stop` is set; on RabbitMQ, wait for `flushed` to ack last."""
-        app, own_app = self._control_app()
+        app, own_app = None, False
         backoff = FIRST_BACKOFF
         try:
+            app, own_app = self._control_app()
             while not should_stop.is_set():
                 conn = self._connection()
                 try:
@@ -106,7 +109,7 @@ class EventReceiver:
             if self.stats.connected:
                 self.stats.connected = False
                 self.stats.disconnected_since = time.time()
-            if own_app:
+            if own_app and app is not None:
                 app.close()
 
     def _control_app(self):
@@ -114,8 +117,6 @@ class EventReceiver:
         app = self.settings.extra.get("celery_app")
         if app is not None:
             return app, False
-        from celery import Celery
-
         return Celery("lookout", broker=self.settings.broker_url, set_as_current=False), True
 
     def _connection(self) -> Connection:
@@ -129,8 +130,6 @@ class EventReceiver:
 
     def _consume(self, conn: Connection, app, should_stop: threading.Event,
                  flushed: threading.Event | None) -> None:
-        from celery.events.event import get_exchange
-
         conn.connect()
         amqp = conn.transport.driver_type == "amqp"
         with self._lock:
