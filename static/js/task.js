@@ -13,7 +13,7 @@
   var TIMES = ["timestamp", "sent_at", "received_at", "started_at", "succeeded_at", "failed_at",
     "retried_at", "revoked_at", "rejected_at", "updated_at"];
   var SKIP = ["timeline", "children", "retry_history", "traceback", "exception", "uuid",
-    "name", "state", "parent_id", "root_id"];
+    "name", "state", "state_ts", "parent_id", "root_id"];
   var task = null;
 
   function value(key, raw) {
@@ -85,8 +85,9 @@
     field(family, "workflow", task.root_id ? L.el("a", {href: "/tasks?" + new URLSearchParams({root_id: task.root_id})},
       "all tasks of this workflow") : "–");
     L.append(L.clear(document.getElementById("children-body")), task.children.map(function (c) {
-      return L.el("tr", {}, [L.el("td", {}, L.stateBadge(c.state)), L.el("td", {}, link(c.uuid)),
-        L.el("td", {}, c.name || ""), L.el("td", {}, L.fmtDuration(c.runtime))]);
+      return L.el("tr", {"data-uuid": c.uuid}, [L.el("td", {}, L.stateBadge(c.state)),
+        L.el("td", {}, L.el("a", {href: L.taskUrl(c.uuid)}, c.name || "(unknown)")),
+        L.el("td", {}, link(c.uuid)), L.el("td", {}, L.fmtDuration(c.runtime))]);
     }));
   }
 
