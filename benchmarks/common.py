@@ -71,40 +71,58 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-class RssSampler:
-    """Peak resident memory of a process and its children, sampled every `interval` s."""
+class TreeSampler:
+    """Peak resident memory and CPU time of a process and its children.
+
+    Memory is sampled every `interval` s. CPU seconds are the figure to trust when the
+    machine is shared: wall-clock rates drop when other work takes the cores, CPU
+    seconds per event do not.
+    """
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
         self.pid, self.interval = pid, interval
         self.peak = 0
-        self.last = 0
+        self.cpu = 0.0  # CPU seconds used while sampling
+        self._cpu: dict[int, float] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
+        self._thread = threading.Thread(target=self._run, daemon=True, name="tree-sampler")
+
+    def _sample(self, root: psutil.Process, cpu: dict[int, float]) -> int:
+        total = 0
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += proc.memory_info().rss
+                times = proc.cpu_times()
+                cpu[proc.pid] = times.user + times.system
+        return total
 
     def _run(self) -> None:
         try:
             root = psutil.Process(self.pid)
+            start: dict[int, float] = {}
+            self._sample(root, start)
+            while not self._stop.is_set():
+                self.peak = max(self.peak, self._sample(root, self._cpu))
+                self.cpu = sum(v - start.get(k, 0.0) for k, v in self._cpu.items())
+                self._stop.wait(self.interval)
         except psutil.NoSuchProcess:
             return
-        while not self._stop.is_set():
-            total = 0
-            try:
-                for proc in [root, *root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.NoSuchProcess):
-                        total += proc.memory_info().rss
-            except psutil.NoSuchProcess:
-                return
-            self.last = total
-            self.peak = max(self.peak, total)
-            self._stop.wait(self.interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> "TreeSampler":
         self._thread.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def machine_load() -> str:
+    """One line on how busy the machine is: figures taken while it is busy are low."""
+    one, five, _ = os.getloadavg()
+    busy = psutil.cpu_percent(interval=0.5)
+    note = "" if one < 1.0 else "  (machine busy: wall-clock rates are understated)"
+    return f"load average {one:.1f}/{five:.1f}, CPU {busy:.0f}% busy{note}"
 
 
 def free_port() -> int:

@@ -19,7 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-from common import Children, RssSampler, dedicated_broker, fmt_mb, run_generators
+from common import (Children, TreeSampler, dedicated_broker, fmt_mb, machine_load,
+                    run_generators)
 from targets import FlowerTarget, LookoutTarget
 
 GEN_CAPACITY = 25_000  # events/s one generator process sends comfortably on this box
@@ -49,7 +50,7 @@ def settle(target, base: dict, expected: int, quiet: float, timeout: float):
 
 def burst(target, children, broker, opts, log) -> dict:
     base = target.counts()
-    with RssSampler(target.proc.pid) as rss:
+    with TreeSampler(target.proc.pid) as rss:
         sent = run_generators(children, broker, opts.generators, events=opts.events,
                               log=log)
         final, done_at = settle(target, base, sent["task_events"], quiet=5.0,
@@ -58,6 +59,7 @@ def burst(target, children, broker, opts, log) -> dict:
     return {"sent": sent["task_events"], "send_rate": sent["rate"], "kept": kept,
             "loss": 1 - kept / sent["task_events"], "drain": done_at - sent["end"],
             "total_time": done_at - sent["begin"], "peak_rss": rss.peak,
+            "cpu_per_1k": 1000 * rss.cpu / max(kept, 1),
             "worker_events_sent": sent["worker_events"],
             "counters": {k: final[k] - base[k] for k in final if k != "write_lag"}}
 
@@ -69,22 +71,24 @@ def step(target, children, broker, rate, opts, log) -> dict:
     gens = max(1, math.ceil(rate / GEN_CAPACITY))
     thread = threading.Thread(target=lambda: holder.update(run_generators(
         children, broker, gens, rate=rate, duration=opts.step_seconds, log=log)))
-    thread.start()
     max_lag = 0.0
-    while thread.is_alive():
-        with contextlib.suppress(OSError):
-            max_lag = max(max_lag, target.counts().get("write_lag", 0.0))
-        thread.join(0.5)
-    if not holder:
-        raise RuntimeError("load generator failed")
-    final, done_at = settle(target, base, holder["task_events"], quiet=opts.catch_up,
-                            timeout=opts.catch_up + 30)
+    with TreeSampler(target.proc.pid) as usage:
+        thread.start()
+        while thread.is_alive():
+            with contextlib.suppress(OSError):
+                max_lag = max(max_lag, target.counts().get("write_lag", 0.0))
+            thread.join(0.5)
+        if not holder:
+            raise RuntimeError("load generator failed")
+        final, done_at = settle(target, base, holder["task_events"], quiet=opts.catch_up,
+                                timeout=opts.catch_up + 30)
     kept = final["task_events"] - base["task_events"]
     catch_up = max(0.0, done_at - holder["end"])
     max_lag = max(max_lag, final.get("write_lag", 0.0))
     ok = kept >= holder["task_events"] and catch_up <= opts.catch_up
     return {"rate": rate, "achieved": holder["rate"], "sent": holder["task_events"],
-            "kept": kept, "catch_up": catch_up, "max_write_lag": max_lag, "ok": ok}
+            "kept": kept, "catch_up": catch_up, "max_write_lag": max_lag, "ok": ok,
+            "cpu_per_1k": 1000 * usage.cpu / max(kept, 1), "peak_rss": usage.peak}
 
 
 def sustained(target, children, broker, opts, log) -> dict:
@@ -97,7 +101,8 @@ def sustained(target, children, broker, opts, log) -> dict:
         steps.append(result)
         print(f"  {target.name} {rate:>8,.0f}/s: sent {result['sent']:,} at "
               f"{result['achieved']:,.0f}/s, kept {result['kept']:,}, caught up in "
-              f"{result['catch_up']:.1f} s, write lag <= {result['max_write_lag']:.2f} s"
+              f"{result['catch_up']:.1f} s, write lag <= {result['max_write_lag']:.2f} s, "
+              f"{result['cpu_per_1k']:.2f} CPU s/1k events"
               f" -> {'ok' if result['ok'] else 'FAIL'}", flush=True)
         if result["ok"]:
             best = max(best, result["achieved"])
@@ -148,19 +153,19 @@ def run_target(kind: str, broker_url: str, opts, workdir: Path) -> dict:
         else:
             target = FlowerTarget(children, broker, workdir)
         stack.callback(target.close)
-        print(f"{target.name}: burst of {opts.events:,} events ...", flush=True)
+        print(f"{target.name}: burst of {opts.events:,} events; {machine_load()}", flush=True)
         result = {"burst": burst(target, children, broker, opts, log)}
         b = result["burst"]
         print(f"  sent {b['sent']:,} at {b['send_rate']:,.0f}/s, kept {b['kept']:,} "
               f"({b['loss']:.1%} lost), drained {b['drain']:.1f} s after the last send, "
-              f"peak RSS {fmt_mb(b['peak_rss'])}", flush=True)
+              f"peak RSS {fmt_mb(b['peak_rss'])}, {b['cpu_per_1k']:.2f} CPU s/1k events",
+              flush=True)
+        result["peak_rss"] = b["peak_rss"]
         if opts.rates:
-            print(f"{target.name}: sustained steps ...", flush=True)
-            with RssSampler(target.proc.pid) as rss:
-                result["sustained"] = sustained(target, children, broker, opts, log)
-            result["peak_rss"] = max(b["peak_rss"], rss.peak)
-        else:
-            result["peak_rss"] = b["peak_rss"]
+            print(f"{target.name}: sustained steps; {machine_load()}", flush=True)
+            result["sustained"] = sustained(target, children, broker, opts, log)
+            result["peak_rss"] = max([b["peak_rss"]] + [
+                s["peak_rss"] for s in result["sustained"]["steps"]])
         return result
 
 
@@ -182,6 +187,10 @@ def table(results: dict, opts) -> str:
          lambda r: r.get("sustained", {}).get("max_rate", 0), ">= 5x Flower"),
         ("peak RSS", lambda r: fmt_mb(r["peak_rss"]), lambda r: r["peak_rss"],
          "< 200 MB (Lookout)"),
+        ("CPU s per 1k events (burst)", lambda r: f"{r['burst']['cpu_per_1k']:.2f}",
+         lambda r: r["burst"]["cpu_per_1k"], ""),
+        ("=> events/s one free core allows", lambda r: f"{1000 / r['burst']['cpu_per_1k']:,.0f}",
+         lambda r: 1 / r["burst"]["cpu_per_1k"], ""),
     ]
     head = f"{'':36}{'Lookout':>14}{'Flower':>14}{'Lookout/Flower':>16}   target"
     lines = [head, "-" * len(head)]
