@@ -38,6 +38,19 @@ def external_emitter(message_queue: str):
     return SocketIO(message_queue=message_queue, async_mode="threading")
 
 
+def install_external(collector: Any, settings: Any) -> "LivePublisher | None":
+    """In a standalone collector, push to web processes through the message queue.
+
+    Returns the started publisher (stop it after the collector, so the last batch goes
+    out), or None when no message queue is configured: then nobody could listen.
+    """
+    if not settings.message_queue:
+        return None
+    publisher = LivePublisher(external_emitter(settings.message_queue))
+    collector.add_listener(publisher)
+    return publisher.start()
+
+
 def slim(row: Mapping[str, Any]) -> dict:
     """The columns a live row needs, long texts cut: what a table cell can show."""
     out = {}

@@ -73,26 +73,11 @@ def start_collector(settings: Settings, app, socketio, cleanup: ExitStack) -> No
 
     publisher = LivePublisher(socketio)
     collector = Collector(settings, engine=app.extensions["lookout.engine"])
-    collector.listeners.append(publisher)
+    collector.add_listener(publisher)
     publisher.start()
     cleanup.callback(publisher.stop)  # after the collector: its last batch gets pushed
     collector.start()
     cleanup.callback(collector.stop)
-
-
-def install_external_publisher(collector, settings: Settings):
-    """For a standalone collector: push live updates to web processes via the message queue.
-
-    Returns the started publisher (stop it after the collector), or None when no
-    message queue is configured and nobody could receive the updates.
-    """
-    if not settings.message_queue:
-        return None
-    from dashboard.push import LivePublisher, external_emitter
-
-    publisher = LivePublisher(external_emitter(settings.message_queue))
-    collector.listeners.append(publisher)
-    return publisher.start()
 
 
 def _interrupt(signum, frame) -> None:

@@ -139,31 +139,42 @@ def test_socket_auth_hook_refuses_connections(app):
     assert not client.is_connected(NAMESPACE)
 
 
-def test_external_emitter_reaches_browsers_of_lookout_web(redis_broker, sqlite_url, tmp_path):
-    """A standalone collector's publisher reaches a `lookout web` process via Redis."""
+@pytest.mark.slow
+def test_standalone_collector_pushes_to_lookout_web_via_redis(redis_broker, sqlite_url,
+                                                             tmp_path):
+    """`lookout collect` and `lookout web` as separate processes, linked by the message
+    queue: a task run by a real worker reaches a Socket.IO client of the web process."""
     import socketio as socketio_client
 
     from browser import free_port, get_json
+    from collector_helpers import launch_worker, send, task_client, unique
     from support import VENV_BIN, Process
 
     port = free_port()
-    web = Process([str(VENV_BIN / "lookout"), "web", "--database", sqlite_url, "--port",
-                   str(port), "--no-auth", "--message-queue", redis_broker],
+    lookout = str(VENV_BIN / "lookout")
+    common = ["--database", sqlite_url, "--message-queue", redis_broker]
+    worker = launch_worker(tmp_path, redis_broker)
+    collector = Process([lookout, "collect", "--broker", redis_broker, *common],
+                        tmp_path / "collect.log",
+                        env={"LOOKOUT_COLLECTOR_NAME": unique("live-test")})
+    web = Process([lookout, "web", "--port", str(port), "--no-auth", *common],
                   tmp_path / "web.log")
     url = f"http://127.0.0.1:{port}"
-    room = f"task:{uuid.uuid4()}"  # Pub/Sub ignores the database number: a room of our own
     client = socketio_client.Client()
-    messages: list[dict] = []
-    client.on("task", messages.append, namespace=NAMESPACE)
+    rows: list[dict] = []
+    client.on("tasks", lambda message: rows.extend(message["tasks"]), namespace=NAMESPACE)
     try:
-        wait_for(lambda: get_json(url + "/api/v1/workers")[0] == 200, 30, message="web up")
+        # Healthy means the web process sees the collector's status row as connected.
+        wait_for(lambda: get_json(url + "/healthz")[0] == 200, 60, message="both up")
         client.connect(url, namespaces=[NAMESPACE], transports=["websocket"])
-        assert client.call("subscribe", {"room": room}, namespace=NAMESPACE)["ok"]
-        publisher = LivePublisher(external_emitter(redis_broker))
-        publisher(summary(tasks=[task_row(room[5:], "STARTED")]))
-        publisher.flush()
-        wait_for(lambda: messages, 10, message="the task's update, via Redis")
-        assert messages[0]["task"]["state"] == "STARTED"
+        assert client.call("subscribe", {"room": "tasks"}, namespace=NAMESPACE)["ok"]
+        with task_client(redis_broker) as app:
+            task_id = send(app, worker, "sample.add", 2, 3)
+        wait_for(lambda: any(r["uuid"] == task_id and r["state"] == "SUCCESS" for r in rows),
+                 30, message="the task's rows pushed through Redis")
     finally:
         client.disconnect()
-        assert web.stop() == 0, web.output()[-2000:]
+        web_code, collector_code = web.stop(), collector.stop()
+        worker.process.stop()
+    assert web_code == 0, web.output()[-2000:]
+    assert collector_code == 0, collector.output()[-2000:]
