@@ -133,7 +133,11 @@ def run_collector(settings: Settings) -> int:
         for number in handled:
             previous[number] = signal.signal(number, request_stop)
     try:
-        collector = Collector(settings).start()
+        collector = Collector(settings)
+        # With a message queue, web processes elsewhere get live updates from this one.
+        from dashboard.push import install_external
+        publisher = install_external(collector, settings)
+        collector.start()
         healthy = True
         try:
             while not stop.wait(1.0):
@@ -143,6 +147,8 @@ def run_collector(settings: Settings) -> int:
                     break
         finally:
             flushed = collector.stop()
+            if publisher is not None:
+                publisher.stop()  # after the collector: its last batch is pushed too
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
