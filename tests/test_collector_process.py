@@ -19,10 +19,11 @@ pytestmark = pytest.mark.slow
 BURST = 150
 
 
-def start_collector(tmp_path, settings, label: str, after: float = 0.0) -> Process:
+def start_collector(tmp_path, settings, label: str, after: float = 0.0,
+                    args: list[str] | None = None, env: dict[str, str] | None = None) -> Process:
     """`lookout collect` as a subprocess; returns once its own status row says connected."""
-    proc = Process([str(VENV_BIN / "lookout"), "collect"], tmp_path / f"collect-{label}.log",
-                   env=collector_env(settings))
+    proc = Process(args or [str(VENV_BIN / "lookout"), "collect"],
+                   tmp_path / f"collect-{label}.log", env=env or collector_env(settings))
     engine = make_engine(settings.database_url)
     try:
         def connected():
@@ -108,6 +109,26 @@ def test_sigterm_flushes_and_exits_0(tmp_path, redis_worker, sqlite_url):
         # Everything received was written (or recognised as already written).
         assert counters["stored"] + counters["duplicates"] == counters["received"]
         assert integrity(engine) == "ok"
+    finally:
+        proc.stop()
+        engine.dispose()
+
+
+def test_celery_subcommand_takes_broker_and_app_from_dash_a(tmp_path, redis_worker, sqlite_url):
+    """`celery -A proj lookout collect`: no broker option, the app's own configuration."""
+    settings = collector_settings(redis_worker.broker, sqlite_url)
+    env = {"LOOKOUT_TEST_BROKER": redis_worker.broker, "LOOKOUT_BROKER_URL": "",
+           "LOOKOUT_DATABASE_URL": sqlite_url, "LOOKOUT_COLLECTOR_NAME": settings.collector_name}
+    proc = start_collector(tmp_path, settings, "dash-a", env=env, args=[
+        str(VENV_BIN / "celery"), "-A", "tests.sample_tasks", "lookout", "collect"])
+    engine = make_engine(sqlite_url)
+    try:
+        with task_client(redis_worker.broker) as app:
+            task_id = send(app, redis_worker, "sample.echo", "via -A")
+            wait_states(engine, {task_id: "SUCCESS"})
+        assert status(engine, settings.collector_name)["broker"] == redis_worker.broker
+        proc.signal(signal.SIGTERM)
+        assert proc.popen.wait(30) == 0, proc.output()[-3000:]
     finally:
         proc.stop()
         engine.dispose()
