@@ -20,16 +20,15 @@ _TEXT_LIMIT = 64  # sw_* and loadavg columns are String(64)
 
 
 def coalesce(events: Iterable[Event]) -> dict[str, dict[str, Any]]:
-    """One row update per hostname: the newest event's figures, the earliest sighting."""
-    latest: dict[str, Event] = {}
-    first: dict[str, float] = {}
-    for event in events:
-        host = event.hostname
-        first[host] = min(first.get(host, event.local_received), event.local_received)
-        current = latest.get(host)
-        if current is None or event.local_received >= current.local_received:
-            latest[host] = event
-    return {host: _row(event, first[host]) for host, event in latest.items()}
+    """One row update per hostname: newer events' figures over older ones'."""
+    rows: dict[str, dict[str, Any]] = {}
+    for event in sorted(events, key=lambda e: e.local_received):
+        row = rows.get(event.hostname)
+        if row is None:
+            rows[event.hostname] = _row(event, event.local_received)
+        else:
+            row.update(_row(event, row["first_seen"]))
+    return rows
 
 
 def _row(event: Event, first_seen: float) -> dict[str, Any]:
