@@ -40,7 +40,11 @@ class Pruner:
                 select(TASKS.c.uuid).where(TASKS.c.updated_at < now - self.settings.retention)
                 .order_by(TASKS.c.updated_at), budget)
         if budget > 0 and self.settings.max_tasks > 0:
-            budget -= self._delete_tasks(self._excess_tasks(), budget)
+            excess = self._excess_tasks()
+            if excess:
+                budget -= self._delete_tasks(
+                    select(TASKS.c.uuid).order_by(TASKS.c.timestamp, TASKS.c.uuid),
+                    budget, most=excess)
         if budget > 0 and self.settings.rollup_retention > 0:
             cutoff = now - self.settings.rollup_retention
             budget -= self._delete_keys(
@@ -58,23 +62,20 @@ class Pruner:
             log.info("pruned %d history rows", deleted)
         return deleted
 
-    def _excess_tasks(self):
-        """The oldest tasks (by first-seen time) beyond the `max_tasks` cap, or None."""
+    def _excess_tasks(self) -> int:
+        """How many tasks are over the `max_tasks` cap."""
         with self.engine.connect() as conn:
             count = conn.execute(select(func.count()).select_from(TASKS)).scalar_one()
-        excess = count - self.settings.max_tasks
-        if excess <= 0:
-            return None
-        return (select(TASKS.c.uuid).order_by(TASKS.c.timestamp, TASKS.c.uuid)
-                .limit(excess))
+        return max(0, count - self.settings.max_tasks)
 
-    def _delete_tasks(self, query, budget: int) -> int:
+    def _delete_tasks(self, query, budget: int, most: int | None = None) -> int:
         """Delete a chunk of the tasks `query` selects, timelines first; rows deleted."""
-        if query is None or budget <= 0:
+        if budget <= 0:
             return 0
         # A task has a handful of timeline rows: take fewer tasks so the step stays small.
+        chunk = max(1, budget // 5)
         with self.engine.begin() as conn:
-            uuids = conn.execute(query.limit(max(1, budget // 5))).scalars().all()
+            uuids = conn.execute(query.limit(min(chunk, most or chunk))).scalars().all()
             if not uuids:
                 return 0
             events = conn.execute(
