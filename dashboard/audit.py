@@ -4,7 +4,8 @@ Recording happens in an after_request hook on the audited blueprints, so a reque
 the guard refused (401/403), that failed validation (400/404) or met a dead broker (503)
 leaves its record exactly like a successful one; views only add what they learnt
 (targets, parameters, replies) to `g.audit`. Records have their own retention
-(`audit_retention`, a year by default), longer than task history.
+(`audit_retention`, LOOKOUT_AUDIT_RETENTION, a year by default), longer than task
+history; records older than that are deleted by the web process at most once an hour.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ DEFAULT_RETENTION = 365 * 86400.0
 PRUNE_EVERY = 3600.0
 LIST_PARAMS = frozenset({"actor", "action", "outcome", "target", "since", "until",
                          "limit", "cursor"})
+TARGET_ARGS = ("task_id", "hostname", "token_id")  # URL parts naming what is acted on
 OUTCOMES = ("ok", "refused", "invalid", "error", "running")
 
 bp = Blueprint("audit", __name__)
@@ -157,7 +159,8 @@ def record_request(response):
         action=info.get("action") or _action(),
         outcome=info.get("outcome") or outcome_of(response.status_code),
         status=response.status_code,
-        targets=info.get("targets") or [str(v) for v in (request.view_args or {}).values()],
+        targets=info.get("targets") or [str(v) for k, v in (request.view_args or {}).items()
+                                        if k in TARGET_ARGS],
         parameters=info.get("parameters", _request_parameters()),
         replies=info.get("replies"),
         message=info.get("message") or message)
@@ -205,8 +208,6 @@ def audit_page():
 
 def init_app(app) -> None:
     settings = app.config["LOOKOUT"]
-    retention = settings.extra.get("audit_retention", getattr(settings, "audit_retention",
-                                                                DEFAULT_RETENTION))
     app.extensions["lookout.audit"] = AuditService(app.extensions["lookout.engine"],
-                                                   float(retention))
+                                                   settings.audit_retention)
     app.register_blueprint(bp)
