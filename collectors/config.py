@@ -41,6 +41,8 @@ class Settings:
     max_tasks: int = 1_000_000
     # Per-minute rollups are tiny; keep them much longer so charts over weeks stay cheap.
     rollup_retention: float = 90 * 86400.0
+    # The audit trail outlives task history: who did what stays answerable for a year.
+    audit_retention: float = 365 * 86400.0
     # Longest text kept for args/kwargs/result/exception/traceback; longer gets a marker.
     max_field_size: int = 16_384
     # RabbitMQ only: a named queue that outlives the collector for this long.
@@ -65,7 +67,7 @@ class Settings:
     celery_app: str = ""  # -A proj: for beat schedule and config
     extra: dict[str, Any] = field(default_factory=dict)
 
-    _DURATIONS = ("retention", "rollup_retention", "event_queue_expires",
+    _DURATIONS = ("retention", "rollup_retention", "audit_retention", "event_queue_expires",
                   "enable_events_interval", "reconnect_max_backoff", "flush_interval",
                   "queue_sample_interval")
 
