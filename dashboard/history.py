@@ -11,21 +11,20 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, func, select
 
 from collectors.store.models import Task, TaskEvent, Worker
 from dashboard.errors import ApiError
-from dashboard.query import Cursor, TaskFilters, TaskQuery, encode_cursor
 from dashboard.health import HealthCheck
+from dashboard.query import TaskFilters, TaskQuery, encode_cursor
 from dashboard.rollups import RollupStats
+from dashboard.task_sql import (LIST_TEXT, LIST_TEXT_FIELDS, SORT_MATCHES_MAX, after,
+                                conditions, list_columns, plan)
 
 tasks = Task.__table__
 events = TaskEvent.__table__
 workers = Worker.__table__
 
-LIST_TEXT = 200  # chars of args/kwargs/result/exception in list items
-LIST_TEXT_FIELDS = ("args", "kwargs", "result", "exception")
-SEARCH_FIELDS = ("args", "kwargs", "result", "exception")
 # Totals are cached for TOTAL_TTL_FACTOR x the time the count took, within these bounds.
 TOTAL_TTL_MIN, TOTAL_TTL_MAX, TOTAL_TTL_FACTOR = 2.0, 60.0, 200.0
 TOTALS_CACHED = 256  # filter sets remembered
@@ -48,6 +47,7 @@ class HistoryService:
         self.engine = engine
         self.clock = clock
         self.total_ttl = total_ttl
+        self.sort_matches_max = SORT_MATCHES_MAX
         self._totals: dict[TaskFilters, tuple[float, int]] = {}
         self._totals_lock = threading.Lock()
         self.rollups = RollupStats(engine, clock)
@@ -55,10 +55,13 @@ class HistoryService:
 
     # -- tasks ---------------------------------------------------------------------
     def list_tasks(self, query: TaskQuery) -> TaskPage:
-        where = _conditions(query.filters, self.engine.dialect.name)
+        dialect = self.engine.dialect.name
+        where = conditions(query.filters, dialect)
         with self.engine.connect() as conn:
-            rows = self._page_rows(conn, where, query)
             total = self._total(conn, query.filters, where)
+            column, walk = plan(query, total, self.sort_matches_max)
+            page_where = conditions(query.filters, dialect, indexed=False) if walk else where
+            rows = self._page_rows(conn, page_where, query, column)
         next_cursor = None
         if len(rows) > query.limit:
             rows = rows[:query.limit]
@@ -76,7 +79,7 @@ class HistoryService:
                 select(events).where(events.c.task_uuid == uuid)
                 .order_by(events.c.timestamp, events.c.id)).mappings().all()
             children = conn.execute(
-                select(*_list_columns()).where(tasks.c.parent_id == uuid)
+                select(*list_columns()).where(tasks.c.parent_id == uuid)
                 .order_by(tasks.c.timestamp, tasks.c.uuid).limit(1000)).mappings().all()
         task = dict(row)
         task["timeline"] = _timeline(timeline)
@@ -88,25 +91,25 @@ class HistoryService:
             for e in task["timeline"] if e["type"] == "task-retried"]
         return task
 
-    def _page_rows(self, conn, where: list, query: TaskQuery) -> list[dict]:
+    def _page_rows(self, conn, where: list, query: TaskQuery, column) -> list[dict]:
         """One page plus one row (to know whether there is a next page).
 
         Nullable sort columns are walked as two segments, non-null values first and then
         the NULL rows by uuid, in both directions: each segment is a plain index range, and
-        the cursor's value being null says which segment it points into.
+        the cursor's value being null says which segment it points into. `column` is the
+        sort column or an equal expression that keeps it away from its index (`_plan`).
         """
         sort, cursor, want = query.sort, query.cursor, query.limit + 1
-        column = tasks.c[sort.column]
         rows: list = []
         if cursor is None or cursor.value is not None:
             segment = list(where)
             if sort.nullable:
                 segment.append(column.is_not(None))
             if cursor is not None:
-                segment.append(_after(column, cursor, sort.descending))
+                segment.append(after(column, cursor, sort.descending))
             order = (column.desc(), tasks.c.uuid.desc()) if sort.descending \
                 else (column.asc(), tasks.c.uuid.asc())
-            rows = conn.execute(select(*_list_columns()).where(*segment)
+            rows = conn.execute(select(*list_columns()).where(*segment)
                                 .order_by(*order).limit(want)).mappings().all()
         if sort.nullable and len(rows) < want:
             segment = [*where, column.is_(None)]
@@ -115,7 +118,7 @@ class HistoryService:
                                else tasks.c.uuid > cursor.uuid)
             uuid_order = tasks.c.uuid.desc() if sort.descending else tasks.c.uuid.asc()
             rows = list(rows) + conn.execute(
-                select(*_list_columns()).where(*segment).order_by(uuid_order)
+                select(*list_columns()).where(*segment).order_by(uuid_order)
                 .limit(want - len(rows))).mappings().all()
         return [dict(row) for row in rows]
 
@@ -157,7 +160,7 @@ class HistoryService:
             if row is None:
                 raise ApiError(404, f"no worker named {hostname[:100]!r}")
             recent_rows = conn.execute(
-                select(*_list_columns()).where(tasks.c.worker == hostname)
+                select(*list_columns()).where(tasks.c.worker == hostname)
                 .order_by(tasks.c.timestamp.desc(), tasks.c.uuid.desc()).limit(recent)
             ).mappings().all()
             counts = conn.execute(
@@ -167,59 +170,6 @@ class HistoryService:
         worker["recent_tasks"] = [_list_item(r) for r in recent_rows]
         worker["task_counts"] = {state: count for state, count in counts}
         return worker
-
-
-def _conditions(filters: TaskFilters, dialect: str) -> list:
-    """SQL conditions for the filters; all values are bound parameters."""
-    where = []
-    if filters.states:
-        where.append(tasks.c.state.in_(filters.states))
-    for name in ("name", "worker", "queue", "root_id", "parent_id"):
-        value = getattr(filters, name)
-        if value is not None:
-            where.append(tasks.c[name] == value)
-    for column, low, high in filters.ranges:
-        if low is not None:
-            where.append(tasks.c[column] >= low)
-        if high is not None:
-            where.append(tasks.c[column] <= high)
-    if filters.q:
-        where.append(_search(filters.q, dialect))
-    return where
-
-
-def _search(q: str, dialect: str):
-    """Substring match, case-insensitive, with % and _ in `q` taken literally.
-
-    SQLite's LIKE already ignores ASCII case (and its lower() knows no more than ASCII),
-    so plain LIKE there avoids lower() copies of four text columns per row: 2x faster.
-    """
-    pattern = "%" + q.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
-    if dialect == "sqlite":
-        return or_(*(tasks.c[f].like(pattern, escape="/") for f in SEARCH_FIELDS))
-    return or_(*(tasks.c[f].ilike(pattern, escape="/") for f in SEARCH_FIELDS))
-
-
-def _after(column, cursor: Cursor, descending: bool):
-    """Rows strictly after the cursor in (column, uuid) order, written so the column's
-    index bounds the scan: `col <= v AND (col < v OR uuid < u)` rather than a bare OR."""
-    if descending:
-        return and_(column <= cursor.value,
-                    or_(column < cursor.value, tasks.c.uuid < cursor.uuid))
-    return and_(column >= cursor.value, or_(column > cursor.value, tasks.c.uuid > cursor.uuid))
-
-
-def _list_columns() -> list:
-    """Everything but the traceback; long texts cut in SQL so big rows never travel."""
-    columns = []
-    for column in tasks.c:
-        if column.name == "traceback":
-            continue
-        if column.name in LIST_TEXT_FIELDS:
-            columns.append(func.substr(column, 1, LIST_TEXT + 1).label(column.name))
-        else:
-            columns.append(column)
-    return columns
 
 
 def _list_item(row) -> dict:
