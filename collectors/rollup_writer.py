@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, Table, and_, bindparam, select, update
+from sqlalchemy import Connection, Table
 
 from collectors import histogram
 from collectors.events import Event
+from collectors.sql_rows import chunks, select_in, write_rows
 from collectors.store.models import TaskRollup
-from collectors.task_writer import chunks
 
 ROLLUPS: Table = TaskRollup.__table__
 BUCKET_SECONDS = 60
@@ -59,13 +59,10 @@ def save_rollups(conn: Connection, acc: dict[tuple[str, int], dict[str, Any]]) -
         return
     existing: dict[tuple[str, int], dict[str, Any]] = {}
     names = sorted({name for name, _ in acc})
-    buckets = sorted({bucket for _, bucket in acc})
-    for name_chunk in chunks(names):
-        for bucket_chunk in chunks(buckets):
-            query = select(ROLLUPS).where(and_(ROLLUPS.c.name.in_(name_chunk),
-                                               ROLLUPS.c.bucket.in_(bucket_chunk)))
-            for row in conn.execute(query).mappings():
-                existing[(row["name"], row["bucket"])] = dict(row)
+    for bucket_chunk in chunks(sorted({bucket for _, bucket in acc})):
+        for row in select_in(conn, ROLLUPS, ROLLUPS.c.name, names,
+                             ROLLUPS.c.bucket.in_(bucket_chunk)):
+            existing[(row["name"], row["bucket"])] = row
     inserts, updates = [], []
     for (name, bucket), entry in acc.items():
         row = existing.get((name, bucket))
@@ -81,11 +78,4 @@ def save_rollups(conn: Connection, acc: dict[tuple[str, int], dict[str, Any]]) -
         hist = histogram.merge(histogram.loads(row.get("runtime_hist")), entry["hist"])
         row["runtime_hist"] = histogram.dumps(hist) if hist else None
         target.append(row)
-    if inserts:
-        conn.execute(ROLLUPS.insert(), inserts)
-    if updates:
-        stmt = update(ROLLUPS).where(and_(ROLLUPS.c.name == bindparam("b_name"),
-                                          ROLLUPS.c.bucket == bindparam("b_bucket")))
-        conn.execute(stmt, [{"b_name": r["name"], "b_bucket": r["bucket"],
-                             **{k: v for k, v in r.items() if k not in ("name", "bucket")}}
-                            for r in updates])
+    write_rows(conn, ROLLUPS, ("name", "bucket"), inserts, updates)

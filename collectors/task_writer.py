@@ -8,23 +8,18 @@ rollups, counters) ever sees a duplicate.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, Table, bindparam, func, select, text, update
+from sqlalchemy import Connection, Table, func, select, text
 
 from collectors import merge
 from collectors.events import Event
+from collectors.sql_rows import chunks, select_in, write_rows
 from collectors.store.models import Task, TaskEvent
 
-IN_CHUNK = 500  # ids per IN (...) query: well under every backend's parameter limit
 TASKS: Table = Task.__table__
 TASK_EVENTS: Table = TaskEvent.__table__
 _IDENTITY = ("task_uuid", "type", "timestamp", "hostname")
-
-
-def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def dialect_insert(conn: Connection, table: Table):
@@ -92,11 +87,7 @@ def insert_timeline(conn: Connection, events: list[Event]) -> list[Event]:
 
 
 def load_tasks(conn: Connection, uuids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    rows: dict[str, dict[str, Any]] = {}
-    for chunk in chunks(uuids):
-        for row in conn.execute(select(TASKS).where(TASKS.c.uuid.in_(chunk))).mappings():
-            rows[row["uuid"]] = dict(row)
-    return rows
+    return {row["uuid"]: row for row in select_in(conn, TASKS, TASKS.c.uuid, uuids)}
 
 
 def _stored_retries(conn: Connection, uuids: Sequence[str]) -> dict[str, int]:
@@ -132,11 +123,5 @@ def save_tasks(conn: Connection, new_events: list[Event]
             inserts.append(row)
         elif row != old:
             updates.append(row)
-    if inserts:
-        conn.execute(TASKS.insert(), inserts)
-    if updates:
-        stmt = update(TASKS).where(TASKS.c.uuid == bindparam("b_uuid"))
-        conn.execute(stmt, [{"b_uuid": row["uuid"],
-                             **{k: v for k, v in row.items() if k != "uuid"}}
-                            for row in updates])
+    write_rows(conn, TASKS, ("uuid",), inserts, updates)
     return merged, inserts + updates

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Table
 
 from collectors.events import Event
+from collectors.sql_rows import select_in, write_rows
 from collectors.store.models import Worker
-from collectors.task_writer import chunks
 
 WORKERS: Table = Worker.__table__
 _TEXT_LIMIT = 64  # sw_* and loadavg columns are String(64)
@@ -53,10 +53,8 @@ def save_workers(conn: Connection, updates: dict[str, dict[str, Any]]) -> list[d
     """Upsert coalesced worker rows; an older update never overwrites a newer row."""
     if not updates:
         return []
-    existing: dict[str, dict[str, Any]] = {}
-    for chunk in chunks(sorted(updates)):
-        query = select(WORKERS).where(WORKERS.c.hostname.in_(chunk))
-        existing.update({row["hostname"]: dict(row) for row in conn.execute(query).mappings()})
+    existing = {row["hostname"]: row
+                for row in select_in(conn, WORKERS, WORKERS.c.hostname, sorted(updates))}
     inserts, changed = [], []
     for host, row in updates.items():
         old = existing.get(host)
@@ -69,11 +67,5 @@ def save_workers(conn: Connection, updates: dict[str, dict[str, Any]]) -> list[d
             merged.update({k: v for k, v in row.items() if k != "first_seen"})
         if merged != old:
             changed.append(merged)
-    if inserts:
-        conn.execute(WORKERS.insert(), inserts)
-    if changed:
-        stmt = update(WORKERS).where(WORKERS.c.hostname == bindparam("b_hostname"))
-        conn.execute(stmt, [{"b_hostname": r["hostname"],
-                             **{k: v for k, v in r.items() if k != "hostname"}}
-                            for r in changed])
+    write_rows(conn, WORKERS, ("hostname",), inserts, changed)
     return inserts + changed
