@@ -75,7 +75,8 @@ def _collector(row, now: float) -> dict:
         "last_event_at": row["last_event_at"],
         "last_event_age": (round(now - row["last_event_at"], 3)
                            if row["last_event_at"] is not None else None),
-        "events_per_second": stats.get("events_per_second"),
+        # The collector averages its rate over the last few seconds (collectors/status.py).
+        "events_per_second": stats.get("events_per_sec"),
         "events_per_second_avg": (round(received / uptime, 3)
                                   if isinstance(received, (int, float)) and uptime else None),
         "received": received,
@@ -85,6 +86,7 @@ def _collector(row, now: float) -> dict:
         "dropped": stats.get("dropped", 0),
         "duplicates": stats.get("duplicates"),
         "write_lag": stats.get("write_lag"),
+        "buffer_pending": stats.get("buffer_pending"),
         "last_error": stats.get("last_error"),
     }
 

@@ -140,7 +140,8 @@ def test_healthz_ok_with_a_fresh_connected_collector(client, engine):
     set_collector_status(engine, updated_at=NOW - 1, started_at=NOW - 100,
                          last_event_at=NOW - 2.5,
                          stats={"received": 500, "rejected": 3, "dropped": 1,
-                                "write_lag": 0.12, "events_per_second": 42.0})
+                                "write_lag": 0.12, "events_per_sec": 42.0,
+                                "buffer_pending": 7})
     response = client.get("/healthz")
     assert response.status_code == 200
     body = response.get_json()
@@ -149,7 +150,7 @@ def test_healthz_ok_with_a_fresh_connected_collector(client, engine):
     assert collector["up"] and collector["connected"] and not collector["stale"]
     assert collector["last_event_age"] == 2.5 and collector["status_age"] == 1.0
     assert (collector["rejected"], collector["dropped"], collector["write_lag"]) == (3, 1, 0.12)
-    assert collector["events_per_second"] == 42.0
+    assert collector["events_per_second"] == 42.0 and collector["buffer_pending"] == 7
     assert collector["events_per_second_avg"] == pytest.approx(500 / 99, abs=1e-3)
 
 
