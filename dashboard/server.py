@@ -86,7 +86,8 @@ def _interrupt(signum, frame) -> None:
 
 
 def _quiet_request_log() -> None:
-    """One log line per HTTP request (and Socket.IO poll) drowns everything else."""
-    werkzeug_log = logging.getLogger("werkzeug")
+    """One log line per HTTP request (and Socket.IO poll) drowns everything else; and
+    Werkzeug's "production deployment" warning is wrong on loopback (it only means stdin
+    is not a terminal, as under `make demo` or systemd)."""
     if not log.isEnabledFor(logging.DEBUG):
-        werkzeug_log.setLevel(logging.WARNING)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
