@@ -10,6 +10,7 @@ Durability differs by transport:
   restarted (or crashes) within `event_queue_expires` finds everything sent meanwhile.
   Messages are acked only once the writer has committed them (`on_commit`), so a crash
   between receive and commit means redelivery, never loss; the writer drops duplicates.
+  Collectors that share a queue name share (split) its events: give each store its own.
 - Redis: events are PUBLISHed and a subscriber that is not connected gets nothing. No
   queue, ack or retry can fix that, so on Redis a collector outage is a gap in history.
 """
@@ -267,6 +268,10 @@ class EventReceiver:
         stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
         log.warning("broker %s: %s; reconnecting in %.1fs",
                     redact_url(self.settings.broker_url), stats.last_error, retry_in)
+        if "PRECONDITION_FAILED" in stats.last_error:
+            log.error("queue %r exists with other arguments (expiry or max length changed?): "
+                      "delete it or choose another event_queue_name",
+                      self.settings.event_queue_name)
 
 
 def _close_quietly(conn: Connection) -> None:

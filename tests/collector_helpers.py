@@ -85,9 +85,10 @@ def collector_settings(broker: str, database_url: str, **overrides: Any) -> Sett
 
 
 def collector_env(settings: Settings) -> dict[str, str]:
-    """The same settings as LOOKOUT_* variables, for a `lookout collect` subprocess."""
-    names = ("broker_url", "database_url", "collector_name", "event_queue_name",
-             "event_queue_expires", "reconnect_max_backoff")
+    """LOOKOUT_* variables for a `lookout collect` subprocess (broker and database go as
+    --broker/--database, the way an operator types them)."""
+    names = ("collector_name", "event_queue_name", "event_queue_expires",
+             "reconnect_max_backoff")
     return {f"LOOKOUT_{name.upper()}": str(getattr(settings, name)) for name in names}
 
 

@@ -22,7 +22,9 @@ BURST = 150
 def start_collector(tmp_path, settings, label: str, after: float = 0.0,
                     args: list[str] | None = None, env: dict[str, str] | None = None) -> Process:
     """`lookout collect` as a subprocess; returns once its own status row says connected."""
-    proc = Process(args or [str(VENV_BIN / "lookout"), "collect"],
+    args = args or [str(VENV_BIN / "lookout"), "collect", "--broker", settings.broker_url,
+                    "--database", settings.database_url]
+    proc = Process(args,
                    tmp_path / f"collect-{label}.log", env=env or collector_env(settings))
     engine = make_engine(settings.database_url)
     try:
