@@ -96,11 +96,13 @@ def list_queues():
         depths = _sampler().current(active)
     except Exception as exc:  # kombu raises OperationalError and transport-specific errors
         raise _broker_down(exc) from None
+    transport = settings.broker_url.split("://", 1)[0]
     return jsonify(
         broker=redact_url(settings.broker_url),
-        transport=settings.broker_url.split("://", 1)[0],
+        transport=transport,
         measured_at=time.time(),
-        consumers_known=active is not None or settings.broker_url.startswith("amqp"),
+        # RabbitMQ counts consumers itself; on Redis they come from inspect, if it answered.
+        consumers_known=active is not None or not transport.startswith("redis"),
         items=[d.as_dict() for d in depths],
     )
 

@@ -54,19 +54,26 @@
     if (typeof Chart !== "function") { return; }
     var datasets = histories.map(function (h, i) {
       return {label: h.queue, borderColor: COLORS[i % COLORS.length], backgroundColor: COLORS[i % COLORS.length],
-        pointRadius: 0, stepped: true, data: h.points.map(function (p) { return {x: p.t, y: p.messages}; })};
+        pointRadius: 2, stepped: true, data: h.points.map(function (p) { return {x: p.t, y: p.messages}; })};
     });
+    var range = histories.length ? {min: histories[0].since, max: histories[0].until} : {};
+    root.dataset.points = String(datasets.reduce(function (n, d) { return n + d.data.length; }, 0));
+    root.dataset.maxDepth = String(datasets.reduce(function (most, d) {
+      return d.data.reduce(function (m, p) { return Math.max(m, p.y); }, most);
+    }, 0));
     if (!chart) {
       chart = new Chart(document.getElementById("depth-chart"), {
         type: "line", data: {datasets: datasets},
         options: {animation: false, parsing: false, maintainAspectRatio: false,
-          scales: {x: {type: "linear", ticks: {callback: timeLabel}},
+          scales: {x: {type: "linear", min: range.min, max: range.max, ticks: {callback: timeLabel}},
             y: {beginAtZero: true, title: {display: true, text: "messages"}}},
           plugins: {tooltip: {callbacks: {title: function (items) {
             return items.length ? timeLabel(items[0].parsed.x) : ""; }}}}}
       });
     } else {
       chart.data.datasets = datasets;
+      chart.options.scales.x.min = range.min;
+      chart.options.scales.x.max = range.max;
       chart.update("none");
     }
   }
@@ -80,6 +87,7 @@
   }
 
   windowSelect.addEventListener("change", refreshHistory);
+  L.live([], {});  // depth is polled from the broker; the socket only drives the indicator
   refresh().then(refreshHistory);
   setInterval(refresh, Number(root.dataset.refreshMs) || 3000);
   setInterval(refreshHistory, Number(root.dataset.historyMs) || 10000);

@@ -15,6 +15,9 @@
   function loadRetrying() {
     return L.api("/tasks", {state: "RETRY", sort: "-updated_at", limit: "100"}).then(function (page) {
       var tbody = L.clear(document.getElementById("retrying-body"));
+      if (!(page.items || []).length) {
+        tbody.appendChild(L.el("tr", {}, L.el("td", {colspan: "7", className: "muted"}, "none")));
+      }
       (page.items || []).forEach(function (t) {
         tbody.appendChild(L.el("tr", {"data-uuid": t.uuid}, [
           L.el("td", {}, L.el("a", {href: L.taskUrl(t.uuid)}, t.uuid)),
@@ -46,11 +49,13 @@
         chart = new Chart(document.getElementById("retry-chart"), {
           type: "line", data: {datasets: datasets},
           options: {animation: false, parsing: false, maintainAspectRatio: false,
-            scales: {x: {type: "linear", ticks: {callback: timeLabel}},
+            scales: {x: {type: "linear", min: data.since, max: data.until, ticks: {callback: timeLabel}},
               y: {beginAtZero: true, title: {display: true, text: "retries per " + data.step + " s"}}}}
         });
       } else {
         chart.data.datasets = datasets;
+        chart.options.scales.x.min = data.since;
+        chart.options.scales.x.max = data.until;
         chart.options.scales.y.title.text = "retries per " + data.step + " s";
         chart.update("none");
       }
@@ -65,6 +70,7 @@
   }
 
   windowSelect.addEventListener("change", refresh);
+  L.live(["overview"], {overview: L.throttle(refresh, 2000)}, refresh);
   refresh();
   setInterval(refresh, Number(root.dataset.refreshMs) || 5000);
 }());

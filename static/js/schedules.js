@@ -49,5 +49,6 @@
   }
 
   refresh();
+  L.live([], {});  // polled; the socket only drives the connection indicator
   setInterval(refresh, Number(root.dataset.refreshMs) || 5000);
 }());

@@ -55,6 +55,7 @@
     Object.keys(r.errors || {}).forEach(function (call) {
       errors.appendChild(L.el("li", {}, call + ": " + r.errors[call]));
     });
+    errors.hidden = !errors.firstChild;
     var pool = r.pool || {};
     var stats = r.stats || {};
     L.setText("pool", pool.implementation);
@@ -99,6 +100,7 @@
   document.getElementById("inspect-refresh").addEventListener("click", loadInspect);
   loadSummary();
   loadInspect();
+  L.live(["worker:" + hostname], {worker: L.throttle(loadSummary, 1000)}, loadSummary);
   setInterval(loadSummary, Number(root.dataset.refreshMs) || 3000);
   setInterval(loadInspect, Number(root.dataset.inspectMs) || 10000);
 }());

@@ -42,5 +42,8 @@
   }
 
   refresh();
+  // Polling catches heartbeats going stale (nothing is pushed for silence); the overview
+  // room's pushes make worker-online/offline show at once.
+  L.live(["overview"], {overview: L.throttle(refresh, 1000)}, refresh);
   setInterval(refresh, Number(table.dataset.refreshMs) || 3000);
 }());
