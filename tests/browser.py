@@ -10,13 +10,14 @@ Socket.IO client come from vendor/ (`make vendor/.installed`), served at /vendor
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import pytest
 
@@ -70,24 +71,25 @@ class Lookout:
         return wait_for(reached, timeout, interval=0.2, message=f"{task_id} in {state}")
 
 
-@pytest.fixture(scope="module")
-def lookout(redis_broker, tmp_path_factory) -> Iterator[Lookout]:
-    """`lookout run` on a free port with a real collector, plus a real worker."""
+@contextlib.contextmanager
+def running_lookout(broker: str, tmp: Path, args: Sequence[str] = ("--no-auth",),
+                    env: dict[str, str] | None = None) -> Iterator[Lookout]:
+    """`lookout run` on a free port with a real collector, plus a real worker; stopped on
+    exit. `args` are extra CLI options (default: no login), `env` extra LOOKOUT_* values."""
     missing = [name for name in VENDOR_FILES if not (ROOT / "vendor" / name).exists()]
     if missing:
         pytest.skip(f"vendor files missing ({', '.join(missing)}): run `make vendor/.installed`")
-    tmp = tmp_path_factory.mktemp("lookout")
-    worker = launch_worker(tmp, redis_broker)
-    port = free_port()
     database_url = f"sqlite:///{tmp / 'lookout.db'}"
-    env = {"LOOKOUT_CHARTJS_URL": "/vendor/chart.umd.js",
-           "LOOKOUT_SOCKETIO_URL": "/vendor/socket.io.min.js",
-           "LOOKOUT_COLLECTOR_NAME": unique("browser"),
-           "LOOKOUT_EVENT_QUEUE_NAME": unique("lookout.events"),
-           "LOOKOUT_SECRET_KEY": "browser-tests"}
-    process = Process([str(VENV_BIN / "lookout"), "run", "--broker", redis_broker,
-                       "--database", database_url, "--port", str(port), "--no-auth"],
-                      tmp / "lookout.log", env=env)
+    worker = launch_worker(tmp, broker)
+    port = free_port()
+    full_env = {"LOOKOUT_CHARTJS_URL": "/vendor/chart.umd.js",
+                "LOOKOUT_SOCKETIO_URL": "/vendor/socket.io.min.js",
+                "LOOKOUT_COLLECTOR_NAME": unique("browser"),
+                "LOOKOUT_EVENT_QUEUE_NAME": unique("lookout.events"),
+                "LOOKOUT_SECRET_KEY": "browser-tests", **(env or {})}
+    process = Process([str(VENV_BIN / "lookout"), "run", "--broker", broker,
+                       "--database", database_url, "--port", str(port), *args],
+                      tmp / "lookout.log", env=full_env)
     url = f"http://127.0.0.1:{port}"
     try:
         def healthy():
@@ -95,13 +97,20 @@ def lookout(redis_broker, tmp_path_factory) -> Iterator[Lookout]:
                 raise AssertionError(f"lookout exited:\n{process.output()[-3000:]}")
             return get_json(url + "/healthz", timeout=2)[0] == 200
         wait_for(healthy, 60, interval=0.2, message="lookout healthy")
-        with task_client(redis_broker) as client:
+        with task_client(broker) as client:
             yield Lookout(url, database_url, worker, process, client)
     finally:
         code = process.stop()
         worker.process.stop()
         if code not in (0, None):
             print(f"lookout exited with {code}; log: {process.log_path}")
+
+
+@pytest.fixture(scope="module")
+def lookout(redis_broker, tmp_path_factory) -> Iterator[Lookout]:
+    """A module's Lookout (no login) and worker: see running_lookout."""
+    with running_lookout(redis_broker, tmp_path_factory.mktemp("lookout")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

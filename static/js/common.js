@@ -139,8 +139,8 @@
   }
 
   /* Connect to the live namespace, join `rooms`, and call `handlers[event](data)` for
-     pushed messages. After every (re)connection the rooms are joined again and `resync()`
-     reloads from the API whatever was missed while disconnected. */
+     pushed messages. Once the rooms are joined (again, after a reconnection) `resync()`
+     reloads from the API whatever changed before the pushes could reach this page. */
   function live(rooms, handlers, resync) {
     if (typeof io !== "function") {
       status.socket = "reconnecting";
@@ -149,7 +149,6 @@
       return null;
     }
     var socket = io(config.namespace, {path: config.socketPath});
-    var connectedOnce = false;
     socket.on("connect", function () {
       status.socket = "live";
       showStatus();
@@ -158,8 +157,9 @@
       rooms.forEach(function (room) {
         socket.emit("subscribe", {room: room}, function () {
           pending -= 1;
-          if (pending === 0 && connectedOnce && resync) { resync(); }
-          if (pending === 0) { connectedOnce = true; body.dataset.live = "subscribed"; }
+          if (pending > 0) { return; }
+          body.dataset.live = "subscribed";
+          if (resync) { resync(); }
         });
       });
     });
