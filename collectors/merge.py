@@ -44,11 +44,15 @@ FIELD_SOURCES: dict[str, tuple[str, ...]] = {
     "exception": ("task-failed", "task-retried"),
     "traceback": ("task-failed", "task-retried"),
 }
-_FIELDS_OF_TYPE: dict[str, tuple[str, ...]] = {
-    kind: tuple(f for f, sources in FIELD_SOURCES.items() if kind in sources)
+_SHORT_FIELDS = {"eta": 64, "expires": 64}  # narrower columns than the event allows
+# Per event type, precomputed for the hot path: (field, columns of better sources, limit).
+_FIELD_PLAN: dict[str, tuple[tuple[str, tuple[str, ...], int | None], ...]] = {
+    kind: tuple(
+        (name, tuple(TRANSITIONS[s][2] for s in sources[:sources.index(kind)]),
+         _SHORT_FIELDS.get(name))
+        for name, sources in FIELD_SOURCES.items() if kind in sources)
     for kind in TRANSITIONS
 }
-_SHORT_FIELDS = {"eta": 64, "expires": 64}  # narrower columns than the event allows
 
 # Timeline `info`: the event's own small fields; bulk (args, kwargs, result) lives on the task.
 TIMELINE_FIELDS = ("name", "exception", "traceback", "runtime", "retries", "signum",
@@ -119,10 +123,14 @@ def fold(row: dict[str, Any] | None, events: Iterable[Event],
     return row
 
 
+_KEY_PARTS = {kind: (state in FINAL_STATES, rank, state)
+              for kind, (state, rank, _) in TRANSITIONS.items()}
+
+
 def _state_key(kind: str, timestamp: float) -> tuple:
     """Orders states: final beats unfinished, then later beats earlier, then rank, name."""
-    state, rank, _ = TRANSITIONS[kind]
-    return (state in FINAL_STATES, timestamp, rank, state)
+    final, rank, state = _KEY_PARTS[kind]
+    return (final, timestamp, rank, state)
 
 
 def _worker_key(row: dict[str, Any]) -> tuple | None:
@@ -139,22 +147,19 @@ def _worker_key(row: dict[str, Any]) -> tuple | None:
 
 def _apply_fields(row: dict[str, Any], event: Event) -> None:
     """Take the event's descriptive fields where its type is the best source seen so far."""
-    for name in _FIELDS_OF_TYPE[event.type]:
-        value = event.fields.get(name)
-        if name == "queue" and value is None:
-            value = _queue_from_routing(event.fields)
+    fields = event.fields
+    latest = row[TRANSITIONS[event.type][2]]
+    for name, better_columns, limit in _FIELD_PLAN[event.type]:
+        value = fields.get(name)
         if value is None:
-            continue
-        if name in _SHORT_FIELDS:
-            value = value[:_SHORT_FIELDS[name]]
-        sources = FIELD_SOURCES[name]
-        better_seen = any(row[TRANSITIONS[s][2]] is not None
-                          for s in sources[:sources.index(event.type)])
+            if name != "queue" or (value := _queue_from_routing(fields)) is None:
+                continue
+        if limit is not None:
+            value = value[:limit]
         current = row[name]
-        latest = row[TRANSITIONS[event.type][2]]
         if current is None:
             row[name] = value
-        elif better_seen:
+        elif any(row[column] is not None for column in better_columns):
             continue
         elif latest is None or event.timestamp > latest:
             row[name] = value

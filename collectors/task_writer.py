@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, Table, func, select, text
+from sqlalchemy import Connection, Table, func, select
 
 from collectors import merge
 from collectors.events import Event
@@ -20,15 +20,6 @@ from collectors.store.models import Task, TaskEvent
 TASKS: Table = Task.__table__
 TASK_EVENTS: Table = TaskEvent.__table__
 _IDENTITY = ("task_uuid", "type", "timestamp", "hostname")
-
-
-def dialect_insert(conn: Connection, table: Table):
-    """An INSERT that supports ON CONFLICT on this connection's backend."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
 
 
 def tune_connection(conn: Connection) -> None:
@@ -59,30 +50,36 @@ def unique_events(events: Iterable[Event]) -> tuple[list[Event], int]:
     return kept, copies
 
 
+_COLUMNS = ("task_uuid", "type", "hostname", "timestamp", "local_received", "clock", "info")
+_INSERT = f"INSERT INTO task_events ({', '.join(_COLUMNS)}) "
+_ON_CONFLICT = (f" ON CONFLICT ({', '.join(_IDENTITY)}) DO NOTHING"
+                f" RETURNING {', '.join(_IDENTITY)}")
 # PostgreSQL: one statement over arrays instead of thousands of VALUES tuples, which
 # psycopg would otherwise parse client-side for every page (ten times slower measured).
-_PG_TIMELINE = text(
-    "INSERT INTO task_events (task_uuid, type, hostname, timestamp, local_received, clock, info)"
-    " SELECT * FROM unnest(CAST(:task_uuid AS varchar[]), CAST(:type AS varchar[]),"
-    " CAST(:hostname AS varchar[]), CAST(:timestamp AS float8[]),"
-    " CAST(:local_received AS float8[]), CAST(:clock AS int[]), CAST(:info AS text[]))"
-    " ON CONFLICT (task_uuid, type, timestamp, hostname) DO NOTHING"
-    " RETURNING task_uuid, type, timestamp, hostname")
+_PG_TIMELINE = (_INSERT + "SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[],"
+                " %s::float8[], %s::float8[], %s::int[], %s::text[])" + _ON_CONFLICT)
+SQLITE_ROWS_PER_INSERT = 4000  # x 7 columns stays under SQLite's 32766 variables
 
 
 def insert_timeline(conn: Connection, events: list[Event]) -> list[Event]:
-    """Insert timeline rows; return the events that were not stored before."""
+    """Insert timeline rows; return the events that were not stored before.
+
+    Multi-row VALUES with RETURNING straight to the driver: RETURNING rules out the
+    driver's executemany, and SQLAlchemy's generic path cost more than the insert.
+    """
     if not events:
         return []
-    rows = [merge.timeline_row(e) for e in events]
+    rows = [tuple(row[c] for c in _COLUMNS) for row in map(merge.timeline_row, events)]
+    inserted: set[tuple] = set()
     if conn.dialect.name == "postgresql":
-        result = conn.execute(_PG_TIMELINE, {k: [r[k] for r in rows] for k in rows[0]})
+        columns = tuple(list(column) for column in zip(*rows))
+        inserted.update(map(tuple, conn.exec_driver_sql(_PG_TIMELINE, columns)))
     else:
-        stmt = (dialect_insert(conn, TASK_EVENTS)
-                .on_conflict_do_nothing(index_elements=list(_IDENTITY))
-                .returning(*(TASK_EVENTS.c[name] for name in _IDENTITY)))
-        result = conn.execute(stmt, rows)
-    inserted = {tuple(row) for row in result}
+        for chunk in chunks(rows, SQLITE_ROWS_PER_INSERT):
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            params = tuple(value for row in chunk for value in row)
+            result = conn.exec_driver_sql(_INSERT + "VALUES " + values + _ON_CONFLICT, params)
+            inserted.update(map(tuple, result))
     return [e for e in events if merge.identity(e) in inserted]
 
 
