@@ -203,7 +203,7 @@ def get_audit(record_id: int):
 @bp.get("/audit")
 def audit_page():
     require_role("operator")
-    return render_template("audit.html", outcomes=OUTCOMES)
+    return render_template("audit.html", page="audit", outcomes=OUTCOMES)
 
 
 def init_app(app) -> None:

@@ -54,4 +54,5 @@
   form.addEventListener("submit", function (event) { event.preventDefault(); load(true); });
   more.addEventListener("click", function () { load(false); });
   load(true);
+  L.live([], {});  // no rooms: only so the connection indicator tells the truth
 }());

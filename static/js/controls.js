@@ -175,6 +175,9 @@
     tick();
   }
 
+  // The Controls page has no page script of its own to open the live socket.
+  if (document.body.dataset.page === "controls") { L.live([], {}); }
+
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (form.dataset.bulk !== undefined) { event.preventDefault(); submitBulk(form); }

@@ -1,0 +1,139 @@
+"""Controls in a real chromium: a protected `lookout run`, users made with the CLI.
+
+An operator logs in, terminates a running task from its detail page after confirming,
+sees the worker's reply and the task turn REVOKED live, and finds the action on the Audit
+page. A viewer sees no control anywhere. The page must log no CSP violation.
+"""
+from __future__ import annotations
+
+import subprocess
+from typing import Iterator
+
+import pytest
+
+from browser import Lookout, browser, page, running_lookout  # noqa: F401 - fixtures
+from collector_helpers import unique
+from support import ROOT, VENV_BIN, wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+PASSWORD = "correct horse battery"
+
+
+def _expect():
+    from playwright.sync_api import expect
+
+    return expect
+
+
+@pytest.fixture(scope="module")
+def lookout(redis_broker, tmp_path_factory) -> Iterator[Lookout]:
+    """browser.running_lookout with login required, and two users added by the CLI."""
+    tmp = tmp_path_factory.mktemp("lookout-auth")
+    for name, role in (("otto", "operator"), ("vic", "viewer")):
+        subprocess.run([str(VENV_BIN / "lookout"), "users", "add", name, "--role", role,
+                        "--password-stdin", "--database", f"sqlite:///{tmp / 'lookout.db'}"],
+                       input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+                       cwd=ROOT, timeout=60)
+    with running_lookout(redis_broker, tmp, args=()) as running:
+        yield running
+
+
+def log_in(page, username: str) -> list[str]:
+    """Log in through the form; returns the list CSP violations get appended to."""
+    violations: list[str] = []
+    page.on("console", lambda msg: violations.append(msg.text)
+            if "Content Security Policy" in msg.text else None)
+    page.goto("/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url("**/")
+    return violations
+
+
+def wait_started(page, task_id: str) -> None:
+    def started():
+        state = page.evaluate(
+            "id => fetch('/api/v1/tasks/' + id).then(r => r.ok ? r.json() : {})", task_id)
+        return state.get("state") == "STARTED"
+    wait_for(started, 30, interval=0.3, message=f"{task_id} STARTED")
+
+
+def test_operator_terminates_a_running_task_and_sees_it_revoked(page, lookout, artifacts_dir):
+    expect = _expect()
+    violations = log_in(page, "otto")
+    task_id = lookout.send("sample.sleep", 60)
+    wait_started(page, task_id)
+    page.goto(f"/tasks/{task_id}")
+    expect(page.locator("#task-state")).to_have_text("STARTED")
+    expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
+
+    page.select_option("#terminate-signal", "SIGTERM")
+    page.click("#terminate-button")
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text(task_id)
+    page.screenshot(path=str(artifacts_dir / "confirm.png"))
+    page.click("#confirm-ok")
+
+    result = page.locator("#terminate-form .control-result")
+    expect(result).to_have_attribute("data-status", "200")
+    expect(result.locator(f'tr[data-worker="{lookout.worker.hostname}"]')).to_contain_text("ok")
+    # No reload: the state arrives through the live socket from the collector's record.
+    expect(page.locator("#task-state")).to_have_text("REVOKED", timeout=30_000)
+    page.screenshot(path=str(artifacts_dir / "revoked.png"), full_page=True)
+
+    page.goto("/audit")
+    row = page.locator('#audit-body tr[data-action="task.revoke"]').first
+    expect(row).to_contain_text(task_id)
+    expect(row).to_contain_text("otto")
+    expect(row).to_contain_text("SIGTERM")
+    assert not page.watch.errors and not page.watch.dialogs
+    assert not violations, violations
+
+
+def test_bulk_revoke_dry_run_confirm_and_progress(page, lookout):
+    expect = _expect()
+    violations = log_in(page, "otto")
+    held = unique("held")  # no worker consumes it: the tasks wait there, unfinished
+    ids = [lookout.client.send_task("sample.add", args=(i, i), queue=held,
+                                    task_id=unique("bulk")).id for i in range(3)]
+    wait_for(lambda: page.evaluate(
+        "q => fetch('/api/v1/tasks?queue=' + q).then(r => r.json()).then(d => d.total)",
+        held) == 3, 30, message="three held tasks recorded")
+
+    page.goto("/controls")
+    page.fill("#bulk-name", "sample.add")
+    page.fill("#bulk-form input[name=queue]", held)
+    page.click("#bulk-submit")
+    expect(page.locator("#bulk-form .dry-run")).to_have_attribute("data-count", "3")
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_contain_text("Revoke 3 task(s)?")
+    for task_id in ids:
+        expect(dialog).to_contain_text(task_id)
+    page.click("#confirm-ok")
+    result = page.locator("#bulk-form .control-result")
+    expect(result).to_have_attribute("data-status", "ok")
+    expect(result.locator(".bulk-label")).to_contain_text("3 / 3")
+    assert not page.watch.errors
+    assert not violations, violations
+
+
+def test_viewer_sees_no_controls(page, lookout):
+    expect = _expect()
+    violations = log_in(page, "vic")
+    task_id = lookout.send("sample.add", 1, 2)
+    lookout_wait = wait_for(lambda: page.evaluate(
+        "id => fetch('/api/v1/tasks/' + id).then(r => r.status)", task_id) == 200, 30,
+        message="task recorded")
+    assert lookout_wait
+    page.goto(f"/tasks/{task_id}")
+    expect(page.locator("#task-state")).not_to_have_text("")
+    expect(page.locator("#task-controls")).to_have_count(0)
+    expect(page.locator("#audit-link")).to_have_count(0)
+    page.goto(f"/workers/{lookout.worker.hostname}")
+    expect(page.locator("#hostname")).to_have_text(lookout.worker.hostname)
+    expect(page.locator("#worker-controls")).to_have_count(0)
+    expect(page.locator("button", has_text="Shut down")).to_have_count(0)
+    assert not page.watch.errors
+    assert not violations, violations
