@@ -98,11 +98,13 @@ class Inspector:
         errors: dict[str, str] = {}
         unavailable = None
         wait = self.timeout + self.connect_timeout * 2 + 1.0
+        deadline = time.monotonic() + wait  # one deadline for all: they run side by side
         for key, future in futures.items():
             try:
-                results[key] = future.result(timeout=wait)
+                results[key] = future.result(timeout=max(0.0, deadline - time.monotonic()))
             except BrokerUnavailable as exc:
                 unavailable = exc
+                errors[key] = str(exc)
             except FutureTimeout:
                 future.cancel()
                 errors[key] = f"no answer within {wait:.1f}s"
