@@ -60,7 +60,7 @@ def burst(target, children, broker, opts, log) -> dict:
             "loss": 1 - kept / sent["task_events"], "drain": done_at - sent["end"],
             "total_time": done_at - sent["begin"], "peak_rss": rss.peak,
             "cpu_per_1k": 1000 * rss.cpu / max(kept, 1),
-            "worker_events_sent": sent["worker_events"],
+            "worker_events_sent": sent["worker_events"], "tasks_sent": sent["tasks"],
             "counters": {k: final[k] - base[k] for k in final if k != "write_lag"}}
 
 
@@ -72,11 +72,14 @@ def step(target, children, broker, rate, opts, log) -> dict:
     thread = threading.Thread(target=lambda: holder.update(run_generators(
         children, broker, gens, rate=rate, duration=opts.step_seconds, log=log)))
     max_lag = 0.0
+    # The status row is rewritten every second: before that it shows the last step's lag.
+    fresh_from = time.time() + 2.5
     with TreeSampler(target.proc.pid) as usage:
         thread.start()
         while thread.is_alive():
             with contextlib.suppress(OSError):
-                max_lag = max(max_lag, target.counts().get("write_lag", 0.0))
+                if time.time() > fresh_from:
+                    max_lag = max(max_lag, target.counts().get("write_lag", 0.0))
             thread.join(0.5)
         if not holder:
             raise RuntimeError("load generator failed")

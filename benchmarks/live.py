@@ -1,0 +1,215 @@
+"""Live benchmark: update latency seen by many Socket.IO clients while events stream in.
+
+Starts `lookout run --no-auth` (collector and web in one process; or, with --split,
+`lookout web` and `lookout collect` linked by --message-queue), connects --clients
+python-socketio clients to the /live namespace (rooms "overview" and "tasks"), and runs
+the load generator at --rate with the send time stamped into each task's args. A client
+takes, for every "tasks" message, receive time minus the send time of the newest task
+in it: how stale the freshest row on screen is. Reported: p50/p95/max of that over all
+clients and messages, messages per client per second, and the web process's peak RSS.
+Usage: python benchmarks/live.py [--clients 200] [--rate 10000] [--seconds 20] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from common import (BENCH_DIR, Children, TreeSampler, VENV_BIN, dedicated_broker, fmt_mb,
+                    free_port, machine_load, run_generators, wait_for)
+
+NAMESPACE = "/live"
+ROOMS = ("overview", "tasks")
+SENT_AT = re.compile(r"sent_at=([0-9.]+)")
+
+
+# -- client side: runs in its own processes so decoding does not skew the server's figures
+
+def run_clients(url: str, count: int, seconds: float, start_at: float) -> dict:
+    """Connect `count` clients, listen until start_at + seconds, return what they saw."""
+    import socketio
+
+    latencies: list[float] = []
+    messages = [0]
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def make_client() -> "socketio.Client":
+        client = socketio.Client(reconnection=False)
+
+        @client.on("tasks", namespace=NAMESPACE)
+        def on_tasks(data):
+            now = time.time()
+            stamps = [float(m.group(1)) for row in data.get("tasks", ())
+                      if (m := SENT_AT.search(row.get("args") or ""))]
+            with lock:
+                messages[0] += 1
+                if stamps and now >= start_at:
+                    latencies.append(now - max(stamps))
+
+        @client.on("overview", namespace=NAMESPACE)
+        def on_overview(data):
+            with lock:
+                messages[0] += 1
+        return client
+
+    clients = []
+    for _ in range(count):
+        client = make_client()
+        try:
+            client.connect(url, namespaces=[NAMESPACE], transports=["websocket"],
+                           wait_timeout=30)
+            for room in ROOMS:
+                reply = client.call("subscribe", {"room": room}, namespace=NAMESPACE,
+                                    timeout=30)
+                if not (reply or {}).get("ok"):
+                    failures.append(f"subscribe {room}: {reply}")
+            clients.append(client)
+        except Exception as exc:  # noqa: BLE001 - counted and reported, not fatal
+            failures.append(f"{exc.__class__.__name__}: {exc}")
+    print(json.dumps({"connected": len(clients)}), flush=True)
+    time.sleep(max(0.0, start_at + seconds - time.time()))
+    with lock:
+        result = {"latencies": list(latencies), "messages": messages[0],
+                  "clients": len(clients), "failures": failures[:5],
+                  "failed": len(failures)}
+    for client in clients:
+        try:
+            client.disconnect()
+        except Exception:  # noqa: BLE001 - the server may be going away already
+            pass
+    return result
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- orchestration -----------------------------------------------------------------------
+
+def start_lookout(children: Children, broker: str, workdir: Path, split: bool) -> tuple:
+    """Start the server (and collector); return (url, web process)."""
+    port = free_port()
+    database = f"sqlite:///{workdir / 'lookout.db'}"
+    common = ["--broker", broker, "--database", database]
+    env = {**os.environ, "LOOKOUT_COLLECTOR_NAME": "bench-live"}
+    if split:
+        queue = broker.rsplit("/", 1)[0] + "/14"
+        web = children.start([str(VENV_BIN / "lookout"), "web", *common, "--no-auth",
+                              "--port", str(port), "--message-queue", queue],
+                             log=workdir / "lookout-web.log", env=env)
+        children.start([str(VENV_BIN / "lookout"), "collect", *common,
+                        "--message-queue", queue], log=workdir / "lookout-collect.log",
+                       env=env)
+    else:
+        web = children.start([str(VENV_BIN / "lookout"), "run", *common, "--no-auth",
+                              "--port", str(port)], log=workdir / "lookout-run.log", env=env)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: web.poll() is None and answers(url + "/healthz"), 60, 0.25,
+             "lookout's web port")
+    return url, web
+
+
+def answers(url: str) -> bool:
+    """True once the server answers at all (/healthz says 503 until the collector is up)."""
+    try:
+        urllib.request.urlopen(url, timeout=5).close()
+    except urllib.error.HTTPError:
+        pass
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--client-procs", type=int, default=2,
+                        help="processes the clients are spread over")
+    parser.add_argument("--rate", type=float, default=10_000, help="task events/s")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--split", action="store_true",
+                        help="lookout web + lookout collect linked by a Redis message queue")
+    parser.add_argument("--quick", action="store_true", help="20 clients, 2,000/s, 8 s")
+    parser.add_argument("--as-clients", nargs=4, metavar=("URL", "N", "SECONDS", "START"),
+                        help=argparse.SUPPRESS)  # internal: one client process
+    opts = parser.parse_args(argv)
+    if opts.as_clients:
+        url, count, seconds, start_at = opts.as_clients
+        print(json.dumps(run_clients(url, int(count), float(seconds), float(start_at))))
+        return
+    if opts.quick:
+        opts.clients, opts.rate, opts.seconds = 20, 2000.0, 8.0
+    workdir = Path(tempfile.mkdtemp(prefix="lookout-live-"))
+    print(f"broker {opts.broker}, logs in {workdir}; {machine_load()}", flush=True)
+    try:
+        with Children() as children, dedicated_broker(opts.broker) as broker:
+            url, web = start_lookout(children, broker, workdir, opts.split)
+            result = measure(children, broker, url, web, opts, workdir)
+    except KeyboardInterrupt:
+        print("interrupted; children stopped")
+        raise SystemExit(130)
+    report(result, opts)
+
+
+def measure(children: Children, broker: str, url: str, web, opts, workdir: Path) -> dict:
+    # Clients connect first (200 handshakes take a while); the clock starts with the load.
+    connect_time = 10.0 + opts.clients * 0.05
+    start_at = time.time() + connect_time
+    procs = []
+    per_proc = [opts.clients // opts.client_procs + (i < opts.clients % opts.client_procs)
+                for i in range(opts.client_procs)]
+    for count in per_proc:
+        procs.append(children.start(
+            [sys.executable, str(BENCH_DIR / "live.py"), "--as-clients", url, str(count),
+             str(opts.seconds), repr(start_at)], log=workdir / "clients.log",
+            stdout=subprocess.PIPE, text=True))
+    connected = sum(json.loads(proc.stdout.readline() or '{"connected": 0}')["connected"]
+                    for proc in procs)
+    print(f"{connected}/{opts.clients} clients connected; streaming {opts.rate:,.0f} "
+          f"events/s for {opts.seconds:.0f} s", flush=True)
+    time.sleep(max(0.0, start_at - 1.5 - time.time()))  # generators wait 1.5 s
+    with TreeSampler(web.pid) as usage:
+        sent = run_generators(children, broker, max(1, round(opts.rate / 25_000)),
+                              rate=opts.rate, duration=opts.seconds, stamp=True,
+                              log=workdir / "loadgen.log")
+        outputs = [json.loads(proc.communicate(timeout=120)[0].splitlines()[-1])
+                   for proc in procs]
+    latencies = [x for out in outputs for x in out["latencies"]]
+    return {"sent": sent, "latencies": latencies, "connected": connected,
+            "messages": sum(out["messages"] for out in outputs),
+            "failures": [f for out in outputs for f in out["failures"]],
+            "peak_rss": usage.peak, "cpu": usage.cpu,
+            "elapsed": sent["end"] - sent["begin"]}
+
+
+def report(result: dict, opts) -> None:
+    lat, sent = result["latencies"], result["sent"]
+    p50, p95 = percentile(lat, 0.50), percentile(lat, 0.95)
+    per_client = result["messages"] / max(result["connected"], 1) / opts.seconds
+    print()
+    print(f"clients connected            {result['connected']}/{opts.clients}")
+    print(f"events sent                  {sent['task_events']:,} at {sent['rate']:,.0f}/s")
+    print(f"'tasks' messages timed       {len(lat):,} ({per_client:.1f} messages/client/s)")
+    print(f"update latency p50           {p50:.3f} s")
+    print(f"update latency p95           {p95:.3f} s   target < 1 s")
+    print(f"update latency max           {max(lat, default=float('nan')):.3f} s")
+    print(f"web process peak RSS         {fmt_mb(result['peak_rss'])}")
+    print(f"web process CPU              {result['cpu'] / result['elapsed']:.0%} of one core")
+    if result["failures"]:
+        print(f"client failures (first)      {result['failures'][:3]}")
+
+
+if __name__ == "__main__":
+    main()
