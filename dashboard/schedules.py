@@ -199,7 +199,7 @@ def entries(celery_app, engine: Engine) -> list[dict[str, Any]]:
 
 
 HOW_TO = ("Start Lookout with your Celery app to see its beat schedule: "
-          "`celery -A proj lookout run`, or `lookout run -A proj` "
+          "celery -A proj lookout run, or lookout run -A proj "
           "(or set LOOKOUT_CELERY_APP=proj).")
 
 

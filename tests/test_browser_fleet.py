@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from browser import browser, lookout, page  # noqa: F401
+from browser import browser, free_port, get_json, lookout, page  # noqa: F401
 from collector_helpers import launch_worker, task_client, unique
+from support import VENV_BIN, Process, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -89,4 +90,29 @@ def test_retries_and_schedules_pages(page, lookout, artifacts_dir):  # noqa: F81
     page.wait_for_selector('#schedules[data-loaded="unconfigured"]')
     assert "-A" in page.locator("#how-to").inner_text()
     shot(page, artifacts_dir / "schedules.png")
+    assert page.watch.errors == []
+
+
+def test_schedules_page_with_app(page, lookout, redis_broker, tmp_path,  # noqa: F811
+                                 artifacts_dir):
+    """A second web process on the same store, given the sample app with -A."""
+    ran = lookout.send("sample.add", 1, 2)  # the beat entry's task and args
+    lookout.wait_state(ran, "SUCCESS")
+    port = free_port()
+    web = Process([str(VENV_BIN / "lookout"), "web", "-A", "tests.sample_tasks", "--broker",
+                   redis_broker, "--database", lookout.database_url, "--port", str(port),
+                   "--no-auth"], tmp_path / "web.log", env={"LOOKOUT_SECRET_KEY": "x"})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: get_json(url + "/api/v1/schedules", timeout=2)[0] == 200, 30,
+                 interval=0.2, message="lookout web -A answering")
+        page.goto(url + "/schedules")
+        entry = page.locator('tr[data-entry="tick-every-5s"]')
+        entry.wait_for()
+        assert "every 5 seconds" in entry.locator('[data-testid="schedule"]').inner_text()
+        assert "SUCCESS" in entry.inner_text()
+        assert page.locator("#how-to").is_hidden()
+        shot(page, artifacts_dir / "schedules-with-app.png")
+    finally:
+        web.stop()
     assert page.watch.errors == []
