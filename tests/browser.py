@@ -11,13 +11,14 @@ Socket.IO client come from vendor/ (`make vendor/.installed`), served at /vendor
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pytest
 
@@ -53,6 +54,14 @@ class Lookout:
     worker: RunningWorker
     process: Process
     client: Any = field(default=None, repr=False)  # a Celery app that sends to the broker
+    starter: Callable[[], Process] | None = field(default=None, repr=False)
+
+    def restart_server(self, while_down: Callable[[], None] | None = None) -> None:
+        """Stop `lookout run`, call `while_down()`, start it again (same port and store)."""
+        self.process.stop()
+        if while_down is not None:
+            while_down()
+        self.process = self.starter()
 
     def send(self, name: str, *args: Any, **kwargs: Any) -> str:
         """Send a sample task to this worker's queue; returns its id."""
@@ -87,23 +96,35 @@ def running_lookout(broker: str, tmp: Path, args: Sequence[str] = ("--no-auth",)
                 "LOOKOUT_COLLECTOR_NAME": unique("browser"),
                 "LOOKOUT_EVENT_QUEUE_NAME": unique("lookout.events"),
                 "LOOKOUT_SECRET_KEY": "browser-tests", **(env or {})}
-    process = Process([str(VENV_BIN / "lookout"), "run", "--broker", broker,
-                       "--database", database_url, "--port", str(port), *args],
-                      tmp / "lookout.log", env=full_env)
+    command = [str(VENV_BIN / "lookout"), "run", "--broker", broker, "--database", database_url,
+               "--port", str(port), *args]
     url = f"http://127.0.0.1:{port}"
-    try:
+    starts = itertools.count()
+
+    def start() -> Process:
+        process = Process(command, tmp / f"lookout-{next(starts)}.log", env=full_env)
+
         def healthy():
             if process.popen.poll() is not None:
                 raise AssertionError(f"lookout exited:\n{process.output()[-3000:]}")
             return get_json(url + "/healthz", timeout=2)[0] == 200
-        wait_for(healthy, 60, interval=0.2, message="lookout healthy")
+        try:
+            wait_for(healthy, 60, interval=0.2, message="lookout healthy")
+        except BaseException:
+            process.stop()
+            raise
+        return process
+
+    running = None
+    try:
         with task_client(broker) as client:
-            yield Lookout(url, database_url, worker, process, client)
+            running = Lookout(url, database_url, worker, start(), client, starter=start)
+            yield running
     finally:
-        code = process.stop()
+        code = running.process.stop() if running else None
         worker.process.stop()
         if code not in (0, None):
-            print(f"lookout exited with {code}; log: {process.log_path}")
+            print(f"lookout exited with {code}; log: {running.process.log_path}")
 
 
 @pytest.fixture(scope="module")
@@ -132,13 +153,20 @@ class PageWatch:
     """What a page did that a test may want to assert was nothing: dialogs, errors."""
 
     dialogs: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # uncaught script errors
+    csp: list[str] = field(default_factory=list)  # Content-Security-Policy violations
+
+    def assert_clean(self) -> None:
+        assert not self.dialogs, self.dialogs
+        assert not self.errors, self.errors
+        assert not self.csp, self.csp
 
 
 @pytest.fixture
 def page(browser, lookout, artifacts_dir: Path) -> Iterator[Any]:
     """A fresh page with base_url set to the Lookout under test; `page.watch` records
-    dialogs (dismissed) and script errors; a final screenshot goes to artifacts_dir."""
+    dialogs (dismissed), script errors and CSP violations (`page.watch.assert_clean()`);
+    a final screenshot goes to artifacts_dir."""
     context = browser.new_context(base_url=lookout.url, viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(20_000)
@@ -150,6 +178,8 @@ def page(browser, lookout, artifacts_dir: Path) -> Iterator[Any]:
 
     page.on("dialog", on_dialog)
     page.on("pageerror", lambda error: watch.errors.append(str(error)))
+    page.on("console", lambda message: watch.csp.append(message.text)
+            if "Content Security Policy" in message.text else None)
     page.watch = watch
     page.screenshot = _screenshot_writer(page.screenshot)
     try:

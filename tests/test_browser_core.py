@@ -48,7 +48,7 @@ def test_overview_counters_and_chart_move_live(page, lookout, artifacts_dir):
         "() => Chart.getChart(document.getElementById('rate-chart'))"
         ".data.datasets[0].data.some(v => v > 0)")
     expect(page.locator("#workers-body")).to_contain_text(lookout.worker.hostname)
-    assert not page.watch.errors
+    page.watch.assert_clean()
     page.screenshot(path=str(artifacts_dir / "overview.png"), full_page=True)
 
 
@@ -102,7 +102,7 @@ def test_tasks_filters_paginate_round_trip_and_go_live(page, lookout, artifacts_
     expect(page.locator(f"#tasks-body tr[data-uuid='{fresh}']")).to_be_visible()
     expect(page.locator(f"#tasks-body tr[data-uuid='{fresh}']")).to_have_attribute(
         "data-state", "SUCCESS")
-    assert not page.watch.errors
+    page.watch.assert_clean()
     page.screenshot(path=str(artifacts_dir / "tasks.png"), full_page=True)
 
 
@@ -119,7 +119,7 @@ def test_task_detail_timeline_updates_while_running(page, lookout, artifacts_dir
     expect(page.locator("#timeline-body tr[data-event='task-succeeded']")).to_be_visible()
     expect(page.locator("#task-name")).to_have_text("sample.sleep")
     expect(page.locator("#fields")).to_contain_text(lookout.worker.hostname)
-    assert not page.watch.errors
+    page.watch.assert_clean()
     page.screenshot(path=str(artifacts_dir / "task.png"), full_page=True)
 
 
@@ -132,6 +132,7 @@ def test_failed_task_shows_exception_and_traceback(page, lookout, artifacts_dir)
     expect(page.locator("#exception")).to_contain_text("kaput <b>bold</b>")
     expect(page.locator("#traceback")).to_contain_text("Traceback")
     assert page.locator("#main b").count() == 0
+    page.watch.assert_clean()
     page.screenshot(path=str(artifacts_dir / "task-failed.png"), full_page=True)
 
 
@@ -153,6 +154,26 @@ def test_markup_in_task_data_is_text_and_never_runs(page, lookout, artifacts_dir
     assert page.locator("img").count() == 0
     # No inline script exists at all (the payload's </script> did not open one).
     assert page.evaluate("() => [...document.scripts].filter(s => !s.src).length") == 0
-    assert page.watch.dialogs == []
-    assert not page.watch.errors
+    page.watch.assert_clean()  # above all: no dialog opened
     page.screenshot(path=str(artifacts_dir / "task-markup.png"), full_page=True)
+
+
+def test_pages_reconnect_and_resync_after_a_server_restart(page, lookout, artifacts_dir):
+    expect = _expect()
+    marker = unique("restart")
+    page.goto(f"/tasks?queue={lookout.worker.queue}&q={marker}")
+    indicator = page.locator("#connection")
+    expect(indicator).to_have_attribute("data-state", "live")
+    expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
+
+    def while_down():
+        expect(indicator).to_have_attribute("data-state", "reconnecting")
+        expect(indicator).to_have_text(re.compile("reconnecting"))
+        page.screenshot(path=str(artifacts_dir / "reconnecting.png"))
+
+    lookout.restart_server(while_down)
+    expect(indicator).to_have_attribute("data-state", "live")
+    task_id = lookout.send("sample.echo", marker=marker)
+    # Whether it comes by push or by the resync after reconnecting, no reload is needed.
+    expect(page.locator(f"#tasks-body tr[data-uuid='{task_id}']")).to_be_visible()
+    page.watch.assert_clean()
