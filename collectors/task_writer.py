@@ -56,8 +56,9 @@ _ON_CONFLICT = (f" ON CONFLICT ({', '.join(_IDENTITY)}) DO NOTHING"
                 f" RETURNING {', '.join(_IDENTITY)}")
 # PostgreSQL: one statement over arrays instead of thousands of VALUES tuples, which
 # psycopg would otherwise parse client-side for every page (ten times slower measured).
-_PG_TIMELINE = (_INSERT + "SELECT * FROM unnest(%s::varchar[], %s::varchar[], %s::varchar[],"
-                " %s::float8[], %s::float8[], %s::int[], %s::text[])" + _ON_CONFLICT)
+# Binary parameters (%b): psycopg's text array format escapes every element by regex.
+_PG_TIMELINE = (_INSERT + "SELECT * FROM unnest(%b::varchar[], %b::varchar[], %b::varchar[],"
+                " %b::float8[], %b::float8[], %b::int[], %b::text[])" + _ON_CONFLICT)
 SQLITE_ROWS_PER_INSERT = 4000  # x 7 columns stays under SQLite's 32766 variables
 
 
