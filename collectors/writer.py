@@ -85,6 +85,7 @@ class HistoryWriter:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._give_up_at: float | None = None
+        self._gave_up = False
         self._last_prune = 0.0
 
     # -- the synchronous core -------------------------------------------------------
@@ -182,7 +183,7 @@ class HistoryWriter:
             log.error("writer thread did not stop within %.1fs", timeout)
         else:
             self._thread = None
-        return not alive and len(self.buffer) == 0
+        return not alive and not self._gave_up and len(self.buffer) == 0
 
     def __enter__(self) -> "HistoryWriter":
         self.start()
@@ -218,6 +219,7 @@ class HistoryWriter:
             if self._stopping.is_set():
                 left = (self._give_up_at or 0.0) - time.monotonic()
                 if left <= 0:
+                    self._gave_up = True
                     lost = len(events) + len(self.buffer)
                     self.stats.dropped += lost
                     log.error("giving up at shutdown: %d events not written", lost)

@@ -181,3 +181,24 @@ def count_or_none(engine):
         return count(engine, Task)
     except Exception:  # noqa: BLE001 - no table yet
         return None
+
+
+def test_stop_gives_up_on_an_unusable_store_without_leaking(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'never.db'}")  # never migrated
+    writer = make_writer(engine)
+    writer.start()
+    writer.buffer.put(lifecycle("a", T0), token="t")
+    wait_for(lambda: writer.stats.last_error, message="a failed write")
+    assert writer.stop(timeout=1.0) is False
+    assert "lookout-writer" not in [t.name for t in threading.enumerate()]
+    assert writer.stats.dropped == 4 and writer.stats.stored == 0
+    engine.dispose()
+
+
+def test_listener_and_ack_failures_do_not_undo_the_commit(store):
+    def broken(_):
+        raise RuntimeError("listener down")
+
+    writer = make_writer(store, on_commit=broken, listeners=[broken])
+    summary = writer.write_batch(lifecycle("a", T0), tokens=["t"])
+    assert summary.stored == 4 and count(store, Task) == 1
