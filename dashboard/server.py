@@ -17,9 +17,12 @@ from collectors.config import Settings, redact_url
 
 log = logging.getLogger("lookout.server")
 
-GUNICORN_HINT = ("gunicorn -w 1 --threads 100 -b {host}:{port} wsgi:app  "
-                 "(several workers need LOOKOUT_MESSAGE_QUEUE and sticky sessions; "
-                 "run the collector with `lookout collect`)")
+# Threading mode wants one process with many threads. More processes means one
+# `gunicorn -w 1` per port behind a load balancer with sticky sessions (nginx ip_hash),
+# all given the same LOOKOUT_MESSAGE_QUEUE as the `lookout collect` feeding them.
+GUNICORN_HINT = ("LOOKOUT_MESSAGE_QUEUE=redis://... gunicorn -w 1 --threads 100 "
+                 "-b {host}:{port} wsgi:app, with `lookout collect --message-queue "
+                 "redis://...` running the collector")
 
 
 def is_loopback(host: str) -> bool:

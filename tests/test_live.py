@@ -178,3 +178,20 @@ def test_standalone_collector_pushes_to_lookout_web_via_redis(redis_broker, sqli
         worker.process.stop()
     assert web_code == 0, web.output()[-2000:]
     assert collector_code == 0, collector.output()[-2000:]
+
+
+@pytest.mark.parametrize("host, ok", [("127.0.0.1", True), ("localhost", True), ("::1", True),
+                                      ("0.0.0.0", False), ("10.1.2.3", False),
+                                      ("example.com", False)])
+def test_builtin_server_only_on_loopback(host, ok):
+    from dashboard.server import is_loopback
+
+    assert is_loopback(host) is ok
+
+
+def test_serve_refuses_a_public_address_and_names_gunicorn(caplog):
+    from collectors.config import Settings
+    from dashboard.server import serve
+
+    assert serve(Settings(host="0.0.0.0"), with_collector=False) == 2
+    assert "gunicorn -w 1 --threads 100" in caplog.text
