@@ -1,8 +1,9 @@
 """Pieces shared by the collector tests: session-wide workers, a task client, row probes.
 
-Workers are slow to start, so one per broker serves every collector test of a session;
-each listens on a queue of its own and tests use fresh task ids, so tests never depend on
-what ran before them. Import the fixtures into a test module to use them.
+Workers are slow to start, so one per broker serves all the tests of a module; each
+listens on a queue of its own and tests use fresh task ids, so tests never depend on what
+ran before them. Module scope, not session: a worker left running would answer other
+modules' control broadcasts. Import the fixtures into a test module to use them.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def launch_worker(tmp_path: Path, broker: str, concurrency: int = 2) -> RunningW
     return RunningWorker(broker, hostname, queue, process)
 
 
-def _session_worker(tmp_path_factory, broker: str, label: str) -> Iterator[RunningWorker]:
+def _module_worker(tmp_path_factory, broker: str, label: str) -> Iterator[RunningWorker]:
     worker = launch_worker(tmp_path_factory.mktemp(label), broker)
     try:
         yield worker
@@ -46,14 +47,14 @@ def _session_worker(tmp_path_factory, broker: str, label: str) -> Iterator[Runni
         worker.process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def redis_worker(redis_broker, tmp_path_factory) -> Iterator[RunningWorker]:
-    yield from _session_worker(tmp_path_factory, redis_broker, "redis-worker")
+    yield from _module_worker(tmp_path_factory, redis_broker, "redis-worker")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def amqp_worker(amqp_broker, tmp_path_factory) -> Iterator[RunningWorker]:
-    yield from _session_worker(tmp_path_factory, amqp_broker, "amqp-worker")
+    yield from _module_worker(tmp_path_factory, amqp_broker, "amqp-worker")
 
 
 @contextlib.contextmanager
