@@ -114,16 +114,15 @@ def test_list_items_cut_long_text_and_say_so(client, engine):
 
 def _with_ties_and_nulls(engine) -> list[dict]:
     """40 tasks: repeated timestamps, names and runtimes, and NULLs in nullable columns."""
-    rows = []
-    for i in range(40):
-        runtime = None if i % 4 == 0 else float(i % 5)
-        started = None if i % 3 == 0 else T0 + (i % 7)
-        rows.append(add_task(engine, timestamp=T0 + i // 3, runtime=runtime,
-                             started_at=started, received_at=T0 + i % 6,
-                             worker=None if i % 5 == 0 else f"w{i % 3}",
-                             name=None if i % 9 == 0 else f"job{i % 4}",
-                             state=["SUCCESS", "FAILURE", "RETRY"][i % 3]))
-    return rows
+    with engine.begin() as conn:
+        return [add_task(conn, timestamp=T0 + i // 3,
+                         runtime=None if i % 4 == 0 else float(i % 5),
+                         started_at=None if i % 3 == 0 else T0 + (i % 7),
+                         received_at=T0 + i % 6,
+                         worker=None if i % 5 == 0 else f"w{i % 3}",
+                         name=None if i % 9 == 0 else f"job{i % 4}",
+                         state=["SUCCESS", "FAILURE", "RETRY"][i % 3])
+                for i in range(40)]
 
 
 def walk_pages(client, url: str, expected_total: int) -> list[dict]:
@@ -159,18 +158,26 @@ def test_pagination_visits_every_row_once_in_sort_order(client, engine, sort):
     assert_sorted(seen, sort)
 
 
+FILTERS = {
+    "state=SUCCESS&state=RETRY": lambda r: r["state"] in ("SUCCESS", "RETRY"),
+    f"received_after={T0 + 1}&received_before={T0 + 4}": lambda r: T0 + 1 <= r["received_at"]
+    <= T0 + 4,
+}
+
+
 @pytest.mark.parametrize("strategy", ["sort matches", "walk sort index"])
+@pytest.mark.parametrize("filters", FILTERS)
 @pytest.mark.parametrize("sort", SORTS)
 def test_filtered_pagination_is_exact_whichever_plan_is_chosen(app, client, engine, sort,
-                                                               strategy):
-    """Filtered non-default sorts either sort the matches or walk the sort index,
-    depending on the total (see task_sql.plan); both must give the same pages."""
+                                                               filters, strategy):
+    """Filtered sorts either sort the matches or walk the sort index, depending on the
+    total (see task_sql.plan); both must give the same pages."""
     app.extensions["lookout.history"].sort_matches_max = 10**6 if strategy == "sort matches" \
         else 0
     rows = _with_ties_and_nulls(engine)
-    wanted = {r["uuid"] for r in rows if r["state"] in ("SUCCESS", "RETRY")}
-    seen = walk_pages(client, f"/api/v1/tasks?sort={sort}&limit=4&state=SUCCESS&state=RETRY",
-                      len(wanted))
+    wanted = {r["uuid"] for r in rows if FILTERS[filters](r)}
+    assert 5 < len(wanted) < 40
+    seen = walk_pages(client, f"/api/v1/tasks?sort={sort}&limit=4&{filters}", len(wanted))
     assert [i["uuid"] for i in seen if i["uuid"] in wanted] == [i["uuid"] for i in seen]
     assert len(seen) == len(wanted) and {i["uuid"] for i in seen} == wanted
     assert_sorted(seen, sort)
