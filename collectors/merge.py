@@ -58,6 +58,8 @@ _FIELD_PLAN: dict[str, tuple[tuple[str, tuple[str, ...], int | None], ...]] = {
 TIMELINE_FIELDS = ("name", "exception", "traceback", "runtime", "retries", "signum",
                    "terminated", "expired", "requeue", "eta", "queue")
 
+MAX_CLOCK = 2**31 - 1
+
 TASK_COLUMNS = (
     "uuid", "name", "state", "state_ts", "worker", "queue", "exchange", "routing_key",
     "args", "kwargs", "result", "exception", "traceback", "retries", "eta", "expires",
@@ -212,6 +214,7 @@ def timeline_row(event: Event) -> dict[str, Any]:
     return {
         "task_uuid": event.uuid, "type": event.type, "hostname": event.hostname,
         "timestamp": event.timestamp, "local_received": event.local_received,
-        "clock": event.clock,
+        # Lamport clocks only order events for display; clamp so a huge one fits INTEGER.
+        "clock": min(event.clock, MAX_CLOCK),
         "info": json.dumps(info, separators=(",", ":")) if info else None,
     }

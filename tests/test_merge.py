@@ -212,3 +212,5 @@ def test_timeline_row_keeps_small_fields_only():
     assert (row["task_uuid"], row["type"], row["hostname"]) == (U, "task-succeeded", "w1@a")
     assert json.loads(row["info"]) == {"runtime": 1.5, "retries": 1}
     assert merge.timeline_row(task("task-started", U, T0))["info"] is None
+    assert merge.timeline_row(task("task-started", U, T0)._replace(clock=2**40))["clock"] \
+        == merge.MAX_CLOCK

@@ -129,7 +129,8 @@ def test_poisonous_event_costs_only_itself(store):
     writer = make_writer(store)
     poison = task("task-received", "bad", T0, "w1@a", name="proj.add", retries=2 ** 70)
     bad_worker = event("worker-heartbeat", "w9@a", T0, active=2 ** 70)
-    events = lifecycle("a", T0) + [poison, bad_worker] + lifecycle("b", T0 + 1)
+    huge_clock = [e._replace(clock=2 ** 40) for e in lifecycle("b", T0 + 1)]  # must fit
+    events = lifecycle("a", T0) + [poison, bad_worker] + huge_clock
     summary = writer.write_batch(events)
     assert summary.dropped == 2 and writer.stats.dropped == 2
     assert writer.stats.rejected["unstorable"] == 2
