@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any, Iterable, Mapping
 
 from dashboard.live import NAMESPACE
@@ -29,6 +29,9 @@ ROW_FIELDS = ("uuid", "name", "state", "worker", "queue", "retries", "root_id", 
               "timestamp", "received_at", "started_at", "succeeded_at", "failed_at",
               "runtime", "queue_wait", "updated_at", *TEXT_FIELDS)
 FINISHED = ("SUCCESS", "FAILURE")
+# Rates are averaged over this many seconds: commits do not line up with ticks under
+# load, and a per-tick rate would zig-zag between 0 and twice the truth.
+RATE_WINDOW = 2.0
 
 
 def external_emitter(message_queue: str):
@@ -77,7 +80,8 @@ class LivePublisher:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_flush = clock()
+        self._started = self._last_flush = clock()
+        self._recent: deque[tuple[float, int, int]] = deque()  # (tick, events, finished)
         self._reset()
 
     def _reset(self) -> None:
@@ -129,12 +133,12 @@ class LivePublisher:
         elapsed = max(now - self._last_flush, 1e-3)
         self._last_flush = now
         finished = sum(counts.get(state, 0) for state in FINISHED)
+        events_rate, finished_rate = self._rates(now, events, finished)
         worker_rows = [dict(row) for row in workers.values()]
         sent = 0
         sent += self._emit("overview", "overview", {
             "t": now, "interval": round(elapsed, 3), "events": events,
-            "events_per_second": round(events / elapsed, 2),
-            "tasks_per_second": round(finished / elapsed, 2),
+            "events_per_second": events_rate, "tasks_per_second": finished_rate,
             "counts": dict(counts), "workers": worker_rows})
         rows = [slim(row) for row in tasks.values()]
         if rows:
@@ -146,6 +150,16 @@ class LivePublisher:
         for row in worker_rows:
             sent += self._emit("worker", f"worker:{row['hostname']}", {"t": now, "worker": row})
         return sent
+
+    def _rates(self, now: float, events: int, finished: int) -> tuple[float, float]:
+        """Events/s and finished tasks/s over the last RATE_WINDOW seconds."""
+        recent = self._recent
+        recent.append((now, events, finished))
+        while recent[0][0] <= now - RATE_WINDOW:
+            recent.popleft()
+        span = max(min(RATE_WINDOW, now - self._started), 1e-3)
+        return (round(sum(r[1] for r in recent) / span, 2),
+                round(sum(r[2] for r in recent) / span, 2))
 
     def _emit(self, event: str, room: str, data: dict) -> int:
         self.emitter.emit(event, data, to=room, namespace=self.namespace)

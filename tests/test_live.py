@@ -123,6 +123,22 @@ def test_row_caps_keep_the_newest_and_say_so(app):
     client.disconnect(NAMESPACE)
 
 
+def test_rates_are_averaged_so_uneven_commits_do_not_zigzag(app):
+    client = connect(app, "overview")
+    now = [100.0]
+    publisher = LivePublisher(socketio, clock=lambda: now[0])
+    rates = []
+    for tick in range(8):  # a commit of 1000 events every other tick (every second)
+        now[0] += 0.5
+        if tick % 2 == 0:
+            publisher(summary(states={"SUCCESS": 250}, events=1000))
+        publisher.flush()
+        rates.append(received(client, "overview")[0])
+    steady = [(m["events_per_second"], m["tasks_per_second"]) for m in rates[4:]]
+    assert steady == [(1000.0, 250.0)] * 4
+    client.disconnect(NAMESPACE)
+
+
 def test_push_thread_ticks_and_flushes_on_stop(app):
     client = connect(app, "overview", "tasks")
     with LivePublisher(socketio, interval=0.05) as publisher:
