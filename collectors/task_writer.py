@@ -8,6 +8,7 @@ rollups, counters) ever sees a duplicate.
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import chain
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, Table, func, select
@@ -50,8 +51,7 @@ def unique_events(events: Iterable[Event]) -> tuple[list[Event], int]:
     return kept, copies
 
 
-_COLUMNS = ("task_uuid", "type", "hostname", "timestamp", "local_received", "clock", "info")
-_INSERT = f"INSERT INTO task_events ({', '.join(_COLUMNS)}) "
+_INSERT = f"INSERT INTO task_events ({', '.join(merge.TIMELINE_COLUMNS)}) "
 _ON_CONFLICT = (f" ON CONFLICT ({', '.join(_IDENTITY)}) DO NOTHING"
                 f" RETURNING {', '.join(_IDENTITY)}")
 # PostgreSQL: one statement over arrays instead of thousands of VALUES tuples, which
@@ -70,17 +70,17 @@ def insert_timeline(conn: Connection, events: list[Event]) -> list[Event]:
     """
     if not events:
         return []
-    rows = [tuple(row[c] for c in _COLUMNS) for row in map(merge.timeline_row, events)]
+    rows = [merge.timeline_values(e) for e in events]
     inserted: set[tuple] = set()
     if conn.dialect.name == "postgresql":
         columns = tuple(list(column) for column in zip(*rows))
-        inserted.update(map(tuple, conn.exec_driver_sql(_PG_TIMELINE, columns)))
+        inserted.update(map(tuple, conn.exec_driver_sql(_PG_TIMELINE, columns).fetchall()))
     else:
         for chunk in chunks(rows, SQLITE_ROWS_PER_INSERT):
             values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-            params = tuple(value for row in chunk for value in row)
+            params = tuple(chain.from_iterable(chunk))
             result = conn.exec_driver_sql(_INSERT + "VALUES " + values + _ON_CONFLICT, params)
-            inserted.update(map(tuple, result))
+            inserted.update(map(tuple, result.fetchall()))
     return [e for e in events if merge.identity(e) in inserted]
 
 
