@@ -138,10 +138,10 @@ class HistoryWriter:
             except Exception as error:  # noqa: BLE001 - classified below
                 if not _is_poison(error):
                     raise
+                # Counted as dropped (the writer's counter), not as rejected: that counter
+                # belongs to the receive thread and means "invalid", not "unstorable".
                 total.events += 1
                 total.dropped += 1
-                self.stats.reject("unstorable", f"{event.type} {event.uuid or event.hostname}: "
-                                  f"{error.__class__.__name__}: {error}")
                 log.error("dropped unstorable %s event %s: %s", event.type,
                           event.uuid or event.hostname, error)
         return total
