@@ -49,6 +49,9 @@ def serve(settings: Settings, with_collector: bool) -> int:
         cleanup.callback(app.extensions["lookout.engine"].dispose)
         if with_collector:
             start_collector(settings, app, socketio, cleanup)
+        elif not settings.message_queue:
+            log.warning("no --message-queue: pages show history but get no live updates "
+                        "from a collector running elsewhere")
         previous = signal.signal(signal.SIGTERM, _interrupt)
         cleanup.callback(signal.signal, signal.SIGTERM, previous)
         _quiet_request_log()

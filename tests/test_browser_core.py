@@ -9,8 +9,9 @@ import re
 
 import pytest
 
-from browser import browser, lookout, page  # noqa: F401 - fixtures
+from browser import browser, free_port, get_json, lookout, page  # noqa: F401 - fixtures
 from collector_helpers import unique
+from support import VENV_BIN, Process, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -177,3 +178,25 @@ def test_pages_reconnect_and_resync_after_a_server_restart(page, lookout, artifa
     # Whether it comes by push or by the resync after reconnecting, no reload is needed.
     expect(page.locator(f"#tasks-body tr[data-uuid='{task_id}']")).to_be_visible()
     page.watch.assert_clean()
+
+
+def test_indicator_says_collector_down_when_none_reports(browser, tmp_path, artifacts_dir):
+    """`lookout web` with no collector anywhere: /healthz is 503, the page says so."""
+    expect = _expect()
+    port = free_port()
+    web = Process([str(VENV_BIN / "lookout"), "web", "--database",
+                   f"sqlite:///{tmp_path / 'empty.db'}", "--port", str(port), "--no-auth"],
+                  tmp_path / "web.log", env={"LOOKOUT_CHARTJS_URL": "/vendor/chart.umd.js",
+                                             "LOOKOUT_SOCKETIO_URL": "/vendor/socket.io.min.js"})
+    url = f"http://127.0.0.1:{port}"
+    context = browser.new_context()
+    try:
+        wait_for(lambda: get_json(url + "/api/v1/workers")[0] == 200, 30, message="web up")
+        page = context.new_page()
+        page.goto(url + "/tasks")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "down")
+        expect(page.locator("#connection")).to_have_text("collector down")
+        (artifacts_dir / "collector-down.png").write_bytes(page.screenshot())
+    finally:
+        context.close()
+        assert web.stop() == 0

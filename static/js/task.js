@@ -84,6 +84,8 @@
     field(family, "root", link(task.root_id));
     field(family, "workflow", task.root_id ? L.el("a", {href: "/tasks?" + new URLSearchParams({root_id: task.root_id})},
       "all tasks of this workflow") : "–");
+    field(family, "children", task.children.length ? L.el("a", {href: "/tasks?" +
+      new URLSearchParams({parent_id: task.uuid})}, task.children.length + " (as a list)") : "none");
     L.append(L.clear(document.getElementById("children-body")), task.children.map(function (c) {
       return L.el("tr", {"data-uuid": c.uuid}, [L.el("td", {}, L.stateBadge(c.state)),
         L.el("td", {}, L.el("a", {href: L.taskUrl(c.uuid)}, c.name || "(unknown)")),

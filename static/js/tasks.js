@@ -10,7 +10,7 @@
   "use strict";
 
   var L = window.Lookout;
-  var PARAMS = ["state", "name", "worker", "queue", "root_id", "q", "received_after",
+  var PARAMS = ["state", "name", "worker", "queue", "root_id", "parent_id", "q", "received_after",
     "received_before", "started_after", "started_before", "runtime_min", "runtime_max",
     "sort", "limit", "cursor"];
   var DEFAULTS = {sort: "-timestamp", limit: "50"};
@@ -132,7 +132,7 @@
   function matches(task) {
     var states = current.getAll("state").map(function (s) { return s.toUpperCase(); });
     if (states.length && states.indexOf(task.state) < 0) { return false; }
-    var exact = ["name", "worker", "queue", "root_id"].every(function (key) {
+    var exact = ["name", "worker", "queue", "root_id", "parent_id"].every(function (key) {
       return current.get(key) === null || current.get(key) === task[key];
     });
     if (!exact) { return false; }
