@@ -154,12 +154,15 @@
       showStatus();
       checkHealth();
       var pending = rooms.length;
+      function joined() {
+        body.dataset.live = "subscribed";
+        if (resync) { resync(); }
+      }
+      if (!pending) { joined(); }  // a page that only wants the indicator
       rooms.forEach(function (room) {
         socket.emit("subscribe", {room: room}, function () {
           pending -= 1;
-          if (pending > 0) { return; }
-          body.dataset.live = "subscribed";
-          if (resync) { resync(); }
+          if (pending === 0) { joined(); }
         });
       });
     });
