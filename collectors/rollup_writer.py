@@ -64,7 +64,7 @@ def save_rollups(conn: Connection, acc: dict[tuple[str, int], dict[str, Any]]) -
                              ROLLUPS.c.bucket.in_(bucket_chunk)):
             existing[(row["name"], row["bucket"])] = row
     inserts, updates = [], []
-    for (name, bucket), entry in acc.items():
+    for (name, bucket), entry in sorted(acc.items()):  # one lock order for every writer
         row = existing.get((name, bucket))
         if row is None:
             row = {"name": name, "bucket": bucket, "runtime_sum": 0.0,

@@ -70,7 +70,8 @@ def insert_timeline(conn: Connection, events: list[Event]) -> list[Event]:
     """
     if not events:
         return []
-    rows = [merge.timeline_values(e) for e in events]
+    # Sorted by key: concurrent writers then lock index entries in one order (no deadlock).
+    rows = sorted(merge.timeline_values(e) for e in events)
     inserted: set[tuple] = set()
     if conn.dialect.name == "postgresql":
         columns = tuple(list(column) for column in zip(*rows))
@@ -106,7 +107,7 @@ def save_tasks(conn: Connection, new_events: list[Event]
     by_task: dict[str, list[Event]] = defaultdict(list)
     for event in new_events:
         by_task[event.uuid].append(event)
-    uuids = list(by_task)
+    uuids = sorted(by_task)  # one lock order for every writer
     existing = load_tasks(conn, uuids)
     retried_before = [u for u in uuids if u in existing
                       and any(e.type == "task-retried" for e in by_task[u])]
@@ -114,8 +115,8 @@ def save_tasks(conn: Connection, new_events: list[Event]
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     merged: dict[str, dict[str, Any]] = {}
-    for uuid, events in by_task.items():
-        old = existing.get(uuid)
+    for uuid in uuids:
+        events, old = by_task[uuid], existing.get(uuid)
         row = merged[uuid] = merge.fold(old, events, retries.get(uuid, 0))
         if old is None:
             inserts.append(row)

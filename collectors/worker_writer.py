@@ -56,7 +56,7 @@ def save_workers(conn: Connection, updates: dict[str, dict[str, Any]]) -> list[d
     existing = {row["hostname"]: row
                 for row in select_in(conn, WORKERS, WORKERS.c.hostname, sorted(updates))}
     inserts, changed = [], []
-    for host, row in updates.items():
+    for host, row in sorted(updates.items()):  # one lock order for every writer
         old = existing.get(host)
         if old is None:
             inserts.append({**dict.fromkeys(WORKERS.c.keys()), "freq": 2.0, **row})

@@ -202,3 +202,36 @@ def test_listener_and_ack_failures_do_not_undo_the_commit(store):
     writer = make_writer(store, on_commit=broken, listeners=[broken])
     summary = writer.write_batch(lifecycle("a", T0), tokens=["t"])
     assert summary.stored == 4 and count(store, Task) == 1
+
+
+def test_two_writers_racing_on_the_same_events_count_them_once(database_url):
+    """Two collectors on one store (e.g. a redelivery race): the timeline key decides."""
+    events = [e for i in range(300) for e in lifecycle(f"r{i}", T0 + i, runtime=0.1)]
+    engines = [db.make_engine(database_url) for _ in range(2)]
+    writers = [make_writer(engine) for engine in engines]
+    errors = []
+
+    def run(writer, order):
+        try:
+            for start in range(0, len(order), 200):
+                writer.write_batch(order[start:start + 200])
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(writers[0], events), name="race-a"),
+               threading.Thread(target=run, args=(writers[1], events[::-1]), name="race-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sum(w.stats.stored for w in writers) == 1200
+    assert sum(w.stats.duplicates for w in writers) == 1200
+    engine = engines[0]
+    assert count(engine, TaskEvent) == 1200 and count(engine, Task) == 300
+    rollups = rows(engine, TaskRollup)
+    assert [sum(r[c] for r in rollups) for c in ("received", "succeeded", "runtime_count")] \
+        == [300, 300, 300]
+    assert {r["state"] for r in rows(engine, Task)} == {"SUCCESS"}
+    for engine in engines:
+        engine.dispose()
