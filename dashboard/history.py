@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any, Callable, Hashable
 
 from sqlalchemy import Engine, func, select
 
@@ -25,7 +26,7 @@ tasks = Task.__table__
 events = TaskEvent.__table__
 workers = Worker.__table__
 
-# Totals are cached for TOTAL_TTL_FACTOR x the time the count took, within these bounds.
+# Counts are cached for TOTAL_TTL_FACTOR x the time they took, within these bounds.
 TOTAL_TTL_MIN, TOTAL_TTL_MAX, TOTAL_TTL_FACTOR = 2.0, 60.0, 200.0
 TOTALS_CACHED = 256  # filter sets remembered
 # Grace added to 2 x freq before a heartbeat counts as missed: event delivery jitter.
@@ -48,7 +49,7 @@ class HistoryService:
         self.clock = clock
         self.total_ttl = total_ttl
         self.sort_matches_max = SORT_MATCHES_MAX
-        self._totals: dict[TaskFilters, tuple[float, int]] = {}
+        self._totals: dict[Hashable, tuple[float, Any]] = {}  # key -> (expiry, value)
         self._totals_lock = threading.Lock()
         self.rollups = RollupStats(engine, clock)
         self.health = HealthCheck(engine, clock)
@@ -120,7 +121,12 @@ class HistoryService:
         return rows
 
     def _total(self, conn, filters: TaskFilters, where: list) -> int:
-        """Exact count of the rows matching `filters`, cached per filter set.
+        """Exact count of the rows matching `filters`, cached per filter set (`_cached`)."""
+        count = select(func.count()).select_from(tasks).where(*where)
+        return self._cached(filters, lambda: conn.execute(count).scalar_one())
+
+    def _cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """`compute()`, remembered for a time that grows with what it cost.
 
         Counting 800,000 matching rows takes 100-200 ms even index-only, so a count is
         kept for 200x the time it took (2 s to 60 s): cheap counts stay nearly live,
@@ -128,11 +134,11 @@ class HistoryService:
         """
         now = time.monotonic()
         with self._totals_lock:
-            cached = self._totals.get(filters)
+            cached = self._totals.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
         began = time.perf_counter()
-        total = conn.execute(select(func.count()).select_from(tasks).where(*where)).scalar_one()
+        value = compute()
         elapsed = time.perf_counter() - began
         ttl = self.total_ttl if self.total_ttl is not None else \
             min(TOTAL_TTL_MAX, max(TOTAL_TTL_MIN, elapsed * TOTAL_TTL_FACTOR))
@@ -140,8 +146,8 @@ class HistoryService:
             with self._totals_lock:
                 if len(self._totals) >= TOTALS_CACHED:
                     self._totals.pop(next(iter(self._totals)))  # the oldest entry
-                self._totals[filters] = (now + ttl, total)
-        return total
+                self._totals[key] = (now + ttl, value)
+        return value
 
     # -- workers -------------------------------------------------------------------
     def list_workers(self) -> list[dict]:
@@ -160,12 +166,13 @@ class HistoryService:
                 select(*list_columns()).where(tasks.c.worker == hostname)
                 .order_by(tasks.c.timestamp.desc(), tasks.c.uuid.desc()).limit(recent)
             ).mappings().all()
-            counts = conn.execute(
-                select(tasks.c.state, func.count()).where(tasks.c.worker == hostname)
-                .group_by(tasks.c.state)).all()
+            by_state = select(tasks.c.state, func.count()).where(
+                tasks.c.worker == hostname).group_by(tasks.c.state)
+            counts = self._cached(("worker task counts", hostname),
+                                  lambda: dict(conn.execute(by_state).all()))
         worker = _worker(row, self.clock())
         worker["recent_tasks"] = [_list_item(r) for r in recent_rows]
-        worker["task_counts"] = {state: count for state, count in counts}
+        worker["task_counts"] = dict(counts)
         return worker
 
 

@@ -278,3 +278,16 @@ def test_unknown_task_is_404_json(client):
     response = client.get("/api/v1/tasks/no-such-task")
     assert response.status_code == 404
     assert response.get_json()["error"]["status"] == 404
+
+
+def test_totals_are_cached_per_filter_set_for_their_ttl(app, client, engine):
+    history = app.extensions["lookout.history"]
+    history.total_ttl = 60.0
+    add_tasks(engine, 3, state="FAILURE")
+    assert client.get("/api/v1/tasks?state=FAILURE").get_json()["total"] == 3
+    add_tasks(engine, 2, state="FAILURE")
+    cached = client.get("/api/v1/tasks?state=FAILURE").get_json()
+    assert cached["total"] == 3 and len(cached["items"]) == 5  # rows are live, total not
+    assert client.get("/api/v1/tasks?state=failure&name=proj.tasks.add").get_json()["total"] == 5
+    history.total_ttl, history._totals = 0.0, {}
+    assert client.get("/api/v1/tasks?state=FAILURE").get_json()["total"] == 5
