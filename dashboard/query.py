@@ -94,7 +94,9 @@ def reject_unknown(args: Mapping[str, Any], allowed: frozenset[str]) -> None:
 def parse_task_query(args) -> TaskQuery:
     """Turn the /api/v1/tasks query string (a werkzeug MultiDict) into a TaskQuery."""
     reject_unknown(args, TASK_LIST_PARAMS)
-    states = tuple(dict.fromkeys(parse_state(v) for v in args.getlist("state") if v != ""))
+    # Repeated (state=A&state=B) or comma-separated (state=A,B); order kept, duplicates not.
+    states = tuple(dict.fromkeys(parse_state(part) for value in args.getlist("state")
+                                 for part in value.split(",") if part.strip()))
     ranges = []
     for column, low, high, parse in (
             ("timestamp", "after", "before", parse_timestamp),

@@ -61,6 +61,7 @@ def mixed(engine):
     ("state=SUCCESS", "ad"),
     ("state=failure", "b"),
     ("state=SUCCESS&state=RETRY", "acd"),
+    ("state=success,retry&state=RETRY", "acd"),
     ("name=proj.mul", "cd"),
     ("worker=w1", "acf"),
     ("queue=q1", "abe"),
