@@ -26,105 +26,134 @@ from targets import FlowerTarget, LookoutTarget
 GEN_CAPACITY = 25_000  # events/s one generator process sends comfortably on this box
 
 
-def settle(target, base: dict, expected: int, quiet: float, timeout: float):
-    """Poll until the target has `expected` more events or has been idle `quiet` s."""
-    last, changed_at = None, time.time()
+def settle(targets, bases, expected: int, quiet: float, timeout: float) -> list:
+    """Poll every target until it has `expected` more events or was idle `quiet` s.
+
+    Returns (final counts, time of the last change) per target. Targets are polled
+    together so one slow target does not delay noticing that another finished.
+    """
+    last: list = [None] * len(targets)
+    changed_at = [time.time()] * len(targets)
+    done = [False] * len(targets)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            now = target.counts()
-        except OSError:  # a consumer too busy to answer is not idle
-            time.sleep(0.25)
-            continue
-        if now != last:
-            last, changed_at = now, time.time()
-        kept = now["task_events"] - base["task_events"]
-        if kept >= expected and now.get("received", 0) <= now.get("stored", 0) + \
-                now.get("duplicates", 0):
-            return now, changed_at
-        if time.time() - changed_at > quiet:
-            break
+    while not all(done) and time.monotonic() < deadline:
+        for i, target in enumerate(targets):
+            if done[i]:
+                continue
+            try:
+                now = target.counts()
+            except OSError:  # a consumer too busy to answer is not idle
+                continue
+            if now != last[i]:
+                last[i], changed_at[i] = now, time.time()
+            kept = now["task_events"] - bases[i]["task_events"]
+            # Lookout: every received event (worker events too) must be written as well.
+            written = now.get("received", 0) <= now.get("stored", 0) + now.get(
+                "duplicates", 0)
+            if (kept >= expected and written) or time.time() - changed_at[i] > quiet:
+                done[i] = True
         time.sleep(0.1)
-    return last, changed_at
+    return list(zip(last, changed_at))
 
 
-def burst(target, children, broker, opts, log) -> dict:
-    base = target.counts()
-    with TreeSampler(target.proc.pid) as rss:
+def burst(targets, children, broker, opts, log) -> dict:
+    """Send --events as fast as possible; per target: kept, loss, drain time, RSS, CPU."""
+    bases = [t.counts() for t in targets]
+    with contextlib.ExitStack() as stack:
+        usage = [stack.enter_context(TreeSampler(t.proc.pid)) for t in targets]
         sent = run_generators(children, broker, opts.generators, events=opts.events,
                               log=log)
-        final, done_at = settle(target, base, sent["task_events"], quiet=5.0,
-                                timeout=opts.drain_timeout)
-    kept = final["task_events"] - base["task_events"]
-    return {"sent": sent["task_events"], "send_rate": sent["rate"], "kept": kept,
+        settled = settle(targets, bases, sent["task_events"], quiet=5.0,
+                         timeout=opts.drain_timeout)
+    results = {}
+    for target, base, rss, (final, done_at) in zip(targets, bases, usage, settled):
+        kept = final["task_events"] - base["task_events"]
+        results[target.name] = {
+            "sent": sent["task_events"], "send_rate": sent["rate"], "kept": kept,
             "loss": 1 - kept / sent["task_events"], "drain": done_at - sent["end"],
             "total_time": done_at - sent["begin"], "peak_rss": rss.peak,
             "cpu_per_1k": 1000 * rss.cpu / max(kept, 1),
             "worker_events_sent": sent["worker_events"], "tasks_sent": sent["tasks"],
             "counters": {k: final[k] - base[k] for k in final if k != "write_lag"}}
+    return results
 
 
-def step(target, children, broker, rate, opts, log) -> dict:
+def step(targets, children, broker, rate, opts, log) -> dict:
     """One sustained step: `rate` events/s for --step-seconds, then wait to catch up."""
-    base = target.counts()
+    bases = [t.counts() for t in targets]
     holder: dict = {}
     gens = max(1, math.ceil(rate / GEN_CAPACITY))
     thread = threading.Thread(target=lambda: holder.update(run_generators(
         children, broker, gens, rate=rate, duration=opts.step_seconds, log=log)))
-    max_lag = 0.0
+    max_lag = [0.0] * len(targets)
     # The status row is rewritten every second: before that it shows the last step's lag.
     fresh_from = time.time() + 2.5
-    with TreeSampler(target.proc.pid) as usage:
+    with contextlib.ExitStack() as stack:
+        usage = [stack.enter_context(TreeSampler(t.proc.pid)) for t in targets]
         thread.start()
         while thread.is_alive():
-            with contextlib.suppress(OSError):
-                if time.time() > fresh_from:
-                    max_lag = max(max_lag, target.counts().get("write_lag", 0.0))
+            for i, target in enumerate(targets):
+                with contextlib.suppress(OSError):
+                    if time.time() > fresh_from:
+                        lag = target.counts().get("write_lag", 0.0)
+                        max_lag[i] = max(max_lag[i], lag)
             thread.join(0.5)
         if not holder:
             raise RuntimeError("load generator failed")
-        final, done_at = settle(target, base, holder["task_events"], quiet=opts.catch_up,
-                                timeout=opts.catch_up + 30)
-    kept = final["task_events"] - base["task_events"]
-    catch_up = max(0.0, done_at - holder["end"])
-    max_lag = max(max_lag, final.get("write_lag", 0.0))
-    ok = kept >= holder["task_events"] and catch_up <= opts.catch_up
-    return {"rate": rate, "achieved": holder["rate"], "sent": holder["task_events"],
-            "kept": kept, "catch_up": catch_up, "max_write_lag": max_lag, "ok": ok,
-            "cpu_per_1k": 1000 * usage.cpu / max(kept, 1), "peak_rss": usage.peak}
+        settled = settle(targets, bases, holder["task_events"], quiet=opts.catch_up,
+                         timeout=opts.catch_up + 30)
+    results = {}
+    for i, (target, base, (final, done_at)) in enumerate(zip(targets, bases, settled)):
+        kept = final["task_events"] - base["task_events"]
+        catch_up = max(0.0, done_at - holder["end"])
+        lag = max(max_lag[i], final.get("write_lag", 0.0))
+        ok = kept >= holder["task_events"] and catch_up <= opts.catch_up
+        results[target.name] = result = {
+            "rate": rate, "achieved": holder["rate"], "sent": holder["task_events"],
+            "kept": kept, "catch_up": catch_up, "max_write_lag": lag, "ok": ok,
+            "cpu_per_1k": 1000 * usage[i].cpu / max(kept, 1), "peak_rss": usage[i].peak}
+        print(f"  {target.name:8}{rate:>8,.0f}/s: sent {result['sent']:,} at "
+              f"{result['achieved']:,.0f}/s, kept {kept:,}, caught up in {catch_up:.1f} s, "
+              f"write lag <= {lag:.2f} s, {result['cpu_per_1k']:.2f} CPU s/1k events"
+              f" -> {'ok' if ok else 'FAIL'}", flush=True)
+    return results
 
 
-def sustained(target, children, broker, opts, log) -> dict:
-    """Step up through --rates until one fails, then narrow down once between pass/fail."""
-    steps, best = [], 0.0
+def sustained(targets, children, broker, opts, log) -> dict:
+    """Step up through --rates until every target failed once, then narrow down.
 
-    def attempt(rate: float) -> bool:
-        nonlocal best
-        result = step(target, children, broker, rate, opts, log)
-        steps.append(result)
-        print(f"  {target.name} {rate:>8,.0f}/s: sent {result['sent']:,} at "
-              f"{result['achieved']:,.0f}/s, kept {result['kept']:,}, caught up in "
-              f"{result['catch_up']:.1f} s, write lag <= {result['max_write_lag']:.2f} s, "
-              f"{result['cpu_per_1k']:.2f} CPU s/1k events"
-              f" -> {'ok' if result['ok'] else 'FAIL'}", flush=True)
-        if result["ok"]:
-            best = max(best, result["achieved"])
-        return result["ok"]
+    A target that failed the first step is retried at halved rates until one passes;
+    then one step midway between each target's best pass and its first failure.
+    """
+    steps = {t.name: [] for t in targets}
+    passed = {t.name: 0.0 for t in targets}
+    failed: dict[str, float | None] = {t.name: None for t in targets}
 
-    passed, failed = 0.0, None
+    def attempt(rate: float) -> None:
+        for name, result in step(targets, children, broker, rate, opts, log).items():
+            steps[name].append(result)
+            if result["ok"]:
+                passed[name] = max(passed[name], rate)
+            elif failed[name] is None or rate < failed[name]:
+                failed[name] = rate
+
     for rate in opts.rates:
-        if not attempt(rate):
-            failed = rate
+        attempt(rate)
+        if all(f is not None for f in failed.values()):
             break
-        passed = rate
-    while failed is not None and not passed and failed / 2 >= 500:
-        if attempt(failed / 2):  # nothing passed yet: halve until a rate does
-            passed = failed / 2
-        else:
-            failed /= 2
-    if failed is not None and passed and failed - passed > 1000:
-        attempt((passed + failed) / 2)
-    return {"steps": steps, "max_rate": best}
+    while True:  # halve for whoever has not passed anything yet
+        low = [f / 2 for n, f in failed.items() if f is not None and not passed[n]
+               and f / 2 >= 500 and f / 2 not in [s["rate"] for s in steps[n]]]
+        if not low:
+            break
+        attempt(max(low))
+    for mid in sorted({(passed[n] + f) / 2 for n, f in failed.items()
+                       if f is not None and passed[n] and f - passed[n] > 1000}):
+        attempt(mid)
+    return {name: {"steps": steps[name],
+                   "max_rate": max([s["achieved"] for s in steps[name] if s["ok"]],
+                                   default=0.0)}
+            for name in steps}
 
 
 @contextlib.contextmanager
@@ -145,31 +174,43 @@ def database(backend: str, workdir: Path):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run_target(kind: str, broker_url: str, opts, workdir: Path) -> dict:
-    """Fresh broker namespace, fresh consumer, both scenarios, everything cleaned up."""
+def start_target(kind: str, children: Children, broker: str, opts, workdir: Path,
+                 stack: contextlib.ExitStack):
+    if kind == "lookout":
+        db = stack.enter_context(database(opts.backend, workdir))
+        target = LookoutTarget(children, broker, db, workdir)
+    else:
+        target = FlowerTarget(children, broker, workdir)
+    stack.callback(target.close)
+    return target
+
+
+def run_targets(kinds: list[str], broker_url: str, opts, workdir: Path) -> dict:
+    """Fresh broker namespace, fresh consumers, both scenarios, everything cleaned up.
+
+    With several kinds, they consume the very same events side by side.
+    """
     with Children() as children, dedicated_broker(broker_url) as broker, \
             contextlib.ExitStack() as stack:
         log = workdir / "loadgen.log"
-        if kind == "lookout":
-            db = stack.enter_context(database(opts.backend, workdir))
-            target = LookoutTarget(children, broker, db, workdir)
-        else:
-            target = FlowerTarget(children, broker, workdir)
-        stack.callback(target.close)
-        print(f"{target.name}: burst of {opts.events:,} events; {machine_load()}", flush=True)
-        result = {"burst": burst(target, children, broker, opts, log)}
-        b = result["burst"]
-        print(f"  sent {b['sent']:,} at {b['send_rate']:,.0f}/s, kept {b['kept']:,} "
-              f"({b['loss']:.1%} lost), drained {b['drain']:.1f} s after the last send, "
-              f"peak RSS {fmt_mb(b['peak_rss'])}, {b['cpu_per_1k']:.2f} CPU s/1k events",
-              flush=True)
-        result["peak_rss"] = b["peak_rss"]
+        targets = [start_target(kind, children, broker, opts, workdir, stack)
+                   for kind in kinds]
+        names = " + ".join(t.name for t in targets)
+        print(f"{names}: burst of {opts.events:,} events; {machine_load()}", flush=True)
+        results = {t.name: {} for t in targets}
+        for name, b in burst(targets, children, broker, opts, log).items():
+            results[name] = {"burst": b, "peak_rss": b["peak_rss"]}
+            print(f"  {name:8}sent {b['sent']:,} at {b['send_rate']:,.0f}/s, kept "
+                  f"{b['kept']:,} ({b['loss']:.1%} lost), drained {b['drain']:.1f} s after "
+                  f"the last send, peak RSS {fmt_mb(b['peak_rss'])}, "
+                  f"{b['cpu_per_1k']:.2f} CPU s/1k events", flush=True)
         if opts.rates:
-            print(f"{target.name}: sustained steps; {machine_load()}", flush=True)
-            result["sustained"] = sustained(target, children, broker, opts, log)
-            result["peak_rss"] = max([b["peak_rss"]] + [
-                s["peak_rss"] for s in result["sustained"]["steps"]])
-        return result
+            print(f"{names}: sustained steps; {machine_load()}", flush=True)
+            for name, sus in sustained(targets, children, broker, opts, log).items():
+                results[name]["sustained"] = sus
+                results[name]["peak_rss"] = max(
+                    [results[name]["peak_rss"]] + [s["peak_rss"] for s in sus["steps"]])
+        return {kind: results[t.name] for kind, t in zip(kinds, targets)}
 
 
 def table(results: dict, opts) -> str:
@@ -211,6 +252,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="redis://... (DB 14 is used) or amqp://... (a vhost is made)")
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--targets", default="lookout,flower")
+    parser.add_argument("--together", action="store_true",
+                        help="run the targets side by side on the same events: a fair "
+                             "comparison when the machine is shared")
     parser.add_argument("--events", type=int, default=150_000, help="burst size")
     parser.add_argument("--generators", type=int, default=2,
                         help="load generator processes for the burst (2 saturate 2 cores)")
@@ -230,8 +274,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"broker {opts.broker}, store {opts.backend}, logs in {workdir}", flush=True)
     results = {}
     try:
-        for kind in [t.strip() for t in opts.targets.split(",") if t.strip()]:
-            results[kind] = run_target(kind, opts.broker, opts, workdir)
+        kinds = [t.strip() for t in opts.targets.split(",") if t.strip()]
+        if opts.together:
+            results.update(run_targets(kinds, opts.broker, opts, workdir))
+        else:
+            for kind in kinds:
+                results.update(run_targets([kind], opts.broker, opts, workdir))
     except KeyboardInterrupt:
         print("interrupted; children stopped")
         raise SystemExit(130)
