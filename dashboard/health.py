@@ -25,7 +25,7 @@ class HealthCheck:
         self.clock = clock
 
     def check(self) -> dict:
-        """{"status": "ok"|"degraded"|"down", "healthy": bool, "database": ..., "collectors": [...]}.
+        """The /healthz report: status ok|degraded|down, healthy, database, collectors.
 
         Healthy means the database answers and there is at least one collector, every one
         of them fresh and connected to its broker.

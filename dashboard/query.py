@@ -161,9 +161,11 @@ def parse_number(value: str, parameter: str = "value") -> float:
 def parse_timestamp(value: str, parameter: str = "value") -> float:
     """Epoch seconds ("1700000000.5") or ISO 8601 ("2026-11-21T22:00:00Z"; naive = UTC)."""
     try:
-        return parse_number(value, parameter)
-    except Exception:  # noqa: BLE001 - not a number: try ISO 8601 below
+        float(value)
+    except ValueError:
         pass
+    else:
+        return parse_number(value, parameter)
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
