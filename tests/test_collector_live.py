@@ -75,7 +75,9 @@ def test_collector_records_tasks_and_workers(live):
         assert events[-1] == "task-succeeded"
 
         assert rows[slow]["runtime"] >= 1.0
-        assert rows[slow]["succeeded_at"] - rows[slow]["started_at"] >= 1.0
+        # Started and succeeded are stamped by different processes of the prefork pool:
+        # allow for their scheduling, not for a missing second.
+        assert rows[slow]["succeeded_at"] - rows[slow]["started_at"] >= 0.9
 
         host = worker_row(engine, worker.hostname)
         assert host["online"]
