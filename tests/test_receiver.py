@@ -8,6 +8,7 @@ a huge argument, and a `task.multi` list with bad members among good ones.
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import threading
 import time
@@ -174,3 +175,27 @@ def test_redis_events_carry_no_ack_tokens(redis_broker):
             return any(e.uuid == task_id for e in events)
         wait_for(mine, 20, message="event buffered")
     assert stats.connected is False and stats.disconnected_since is not None
+
+
+def test_unreachable_broker_is_reported_and_stop_stays_prompt():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    settings = collector_settings(f"redis://127.0.0.1:{port}/0", "sqlite://",
+                                  reconnect_max_backoff=60.0)
+    stats = CollectorStats()
+    receiver = EventReceiver(settings, EventBuffer(), stats)
+    should_stop = threading.Event()
+    thread = threading.Thread(target=receiver.run, args=(should_stop,),
+                              name="lookout-receiver-test")
+    thread.start()
+    try:
+        wait_for(lambda: stats.last_error, 20, message="connection error recorded")
+        assert stats.connected is False
+        assert stats.disconnected_since is not None
+    finally:
+        asked = time.monotonic()
+        should_stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert time.monotonic() - asked < 2.0  # not stuck in a backoff sleep
