@@ -1,10 +1,10 @@
 """The collector process: receiver, writer and status reporter wired together.
 
-Three threads with one job each: "lookout-receiver" drains the broker into the
-`EventBuffer`, "lookout-writer" commits batches (and acks them through the receiver),
-"lookout-status" keeps the `collector_status` row fresh. Stopping runs in the order
-that loses nothing: stop receiving, write what is buffered, ack it, close the broker
-connection, write the final status row.
+Threads with one job each: "lookout-receiver" drains the broker into the `EventBuffer`,
+"lookout-writer" commits batches (and acks them through the receiver), "lookout-status"
+keeps the `collector_status` row fresh, and the queue sampler records queue depth.
+Stopping runs in the order that loses nothing: stop receiving, write what is buffered,
+ack it, close the broker connection, write the final status row.
 """
 from __future__ import annotations
 
