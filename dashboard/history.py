@@ -59,10 +59,14 @@ class HistoryService:
         dialect = self.engine.dialect.name
         where = conditions(query.filters, dialect)
         with self.engine.connect() as conn:
-            total = self._total(conn, query.filters, where)
-            column, walk = plan(query, total, self.sort_matches_max)
-            page_where = conditions(query.filters, dialect, indexed=False) if walk else where
-            rows = self._page_rows(conn, page_where, query, column)
+            if self._first_search_page(query):
+                total, rows = self._search_page(conn, where, query)
+            else:
+                total = self._total(conn, query.filters, where)
+                column, walk = plan(query, total, self.sort_matches_max)
+                page_where = conditions(query.filters, dialect, indexed=False) if walk \
+                    else where
+                rows = self._page_rows(conn, page_where, query, column)
         next_cursor = None
         if len(rows) > query.limit:
             rows = rows[:query.limit]
@@ -120,6 +124,36 @@ class HistoryService:
             rows = rows + _fetch(conn, segment, (uuid_order,), want - len(rows))
         return rows
 
+    def _first_search_page(self, query: TaskQuery) -> bool:
+        """A first page of a text search whose total is not cached yet (see `_search_page`)."""
+        if not query.filters.q or query.cursor is not None or query.sort.nullable:
+            return False
+        with self._totals_lock:
+            cached = self._totals.get(query.filters)
+        return cached is None or cached[0] <= time.monotonic()
+
+    def _search_page(self, conn, where: list, query: TaskQuery) -> tuple[int, list[dict]]:
+        """Page and total of a text search in one scan instead of two.
+
+        No index serves `q`, so its count reads every row (1-2 s per million tasks), and
+        so does the page query when matches are rare; `count(*) OVER ()` gets both from
+        one scan. The total is then cached like any other, for the pages that follow.
+        """
+        sort = query.sort
+        column = tasks.c[sort.column]
+        order = (column.desc(), tasks.c.uuid.desc()) if sort.descending \
+            else (column.asc(), tasks.c.uuid.asc())
+        began = time.perf_counter()
+        keys = conn.execute(select(tasks.c.uuid, func.count().over().label("total"))
+                            .where(*where).order_by(*order).limit(query.limit + 1)).all()
+        elapsed = time.perf_counter() - began
+        total = keys[0].total if keys else 0
+        self._remember(query.filters, total, elapsed)
+        if not keys:
+            return 0, []
+        stmt = select(*list_columns()).where(tasks.c.uuid.in_([k.uuid for k in keys]))
+        return total, [dict(r) for r in conn.execute(stmt.order_by(*order)).mappings()]
+
     def _total(self, conn, filters: TaskFilters, where: list) -> int:
         """Exact count of the rows matching `filters`, cached per filter set (`_cached`)."""
         count = select(func.count()).select_from(tasks).where(*where)
@@ -139,15 +173,17 @@ class HistoryService:
             return cached[1]
         began = time.perf_counter()
         value = compute()
-        elapsed = time.perf_counter() - began
+        self._remember(key, value, time.perf_counter() - began)
+        return value
+
+    def _remember(self, key: Hashable, value: Any, cost: float) -> None:
         ttl = self.total_ttl if self.total_ttl is not None else \
-            min(TOTAL_TTL_MAX, max(TOTAL_TTL_MIN, elapsed * TOTAL_TTL_FACTOR))
+            min(TOTAL_TTL_MAX, max(TOTAL_TTL_MIN, cost * TOTAL_TTL_FACTOR))
         if ttl > 0:
             with self._totals_lock:
                 if len(self._totals) >= TOTALS_CACHED:
                     self._totals.pop(next(iter(self._totals)))  # the oldest entry
-                self._totals[key] = (now + ttl, value)
-        return value
+                self._totals[key] = (time.monotonic() + ttl, value)
 
     # -- workers -------------------------------------------------------------------
     def list_workers(self) -> list[dict]:

@@ -292,3 +292,14 @@ def test_totals_are_cached_per_filter_set_for_their_ttl(app, client, engine):
     assert client.get("/api/v1/tasks?state=failure&name=proj.tasks.add").get_json()["total"] == 5
     history.total_ttl, history._totals = 0.0, {}
     assert client.get("/api/v1/tasks?state=FAILURE").get_json()["total"] == 5
+
+
+@pytest.mark.parametrize("sort", ["-timestamp", "name", "-runtime"])
+def test_text_search_pages_through_every_match_once(client, engine, sort):
+    rows = add_tasks(engine, 9, kwargs="{'user': 'Alice'}", name="proj.a")
+    add_tasks(engine, 4, kwargs="{'user': 'bob'}")
+    seen = walk_pages(client, f"/api/v1/tasks?q=alice&limit=2&sort={sort}", 9)
+    assert sorted(i["uuid"] for i in seen) == sorted(r["uuid"] for r in rows)
+    assert_sorted(seen, sort)
+    empty = client.get("/api/v1/tasks?q=carol").get_json()
+    assert empty == {"items": [], "total": 0, "next_cursor": None}
