@@ -213,7 +213,12 @@ def list_schedules():
     reject_unknown(request.args, frozenset())
     settings = current_app.config["LOOKOUT"]
     try:
-        celery_app = load_celery_app(settings)
+        # Imported once per web app: find_app touches sys.path, not something to redo
+        # on every request thread.
+        celery_app = current_app.extensions.get("lookout.celery_app")
+        if celery_app is None:
+            celery_app = load_celery_app(settings)
+            current_app.extensions["lookout.celery_app"] = celery_app
     except Exception as exc:  # noqa: BLE001 - the user's module: any import error
         return jsonify(configured=True, app=settings.celery_app, items=[],
                        error=f"cannot load Celery app {settings.celery_app!r}: {exc}")

@@ -12,8 +12,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from collector_helpers import (amqp_worker, launch_worker, redis_worker,  # noqa: F401
-                               task_client, unique)
+from collector_helpers import amqp_worker, launch_worker, task_client, unique  # noqa: F401
 from collectors.config import Settings
 from collectors.queues import QueueSampler, measure, redis_keys
 from collectors.store.db import make_engine
