@@ -17,6 +17,7 @@ import math
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import (Children, TreeSampler, dedicated_broker, fmt_mb, machine_load,
@@ -26,34 +27,35 @@ from targets import FlowerTarget, LookoutTarget
 GEN_CAPACITY = 25_000  # events/s one generator process sends comfortably on this box
 
 
-def settle(targets, bases, expected: int, quiet: float, timeout: float) -> list:
-    """Poll every target until it has `expected` more events or was idle `quiet` s.
+def settle_one(target, base: dict, expected: int, quiet: float, timeout: float):
+    """Poll until the target has `expected` more events or was idle `quiet` s.
 
-    Returns (final counts, time of the last change) per target. Targets are polled
-    together so one slow target does not delay noticing that another finished.
+    Returns the final counts and the time of the last change.
     """
-    last: list = [None] * len(targets)
-    changed_at = [time.time()] * len(targets)
-    done = [False] * len(targets)
+    last, changed_at = None, time.time()
     deadline = time.monotonic() + timeout
-    while not all(done) and time.monotonic() < deadline:
-        for i, target in enumerate(targets):
-            if done[i]:
-                continue
-            try:
-                now = target.counts()
-            except OSError:  # a consumer too busy to answer is not idle
-                continue
-            if now != last[i]:
-                last[i], changed_at[i] = now, time.time()
-            kept = now["task_events"] - bases[i]["task_events"]
-            # Lookout: every received event (worker events too) must be written as well.
-            written = now.get("received", 0) <= now.get("stored", 0) + now.get(
-                "duplicates", 0)
-            if (kept >= expected and written) or time.time() - changed_at[i] > quiet:
-                done[i] = True
+    while time.monotonic() < deadline:
+        try:
+            now = target.counts()
+        except OSError:  # a consumer too busy to answer is not idle
+            time.sleep(0.25)
+            continue
+        if now != last:
+            last, changed_at = now, time.time()
+        kept = now["task_events"] - base["task_events"]
+        # Lookout: every received event (worker events too) must be written as well.
+        written = now.get("received", 0) <= now.get("stored", 0) + now.get("duplicates", 0)
+        if (kept >= expected and written) or time.time() - changed_at > quiet:
+            break
         time.sleep(0.1)
-    return list(zip(last, changed_at))
+    return last, changed_at
+
+
+def settle(targets, bases, expected: int, quiet: float, timeout: float) -> list:
+    """`settle_one` for every target in its own thread: a slow one delays no other."""
+    with ThreadPoolExecutor(len(targets)) as pool:
+        return list(pool.map(lambda tb: settle_one(tb[0], tb[1], expected, quiet, timeout),
+                             zip(targets, bases)))
 
 
 def burst(targets, children, broker, opts, log) -> dict:
@@ -94,7 +96,7 @@ def step(targets, children, broker, rate, opts, log) -> dict:
         while thread.is_alive():
             for i, target in enumerate(targets):
                 with contextlib.suppress(OSError):
-                    if time.time() > fresh_from:
+                    if target.reports_lag and time.time() > fresh_from:
                         lag = target.counts().get("write_lag", 0.0)
                         max_lag[i] = max(max_lag[i], lag)
             thread.join(0.5)

@@ -17,6 +17,7 @@ from common import Children, VENV_BIN, free_port, send_probe, wait_for
 class Target:
     name = "?"
     proc = None
+    reports_lag = False  # whether counts() has a meaningful "write_lag"
 
     def counts(self) -> dict:
         """{'task_events': n, ...}: task events this consumer has kept (or seen)."""
@@ -54,6 +55,7 @@ class LookoutTarget(Target):
     """`lookout collect` writing into SQLite or PostgreSQL; counts come from the store."""
 
     name = "Lookout"
+    reports_lag = True
 
     def __init__(self, children: Children, broker: str, database: str, workdir: Path):
         from sqlalchemy import create_engine
