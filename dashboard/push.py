@@ -166,11 +166,18 @@ class LivePublisher:
         return 1
 
     def _run(self) -> None:
+        failing = False
         while not self._stopping.wait(self.interval):
             try:
                 self.flush()
             except Exception:  # noqa: BLE001 - a Redis hiccup must not end live updates
-                log.exception("live push failed; will retry on the next tick")
+                if not failing:  # once per outage, not twice a second
+                    log.exception("live push failed; retrying every tick")
+                failing = True
+            else:
+                if failing:
+                    log.info("live push works again")
+                failing = False
 
     def start(self) -> "LivePublisher":
         if self._thread is None:
