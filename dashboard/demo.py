@@ -23,9 +23,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m dashboard.demo", description=__doc__)
     parser.add_argument("--broker", default=os.environ.get("LOOKOUT_DEMO_BROKER",
                                                            "redis://127.0.0.1:6379/0"))
-    parser.add_argument("--database", default=f"sqlite:///{DATA / 'demo.db'}")
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help="folder for the SQLite store, beat schedule and logs")
+    parser.add_argument("--database", help="SQLAlchemy URL (default: SQLite in --data)")
     parser.add_argument("--port", type=int, default=5555)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.database = args.database or f"sqlite:///{args.data.resolve() / 'demo.db'}"
+    return args
 
 
 def commands(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -36,9 +40,11 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
                      *quiet],
         "worker-b": [*celery, "worker", "-E", "-n", "demo-b@%h", "-Q", "celery,slow",
                      "-c", "3", *quiet],
-        "beat": [*celery, "beat", "-s", str(DATA / "celerybeat-schedule"), *quiet],
-        "lookout": [sys.executable, "-m", "dashboard.cli", "run", "--broker", args.broker,
-                    "--database", args.database, "--port", str(args.port), "--no-auth"],
+        "beat": [*celery, "beat", "-s", str(args.data / "celerybeat-schedule"), *quiet],
+        # -A lets the Schedules page read the demo's beat schedule.
+        "lookout": [sys.executable, "-m", "dashboard.cli", "run", "-A", "dashboard.demo_app",
+                    "--broker", args.broker, "--database", args.database,
+                    "--port", str(args.port), "--no-auth"],
     }
 
 
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: cannot reach Redis at {args.broker} ({problem}); start it with "
               "`make services`", file=sys.stderr)
         return 2
-    DATA.mkdir(exist_ok=True)
+    args.data.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LOOKOUT_DEMO_BROKER": args.broker,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     stopping = []
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, command in commands(args).items():
             # Celery's logs (full of the demo's deliberate failures) go to files; only
             # Lookout talks on the terminal.
-            output = None if name == "lookout" else open(DATA / f"demo-{name}.log", "wb")
+            output = None if name == "lookout" else open(args.data / f"demo-{name}.log", "wb")
             # A session of its own: Ctrl-C reaches only us, and we stop them in order.
             processes[name] = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output,
                                                stderr=subprocess.STDOUT if output else None,
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             if output:
                 output.close()  # the child has its own copy
         print(f"\nLookout demo: open http://127.0.0.1:{args.port}  (Ctrl-C stops everything;"
-              f" worker and beat logs in {DATA})\n", flush=True)
+              f" worker and beat logs in {args.data})\n", flush=True)
         while not stopping:
             dead = [name for name, proc in processes.items() if proc.poll() is not None]
             if dead:
