@@ -79,9 +79,9 @@ def wait_known(env, *task_ids):
 
 def test_terminate_running_task(env):
     task_id = send(env, "sample.sleep", 30)
-    wait_states(env.engine, {task_id: "STARTED"}, timeout=20)
+    wait_states(env.engine, {task_id: "STARTED"}, timeout=40)
     active = wait_for(lambda: [t for t in inspect(env, "active") or [] if t["id"] == task_id],
-                      10, message="task in inspect active")
+                      20, message="task in inspect active")
     child = psutil.Process(active[0]["worker_pid"])
 
     response = post(env, f"/tasks/{task_id}/revoke", {"terminate": True, "signal": "SIGKILL"})
@@ -89,7 +89,7 @@ def test_terminate_running_task(env):
     assert response.status_code == 200, response.get_json()
     replies = response.get_json()["replies"]
     assert [r["worker"] for r in replies] == [env.hostname] and replies[0]["ok"]
-    row = wait_states(env.engine, {task_id: "REVOKED"}, timeout=20)[task_id]
+    row = wait_states(env.engine, {task_id: "REVOKED"}, timeout=40)[task_id]
     assert row["revoked_at"] is not None
     wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, 10,
              message="the task's pool process is gone")
