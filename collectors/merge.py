@@ -6,7 +6,12 @@ therefore either a max/min over events (the per-transition timestamps, `timestam
 `retries`, `updated_at`), derived from such columns (`state`, `queue_wait`), or a value
 chosen by a priority that the row itself records (the `*_at` of its source event type).
 
-Known limit of that last rule: when the newest event of a source type lacks a field that
+Other rules: `worker` is the host of the best worker-side event (task-sent comes from a
+client); `timestamp` is the earliest sent/received time, else the earliest of any event;
+`queue` comes from task-sent, or from its routing key when the exchange is the default
+(nameless) one, where a routing key is a queue name; with a named exchange it is not.
+
+Known limit of the priority rule: when the newest event of a source type lacks a field that
 an older event of the same type carried, the value kept may depend on arrival order.
 Celery always sends the fields concerned (name, args, kwargs; eta on every retry), so
 this does not arise with real workers.

@@ -9,6 +9,7 @@ import random
 import pytest
 
 from collectors import merge
+from collectors.store.models import Task, TaskEvent
 from event_factory import T0, task
 
 U = "5f1c0b3e-task"
@@ -196,6 +197,11 @@ def test_sent_only_has_no_worker_and_queue_from_routing_key():
     direct = task("task-sent", "other", T0, "client@web", name="n", exchange="topic-x",
                   routing_key="a.b")
     assert merge.fold(None, [direct])["queue"] is None  # the key is not a queue name there
+
+
+def test_row_has_exactly_the_task_columns():
+    assert set(merge.new_row(U)) == set(Task.__table__.columns.keys())
+    assert set(merge.TIMELINE_COLUMNS) < set(TaskEvent.__table__.columns.keys())
 
 
 def test_fold_leaves_the_given_row_alone():
