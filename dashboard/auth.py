@@ -16,13 +16,13 @@ import time
 from collections import defaultdict, deque
 from urllib.parse import urlsplit
 
-from flask import (Blueprint, current_app, g, jsonify, redirect, render_template, request,
+from flask import (Blueprint, current_app, g, redirect, render_template, request,
                    session, url_for)
 
 from dashboard import security
 from dashboard.accounts import ROLES, AccountStore, Identity
 from dashboard.audit import audited, record_request, service as audit_service
-from dashboard.errors import ApiError, bad_parameter
+from dashboard.errors import ApiError
 
 log = logging.getLogger("lookout.auth")
 NOAUTH = Identity("local (no auth)", "admin", "noauth")
@@ -170,72 +170,6 @@ def logout():
     return redirect(url_for("auth.login"))
 
 
-# -- users and tokens (admin) ------------------------------------------------------------
-@bp.get("/api/v1/me")
-def me():
-    ident = require_role("viewer")
-    settings = current_app.config["LOOKOUT"]
-    return jsonify(name=ident.name, role=ident.role, kind=ident.kind,
-                   auth=settings.auth, read_only=settings.read_only)
-
-
-@bp.get("/api/v1/users")
-def list_users():
-    require_role("admin")
-    return jsonify(items=accounts().list_users())
-
-
-@bp.post("/api/v1/users")
-@audited("user.add")
-def add_user():
-    require_role("admin")
-    body = _json_body()
-    username, role = str(body.get("username", "")), str(body.get("role", "viewer"))
-    g.audit = {"action": "user.add", "targets": [username], "parameters": {"role": role}}
-    try:
-        user_id = accounts().add_user(username, str(body.get("password", "")), role)
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
-    return jsonify(id=user_id, username=username, role=role), 201
-
-
-@bp.get("/api/v1/tokens")
-def list_tokens():
-    require_role("admin")
-    return jsonify(items=accounts().list_tokens())
-
-
-@bp.post("/api/v1/tokens")
-@audited("token.add")
-def add_token():
-    ident = require_role("admin")
-    body = _json_body()
-    name, role = str(body.get("name", "")), str(body.get("role", "viewer"))
-    g.audit = {"action": "token.add", "targets": [name], "parameters": {"role": role}}
-    try:
-        token_id, secret = accounts().add_token(name, role, created_by=ident.name)
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
-    return jsonify(id=token_id, name=name, role=role, token=secret), 201
-
-
-@bp.delete("/api/v1/tokens/<int:token_id>")
-@audited("token.revoke")
-def revoke_token(token_id: int):
-    require_role("admin")
-    g.audit = {"action": "token.revoke", "targets": [str(token_id)], "parameters": {}}
-    if not accounts().revoke_token(token_id):
-        raise ApiError(404, f"no active token {token_id}")
-    return jsonify(id=token_id, revoked=True)
-
-
-def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise bad_parameter("body", "a JSON object is required")
-    return body
-
-
 # -- wiring ------------------------------------------------------------------------------
 def template_context() -> dict:
     settings = current_app.config["LOOKOUT"]
@@ -247,6 +181,8 @@ def template_context() -> dict:
 
 
 def init_app(app) -> None:
+    from dashboard import accounts_api  # it imports this module, so not at the top
+
     settings = app.config["LOOKOUT"]
     app.extensions["lookout.accounts"] = AccountStore(app.extensions["lookout.engine"])
     app.extensions["lookout.login_throttle"] = LoginThrottle()
@@ -255,6 +191,7 @@ def init_app(app) -> None:
     app.before_request(guard)
     app.context_processor(template_context)
     app.register_blueprint(bp)
+    app.register_blueprint(accounts_api.bp)
     if not settings.auth:
         log.warning("AUTHENTICATION IS OFF (--no-auth): anyone who can reach this port "
                     "can see and control your workers. Use only on a trusted machine.")

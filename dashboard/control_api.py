@@ -15,6 +15,7 @@ from werkzeug.datastructures import MultiDict
 from dashboard.audit import audited, record_request, service as audit_service
 from dashboard.auth import require_role
 from dashboard.control import ControlService
+from dashboard.control_args import parse_signal
 from dashboard.errors import ApiError, bad_parameter
 from dashboard.query import TASK_LIST_PARAMS, parse_task_query
 
@@ -78,8 +79,6 @@ def tasks_revoke():
     params = {"filters": filters, "dry_run": dry_run, "terminate": terminate, "signal": signal}
     _started("tasks.revoke", [], params)
     if terminate:
-        from dashboard.control import parse_signal
-
         params["signal"] = signal = parse_signal(signal)
     query = parse_task_query(MultiDict([(k, v) for k, values in filters.items()
                                         for v in (values if isinstance(values, list)

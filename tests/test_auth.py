@@ -219,7 +219,8 @@ def test_security_headers_and_no_cors(app):
 def test_get_never_changes_state(app):
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("control.") or rule.endpoint in (
-                "auth.logout", "auth.add_user", "auth.add_token", "auth.revoke_token"):
+                "auth.logout", "accounts.add_user", "accounts.add_token",
+                "accounts.revoke_token"):
             assert "GET" not in rule.methods, rule
 
 

@@ -1,0 +1,80 @@
+"""Who am I, and the admin API for users and API tokens (under /api/v1).
+
+Every change here is audited like a control action; passwords and token secrets never
+reach the audit trail, and a token's secret is shown once, in the response creating it.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from dashboard.audit import audited, record_request
+from dashboard.auth import accounts, require_role
+from dashboard.errors import ApiError, bad_parameter
+
+bp = Blueprint("accounts", __name__)
+bp.after_request(record_request)
+
+
+@bp.get("/api/v1/me")
+def me():
+    ident = require_role("viewer")
+    settings = current_app.config["LOOKOUT"]
+    return jsonify(name=ident.name, role=ident.role, kind=ident.kind,
+                   auth=settings.auth, read_only=settings.read_only)
+
+
+@bp.get("/api/v1/users")
+def list_users():
+    require_role("admin")
+    return jsonify(items=accounts().list_users())
+
+
+@bp.post("/api/v1/users")
+@audited("user.add")
+def add_user():
+    require_role("admin")
+    body = _json_body()
+    username, role = str(body.get("username", "")), str(body.get("role", "viewer"))
+    g.audit = {"action": "user.add", "targets": [username], "parameters": {"role": role}}
+    try:
+        user_id = accounts().add_user(username, str(body.get("password", "")), role)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    return jsonify(id=user_id, username=username, role=role), 201
+
+
+@bp.get("/api/v1/tokens")
+def list_tokens():
+    require_role("admin")
+    return jsonify(items=accounts().list_tokens())
+
+
+@bp.post("/api/v1/tokens")
+@audited("token.add")
+def add_token():
+    ident = require_role("admin")
+    body = _json_body()
+    name, role = str(body.get("name", "")), str(body.get("role", "viewer"))
+    g.audit = {"action": "token.add", "targets": [name], "parameters": {"role": role}}
+    try:
+        token_id, secret = accounts().add_token(name, role, created_by=ident.name)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    return jsonify(id=token_id, name=name, role=role, token=secret), 201
+
+
+@bp.delete("/api/v1/tokens/<int:token_id>")
+@audited("token.revoke")
+def revoke_token(token_id: int):
+    require_role("admin")
+    g.audit = {"action": "token.revoke", "targets": [str(token_id)], "parameters": {}}
+    if not accounts().revoke_token(token_id):
+        raise ApiError(404, f"no active token {token_id}")
+    return jsonify(id=token_id, revoked=True)
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise bad_parameter("body", "a JSON object is required")
+    return body
