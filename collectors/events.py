@@ -64,9 +64,16 @@ class Event(NamedTuple):
 
 def truncate(text: str, limit: int) -> str:
     """Cut `text` to `limit` characters, appending a marker that says how much was cut."""
+    if "\x00" in text:
+        text = _strip_nul(text)
     if len(text) <= limit:
         return text
     return text[:limit] + TRUNCATION_MARKER.format(len(text) - limit)
+
+
+def _strip_nul(text: str) -> str:
+    """PostgreSQL text cannot hold NUL; show it escaped rather than lose the event."""
+    return text.replace("\x00", "\\x00")
 
 
 def decode_body(body: Any) -> list[Any]:
@@ -145,7 +152,7 @@ def _short(value: Any, name: str) -> str:
         raise InvalidEvent(f"bad {name}", type(value).__name__)
     if len(value) > MAX_ID:
         raise InvalidEvent(f"oversized {name}", f"{len(value)} chars")
-    return value
+    return _strip_nul(value) if "\x00" in value else value
 
 
 def _check(name: str, kind: str, value: Any, limit: int) -> Any:
@@ -161,7 +168,7 @@ def _check(name: str, kind: str, value: Any, limit: int) -> Any:
             raise InvalidEvent(f"bad {name}", type(value).__name__)
         if len(value) > MAX_ID:
             raise InvalidEvent(f"oversized {name}", f"{len(value)} chars")
-        return value
+        return _strip_nul(value) if "\x00" in value else value
     if kind == "int":
         if not _is_int(value) or value < 0:
             raise InvalidEvent(f"bad {name}", repr(value)[:32])

@@ -77,3 +77,9 @@ def test_decode_body_shapes():
 def test_truncate_short_text_untouched():
     assert truncate("abc", 3) == "abc"
     assert truncate("abcd", 3) == "abc…[truncated 1 chars]"
+
+
+def test_nul_characters_are_escaped_not_fatal():
+    event = validate(task_event(args="a\x00b", name="n\x00", uuid="u\x00"), NOW, 100)
+    assert event.fields["args"] == "a\\x00b"
+    assert event.fields["name"] == "n\\x00" and event.uuid == "u\\x00"

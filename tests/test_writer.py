@@ -235,3 +235,14 @@ def test_two_writers_racing_on_the_same_events_count_them_once(database_url):
     assert {r["state"] for r in rows(engine, Task)} == {"SUCCESS"}
     for engine in engines:
         engine.dispose()
+
+
+def test_nul_characters_in_fields_are_stored(store):
+    """PostgreSQL text refuses NUL; the validator escapes it so the event is kept."""
+    from collectors.events import validate
+
+    raw = {"type": "task-received", "hostname": "w@h", "timestamp": T0, "clock": 1,
+           "uuid": "nul-task", "name": "proj.nul", "args": "('\x00',)", "kwargs": "{}"}
+    make_writer(store).write_batch([validate(raw, T0, 1000)])
+    stored = [r for r in rows(store, Task) if r["uuid"] == "nul-task"]
+    assert stored and stored[0]["args"] == "('\\x00',)"
