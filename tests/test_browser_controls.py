@@ -119,6 +119,23 @@ def test_bulk_revoke_dry_run_confirm_and_progress(page, lookout):
     assert not violations, violations
 
 
+def test_operator_grows_and_shrinks_a_worker_pool(page, lookout, artifacts_dir):
+    expect = _expect()
+    violations = log_in(page, "otto")
+    hostname = lookout.worker.hostname
+    page.goto(f"/workers/{hostname}")
+    for form in ("#pool-grow-form", "#pool-shrink-form"):
+        page.click(f"{form} button[type=submit]")
+        expect(page.locator("#confirm-dialog")).to_contain_text(hostname)
+        page.click("#confirm-ok")
+        result = page.locator(f"{form} .control-result")
+        expect(result).to_have_attribute("data-status", "200")
+        expect(result.locator(f'tr[data-worker="{hostname}"]')).to_contain_text("ok")
+    page.screenshot(path=str(artifacts_dir / "worker.png"), full_page=True)
+    assert not page.watch.errors
+    assert not violations, violations
+
+
 def test_viewer_sees_no_controls(page, lookout):
     expect = _expect()
     violations = log_in(page, "vic")
