@@ -174,8 +174,8 @@ def run(url: str, rows: int, repeat: int) -> None:
     client = app.test_client()
     for label, urls in queries().items():
         for mode, ttl in (("cold", 0.0), ("cached", None)):
-            history.total_ttl = ttl
-            history._totals.clear()
+            history.counts.ttl = ttl
+            history.counts.clear()
             samples = []
             for _ in range(1 if "whole table" in label else repeat):
                 for u in urls:
@@ -184,7 +184,7 @@ def run(url: str, rows: int, repeat: int) -> None:
             p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))]
             print(f"  {label:<30} {mode:<6}  min {samples[0]:7.1f}  p50 "
                   f"{statistics.median(samples):7.1f}  p95 {p95:7.1f} ms  (n={len(samples)})")
-    history.total_ttl = None
+    history.counts.ttl = None
     walk("/api/v1/tasks?state=FAILURE&limit=100", client)
     app.extensions["lookout.engine"].dispose()
 

@@ -2,19 +2,18 @@
 
 Every list is keyset-paginated on (sort column, uuid) so page 10,000 costs what page 1
 does, and each filter maps onto one of the tasks indexes. Totals are exact counts, cached
-per filter set for a time that grows with their cost (see `_total`).
+per filter set for a time that grows with their cost (see cost_cache.py).
 """
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable
 
 from sqlalchemy import Engine, func, select
 
 from collectors.store.models import Task, TaskEvent, Worker
+from dashboard.cost_cache import CostCache
 from dashboard.errors import ApiError
 from dashboard.health import HealthCheck
 from dashboard.query import TaskFilters, TaskQuery, encode_cursor
@@ -26,9 +25,6 @@ tasks = Task.__table__
 events = TaskEvent.__table__
 workers = Worker.__table__
 
-# Counts are cached for TOTAL_TTL_FACTOR x the time they took, within these bounds.
-TOTAL_TTL_MIN, TOTAL_TTL_MAX, TOTAL_TTL_FACTOR = 2.0, 60.0, 200.0
-TOTALS_CACHED = 256  # filter sets remembered
 # Grace added to 2 x freq before a heartbeat counts as missed: event delivery jitter.
 HEARTBEAT_GRACE = 2.0
 
@@ -43,14 +39,12 @@ class TaskPage:
 class HistoryService:
     """Queries for the API and pages; one per app, safe to share between threads."""
 
-    def __init__(self, engine: Engine, total_ttl: float | None = None, clock=time.time):
-        """`total_ttl` fixes how long totals are cached (0: never); None adapts it."""
+    def __init__(self, engine: Engine, clock=time.time):
         self.engine = engine
         self.clock = clock
-        self.total_ttl = total_ttl
         self.sort_matches_max = SORT_MATCHES_MAX
-        self._totals: dict[Hashable, tuple[float, Any]] = {}  # key -> (expiry, value)
-        self._totals_lock = threading.Lock()
+        # Totals and worker counts, by filter set: exact, but kept for 200x their cost.
+        self.counts = CostCache()
         self.rollups = RollupStats(engine, clock)
         self.health = HealthCheck(engine, clock)
 
@@ -128,9 +122,7 @@ class HistoryService:
         """A first page of a text search whose total is not cached yet (see `_search_page`)."""
         if not query.filters.q or query.cursor is not None or query.sort.nullable:
             return False
-        with self._totals_lock:
-            cached = self._totals.get(query.filters)
-        return cached is None or cached[0] <= time.monotonic()
+        return not self.counts.get(query.filters)[0]
 
     def _search_page(self, conn, where: list, query: TaskQuery) -> tuple[int, list[dict]]:
         """Page and total of a text search in one scan instead of two.
@@ -148,42 +140,16 @@ class HistoryService:
                             .where(*where).order_by(*order).limit(query.limit + 1)).all()
         elapsed = time.perf_counter() - began
         total = keys[0].total if keys else 0
-        self._remember(query.filters, total, elapsed)
+        self.counts.put(query.filters, total, elapsed)
         if not keys:
             return 0, []
         stmt = select(*list_columns()).where(tasks.c.uuid.in_([k.uuid for k in keys]))
         return total, [dict(r) for r in conn.execute(stmt.order_by(*order)).mappings()]
 
     def _total(self, conn, filters: TaskFilters, where: list) -> int:
-        """Exact count of the rows matching `filters`, cached per filter set (`_cached`)."""
+        """Exact count of the rows matching `filters`, cached per filter set."""
         count = select(func.count()).select_from(tasks).where(*where)
-        return self._cached(filters, lambda: conn.execute(count).scalar_one())
-
-    def _cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        """`compute()`, remembered for a time that grows with what it cost.
-
-        Counting 800,000 matching rows takes 100-200 ms even index-only, so a count is
-        kept for 200x the time it took (2 s to 60 s): cheap counts stay nearly live,
-        expensive ones are not redone for every page a client walks or every refresh.
-        """
-        now = time.monotonic()
-        with self._totals_lock:
-            cached = self._totals.get(key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        began = time.perf_counter()
-        value = compute()
-        self._remember(key, value, time.perf_counter() - began)
-        return value
-
-    def _remember(self, key: Hashable, value: Any, cost: float) -> None:
-        ttl = self.total_ttl if self.total_ttl is not None else \
-            min(TOTAL_TTL_MAX, max(TOTAL_TTL_MIN, cost * TOTAL_TTL_FACTOR))
-        if ttl > 0:
-            with self._totals_lock:
-                if len(self._totals) >= TOTALS_CACHED:
-                    self._totals.pop(next(iter(self._totals)))  # the oldest entry
-                self._totals[key] = (time.monotonic() + ttl, value)
+        return self.counts.get_or_compute(filters, lambda: conn.execute(count).scalar_one())
 
     # -- workers -------------------------------------------------------------------
     def list_workers(self) -> list[dict]:
@@ -204,8 +170,8 @@ class HistoryService:
             ).mappings().all()
             by_state = select(tasks.c.state, func.count()).where(
                 tasks.c.worker == hostname).group_by(tasks.c.state)
-            counts = self._cached(("worker task counts", hostname),
-                                  lambda: dict(conn.execute(by_state).all()))
+            counts = self.counts.get_or_compute(("worker task counts", hostname),
+                                                lambda: dict(conn.execute(by_state).all()))
         worker = _worker(row, self.clock())
         worker["recent_tasks"] = [_list_item(r) for r in recent_rows]
         worker["task_counts"] = dict(counts)

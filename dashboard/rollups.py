@@ -2,16 +2,21 @@
 
 Scanning a million task rows for a chart is what makes monitoring tools slow; rollups hold
 one row per task name and minute, so a 7-day window reads at most 10,080 rows per name.
-Counts are summed in SQL; runtime histograms are merged in Python (they are JSON).
+Counts are summed in SQL; runtime histograms are merged in Python (they are JSON). A week
+of 50 busy task names is still 500,000 rows (1-3 s), so results are cached for 200x what
+they cost (2-60 s; see cost_cache.py).
 """
 from __future__ import annotations
 
+import json
 import time
+from collections import defaultdict
 
 from sqlalchemy import Engine, func, literal, select
 
 from collectors import histogram
 from collectors.store.models import TaskRollup
+from dashboard.cost_cache import CostCache
 
 rollups = TaskRollup.__table__
 
@@ -35,8 +40,12 @@ class RollupStats:
     def __init__(self, engine: Engine, clock=time.time):
         self.engine = engine
         self.clock = clock
+        self.cache = CostCache()
 
     def stats(self, window: float) -> dict:
+        return self.cache.get_or_compute(window, lambda: self._stats(window))
+
+    def _stats(self, window: float) -> dict:
         """Per-name counts and runtime percentiles, totals and a throughput series.
 
         The window covers whole minutes: rollup buckets starting at or after
@@ -61,9 +70,7 @@ class RollupStats:
             series_rows = conn.execute(
                 select(point, *(func.sum(rollups.c[c]).label(c) for c in SERIES_COUNTS))
                 .where(in_window).group_by(point).order_by(point)).mappings().all()
-        merged: dict[str, dict[int, int]] = {}
-        for name, text in hists:
-            histogram.merge(merged.setdefault(name, {}), histogram.loads(text))
+        merged = _merge_histograms(hists)
         tasks = [_task_stats(row, merged.get(row["name"], {})) for row in per_name]
         return {
             "window": window,
@@ -74,6 +81,22 @@ class RollupStats:
             "tasks": tasks,
             "series": _series(series_rows, since, now, step),
         }
+
+
+def _merge_histograms(rows) -> dict[str, dict[int, int]]:
+    """Each name's minute histograms summed. Parsing a name's histograms as one JSON array
+    and summing plain dicts is 3x faster than a loads() and merge() per row."""
+    texts: dict[str, list[str]] = defaultdict(list)
+    for name, text in rows:
+        texts[name].append(text)
+    merged = {}
+    for name, chunk in texts.items():
+        total: dict[str, int] = {}
+        for hist in json.loads("[" + ",".join(chunk) + "]"):
+            for index, count in hist.items():
+                total[index] = total.get(index, 0) + count
+        merged[name] = {int(index): count for index, count in total.items()}
+    return merged
 
 
 def _task_stats(row, hist: dict[int, int]) -> dict:

@@ -283,14 +283,15 @@ def test_unknown_task_is_404_json(client):
 
 def test_totals_are_cached_per_filter_set_for_their_ttl(app, client, engine):
     history = app.extensions["lookout.history"]
-    history.total_ttl = 60.0
+    history.counts.ttl = 60.0
     add_tasks(engine, 3, state="FAILURE")
     assert client.get("/api/v1/tasks?state=FAILURE").get_json()["total"] == 3
     add_tasks(engine, 2, state="FAILURE")
     cached = client.get("/api/v1/tasks?state=FAILURE").get_json()
     assert cached["total"] == 3 and len(cached["items"]) == 5  # rows are live, total not
     assert client.get("/api/v1/tasks?state=failure&name=proj.tasks.add").get_json()["total"] == 5
-    history.total_ttl, history._totals = 0.0, {}
+    history.counts.ttl = 0.0
+    history.counts.clear()
     assert client.get("/api/v1/tasks?state=FAILURE").get_json()["total"] == 5
 
 
