@@ -5,7 +5,7 @@ reach the audit trail, and a token's secret is shown once, in the response creat
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, render_template, request
 
 from dashboard.audit import audited, record_request
 from dashboard.auth import accounts, require_role
@@ -13,6 +13,12 @@ from dashboard.errors import ApiError, bad_parameter
 
 bp = Blueprint("accounts", __name__)
 bp.after_request(record_request)
+
+
+@bp.get("/admin")
+def admin_page():
+    require_role("admin")
+    return render_template("admin.html", page="admin")
 
 
 @bp.get("/api/v1/me")

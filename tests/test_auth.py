@@ -199,6 +199,8 @@ def test_only_admins_manage_users_and_tokens(app):
     record = audit_records(app, action="user.add")[0]
     assert record["parameters"] == {"role": "operator"}  # never the password
     login(app.test_client(), "eve", "x" * 12)
+    assert client.get("/admin").status_code == 403
+    assert 'id="token-form"' in admin.get("/admin").get_data(as_text=True)
 
 
 def test_security_headers_and_no_cors(app):

@@ -6,7 +6,11 @@ page. A viewer sees no control anywhere. The page must log no CSP violation.
 """
 from __future__ import annotations
 
+import json
+import re
 import subprocess
+import urllib.error
+import urllib.request
 from typing import Iterator
 
 import pytest
@@ -29,7 +33,7 @@ def _expect():
 def lookout(redis_broker, tmp_path_factory) -> Iterator[Lookout]:
     """browser.running_lookout with login required, and two users added by the CLI."""
     tmp = tmp_path_factory.mktemp("lookout-auth")
-    for name, role in (("otto", "operator"), ("vic", "viewer")):
+    for name, role in (("ada", "admin"), ("otto", "operator"), ("vic", "viewer")):
         subprocess.run([str(VENV_BIN / "lookout"), "users", "add", name, "--role", role,
                         "--password-stdin", "--database", f"sqlite:///{tmp / 'lookout.db'}"],
                        input=PASSWORD + "\n", text=True, check=True, capture_output=True,
@@ -134,6 +138,38 @@ def test_operator_grows_and_shrinks_a_worker_pool(page, lookout, artifacts_dir):
     page.screenshot(path=str(artifacts_dir / "worker.png"), full_page=True)
     assert not page.watch.errors
     assert not violations, violations
+
+
+def test_admin_adds_a_user_and_a_token(page, lookout):
+    expect = _expect()
+    violations = log_in(page, "ada")
+    page.click("#admin-link")
+    page.fill("#user-form input[name=username]", "nina")
+    page.fill("#user-form input[name=password]", "long enough secret")
+    page.select_option("#user-form select[name=role]", "operator")
+    page.click("#user-form button[type=submit]")
+    expect(page.locator('#users-body tr[data-username="nina"]')).to_contain_text("operator")
+    page.fill("#token-form input[name=name]", "nightly")
+    page.click("#token-form button[type=submit]")
+    expect(page.locator("#new-token")).to_have_text(re.compile(r"^lk_"))
+    secret = page.locator("#new-token").inner_text()
+    status, me = get_json_with_token(lookout.url + "/api/v1/me", secret)
+    assert status == 200 and me["name"] == "token:nightly" and me["role"] == "viewer"
+    page.click('#tokens-body tr[data-token="nightly"] button.revoke-token')
+    page.click("#confirm-ok")
+    expect(page.locator('#tokens-body tr[data-token="nightly"] button')).to_have_count(0)
+    assert get_json_with_token(lookout.url + "/api/v1/me", secret)[0] == 401
+    assert not page.watch.errors
+    assert not violations, violations
+
+
+def get_json_with_token(url: str, token: str):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
 
 
 def test_viewer_sees_no_controls(page, lookout):

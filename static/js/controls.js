@@ -20,19 +20,21 @@
     return meta ? meta.getAttribute("content") : "";
   }
 
-  /* POST JSON; resolves {status, data} for any HTTP answer, rejects only on network errors. */
-  function post(path, payload) {
+  /* Send JSON; resolves {status, data} for any HTTP answer, rejects only on network errors. */
+  function send(method, path, payload) {
     return fetch(apiRoot + path, {
-      method: "POST", credentials: "same-origin",
+      method: method, credentials: "same-origin",
       headers: {"Content-Type": "application/json", "Accept": "application/json",
                 "X-CSRF-Token": csrfToken()},
-      body: JSON.stringify(payload)
+      body: payload === undefined ? undefined : JSON.stringify(payload)
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
         return {status: response.status, data: data};
       });
     });
   }
+
+  function post(path, payload) { return send("POST", path, payload); }
 
   function formPayload(form) {
     var payload = {};
@@ -174,6 +176,8 @@
     }
     tick();
   }
+
+  window.LookoutControls = {post: post, send: send, confirmAction: confirmAction};
 
   // The Controls page has no page script of its own to open the live socket.
   if (document.body.dataset.page === "controls") { L.live([], {}); }
