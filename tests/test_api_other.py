@@ -195,3 +195,31 @@ def test_unknown_api_route_is_json_404(client, engine):
     add_task(engine)
     response = client.get("/api/v1/nothing-here")
     assert response.status_code == 404 and response.get_json()["error"]["status"] == 404
+
+
+def test_stats_are_cached_per_window(app, client, engine):
+    cache = app.extensions["lookout.history"].rollups.cache
+    cache.ttl = 60.0  # fixed, so a slow machine cannot expire it mid-test
+    add_rollup(engine, "proj.add", minute(NOW - 60), received=1)
+    assert client.get("/api/v1/stats").get_json()["totals"]["counts"]["received"] == 1
+    add_rollup(engine, "proj.add", minute(NOW - 120), received=5)
+    assert client.get("/api/v1/stats").get_json()["totals"]["counts"]["received"] == 1
+    assert client.get("/api/v1/stats?window=2h").get_json()["totals"]["counts"]["received"] == 6
+    cache.clear()
+    assert client.get("/api/v1/stats").get_json()["totals"]["counts"]["received"] == 6
+
+
+def test_cost_cache_lifetimes_are_bounded():
+    import time
+
+    from dashboard.cost_cache import CostCache
+
+    cache = CostCache(factor=200, minimum=2, maximum=60)
+    for key, cost, lifetime in (("cheap", 0.001, 2), ("mid", 0.1, 20), ("dear", 5.0, 60)):
+        cache.put(key, key, cost)
+        expiry = cache._entries[key][0] - time.monotonic()
+        assert lifetime - 0.5 < expiry <= lifetime, key
+    assert cache.get("mid") == (True, "mid") and cache.get("other") == (False, None)
+    cache.ttl = 0
+    cache.put("never", 1, 10.0)
+    assert cache.get("never") == (False, None)
