@@ -161,9 +161,10 @@
     });
     if (message.truncated && liveInserts()) { reload(); return; }
     fresh.sort(function (a, b) { return a.timestamp - b.timestamp; });
-    fresh.forEach(function (task) {
+    total += fresh.length;
+    // Under load only the newest page-full can stay on screen: build only those.
+    fresh.slice(-limit).forEach(function (task) {
       tbody.insertBefore(makeRow(task), tbody.firstChild);
-      total += 1;
     });
     while (tbody.rows.length > limit) {
       var last = tbody.rows[tbody.rows.length - 1];
