@@ -12,6 +12,7 @@ Usage: python benchmarks/live.py [--clients 200] [--rate 10000] [--seconds 20] [
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -44,7 +45,10 @@ def run_clients(url: str, count: int, seconds: float, start_at: float) -> dict:
     lock = threading.Lock()
 
     def make_client() -> "socketio.Client":
-        client = socketio.Client(reconnection=False)
+        # websocket-client checks UTF-8 byte by byte in Python unless told not to: at
+        # 100 clients that alone took a whole core and made the clients the bottleneck.
+        client = socketio.Client(reconnection=False, handle_sigint=False,
+                                 websocket_extra_options={"skip_utf8_validation": True})
 
         @client.on("tasks", namespace=NAMESPACE)
         def on_tasks(data):
@@ -79,15 +83,39 @@ def run_clients(url: str, count: int, seconds: float, start_at: float) -> dict:
     print(json.dumps({"connected": len(clients)}), flush=True)
     time.sleep(max(0.0, start_at + seconds - time.time()))
     with lock:
-        result = {"latencies": list(latencies), "messages": messages[0],
-                  "clients": len(clients), "failures": failures[:5],
-                  "failed": len(failures)}
-    for client in clients:
-        try:
-            client.disconnect()
-        except Exception:  # noqa: BLE001 - the server may be going away already
-            pass
-    return result
+        return {"latencies": list(latencies), "messages": messages[0],
+                "clients": len(clients), "failures": failures[:5], "failed": len(failures)}
+
+
+class LagWatcher:
+    """Samples the collector's own write lag (receive to commit) once a second."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        self.values: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="lag-watcher")
+
+    def _run(self) -> None:
+        import sqlite3
+
+        while not self._stop.wait(1.0):
+            with contextlib.suppress(sqlite3.Error, TypeError, ValueError):
+                conn = sqlite3.connect(self.db_path, timeout=5)
+                try:
+                    row = conn.execute("SELECT stats FROM collector_status WHERE name = ?",
+                                       ("bench-live",)).fetchone()
+                finally:
+                    conn.close()
+                self.values.append(float(json.loads(row[0])["write_lag"]))
+
+    def __enter__(self) -> "LagWatcher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -147,8 +175,11 @@ def main(argv: list[str] | None = None) -> None:
     opts = parser.parse_args(argv)
     if opts.as_clients:
         url, count, seconds, start_at = opts.as_clients
-        print(json.dumps(run_clients(url, int(count), float(seconds), float(start_at))))
-        return
+        print(json.dumps(run_clients(url, int(count), float(seconds), float(start_at))),
+              flush=True)
+        # No polite disconnects: a hundred of them behind a backlog of pushes take
+        # minutes, and the server is stopped right after anyway.
+        os._exit(0)
     if opts.quick:
         opts.clients, opts.rate, opts.seconds = 20, 2000.0, 8.0
     workdir = Path(tempfile.mkdtemp(prefix="lookout-live-"))
@@ -180,7 +211,9 @@ def measure(children: Children, broker: str, url: str, web, opts, workdir: Path)
     print(f"{connected}/{opts.clients} clients connected; streaming {opts.rate:,.0f} "
           f"events/s for {opts.seconds:.0f} s", flush=True)
     time.sleep(max(0.0, start_at - 1.5 - time.time()))  # generators wait 1.5 s
-    with TreeSampler(web.pid) as usage:
+    lags = LagWatcher(workdir / "lookout.db")
+    with TreeSampler(web.pid) as usage, contextlib.ExitStack() as stack, lags:
+        client_usage = [stack.enter_context(TreeSampler(proc.pid)) for proc in procs]
         sent = run_generators(children, broker, max(1, round(opts.rate / 25_000)),
                               rate=opts.rate, duration=opts.seconds, stamp=True,
                               log=workdir / "loadgen.log")
@@ -191,6 +224,7 @@ def measure(children: Children, broker: str, url: str, web, opts, workdir: Path)
             "messages": sum(out["messages"] for out in outputs),
             "failures": [f for out in outputs for f in out["failures"]],
             "peak_rss": usage.peak, "cpu": usage.cpu,
+            "client_cpu": sum(u.cpu for u in client_usage), "write_lags": lags.values,
             "elapsed": sent["end"] - sent["begin"]}
 
 
@@ -205,8 +239,13 @@ def report(result: dict, opts) -> None:
     print(f"update latency p50           {p50:.3f} s")
     print(f"update latency p95           {p95:.3f} s   target < 1 s")
     print(f"update latency max           {max(lat, default=float('nan')):.3f} s")
+    wl = result["write_lags"]
+    print(f"collector write lag p50/max  {percentile(wl, 0.5):.2f} s / "
+          f"{max(wl, default=float('nan')):.2f} s (receive to commit, from collector_status)")
     print(f"web process peak RSS         {fmt_mb(result['peak_rss'])}")
     print(f"web process CPU              {result['cpu'] / result['elapsed']:.0%} of one core")
+    print(f"client processes CPU         {result['client_cpu'] / result['elapsed']:.0%} of one "
+          "core (near 200% means the clients, not Lookout, set the latency)")
     if result["failures"]:
         print(f"client failures (first)      {result['failures'][:3]}")
 
