@@ -39,7 +39,9 @@ def merge(target: dict[int, int], other: Mapping[int, int]) -> dict[int, int]:
 
 
 def dumps(hist: Mapping[int, int]) -> str:
-    return json.dumps({str(k): v for k, v in sorted(hist.items())}, separators=(",", ":"))
+    """JSON form; empty buckets (e.g. after counts moved elsewhere) are left out."""
+    return json.dumps({str(k): v for k, v in sorted(hist.items()) if v},
+                      separators=(",", ":"))
 
 
 def loads(text: str | None) -> dict[int, int]:

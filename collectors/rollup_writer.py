@@ -2,21 +2,24 @@
 
 Only events the timeline insert reported as new are counted, so a duplicate never counts
 twice. Events are counted under the task name known once the batch is merged (from this
-batch or the stored row); a task whose received/sent event has not arrived yet is counted
-under the name "" and is not moved later: rollups are aggregates, not rewritten history.
+batch or the stored row). A task whose received/sent event has not arrived yet is counted
+under the name "" until its name arrives; then `reattribute` moves those counts to the
+name, so per-name stats and charts never show a nameless row for long.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, delete, tuple_
 
 from collectors import histogram
 from collectors.events import Event
 from collectors.sql_rows import chunks, select_in, write_rows
-from collectors.store.models import TaskRollup
+from collectors.store.models import TaskEvent, TaskRollup
 
 ROLLUPS: Table = TaskRollup.__table__
+EVENTS: Table = TaskEvent.__table__
 BUCKET_SECONDS = 60
 COUNTED = {
     "task-received": "received", "task-started": "started", "task-succeeded": "succeeded",
@@ -39,18 +42,43 @@ def accumulate(events: Iterable[Event], names: dict[str, str | None]
         column = COUNTED.get(event.type)
         if column is None:
             continue
-        key = (names.get(event.uuid) or "", bucket_of(event.timestamp))
-        entry = acc.get(key)
-        if entry is None:
-            entry = acc[key] = {c: 0 for c in _COUNTERS}
-            entry.update(runtime_sum=0.0, hist={})
-        entry[column] += 1
-        runtime = event.fields.get("runtime")
-        if column == "succeeded" and runtime is not None:
-            entry["runtime_count"] += 1
-            entry["runtime_sum"] += runtime
-            histogram.add(entry["hist"], runtime)
+        _count(acc, names.get(event.uuid) or "", event.timestamp, column,
+               event.fields.get("runtime"), 1)
     return acc
+
+
+def _count(acc: dict, name: str, timestamp: float, column: str, runtime: float | None,
+           sign: int) -> None:
+    key = (name, bucket_of(timestamp))
+    entry = acc.get(key)
+    if entry is None:
+        entry = acc[key] = {c: 0 for c in _COUNTERS}
+        entry.update(runtime_sum=0.0, hist={})
+    entry[column] += sign
+    if column == "succeeded" and runtime is not None:
+        entry["runtime_count"] += sign
+        entry["runtime_sum"] += sign * runtime
+        index = histogram.bucket_of(runtime)
+        entry["hist"][index] = entry["hist"].get(index, 0) + sign
+
+
+def reattribute(conn: Connection, acc: dict, named_late: dict[str, str],
+                batch: Iterable[Event]) -> None:
+    """Move the counts of stored events filed under "" to their task's newly known name.
+
+    Only events stored before this batch were counted under ""; this batch's own events
+    are already counted under the name by `accumulate`.
+    """
+    fresh = {(e.uuid, e.type, e.timestamp, e.hostname) for e in batch}
+    for row in select_in(conn, EVENTS, EVENTS.c.task_uuid, sorted(named_late)):
+        column = COUNTED.get(row["type"])
+        uuid = row["task_uuid"]
+        if column is None or (uuid, row["type"], row["timestamp"], row["hostname"]) in fresh:
+            continue
+        runtime = json.loads(row["info"] or "{}").get("runtime") if column == "succeeded" \
+            else None
+        _count(acc, "", row["timestamp"], column, runtime, -1)
+        _count(acc, named_late[uuid], row["timestamp"], column, runtime, 1)
 
 
 def save_rollups(conn: Connection, acc: dict[tuple[str, int], dict[str, Any]]) -> None:
@@ -76,6 +104,12 @@ def save_rollups(conn: Connection, acc: dict[tuple[str, int], dict[str, Any]]) -
             row[column] = (row[column] or 0) + entry[column]
         row["runtime_sum"] = (row["runtime_sum"] or 0.0) + entry["runtime_sum"]
         hist = histogram.merge(histogram.loads(row.get("runtime_hist")), entry["hist"])
-        row["runtime_hist"] = histogram.dumps(hist) if hist else None
+        row["runtime_hist"] = histogram.dumps(hist) if any(hist.values()) else None
         target.append(row)
+    emptied = [(r["name"], r["bucket"]) for r in updates
+               if not any(r[c] for c in _COUNTERS)]
+    updates = [r for r in updates if any(r[c] for c in _COUNTERS)]
     write_rows(conn, ROLLUPS, ("name", "bucket"), inserts, updates)
+    for chunk in chunks(emptied):  # "" minutes whose counts all moved to a name
+        conn.execute(delete(ROLLUPS).where(
+            tuple_(ROLLUPS.c.name, ROLLUPS.c.bucket).in_(chunk)))

@@ -102,8 +102,13 @@ def _stored_retries(conn: Connection, uuids: Sequence[str]) -> dict[str, int]:
 
 
 def save_tasks(conn: Connection, new_events: list[Event]
-               ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Merge new events into their task rows and write them: (all merged rows, changed)."""
+               ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+    """Merge new events into their task rows and write them.
+
+    Returns (all merged rows, changed rows, named late): the last maps the uuid of each
+    stored task that had no name until this batch to its name, so rollups counted under
+    "" can be moved to it.
+    """
     by_task: dict[str, list[Event]] = defaultdict(list)
     for event in new_events:
         by_task[event.uuid].append(event)
@@ -115,6 +120,7 @@ def save_tasks(conn: Connection, new_events: list[Event]
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     merged: dict[str, dict[str, Any]] = {}
+    named_late: dict[str, str] = {}
     for uuid in uuids:
         events, old = by_task[uuid], existing.get(uuid)
         row = merged[uuid] = merge.fold(old, events, retries.get(uuid, 0))
@@ -122,5 +128,7 @@ def save_tasks(conn: Connection, new_events: list[Event]
             inserts.append(row)
         elif row != old:
             updates.append(row)
+            if old["name"] is None and row["name"]:
+                named_late[uuid] = row["name"]
     write_rows(conn, TASKS, ("uuid",), inserts, updates)
-    return merged, inserts + updates
+    return merged, inserts + updates, named_late

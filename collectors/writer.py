@@ -118,9 +118,12 @@ class HistoryWriter:
         with self.engine.begin() as conn:
             task_writer.tune_connection(conn)
             new = task_writer.insert_timeline(conn, task_events)
-            merged, changed = task_writer.save_tasks(conn, new)
+            merged, changed, named_late = task_writer.save_tasks(conn, new)
             names = {uuid: row["name"] for uuid, row in merged.items()}
-            rollup_writer.save_rollups(conn, rollup_writer.accumulate(new, names))
+            counters = rollup_writer.accumulate(new, names)
+            if named_late:
+                rollup_writer.reattribute(conn, counters, named_late, new)
+            rollup_writer.save_rollups(conn, counters)
             summary.workers = worker_writer.save_workers(
                 conn, worker_writer.coalesce(worker_events))
         summary.stored = len(new) + len(worker_events)

@@ -109,8 +109,9 @@ def test_rows_merge_across_batches_in_any_order(store):
     assert row["state"] == "SUCCESS" and row["name"] == "proj.add"
     assert row["timestamp"] == T0 and row["retries"] == 1 and row["retried_at"] == T0 + 9
     counts = {r["name"]: r for r in rows(store, TaskRollup)}
-    # Before its task-received arrived the task had no name: counted under "".
-    assert counts[""]["started"] == 1 and counts[""]["succeeded"] == 1
+    # Counted under "" until task-received brought the name, then moved to it.
+    assert set(counts) == {"proj.add"}
+    assert counts["proj.add"]["started"] == 1 and counts["proj.add"]["succeeded"] == 1
     assert counts["proj.add"]["received"] == 1 and counts["proj.add"]["retried"] == 1
 
 
@@ -246,3 +247,20 @@ def test_nul_characters_in_fields_are_stored(store):
     make_writer(store).write_batch([validate(raw, T0, 1000)])
     stored = [r for r in rows(store, Task) if r["uuid"] == "nul-task"]
     assert stored and stored[0]["args"] == "('\\x00',)"
+
+
+def test_counts_move_to_the_name_when_it_arrives_late(store):
+    """Started/succeeded before received: nothing stays filed under a nameless row."""
+    events = lifecycle("late-name", T0, runtime=0.5)
+    sent, received, started, succeeded = events
+    writer = make_writer(store)
+    writer.write_batch([started, succeeded])
+    assert {r["name"] for r in rows(store, TaskRollup)} == {""}
+    writer.write_batch([received, sent])
+    writer.write_batch([succeeded])  # a duplicate changes nothing
+    rollups = rows(store, TaskRollup)
+    assert [r["name"] for r in rollups] == ["proj.add"]
+    (row,) = rollups
+    assert (row["received"], row["started"], row["succeeded"]) == (1, 1, 1)
+    assert row["runtime_count"] == 1 and abs(row["runtime_sum"] - 0.5) < 1e-9
+    assert sum(histogram.loads(row["runtime_hist"]).values()) == 1
