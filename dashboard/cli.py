@@ -59,6 +59,8 @@ def build_settings(ctx: click.Context, **values: Any) -> Settings:
     verbose = values.pop("verbose", False)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:  # keep "Running upgrade ..." lines, drop Alembic's start-up chatter
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     no_auth = values.pop("no_auth", None)
     if no_auth:
         values["auth"] = False
