@@ -126,7 +126,11 @@
     indicator.title = status.detail || "Live updates";
   }
 
+  /* Ask /healthz now, then again in 10 s, or in 2 s while the collector is down so the
+     indicator turns back to live soon after it recovers. */
+  var healthTimer = null;
   function checkHealth() {
+    clearTimeout(healthTimer);
     return fetch(config.healthz, {credentials: "same-origin", cache: "no-store"})
       .then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (report) {
@@ -135,7 +139,10 @@
         });
       })
       .catch(function () { status.collector = "down"; status.detail = "server unreachable"; })
-      .then(showStatus);
+      .then(function () {
+        showStatus();
+        healthTimer = setTimeout(checkHealth, status.collector === "down" ? 2000 : 10000);
+      });
   }
 
   /* Connect to the live namespace, join `rooms`, and call `handlers[event](data)` for
@@ -197,7 +204,6 @@
     node.textContent = error ? String(error.message || error) : "";
   }
 
-  setInterval(checkHealth, 10000);
   checkHealth();
 
   window.Lookout = {
