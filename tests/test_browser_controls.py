@@ -60,13 +60,13 @@ def wait_started(page, task_id: str) -> None:
         state = page.evaluate(
             "id => fetch('/api/v1/tasks/' + id).then(r => r.ok ? r.json() : {})", task_id)
         return state.get("state") == "STARTED"
-    wait_for(started, 30, interval=0.3, message=f"{task_id} STARTED")
+    wait_for(started, 90, interval=0.3, message=f"{task_id} STARTED")
 
 
 def test_operator_terminates_a_running_task_and_sees_it_revoked(page, lookout, artifacts_dir):
     expect = _expect()
     violations = log_in(page, "otto")
-    task_id = lookout.send("sample.sleep", 60)
+    task_id = lookout.send("sample.sleep", 120)
     wait_started(page, task_id)
     page.goto(f"/tasks/{task_id}")
     expect(page.locator("#task-state")).to_have_text("STARTED")
@@ -84,7 +84,7 @@ def test_operator_terminates_a_running_task_and_sees_it_revoked(page, lookout, a
     expect(result).to_have_attribute("data-status", "200")
     expect(result.locator(f'tr[data-worker="{lookout.worker.hostname}"]')).to_contain_text("ok")
     # No reload: the state arrives through the live socket from the collector's record.
-    expect(page.locator("#task-state")).to_have_text("REVOKED", timeout=30_000)
+    expect(page.locator("#task-state")).to_have_text("REVOKED", timeout=90_000)
     page.screenshot(path=str(artifacts_dir / "revoked.png"), full_page=True)
 
     page.goto("/audit")
@@ -104,7 +104,7 @@ def test_bulk_revoke_dry_run_confirm_and_progress(page, lookout):
                                     task_id=unique("bulk")).id for i in range(3)]
     wait_for(lambda: page.evaluate(
         "q => fetch('/api/v1/tasks?queue=' + q).then(r => r.json()).then(d => d.total)",
-        held) == 3, 30, message="three held tasks recorded")
+        held) == 3, 60, message="three held tasks recorded")
 
     page.goto("/controls")
     page.fill("#bulk-name", "sample.add")
@@ -177,7 +177,7 @@ def test_viewer_sees_no_controls(page, lookout):
     violations = log_in(page, "vic")
     task_id = lookout.send("sample.add", 1, 2)
     lookout_wait = wait_for(lambda: page.evaluate(
-        "id => fetch('/api/v1/tasks/' + id).then(r => r.status)", task_id) == 200, 30,
+        "id => fetch('/api/v1/tasks/' + id).then(r => r.status)", task_id) == 200, 60,
         message="task recorded")
     assert lookout_wait
     page.goto(f"/tasks/{task_id}")
