@@ -130,14 +130,22 @@ def fold(row: dict[str, Any] | None, events: Iterable[Event],
     return row
 
 
-_KEY_PARTS = {kind: (state in FINAL_STATES, rank, state)
+_KEY_PARTS = {kind: (state in FINAL_STATES, kind != "task-sent", rank, state)
               for kind, (state, rank, _) in TRANSITIONS.items()}
+_KEY_TS, _KEY_STATE = 2, 4
 
 
 def _state_key(kind: str, timestamp: float) -> tuple:
-    """Orders states: final beats unfinished, then later beats earlier, then rank, name."""
-    final, rank, state = _KEY_PARTS[kind]
-    return (final, timestamp, rank, state)
+    """Orders states: final beats unfinished; any worker-side event beats task-sent;
+    then later beats earlier, then rank, then name.
+
+    task-sent is stamped by the client after it publishes, so on a fast worker it can
+    carry a later time than task-started: by time alone a running task would look PENDING.
+    Worker-side events of one attempt share a clock, so time orders them, and a retried
+    task's next attempt (received/started again) correctly follows its RETRY.
+    """
+    final, worker_side, rank, state = _KEY_PARTS[kind]
+    return (final, worker_side, timestamp, rank, state)
 
 
 def _worker_key(row: dict[str, Any]) -> tuple | None:
@@ -203,7 +211,7 @@ def _derive(row: dict[str, Any]) -> None:
         if row[column] is not None:
             key = _state_key(kind, row[column])
             best = key if best is None or key > best else best
-    row["state"], row["state_ts"] = best[3], best[1]
+    row["state"], row["state_ts"] = best[_KEY_STATE], best[_KEY_TS]
     started, received = row["started_at"], row["received_at"]
     row["queue_wait"] = (started - received if started is not None and received is not None
                          and started >= received else None)

@@ -220,3 +220,18 @@ def test_timeline_row_keeps_small_fields_only():
     assert merge.timeline_row(task("task-started", U, T0))["info"] is None
     assert merge.timeline_row(task("task-started", U, T0)._replace(clock=2**40))["clock"] \
         == merge.MAX_CLOCK
+
+
+def test_client_stamped_sent_after_started_does_not_make_a_running_task_pending():
+    """task-sent is stamped after publishing; a fast worker's events may predate it."""
+    from collectors.merge import fold
+
+    events = [task("task-received", "fast", T0, name="proj.add", args="()", kwargs="{}",
+                   retries=0),
+              task("task-started", "fast", T0 + 0.001),
+              task("task-sent", "fast", T0 + 0.002, "client@web", name="proj.add",
+                   args="()", kwargs="{}", retries=0, queue="celery")]
+    for order in itertools.permutations(events):
+        row = fold(None, order)
+        assert row["state"] == "STARTED" and row["state_ts"] == T0 + 0.001
+        assert row["worker"] == "w1@host"
