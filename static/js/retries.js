@@ -70,7 +70,11 @@
   }
 
   windowSelect.addEventListener("change", refresh);
-  L.live(["overview"], {overview: L.throttle(refresh, 2000)}, refresh);
+  var refreshSoon = L.throttle(refresh, 2000);
+  L.live(["overview"], {overview: function (message) {
+    // Pushed every tick even when idle: reload only when some task changed state.
+    if (message && message.counts && Object.keys(message.counts).length) { refreshSoon(); }
+  }}, refresh);
   refresh();
   setInterval(refresh, Number(root.dataset.refreshMs) || 5000);
 }());

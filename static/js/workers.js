@@ -44,6 +44,10 @@
   refresh();
   // Polling catches heartbeats going stale (nothing is pushed for silence); the overview
   // room's pushes make worker-online/offline show at once.
-  L.live(["overview"], {overview: L.throttle(refresh, 1000)}, refresh);
+  var refreshSoon = L.throttle(refresh, 1000);
+  L.live(["overview"], {overview: function (message) {
+    // The overview is pushed every tick, idle or not: reload only when workers changed.
+    if (message && message.workers && message.workers.length) { refreshSoon(); }
+  }}, refresh);
   setInterval(refresh, Number(table.dataset.refreshMs) || 3000);
 }());
