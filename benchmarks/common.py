@@ -59,8 +59,10 @@ class Children:
             self.stop(proc, timeout=5.0)
 
     def __enter__(self) -> "Children":
-        # SIGTERM becomes an exception so `with` blocks unwind and clean up as for Ctrl-C.
+        # SIGTERM becomes an exception so `with` blocks unwind and clean up as for Ctrl-C;
+        # and Ctrl-C must work even if started from a shell that ignores SIGINT.
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         return self
 
     def __exit__(self, *exc_info) -> None:

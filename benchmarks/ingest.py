@@ -34,7 +34,7 @@ def settle_one(target, base: dict, expected: int, quiet: float, timeout: float):
     """
     last, changed_at = None, time.time()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and target.proc.poll() is None:
         try:
             now = target.counts()
         except OSError:  # a consumer too busy to answer is not idle
@@ -53,9 +53,12 @@ def settle_one(target, base: dict, expected: int, quiet: float, timeout: float):
 
 def settle(targets, bases, expected: int, quiet: float, timeout: float) -> list:
     """`settle_one` for every target in its own thread: a slow one delays no other."""
-    with ThreadPoolExecutor(len(targets)) as pool:
+    pool = ThreadPoolExecutor(len(targets))
+    try:
         return list(pool.map(lambda tb: settle_one(tb[0], tb[1], expected, quiet, timeout),
                              zip(targets, bases)))
+    finally:
+        pool.shutdown(wait=False)  # on Ctrl-C too; the threads end with their targets
 
 
 def burst(targets, children, broker, opts, log) -> dict:
@@ -86,7 +89,8 @@ def step(targets, children, broker, rate, opts, log) -> dict:
     holder: dict = {}
     gens = max(1, math.ceil(rate / GEN_CAPACITY))
     thread = threading.Thread(target=lambda: holder.update(run_generators(
-        children, broker, gens, rate=rate, duration=opts.step_seconds, log=log)))
+        children, broker, gens, rate=rate, duration=opts.step_seconds, log=log)),
+        daemon=True)
     max_lag = [0.0] * len(targets)
     # The status row is rewritten every second: before that it shows the last step's lag.
     fresh_from = time.time() + 2.5
