@@ -26,29 +26,21 @@ class Target:
     def wait_subscribed(self, broker: str, timeout: float = 60.0) -> None:
         """Send probe events until one shows up: only then is the consumer subscribed."""
         base = self.counts()["task_events"]
-
-        def arrived():
-            if self.proc.poll() is not None:
-                raise SystemExit(f"{self.name} exited with {self.proc.returncode}")
-            send_probe(broker)
-            time.sleep(0.3)
-            return self.counts()["task_events"] > base
-
         deadline = time.monotonic() + timeout
-        while not _quiet(arrived):
+        while True:
             if self.proc.poll() is not None:
                 raise SystemExit(f"{self.name} exited with {self.proc.returncode}; "
                                  f"see {self.log}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name} never received a probe event")
+            try:
+                send_probe(broker)
+                time.sleep(0.3)
+                if self.counts()["task_events"] > base:
+                    break
+            except (OSError, ValueError, KeyError, TypeError):
+                time.sleep(0.3)  # not answering yet
         time.sleep(1.0)  # let the last probes land before anyone takes a baseline
-
-
-def _quiet(func):
-    try:
-        return func()
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
 
 
 class LookoutTarget(Target):
