@@ -91,6 +91,11 @@ def tasks_revoke():
         raise bad_parameter("filters", f"{matches['count']} tasks match; at most "
                             f"{matches['cap']} per bulk revoke: narrow the filters")
     ids = matches["ids"]
+    expected = body.get("expected_count")
+    if expected is not None and expected != len(ids):
+        # The matching set changed since the dry run the user confirmed: make them look again.
+        raise ApiError(409, f"{len(ids)} tasks match now, not the {expected} of the dry run; "
+                       "run the dry run again")
     params["count"] = len(ids)
     if not ids:
         g.audit = {"action": "tasks.revoke", "targets": [], "parameters": params}

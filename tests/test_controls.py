@@ -144,7 +144,9 @@ def test_bulk_revoke_dry_run_then_act(env):
     assert {t["uuid"] for t in dry.get_json()["sample"]} == set(matching)
     sent_before = len(spy(env.app).calls)
 
-    act = post(env, "/tasks/revoke", {**body, "dry_run": False})
+    stale = post(env, "/tasks/revoke", {**body, "dry_run": False, "expected_count": 4})
+    assert stale.status_code == 409 and len(spy(env.app).calls) == sent_before
+    act = post(env, "/tasks/revoke", {**body, "dry_run": False, "expected_count": 5})
     assert act.status_code == 202, act.get_json()
     record_id = act.get_json()["audit_id"]
     record = wait_for(lambda: (r := env.client.get(f"/api/v1/audit/{record_id}").get_json())
@@ -161,7 +163,9 @@ def test_bulk_revoke_dry_run_then_act(env):
                                  **{t: "SUCCESS" for t in others}}, timeout=60)
     finally:
         post(env, f"/workers/{env.hostname}/consumers/cancel", {"queue": held})
-    assert len(audit_records(env.app, action="tasks.revoke")) == 1  # the dry run is no action
+    # One record per attempt (the stale one refused, the real one), none for the dry run.
+    assert [(r["outcome"], r["status"]) for r in audit_records(env.app, action="tasks.revoke")
+            ] == [("ok", 200), ("invalid", 409)]
 
 
 def test_rate_and_time_limits_show_in_inspect(env):

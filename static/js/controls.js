@@ -150,6 +150,7 @@
       confirmAction("Revoke " + d.count + " task(s)?", lines).then(function (yes) {
         if (!yes) { return; }
         payload.dry_run = false;
+        payload.expected_count = d.count;  // refused if the set changed since the dry run
         post("/tasks/revoke", payload).then(function (act) {
           if (act.status >= 400) { show(form, act.status, act.data); return; }
           if (act.status === 200) { show(form, 200, {command: "revoke", replies: []}); return; }
