@@ -10,7 +10,6 @@ reply=True and a timeout, and each worker's reply is returned. An unreachable br
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from typing import Any, Callable, Protocol
 
@@ -18,6 +17,7 @@ from sqlalchemy import Engine, select
 
 from collectors.config import redact_url
 from collectors.store.models import Task, Worker
+from dashboard.celery_client import BrokerUnavailable, PrivateCeleryApp
 from dashboard.control_args import (WORKER_COMMANDS, parse_rate, parse_signal,
                                     parse_time_limits)
 from dashboard.errors import ApiError, bad_parameter
@@ -27,10 +27,6 @@ tasks = Task.__table__
 workers = Worker.__table__
 
 UNFINISHED = ("PENDING", "RECEIVED", "STARTED", "RETRY")
-
-
-class BrokerUnavailable(Exception):
-    """The broker could not be reached, so nothing was sent."""
 
 
 class Broadcaster(Protocol):
@@ -44,21 +40,11 @@ class CeleryBroadcaster:
     def __init__(self, broker_url: str, connect_timeout: float = 2.0):
         self.broker_url = broker_url
         self.connect_timeout = connect_timeout
-        self._app = None
-        self._lock = threading.Lock()
+        self._app = PrivateCeleryApp(broker_url, "lookout-control", connect_timeout)
 
     @property
     def app(self):
-        """A private Celery app made on first use: only the broker matters for control."""
-        with self._lock:
-            if self._app is None:
-                from celery import Celery
-
-                self._app = Celery("lookout-control", broker=self.broker_url,
-                                   set_as_current=False)
-                self._app.conf.broker_connection_timeout = self.connect_timeout
-                self._app.conf.broker_connection_retry_on_startup = False
-            return self._app
+        return self._app.get()
 
     def __call__(self, command: str, arguments: dict[str, Any],
                  destination: list[str] | None, timeout: float) -> list[dict]:

@@ -16,15 +16,12 @@ from concurrent.futures import Future, TimeoutError as FutureTimeout
 from typing import Any
 
 from collectors.config import redact_url
+from dashboard.celery_client import BrokerUnavailable, PrivateCeleryApp
 
 CALLS = ("stats", "active", "reserved", "scheduled", "registered", "active_queues", "conf")
 # Task attributes `inspect registered` reports; limits are what operators look for.
 TASK_INFO = ("rate_limit", "time_limit", "soft_time_limit", "acks_late", "max_retries")
 _REGISTERED = re.compile(r"^(?P<name>\S+)(?: \[(?P<info>.*)\])?$")
-
-
-class BrokerUnavailable(Exception):
-    """The broker refused or timed out the connection: nothing can be inspected."""
 
 
 class Inspector:
@@ -36,23 +33,14 @@ class Inspector:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._slots = threading.BoundedSemaphore(max_calls)
-        self._app = None
+        self._app = PrivateCeleryApp(broker_url, "lookout-inspector", connect_timeout)
         self._lock = threading.Lock()
         self._queues: tuple[float, dict | None] = (0.0, None)
         self._queues_refreshing = False
 
     @property
     def app(self):
-        """A private Celery app: only the broker matters for remote control."""
-        with self._lock:
-            if self._app is None:
-                from celery import Celery
-
-                self._app = Celery("lookout-inspector", broker=self.broker_url,
-                                   set_as_current=False)
-                self._app.conf.broker_connection_timeout = self.connect_timeout
-                self._app.conf.broker_connection_retry_on_startup = False
-            return self._app
+        return self._app.get()
 
     def _submit(self, func, *args) -> Future:
         """Run `func` on a daemon thread; the future fails fast when all slots are busy."""
