@@ -135,8 +135,12 @@ def run_collector(settings: Settings) -> int:
     try:
         collector = Collector(settings)
         # With a message queue, web processes elsewhere get live updates from this one.
-        from dashboard.push import install_external
-        publisher = install_external(collector, settings)
+        # Imported only then: the push module pulls in Flask-SocketIO, python-socketio and
+        # engineio (about 17 MB of RSS) that a collector without listeners never uses.
+        publisher = None
+        if settings.message_queue:
+            from dashboard.push import install_external
+            publisher = install_external(collector, settings)
         collector.start()
         healthy = True
         try:

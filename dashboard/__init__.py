@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from flask import Flask
+from typing import TYPE_CHECKING, Any
 
 from collectors.config import Settings
+
+if TYPE_CHECKING:  # imported in create_app: `lookout collect` (dashboard.cli) never needs
+    from flask import Flask  # Flask, whose import alone is about 16 MB of RSS
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     """Build the web app; `settings` (or LOOKOUT_* env plus `overrides`) configures it."""
+    from flask import Flask
+
     from collectors.store.db import make_engine
     from dashboard import api, audit, auth, control_api, pages
     from dashboard.errors import register_error_handlers
