@@ -21,14 +21,14 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter
 from typing import Any, Iterable
 
 from celery import Celery
 from celery.events.event import get_exchange
 from kombu import Connection, Consumer, Queue
+from kombu.serialization import loads as kombu_loads
 
-from collectors.buffer import EventBuffer
+from collectors.buffer import EventBuffer, RawMessage
 from collectors.config import Settings, redact_url
 from collectors.events import InvalidEvent, decode_body, validate
 from collectors.stats import CollectorStats
@@ -40,6 +40,10 @@ FIRST_BACKOFF = 0.5
 AMQP_HEARTBEAT = 10  # seconds; detects a half-open connection to RabbitMQ
 MAX_PREFETCH = 65535  # AMQP's prefetch_count is a 16-bit field
 FINAL_ACK_WAIT = 30.0  # how long a stopping receiver waits for the writer's last commit
+# Pending events beyond which messages are buffered undecoded (see collectors.buffer): at
+# about 1.6 KB per decoded event this bounds decoded events to ~32 MB however long the
+# backlog, while a short backlog still gets the cheaper hand-over of decoded events.
+RAW_BACKLOG = 20_000
 
 
 class _FailFastConnection(Connection):
@@ -71,7 +75,7 @@ class EventReceiver:
         self._generation = 0
         self._committed = 0
         self._acked = 0
-        self._rejects_logged: Counter = Counter()
+        self.raw_backlog = RAW_BACKLOG
 
     # -- called from the writer thread ------------------------------------------------
 
@@ -208,15 +212,43 @@ class EventReceiver:
     def _on_message(self, message, generation: int | None) -> None:
         if self.idle.is_set():
             return  # stopping: left unacked, so the broker redelivers it to the next run
-        stats = self.stats
-        stats.messages += 1
+        self.stats.messages += 1
         now = time.time()
+        token = None if generation is None else (generation, message.delivery_tag)
+        if len(self.buffer) >= self.raw_backlog:
+            # Behind: keep only the body; the writer decodes it when it gets there.
+            body = message.body
+            self.buffer.put_raw(RawMessage(
+                body, message.content_type, message.content_encoding, message.accept, now,
+                _estimate_events(body), self._expand), token)
+            return
+        events = self._events(message.body, message.content_type, message.content_encoding,
+                              message.accept, now)
+        if events:
+            self.stats.count_received(len(events), now)
+        if token is not None or events:
+            self.buffer.put(events, token)
+
+    def _expand(self, raw: RawMessage) -> list:
+        """Decode and validate a message buffered raw (runs on the writer's thread)."""
+        events = self._events(raw.body, raw.content_type, raw.content_encoding, raw.accept,
+                              raw.local_received)
+        if events:
+            self.stats.count_received(len(events), raw.local_received)
+        return events
+
+    def _events(self, body, content_type, content_encoding, accept, now: float) -> list:
+        """The valid events of one message body; invalid ones are counted and logged.
+
+        Decodes as kombu's `Message.decode()` does; a body it refuses (wrong content
+        type, not text) gets `decode_body`, which names what is wrong with it.
+        """
         events = []
         try:
             try:
-                payload = message.decode()
+                payload = kombu_loads(body, content_type, content_encoding, accept=accept)
             except Exception:  # noqa: BLE001 - decode_body names what is wrong with it
-                payload = message.body
+                payload = body
             for raw in decode_body(payload):
                 try:
                     events.append(validate(raw, now, self.settings.max_field_size))
@@ -227,13 +259,7 @@ class EventReceiver:
         except Exception as exc:  # noqa: BLE001 - one message never stops the consumer
             log.exception("unexpected error handling an event message")
             self._reject("internal error", repr(exc), None)
-        if events:
-            stats.received += len(events)
-            stats.last_event_at = now
-        if generation is not None:
-            self.buffer.put(events, (generation, message.delivery_tag))
-        elif events:
-            self.buffer.put(events)
+        return events
 
     def _on_bad_envelope(self, message, exc: Exception, generation: int | None) -> None:
         self.stats.messages += 1
@@ -246,8 +272,7 @@ class EventReceiver:
             who = " ".join(str(raw.get(k))[:64] for k in ("type", "hostname", "uuid")
                            if raw.get(k) is not None)
             detail = f"{detail} ({who})" if who else detail
-        self.stats.reject(reason, detail)
-        seen = self._rejects_logged[reason] = self._rejects_logged[reason] + 1
+        seen = self.stats.reject(reason, detail)
         if seen <= 10 or seen % 1000 == 0:  # a flood of bad events must not flood the log
             log.warning("rejected event #%d for %r: %s", seen, reason, detail[:300])
 
@@ -272,6 +297,19 @@ class EventReceiver:
             log.error("queue %r exists with other arguments (expiry or max length changed?): "
                       "delete it or choose another event_queue_name",
                       self.settings.event_queue_name)
+
+
+def _estimate_events(body: Any) -> int:
+    """How many events a raw body holds, without decoding it: its `"type"` keys.
+
+    Only for the buffer's pending count (backlog checks, /healthz); the writer counts
+    what it actually decodes. Inside a JSON string a quote is escaped, so text that
+    merely contains "type" is not counted.
+    """
+    try:
+        return max(1, body.count(b'"type"' if isinstance(body, bytes) else '"type"'))
+    except (AttributeError, TypeError):
+        return 1
 
 
 def _close_quietly(conn: Connection) -> None:

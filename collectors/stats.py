@@ -1,11 +1,19 @@
-"""Collector counters. Each counter has one writing thread; readers take snapshots.
+"""Collector counters. Most have one writing thread; readers take snapshots.
 
-The receive thread owns `received`, `rejected`, `messages`; the writer thread owns
-`stored`, `duplicates`, `dropped`, `write_lag`. Plain int updates under the GIL keep
-them consistent enough for monitoring without a lock on the hot path.
+The receive thread owns `messages`; the writer thread owns `stored`, `duplicates`,
+`dropped`, `write_lag`. Plain int updates under the GIL keep those consistent enough for
+monitoring without a lock on the hot path.
+
+`received`, `rejected` (with `last_rejections`) and `last_event_at` have two writers:
+the receive thread validates most messages itself, but under a backlog it buffers them
+undecoded and the writer thread validates them when it takes them (see
+`collectors.buffer.RawMessage`). Those are therefore changed only through
+`count_received` and `reject`, which take `_lock`: a read-modify-write from two threads
+could otherwise lose an increment.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -27,19 +35,34 @@ class CollectorStats:
     connected_since: float | None = None
     disconnected_since: float | None = None
     last_error: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
+                                  compare=False)
 
-    def reject(self, reason: str, detail: str = "") -> None:
-        self.rejected[reason] += 1
-        self.last_rejections.append((time.time(), reason, detail[:200]))
+    def count_received(self, count: int, received_at: float) -> None:
+        """Add `count` valid events received at `received_at` (from either thread)."""
+        with self._lock:
+            self.received += count
+            if self.last_event_at is None or received_at > self.last_event_at:
+                self.last_event_at = received_at
+
+    def reject(self, reason: str, detail: str = "") -> int:
+        """Count one invalid event (from either thread); returns the count for `reason`."""
+        with self._lock:
+            seen = self.rejected[reason] = self.rejected[reason] + 1
+            self.last_rejections.append((time.time(), reason, detail[:200]))
+        return seen
 
     def snapshot(self) -> dict:
         """A JSON-ready copy for the status row and /healthz."""
+        with self._lock:
+            rejected = dict(self.rejected)
+            last_rejections = [list(r) for r in self.last_rejections]
         return {
             "messages": self.messages,
             "received": self.received,
-            "rejected": sum(self.rejected.values()),
-            "rejected_by_reason": dict(self.rejected),
-            "last_rejections": [list(r) for r in self.last_rejections],
+            "rejected": sum(rejected.values()),
+            "rejected_by_reason": rejected,
+            "last_rejections": last_rejections,
             "stored": self.stored,
             "duplicates": self.duplicates,
             "dropped": self.dropped,

@@ -8,6 +8,7 @@ a huge argument, and a `task.multi` list with bad members among good ones.
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import subprocess
 import threading
@@ -18,7 +19,7 @@ import pytest
 from kombu import Connection, Producer
 
 from collector_helpers import collector_settings, status, tasks, timeline, unique, worker_row
-from collectors.buffer import EventBuffer
+from collectors.buffer import EventBuffer, RawMessage
 from collectors.events import TRUNCATION_MARKER
 from collectors.receiver import EventReceiver
 from collectors.service import Collector
@@ -53,13 +54,18 @@ def broker(request):
     return request.getfixturevalue(f"{request.param}_broker")
 
 
-def test_bad_events_are_counted_and_their_neighbours_stored(broker, database_url):
+@pytest.mark.parametrize("decoding", ["receiver", "writer"])
+def test_bad_events_are_counted_and_their_neighbours_stored(broker, database_url, decoding):
+    """"writer": every message is buffered raw, as under a backlog, and validated later."""
     settings = collector_settings(broker, database_url)
     good, big, mistyped = unique("good"), unique("big"), unique("mistyped")
     worker = f"{unique('sentinel')}@test"
     engine = make_engine(database_url)
     try:
-        with Collector(settings, engine=engine) as collector:
+        collector = Collector(settings, engine=engine)
+        if decoding == "writer":
+            collector.receiver.raw_backlog = 0
+        with collector:
             wait_for(lambda: collector.stats.connected, 30, message="collector connected")
             publish(broker, [
                 ("task.received", event("task-received", uuid=good, name="sample.add",
@@ -199,3 +205,24 @@ def test_unreachable_broker_is_reported_and_stop_stays_prompt():
         thread.join(10)
     assert not thread.is_alive()
     assert time.monotonic() - asked < 2.0  # not stuck in a backoff sleep
+
+
+def test_raw_messages_without_valid_events_do_not_end_a_batch_early():
+    """A stopping writer takes an empty batch for an empty buffer: raw messages that
+    decode to nothing must not hide the chunks behind them."""
+    buffer = EventBuffer()
+    stats = CollectorStats()
+    receiver = EventReceiver(collector_settings("redis://127.0.0.1:1/0", "sqlite://"),
+                             buffer, stats)
+    for body in (b"not json", b'{"type": "task-started"}'):
+        buffer.put_raw(RawMessage(body, "application/json", "utf-8", {"application/json"},
+                                  time.time(), 1, receiver._expand))
+    good = event("task-started", uuid=unique("after-raw"))
+    buffer.put_raw(RawMessage(json.dumps([good]).encode(), "application/json", "utf-8",
+                              {"application/json"}, 123.0, 1, receiver._expand))
+    events, tokens = buffer.get_batch(1, 0)
+    assert [e.uuid for e in events] == [good["uuid"]] and tokens == []
+    assert events[0].local_received == 123.0
+    assert len(buffer) == 0
+    assert dict(stats.rejected) == {"not json": 1, "missing hostname": 1}
+    assert stats.received == 1 and stats.last_event_at == 123.0
