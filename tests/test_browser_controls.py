@@ -85,6 +85,9 @@ def test_operator_terminates_a_running_task_and_sees_it_revoked(page, lookout, a
     expect(result.locator(f'tr[data-worker="{lookout.worker.hostname}"]')).to_contain_text("ok")
     # No reload: the state arrives through the live socket from the collector's record.
     expect(page.locator("#task-state")).to_have_text("REVOKED", timeout=90_000)
+    # A finished task cannot be revoked again: the buttons say so instead of a 409.
+    expect(page.locator("#revoke-button")).to_be_disabled()
+    expect(page.locator("#terminate-button")).to_be_disabled()
     page.screenshot(path=str(artifacts_dir / "revoked.png"), full_page=True)
 
     page.goto("/audit")

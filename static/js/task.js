@@ -14,6 +14,15 @@
     "retried_at", "revoked_at", "rejected_at", "updated_at"];
   var SKIP = ["timeline", "children", "retry_history", "traceback", "exception", "uuid",
     "name", "state", "state_ts", "parent_id", "root_id"];
+  // Where an SRE looks first, then the lifecycle in the order it happens; fields the API
+  // adds later still show, after these.
+  var ORDER = ["worker", "queue", "routing_key", "exchange", "args", "kwargs", "result",
+    "retries", "runtime", "queue_wait", "eta", "expires", "timestamp", "sent_at",
+    "received_at", "started_at", "retried_at", "succeeded_at", "failed_at", "revoked_at",
+    "rejected_at", "updated_at"];
+  // Shown only when set: an empty failed_at on a success is noise.
+  var OPTIONAL = ["exchange", "eta", "expires", "sent_at", "retried_at", "succeeded_at",
+    "failed_at", "revoked_at", "rejected_at"];
   var task = null;
 
   function value(key, raw) {
@@ -37,8 +46,10 @@
   function showFields() {
     var list = L.clear(document.getElementById("fields"));
     field(list, "state", [L.stateBadge(task.state), L.el("span", {id: "running"}, running())]);
-    Object.keys(task).forEach(function (key) {
-      if (SKIP.indexOf(key) >= 0) { return; }
+    var rest = Object.keys(task).filter(function (key) { return ORDER.indexOf(key) < 0; });
+    ORDER.concat(rest).forEach(function (key) {
+      if (SKIP.indexOf(key) >= 0 || !(key in task)) { return; }
+      if (OPTIONAL.indexOf(key) >= 0 && (task[key] === null || task[key] === "")) { return; }
       var isText = ["args", "kwargs", "result"].indexOf(key) >= 0;
       field(list, key, value(key, task[key]), isText ? "mono pre" : null);
     });
@@ -48,6 +59,7 @@
     return Object.keys(info || {}).filter(function (key) { return key !== "traceback"; })
       .map(function (key) {
         var v = info[key];
+        if (key === "runtime" && typeof v === "number") { return "runtime=" + L.fmtDuration(v); }
         return key + "=" + (typeof v === "object" ? JSON.stringify(v) : String(v));
       }).join(", ");
   }
@@ -86,11 +98,23 @@
       "all tasks of this workflow") : "–");
     field(family, "children", task.children.length ? L.el("a", {href: "/tasks?" +
       new URLSearchParams({parent_id: task.uuid})}, task.children.length + " (as a list)") : "none");
+    document.getElementById("children-table").hidden = !task.children.length;
     L.append(L.clear(document.getElementById("children-body")), task.children.map(function (c) {
       return L.el("tr", {"data-uuid": c.uuid}, [L.el("td", {}, L.stateBadge(c.state)),
         L.el("td", {}, L.el("a", {href: L.taskUrl(c.uuid)}, c.name || "(unknown)")),
         L.el("td", {}, link(c.uuid)), L.el("td", {}, L.fmtDuration(c.runtime))]);
     }));
+  }
+
+  function showControls() {
+    // A finished task cannot be revoked or terminated (the API would answer 409).
+    var finished = FINAL.indexOf(task.state) >= 0;
+    ["revoke-button", "terminate-button"].forEach(function (id) {
+      var button = document.getElementById(id);
+      if (!button) { return; }  // viewers get no controls at all
+      button.disabled = finished;
+      button.title = finished ? "The task has already finished (" + task.state + ")." : "";
+    });
   }
 
   function render(data) {
@@ -102,6 +126,7 @@
     badge.textContent = task.state;
     document.title = (task.name || "Task") + " · Lookout";
     root.dataset.state = task.state;
+    showControls();
     showFields();
     showTimeline();
     showError();
