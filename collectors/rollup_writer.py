@@ -42,9 +42,26 @@ def accumulate(events: Iterable[Event], names: dict[str, str | None]
         column = COUNTED.get(event.type)
         if column is None:
             continue
-        _count(acc, names.get(event.uuid) or "", event.timestamp, column,
-               event.fields.get("runtime"), 1)
+        # `_count(..., sign=1)` inlined: this runs for every new event of a batch.
+        key = (names.get(event.uuid) or "", bucket_of(event.timestamp))
+        entry = acc.get(key)
+        if entry is None:
+            entry = acc[key] = _new_entry()
+        entry[column] += 1
+        if column == "succeeded":
+            runtime = event.fields.get("runtime")
+            if runtime is not None:
+                entry["runtime_count"] += 1
+                entry["runtime_sum"] += runtime
+                index = histogram.bucket_of(runtime)
+                entry["hist"][index] = entry["hist"].get(index, 0) + 1
     return acc
+
+
+def _new_entry() -> dict[str, Any]:
+    entry: dict[str, Any] = dict.fromkeys(_COUNTERS, 0)
+    entry.update(runtime_sum=0.0, hist={})
+    return entry
 
 
 def _count(acc: dict, name: str, timestamp: float, column: str, runtime: float | None,
@@ -52,8 +69,7 @@ def _count(acc: dict, name: str, timestamp: float, column: str, runtime: float |
     key = (name, bucket_of(timestamp))
     entry = acc.get(key)
     if entry is None:
-        entry = acc[key] = {c: 0 for c in _COUNTERS}
-        entry.update(runtime_sum=0.0, hist={})
+        entry = acc[key] = _new_entry()
     entry[column] += sign
     if column == "succeeded" and runtime is not None:
         entry["runtime_count"] += sign

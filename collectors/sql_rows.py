@@ -5,7 +5,8 @@ back the inserts and the changes as two executemany statements), so it lives her
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from operator import itemgetter
+from typing import Any, Callable, Iterator, Sequence
 
 from sqlalchemy import Column, Connection, Table, select
 
@@ -46,13 +47,19 @@ def write_rows(conn: Connection, table: Table, keys: Sequence[str],
         columns = [c.name for c in table.columns]
         sql = (f"INSERT INTO {name} ({', '.join(quote(c) for c in columns)}) "
                f"VALUES ({', '.join(['?'] * len(columns))})")
-        conn.exec_driver_sql(sql, [tuple(row[c] for c in columns) for row in inserts])
+        conn.exec_driver_sql(sql, list(map(_getter(columns), inserts)))
     if updates:
         columns = [c.name for c in table.columns if c.name not in keys]
         sql = (f"UPDATE {name} SET {', '.join(f'{quote(c)} = ?' for c in columns)} "
                f"WHERE {' AND '.join(f'{quote(k)} = ?' for k in keys)}")
-        conn.exec_driver_sql(sql, [tuple(row[c] for c in (*columns, *keys))
-                                   for row in updates])
+        conn.exec_driver_sql(sql, list(map(_getter((*columns, *keys)), updates)))
+
+
+def _getter(columns: Sequence[str]) -> Callable[[dict[str, Any]], tuple]:
+    """Row dict -> tuple of `columns`, in C: a generator per row was a tenth of a batch."""
+    if len(columns) == 1:
+        return lambda row: (row[columns[0]],)
+    return itemgetter(*columns)
 
 
 def _write_rows_pg(conn: Connection, table: Table, keys: Sequence[str],

@@ -42,7 +42,7 @@ def unique_events(events: Iterable[Event]) -> tuple[list[Event], int]:
     kept: list[Event] = []
     copies = 0
     for event in events:
-        key = merge.identity(event)
+        key = (event.uuid, event.type, event.timestamp, event.hostname)  # merge.identity
         if key in seen:
             copies += 1
         else:
@@ -82,6 +82,8 @@ def insert_timeline(conn: Connection, events: list[Event]) -> list[Event]:
             params = tuple(chain.from_iterable(chunk))
             result = conn.exec_driver_sql(_INSERT + "VALUES " + values + _ON_CONFLICT, params)
             inserted.update(map(tuple, result.fetchall()))
+    if len(inserted) == len(events):
+        return list(events)  # every one new (the usual case); copies would make it fewer
     return [e for e in events if merge.identity(e) in inserted]
 
 
