@@ -41,9 +41,11 @@ AMQP_HEARTBEAT = 10  # seconds; detects a half-open connection to RabbitMQ
 MAX_PREFETCH = 65535  # AMQP's prefetch_count is a 16-bit field
 FINAL_ACK_WAIT = 30.0  # how long a stopping receiver waits for the writer's last commit
 # Pending events beyond which messages are buffered undecoded (see collectors.buffer): at
-# about 1.6 KB per decoded event this bounds decoded events to ~32 MB however long the
-# backlog, while a short backlog still gets the cheaper hand-over of decoded events.
-RAW_BACKLOG = 20_000
+# about 1.6 KB per decoded event this bounds decoded events to ~8 MB however long the
+# backlog (a writer batch's worth, batch_size being 5,000 by default), while a short
+# backlog still gets the hand-over of decoded events. 20,000 left 150k-burst peaks at
+# 167-203 MB; 5,000 gave 151-193 MB.
+RAW_BACKLOG = 5_000
 
 
 class _FailFastConnection(Connection):
