@@ -35,7 +35,7 @@ services:
 	@bash .ci/services.sh
 
 test: install services
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=10
 
 demo: install services
 	$(PY) -m dashboard.demo
