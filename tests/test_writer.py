@@ -264,3 +264,16 @@ def test_counts_move_to_the_name_when_it_arrives_late(store):
     assert (row["received"], row["started"], row["succeeded"]) == (1, 1, 1)
     assert row["runtime_count"] == 1 and abs(row["runtime_sum"] - 0.5) < 1e-9
     assert sum(histogram.loads(row["runtime_hist"]).values()) == 1
+
+
+def test_timeline_statements_come_in_few_sizes_that_cover_every_row():
+    """Each distinct VALUES size stays prepared in SQLite's statement cache (megabytes
+    for thousands of rows): batch remainders must not each add one."""
+    from collectors.task_writer import SQLITE_ROWS_PER_INSERT, _statement_sizes
+
+    sizes: set[int] = set()
+    for count in range(3 * SQLITE_ROWS_PER_INSERT):
+        parts = list(_statement_sizes(count))
+        assert sum(parts) == count
+        sizes.update(parts)
+    assert len(sizes) <= 13
