@@ -107,6 +107,18 @@ def sqlite_url(tmp_path) -> str:
 
 
 @pytest.fixture
+def engine(app):
+    """The store engine of the module's `app` fixture."""
+    return app.extensions["lookout.engine"]
+
+
+@pytest.fixture
+def client(app):
+    """A Flask test client for the module's `app` fixture."""
+    return app.test_client()
+
+
+@pytest.fixture
 def artifacts_dir(request) -> Path:
     """Where a test saves screenshots and logs for a reviewer to look at."""
     path = ARTIFACTS / request.node.name.replace("/", "_")[:120]

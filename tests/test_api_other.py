@@ -21,16 +21,6 @@ def app(database_url):
     app.extensions["lookout.engine"].dispose()
 
 
-@pytest.fixture
-def engine(app):
-    return app.extensions["lookout.engine"]
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 # -- workers ---------------------------------------------------------------------------
 def test_worker_status_is_judged_from_receive_time_and_freq(client, engine):
     add_worker(engine, "w-fresh", last_heartbeat=NOW - 1)

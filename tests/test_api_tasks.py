@@ -17,16 +17,6 @@ def app(database_url):
     app.extensions["lookout.engine"].dispose()
 
 
-@pytest.fixture
-def engine(app):
-    return app.extensions["lookout.engine"]
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 def uuids(response) -> set[str]:
     assert response.status_code == 200, response.get_json()
     return {item["uuid"] for item in response.get_json()["items"]}
