@@ -1,7 +1,8 @@
 """Collector counters. Most have one writing thread; readers take snapshots.
 
-The receive thread owns `messages`; the writer thread owns `stored`, `duplicates`,
-`dropped`, `write_lag`. Plain int updates under the GIL keep those consistent enough for
+The receive thread owns `messages` and the connection fields (`connected`, the since-times,
+`last_error`); the writer thread owns `stored`, `duplicates`, `dropped`, `write_lag`,
+`last_write_error`. Plain int updates under the GIL keep those consistent enough for
 monitoring without a lock on the hot path.
 
 `received`, `rejected` (with `last_rejections`) and `last_event_at` have two writers:
@@ -34,7 +35,8 @@ class CollectorStats:
     connected: bool = False
     connected_since: float | None = None
     disconnected_since: float | None = None
-    last_error: str | None = None
+    last_error: str | None = None  # broker side: owned by the receive thread
+    last_write_error: str | None = None  # database side: owned by the writer thread
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
                                   compare=False)
 
@@ -68,4 +70,5 @@ class CollectorStats:
             "dropped": self.dropped,
             "write_lag": round(self.write_lag, 3),
             "last_error": self.last_error,
+            "last_write_error": self.last_write_error,
         }

@@ -213,10 +213,11 @@ class HistoryWriter:
         while True:
             try:
                 self.write_batch(events, tokens)
-                self.stats.last_error = None
+                if self.stats.last_write_error is not None:
+                    self.stats.last_write_error = None  # the store is back
                 return True
             except Exception as error:  # noqa: BLE001 - never let the thread die
-                self.stats.last_error = f"write: {error.__class__.__name__}: {error}"[:500]
+                self.stats.last_write_error = f"{error.__class__.__name__}: {error}"[:500]
                 log.warning("writing %d events failed, retrying in %.1fs: %s",
                             len(events), delay, error)
             if self._stopping.is_set():

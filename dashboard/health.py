@@ -88,6 +88,7 @@ def _collector(row, now: float) -> dict:
         "write_lag": stats.get("write_lag"),
         "buffer_pending": stats.get("buffer_pending"),
         "last_error": stats.get("last_error"),
+        "last_write_error": stats.get("last_write_error"),
     }
 
 

@@ -145,7 +145,7 @@ def set_collector_status(bind: Engine | Connection, name: str = "default",
     row.update(fields)
     base_stats = {"messages": 0, "received": 0, "rejected": 0, "rejected_by_reason": {},
                   "stored": 0, "duplicates": 0, "dropped": 0, "write_lag": 0.0,
-                  "last_error": None}
+                  "last_error": None, "last_write_error": None}
     row["stats"] = json.dumps({**base_stats, **(stats or {})})
     table = CollectorStatus.__table__
     with _connection(bind) as conn:

@@ -166,10 +166,10 @@ def test_batch_kept_while_the_store_is_unusable(tmp_path):
     writer.start()
     try:
         writer.buffer.put(lifecycle("a", T0), token="t")
-        wait_for(lambda: writer.stats.last_error, message="a failed write")
+        wait_for(lambda: writer.stats.last_write_error, message="a failed write")
         assert count_or_none(engine) is None
         db.upgrade(url)
-        wait_for(lambda: writer.stats.last_error is None and count_or_none(engine) == 1,
+        wait_for(lambda: writer.stats.last_write_error is None and count_or_none(engine) == 1,
                  message="the kept batch written")
     finally:
         assert writer.stop(timeout=10)
@@ -189,7 +189,7 @@ def test_stop_gives_up_on_an_unusable_store_without_leaking(tmp_path):
     writer = make_writer(engine)
     writer.start()
     writer.buffer.put(lifecycle("a", T0), token="t")
-    wait_for(lambda: writer.stats.last_error, message="a failed write")
+    wait_for(lambda: writer.stats.last_write_error, message="a failed write")
     assert writer.stop(timeout=1.0) is False
     assert "lookout-writer" not in [t.name for t in threading.enumerate()]
     assert writer.stats.dropped == 4 and writer.stats.stored == 0
