@@ -17,11 +17,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from flask import Flask
 
     from collectors.store.db import make_engine
-    from dashboard import api, audit, auth, control_api, pages
+    from dashboard import api, audit, auth, control_api, fleet, pages, retries, schedules
     from dashboard.errors import register_error_handlers
     from dashboard.history import HistoryService
     from dashboard.live import socketio
-    from dashboard import fleet, retries, schedules
 
     settings = settings or Settings.load(**overrides)
     app = Flask(__name__, template_folder=str(ROOT / "templates"),
