@@ -5,45 +5,53 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 CHARTJS_VERSION := 4.4.1
 SOCKETIO_VERSION := 4.7.5
-VENDOR := vendor
-export LOOKOUT_CHARTJS_URL ?= /vendor/chart.umd.js
-export LOOKOUT_SOCKETIO_URL ?= /vendor/socket.io.min.js
 
-.PHONY: install services test demo bench clean lint
+.PHONY: install services test lint demo bench vendor wheel clean
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml
 	test -d $(VENV) || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[test,bench]'
 	touch $@
 
-$(VENDOR)/.installed:
-	@if [ ! -x /usr/bin/chromium ]; then \
-	  echo "installing Debian chromium for the browser tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	fi
-	mkdir -p $(VENDOR)
-	cd $(VENDOR) && npm install --silent --no-audit --no-fund --no-save \
-	  chart.js@$(CHARTJS_VERSION) socket.io-client@$(SOCKETIO_VERSION) >/dev/null 2>&1
-	cp $(VENDOR)/node_modules/chart.js/dist/chart.umd.js $(VENDOR)/chart.umd.js
-	cp $(VENDOR)/node_modules/socket.io-client/dist/socket.io.min.js $(VENDOR)/socket.io.min.js
-	touch $@
+# Debian's chromium for the browser tests (Playwright drives it; never `playwright install`).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
-install: $(VENV)/.installed $(VENDOR)/.installed
+install: $(VENV)/.installed /usr/bin/chromium
 
 services:
 	@bash .ci/services.sh
 
-test: install services
+# Layering contracts (setup.cfg [importlinter]) first: they take a second.
+lint: install
+	$(VENV)/bin/lint-imports --no-cache
+
+test: install services lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=10
 
 demo: install services
-	$(PY) -m dashboard.demo
+	$(PY) demo/run.py
 
 bench: install services
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/query.py
 	$(PY) benchmarks/live.py
 
+wheel: install
+	$(PY) -m build --wheel --outdir dist .
+
+# Refresh the bundled browser builds (committed under static/vendor/) from npm; after a
+# version change, update the hashes in dashboard/web/layout.py (the tests check them).
+vendor:
+	rm -rf /tmp/lookout-vendor && mkdir -p /tmp/lookout-vendor
+	cd /tmp/lookout-vendor && npm install --silent --no-audit --no-fund \
+	  chart.js@$(CHARTJS_VERSION) socket.io-client@$(SOCKETIO_VERSION) >/dev/null
+	cp /tmp/lookout-vendor/node_modules/chart.js/dist/chart.umd.js static/vendor/
+	cp /tmp/lookout-vendor/node_modules/chart.js/LICENSE.md static/vendor/chart.js.LICENSE.md
+	cp /tmp/lookout-vendor/node_modules/socket.io-client/dist/socket.io.min.js static/vendor/
+	cp /tmp/lookout-vendor/node_modules/socket.io-client/LICENSE static/vendor/socket.io-client.LICENSE
+	for f in static/vendor/*.js; do echo "$$f sha384-$$(openssl dgst -sha384 -binary $$f | base64)"; done
+
 clean:
-	rm -rf $(VENV) $(VENDOR) test-artifacts lookout-data
+	rm -rf $(VENV) dist build test-artifacts lookout-data

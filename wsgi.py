@@ -1,8 +1,8 @@
-"""WSGI entry point for gunicorn: `gunicorn -w 1 --threads 100 wsgi:app` (see README)."""
-from collectors.config import Settings
-from collectors.store.db import upgrade
-from dashboard import create_app
+"""WSGI entry point in a checkout: `gunicorn -w 1 --threads 100 wsgi:app` (see README).
 
-settings = Settings.load()
-upgrade(settings.database_url)
-app = create_app(settings)
+Installed from the wheel, use the package's own factory instead:
+`gunicorn -w 1 --threads 100 'lookout.dashboard.wsgi:app_from_environment()'`.
+"""
+from lookout.dashboard.wsgi import app_from_environment
+
+app = app_from_environment()

@@ -20,8 +20,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common import (Children, TreeSampler, dedicated_broker, fmt_mb, machine_load,
-                    run_generators)
+from common import (
+    Children,
+    TreeSampler,
+    dedicated_broker,
+    fmt_mb,
+    machine_load,
+    run_generators,
+)
 from targets import FlowerTarget, LookoutTarget
 
 GEN_CAPACITY = 25_000  # events/s one generator process sends comfortably on this box

@@ -25,8 +25,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from common import (BENCH_DIR, Children, TreeSampler, VENV_BIN, dedicated_broker, fmt_mb,
-                    free_port, machine_load, run_generators, wait_for)
+from common import (
+    BENCH_DIR,
+    VENV_BIN,
+    Children,
+    TreeSampler,
+    dedicated_broker,
+    fmt_mb,
+    free_port,
+    machine_load,
+    run_generators,
+    wait_for,
+)
 
 NAMESPACE = "/live"
 ROOMS = ("overview", "tasks")

@@ -20,10 +20,10 @@ import uuid as uuidlib
 
 from sqlalchemy import text
 
-from collectors.config import Settings
-from collectors.store import db as store_db
-from collectors.store.models import Task
-from dashboard.query import encode_cursor, parse_sort
+from lookout.core.config import Settings
+from lookout.core.store import db as store_db
+from lookout.core.store.models import Task
+from lookout.dashboard.history.query import encode_cursor, parse_sort
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/lookout_bench"
@@ -167,7 +167,7 @@ def timed(client, url: str) -> tuple[float, dict]:
 
 
 def run(url: str, rows: int, repeat: int) -> None:
-    from dashboard import create_app
+    from lookout.dashboard import create_app
 
     app = create_app(Settings.load({}, database_url=url, auth=False))
     history = app.extensions["lookout.history"]

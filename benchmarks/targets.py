@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import Children, VENV_BIN, free_port, send_probe, wait_for
+from common import VENV_BIN, Children, free_port, send_probe, wait_for
 
 
 class Target:

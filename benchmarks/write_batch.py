@@ -20,12 +20,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
 def main() -> None:
-    from collectors.buffer import EventBuffer
-    from collectors.config import Settings
-    from collectors.stats import CollectorStats
-    from collectors.store import db
-    from collectors.writer import HistoryWriter
     from event_factory import synthetic_stream
+
+    from lookout.collectors.buffer import EventBuffer
+    from lookout.collectors.stats import CollectorStats
+    from lookout.collectors.writer import HistoryWriter
+    from lookout.core.config import Settings
+    from lookout.core.store import db
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=150_000)

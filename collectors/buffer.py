@@ -17,7 +17,7 @@ import threading
 from collections import deque
 from typing import Any, Callable
 
-from collectors.events import Event
+from lookout.collectors.events import Event
 
 
 class RawMessage:

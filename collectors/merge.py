@@ -22,7 +22,7 @@ import json
 from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any, Iterable
 
-from collectors.events import Event
+from lookout.collectors.events import Event
 
 FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED", "REJECTED"})
 

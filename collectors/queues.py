@@ -16,8 +16,9 @@ from typing import Any, Callable, Iterable
 
 from sqlalchemy import Engine, delete, select
 
-from collectors.config import Settings
-from collectors.store.models import QueueSample, Task
+from lookout.core.celery_client import connection_options
+from lookout.core.config import Settings
+from lookout.core.store.models import QueueSample, Task
 
 log = logging.getLogger("lookout.queues")
 
@@ -53,15 +54,18 @@ def redis_keys(queue: str, steps: Iterable[int] = REDIS_PRIORITY_STEPS,
 
 
 def measure(broker_url: str, names: Iterable[str],
-            transport_options: dict[str, Any] | None = None,
+            broker_conf: dict[str, Any] | None = None,
             connect_timeout: float = 3.0) -> list[QueueDepth]:
-    """Read the depth of each named queue; raises kombu's OperationalError if unreachable."""
+    """Read the depth of each named queue; raises kombu's OperationalError if unreachable.
+
+    `broker_conf` is how the app reaches its broker (core.celery_client.app_broker_conf):
+    a Redis key prefix in its transport options changes the very key names read here.
+    """
     from kombu import Connection
 
     names = sorted(set(names))
-    options = dict(transport_options or {})
-    with Connection(broker_url, transport_options=options,
-                    connect_timeout=connect_timeout) as conn:
+    with Connection(broker_url, connect_timeout=connect_timeout,
+                    **connection_options(broker_conf or {})) as conn:
         conn.ensure_connection(max_retries=1)
         if conn.transport.driver_type == "redis":
             return _measure_redis(conn, names)
@@ -175,15 +179,14 @@ class QueueSampler:
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine) -> "QueueSampler":
         """A sampler that also asks workers which queues they consume (see class doc)."""
-        from dashboard.inspector import Inspector
+        from lookout.core.inspector import Inspector
 
-        return cls(settings, engine, active_queues=Inspector(settings.broker_url).active_queues)
+        return cls(settings, engine, active_queues=Inspector.for_settings(settings).active_queues)
 
     def current(self, active: dict[str, list[dict]] | None = None) -> list[QueueDepth]:
         """Depth of every known queue now; `active` adds names and Redis consumer counts."""
-        app = self.settings.extra.get("celery_app")
-        options = dict(app.conf.broker_transport_options or {}) if app is not None else {}
-        depths = measure(self.settings.broker_url, self.queue_names(active), options)
+        depths = measure(self.settings.broker_url, self.queue_names(active),
+                         self.settings.broker_conf)
         if active is not None:
             consumers = consumers_by_queue(active)
             for depth in depths:

@@ -28,10 +28,11 @@ from celery.events.event import get_exchange
 from kombu import Connection, Consumer, Queue
 from kombu.serialization import loads as kombu_loads
 
-from collectors.buffer import EventBuffer, RawMessage
-from collectors.config import Settings, redact_url
-from collectors.events import InvalidEvent, decode_body, validate
-from collectors.stats import CollectorStats
+from lookout.collectors.buffer import EventBuffer, RawMessage
+from lookout.collectors.events import InvalidEvent, decode_body, validate
+from lookout.collectors.stats import CollectorStats
+from lookout.core.celery_client import connection_options
+from lookout.core.config import Settings, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +128,8 @@ class EventReceiver:
         return Celery("lookout", broker=self.settings.broker_url, set_as_current=False), True
 
     def _connection(self) -> Connection:
-        app = self.settings.extra.get("celery_app")
-        options = {}
-        if app is not None:
-            options = {"transport_options": dict(app.conf.broker_transport_options or {}),
-                       "ssl": app.conf.broker_use_ssl}
+        # With -A proj: the project's transport options, SSL and login method.
+        options = connection_options(self.settings.broker_conf)
         return _FailFastConnection(self.settings.broker_url, heartbeat=AMQP_HEARTBEAT,
                                    connect_timeout=5, **options)
 

@@ -13,8 +13,8 @@ from typing import Sequence
 
 from sqlalchemy import Engine, Table, delete, func, select, tuple_
 
-from collectors.config import Settings
-from collectors.store.models import QueueSample, Task, TaskEvent, TaskRollup
+from lookout.core.config import Settings
+from lookout.core.store.models import QueueSample, Task, TaskEvent, TaskRollup
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from typing import Any, Iterable
 
 from sqlalchemy import Connection, Table, delete, tuple_
 
-from collectors import histogram
-from collectors.events import Event
-from collectors.sql_rows import chunks, select_in, write_rows
-from collectors.store.models import TaskEvent, TaskRollup
+from lookout.collectors import histogram
+from lookout.collectors.events import Event
+from lookout.collectors.sql_rows import chunks, select_in, write_rows
+from lookout.core.store.models import TaskEvent, TaskRollup
 
 ROLLUPS: Table = TaskRollup.__table__
 EVENTS: Table = TaskEvent.__table__

@@ -16,14 +16,14 @@ from typing import Any, Callable, Iterable
 
 from sqlalchemy import Engine
 
-from collectors.buffer import EventBuffer
-from collectors.config import Settings, redact_url
-from collectors.queues import QueueSampler
-from collectors.receiver import EventReceiver
-from collectors.stats import CollectorStats
-from collectors.status import StatusReporter
-from collectors.store.db import make_engine
-from collectors.writer import HistoryWriter
+from lookout.collectors.buffer import EventBuffer
+from lookout.collectors.queues import QueueSampler
+from lookout.collectors.receiver import EventReceiver
+from lookout.collectors.stats import CollectorStats
+from lookout.collectors.status import StatusReporter
+from lookout.collectors.writer import HistoryWriter
+from lookout.core.config import Settings, redact_url
+from lookout.core.store.db import make_engine
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def run_collector(settings: Settings) -> int:
         # engineio (about 17 MB of RSS) that a collector without listeners never uses.
         publisher = None
         if settings.message_queue:
-            from dashboard.push import install_external
+            from lookout.collectors.push import install_external
             publisher = install_external(collector, settings)
         collector.start()
         healthy = True

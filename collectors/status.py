@@ -16,10 +16,10 @@ from collections import deque
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
-from collectors.buffer import EventBuffer
-from collectors.config import Settings, redact_url
-from collectors.stats import CollectorStats
-from collectors.store.models import CollectorStatus
+from lookout.collectors.buffer import EventBuffer
+from lookout.collectors.stats import CollectorStats
+from lookout.core.config import Settings, redact_url
+from lookout.core.store.models import CollectorStatus
 
 log = logging.getLogger(__name__)
 

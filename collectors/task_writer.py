@@ -14,10 +14,10 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection, Table, func, select
 
-from collectors import merge
-from collectors.events import Event
-from collectors.sql_rows import chunks, select_in, write_rows
-from collectors.store.models import Task, TaskEvent
+from lookout.collectors import merge
+from lookout.collectors.events import Event
+from lookout.collectors.sql_rows import chunks, select_in, write_rows
+from lookout.core.store.models import Task, TaskEvent
 
 TASKS: Table = Task.__table__
 TASK_EVENTS: Table = TaskEvent.__table__

@@ -11,9 +11,9 @@ from typing import Any, Iterable
 
 from sqlalchemy import Connection, Table
 
-from collectors.events import Event
-from collectors.sql_rows import select_in, write_rows
-from collectors.store.models import Worker
+from lookout.collectors.events import Event
+from lookout.collectors.sql_rows import select_in, write_rows
+from lookout.core.store.models import Worker
 
 WORKERS: Table = Worker.__table__
 _TEXT_LIMIT = 64  # sw_* and loadavg columns are String(64)

@@ -19,12 +19,12 @@ from typing import Any, Callable, Iterable, Sequence
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
-from collectors import merge, rollup_writer, task_writer, worker_writer
-from collectors.buffer import EventBuffer
-from collectors.config import Settings
-from collectors.events import Event
-from collectors.retention import Pruner
-from collectors.stats import CollectorStats
+from lookout.collectors import merge, rollup_writer, task_writer, worker_writer
+from lookout.collectors.buffer import EventBuffer
+from lookout.collectors.events import Event
+from lookout.collectors.retention import Pruner
+from lookout.collectors.stats import CollectorStats
+from lookout.core.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,48 +1,102 @@
-"""The Lookout web application: history API, live pages, Socket.IO and controls."""
+"""The Lookout web application: `create_app` builds it and shows its whole surface.
+
+Every blueprint is registered here and nowhere else, so this file is the route map:
+
+    history    /  /tasks  /tasks/<id>  /retries   /api/v1/tasks[/<id>]  /api/v1/stats
+               /api/v1/retries
+    fleet      /workers[/<host>]  /queues   /api/v1/workers[/<host>[/inspect]]
+               /api/v1/queues  /api/v1/queues/<name>/history
+    schedules  /schedules   /api/v1/schedules
+    control    /controls    /api/v1/tasks/<id>/revoke  /api/v1/tasks/revoke
+               /api/v1/rate-limits  /api/v1/time-limits  /api/v1/workers/<host>/<command>
+    auth       /login  /logout
+    accounts   /admin   /api/v1/me  /api/v1/users  /api/v1/tokens[/<id>]
+    audit      /audit   /api/v1/audit[/<id>]
+    health     /healthz
+    live       Socket.IO namespace /live (rooms: overview, tasks, task:<id>, worker:<host>)
+
+Each feature package (history/, fleet/, ...) has thin views over a service that owns its
+SQL; web/ holds what they share (errors, parameter parsing, roles, security, layout).
+"""
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from collectors.config import Settings
+from lookout.core.config import Settings
 
 if TYPE_CHECKING:  # imported in create_app: `lookout collect` (dashboard.cli) never needs
     from flask import Flask  # Flask, whose import alone is about 16 MB of RSS
 
-ROOT = Path(__file__).resolve().parent.parent
+# Templates and static files sit beside the code: ../templates and ../static both in the
+# repository and in the installed package (lookout/templates, lookout/static).
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
-    """Build the web app; `settings` (or LOOKOUT_* env plus `overrides`) configures it."""
+def create_app(settings: Settings | None = None, *, clock: Callable[[], float] = time.time,
+               **overrides: Any) -> Flask:
+    """Build the web app; `settings` (or LOOKOUT_* env plus `overrides`) configures it.
+
+    `clock` is the one time source of every service (tests pass a fixed one).
+    """
     from flask import Flask
 
-    from collectors.store.db import make_engine
-    from dashboard import api, audit, auth, control_api, fleet, pages, retries, schedules
-    from dashboard.errors import register_error_handlers
-    from dashboard.history import HistoryService
-    from dashboard.live import socketio
+    from lookout.collectors.queues import QueueSampler
+    from lookout.core.broadcast import CeleryBroadcaster
+    from lookout.core.inspector import Inspector
+    from lookout.core.store.db import make_engine
+    from lookout.dashboard.audit import views as audit_views
+    from lookout.dashboard.audit.service import AuditService
+    from lookout.dashboard.auth import admin as accounts_views
+    from lookout.dashboard.auth import guard
+    from lookout.dashboard.auth import views as auth_views
+    from lookout.dashboard.control import views as control_views
+    from lookout.dashboard.control.service import ControlService
+    from lookout.dashboard.fleet import views as fleet_views
+    from lookout.dashboard.fleet.service import FleetService
+    from lookout.dashboard.health import views as health_views
+    from lookout.dashboard.health.service import HealthCheck
+    from lookout.dashboard.history import views as history_views
+    from lookout.dashboard.history.service import HistoryService
+    from lookout.dashboard.live.namespace import socketio
+    from lookout.dashboard.schedules import views as schedules_views
+    from lookout.dashboard.web.errors import register_error_handlers
+    from lookout.dashboard.web.layout import layout_context
 
     settings = settings or Settings.load(**overrides)
-    app = Flask(__name__, template_folder=str(ROOT / "templates"),
-                static_folder=str(ROOT / "static"))
+    # instance_path given: Flask cannot work one out below a namespace package (`lookout`);
+    # Lookout keeps nothing there.
+    app = Flask(__name__, template_folder=str(PACKAGE_ROOT / "templates"),
+                static_folder=str(PACKAGE_ROOT / "static"),
+                instance_path=str(PACKAGE_ROOT / "instance"))
     app.config.update(
         SECRET_KEY=settings.secret_key or _random_secret(),
         LOOKOUT=settings,
         JSON_SORT_KEYS=False,
     )
+
     engine = make_engine(settings.database_url)
-    app.extensions["lookout.engine"] = engine
-    app.extensions["lookout.history"] = HistoryService(engine)
+    history_service = HistoryService(engine, clock)
+    app.extensions.update({
+        "lookout.engine": engine,
+        "lookout.history": history_service,
+        "lookout.fleet": FleetService(engine, clock),
+        "lookout.health": HealthCheck(engine, clock),
+        "lookout.audit": AuditService(engine, settings.audit_retention, clock),
+        "lookout.inspector": Inspector.for_settings(settings),
+        "lookout.queues": QueueSampler(settings, engine),
+        "lookout.control": ControlService(engine, CeleryBroadcaster.for_settings(settings),
+                                          history_service),
+    })
+
     register_error_handlers(app)
-    auth.init_app(app)  # first: its guard must run before any other before_request
-    audit.init_app(app)
-    control_api.init_app(app)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(api.health_bp)
-    app.register_blueprint(pages.bp)
-    app.register_blueprint(fleet.bp)
-    app.register_blueprint(retries.bp)
-    app.register_blueprint(schedules.bp)
+    guard.init_app(app)  # first: its before_request must run before any other
+    app.context_processor(layout_context)
+    for blueprint in (history_views.bp, fleet_views.bp, schedules_views.bp,
+                      control_views.bp, control_views.pages_bp, auth_views.bp,
+                      accounts_views.bp, audit_views.bp, health_views.bp):
+        app.register_blueprint(blueprint)
     socketio.init_app(app, message_queue=settings.message_queue or None,
                       async_mode="threading", cors_allowed_origins=[])
     return app

@@ -3,6 +3,6 @@
 Registered under Celery's `celery.commands` entry point; Celery puts its CLI context
 (with the loaded app) on the root click context, which `cli.build_settings` reads.
 """
-from dashboard.cli import lookout
+from lookout.dashboard.cli import lookout
 
 __all__ = ["lookout"]

@@ -1,6 +1,6 @@
 """The `lookout` command: collect, web, run, db upgrade.
 
-Every option also reads a LOOKOUT_* variable (see collectors.config.Settings); a flag given
+Every option also reads a LOOKOUT_* variable (see lookout.core.config.Settings); a flag given
 on the command line wins. The same group is mounted as `celery lookout` (celery_command.py),
 where `-A proj` supplies the broker URL and the app.
 """
@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import click
 
-from collectors.config import Settings, redact_url
+from lookout.core.config import Settings, redact_url
 
 log = logging.getLogger("lookout")
 
@@ -55,7 +55,7 @@ def web_options(func: Callable) -> Callable:
 
 
 def build_settings(ctx: click.Context, **values: Any) -> Settings:
-    """Merge CLI values over LOOKOUT_* env; -A from `celery -A` fills the broker URL."""
+    """Merge CLI values over LOOKOUT_* env, then bind the Celery app of -A (either kind)."""
     verbose = values.pop("verbose", False)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -64,14 +64,33 @@ def build_settings(ctx: click.Context, **values: Any) -> Settings:
     no_auth = values.pop("no_auth", None)
     if no_auth:
         values["auth"] = False
-    parent = ctx.find_root().obj
-    celery_app = getattr(parent, "app", None) if parent is not None else None
     settings = Settings.load(**values)
-    if celery_app is not None:
-        settings.extra["celery_app"] = celery_app
-        if values.get("broker_url") is None and not os.environ.get("LOOKOUT_BROKER_URL"):
-            settings.broker_url = celery_app.conf.broker_url or settings.broker_url
+    broker_explicit = bool(values.get("broker_url") or os.environ.get("LOOKOUT_BROKER_URL"))
+    bind_celery_app(settings, celery_cli_app(ctx), broker_explicit)
     return settings
+
+
+def celery_cli_app(ctx: click.Context) -> Any:
+    """The app of `celery -A proj lookout ...`, which Celery puts on the root context."""
+    parent = ctx.find_root().obj
+    return getattr(parent, "app", None) if parent is not None else None
+
+
+def bind_celery_app(settings: Settings, celery_app: Any, broker_explicit: bool) -> None:
+    """Load the app named by -A / LOOKOUT_CELERY_APP (if `celery` did not) and bind it."""
+    if celery_app is None and settings.celery_app:
+        from lookout.core.celery_client import load_celery_app
+
+        try:
+            celery_app = load_celery_app(settings.celery_app)
+        except Exception as exc:  # noqa: BLE001 - the user's module: any import error
+            raise ValueError(f"cannot load Celery app {settings.celery_app!r}: "
+                             f"{type(exc).__name__}: {exc}") from None
+    if celery_app is None:
+        return
+    settings.use_celery_app(celery_app, broker_explicit)
+    log.info("Celery app %r: broker %s%s", celery_app.main, redact_url(settings.broker_url),
+             " (--broker / LOOKOUT_BROKER_URL wins over the app's)" if broker_explicit else "")
 
 
 def handle_errors(func: Callable) -> Callable:
@@ -95,8 +114,8 @@ def lookout() -> None:
 @click.pass_context
 @handle_errors
 def collect(ctx: click.Context, **values: Any) -> None:
-    from collectors.service import run_collector
-    from collectors.store.db import upgrade
+    from lookout.collectors.service import run_collector
+    from lookout.core.store.db import upgrade
 
     settings = build_settings(ctx, **values)
     upgrade(settings.database_url)
@@ -111,8 +130,8 @@ def collect(ctx: click.Context, **values: Any) -> None:
 @click.pass_context
 @handle_errors
 def web(ctx: click.Context, **values: Any) -> None:
-    from collectors.store.db import upgrade
-    from dashboard.server import serve
+    from lookout.core.store.db import upgrade
+    from lookout.dashboard.server import serve
 
     settings = build_settings(ctx, **values)
     upgrade(settings.database_url)
@@ -125,8 +144,8 @@ def web(ctx: click.Context, **values: Any) -> None:
 @click.pass_context
 @handle_errors
 def run(ctx: click.Context, **values: Any) -> None:
-    from collectors.store.db import upgrade
-    from dashboard.server import serve
+    from lookout.core.store.db import upgrade
+    from lookout.dashboard.server import serve
 
     settings = build_settings(ctx, **values)
     upgrade(settings.database_url)
@@ -142,7 +161,7 @@ def db() -> None:
 @click.option("--database", "database_url", help="SQLAlchemy URL of the store.")
 @handle_errors
 def db_upgrade(database_url: str | None) -> None:
-    from collectors.store.db import upgrade
+    from lookout.core.store.db import upgrade
 
     settings = Settings.load(database_url=database_url)
     upgrade(settings.database_url)
@@ -182,8 +201,8 @@ def users_token(name: str, role: str, database_url: str | None) -> None:
 
 @contextlib.contextmanager
 def _accounts(database_url: str | None):
-    from collectors.store.db import make_engine, upgrade
-    from dashboard.accounts import AccountStore
+    from lookout.core.store.db import make_engine, upgrade
+    from lookout.dashboard.auth.accounts import AccountStore
 
     settings = Settings.load(database_url=database_url)
     upgrade(settings.database_url)

@@ -13,7 +13,7 @@ import logging
 import signal
 from contextlib import ExitStack
 
-from collectors.config import Settings, redact_url
+from lookout.core.config import Settings, redact_url
 
 log = logging.getLogger("lookout.server")
 
@@ -36,8 +36,8 @@ def is_loopback(host: str) -> bool:
 
 def serve(settings: Settings, with_collector: bool) -> int:
     """Run until SIGINT/SIGTERM; returns the process exit status."""
-    from dashboard import create_app
-    from dashboard.live import socketio
+    from lookout.dashboard import create_app
+    from lookout.dashboard.live.namespace import socketio
 
     if not is_loopback(settings.host):
         log.error("the built-in server only listens on loopback addresses; to serve on %s "
@@ -74,8 +74,8 @@ def serve(settings: Settings, with_collector: bool) -> int:
 
 def start_collector(settings: Settings, app, socketio, cleanup: ExitStack) -> None:
     """Collector in this process, pushing live updates through the app's own socketio."""
-    from collectors.service import Collector
-    from dashboard.push import LivePublisher
+    from lookout.collectors.push import LivePublisher
+    from lookout.collectors.service import Collector
 
     publisher = LivePublisher(socketio)
     collector = Collector(settings, engine=app.extensions["lookout.engine"])

@@ -1,8 +1,12 @@
-"""Shared fixtures: real Redis/RabbitMQ/PostgreSQL, isolated per test session.
+"""Shared fixtures: real Redis/RabbitMQ/PostgreSQL isolated per test session, and apps.
 
 Each session gets its own Redis database number (events are published per database, so
 sessions running side by side never see each other's events), its own RabbitMQ vhost and
-its own PostgreSQL database. Tests that leave a thread running fail.
+its own PostgreSQL database. Tests that leave a thread running fail. `make_app` is the one
+way tests build a web app: from explicit settings only, never the developer's LOOKOUT_*
+environment. Layout: unit/<package>/ (in-process, real databases), integration/ (real
+brokers, workers and Lookout processes), browser/ (real chromium); helpers/ holds code
+tests import, and fixtures live in conftest.py files.
 """
 from __future__ import annotations
 
@@ -17,8 +21,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from collectors.store import db as store_db
-from collectors.store.models import Base
+from lookout.core.store import db as store_db
+from lookout.core.store.models import Base
 
 REDIS = "redis://127.0.0.1:6379"
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -104,6 +108,26 @@ def sqlite_url(tmp_path) -> str:
     url = f"sqlite:///{tmp_path / 'lookout.db'}"
     store_db.upgrade(url)
     return url
+
+
+@pytest.fixture
+def make_app():
+    """Build web apps from explicit settings (LOOKOUT_* env ignored); engines disposed after.
+
+    `make_app(database_url, clock=..., **settings)`: see helpers/apps.py.
+    """
+    from helpers.apps import build_app
+
+    apps = []
+
+    def make(database_url: str, **settings):
+        app = build_app(database_url, **settings)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["lookout.engine"].dispose()
 
 
 @pytest.fixture

@@ -1,0 +1,139 @@
+"""Lookout settings: one dataclass, filled from defaults, then LOOKOUT_* env, then CLI flags.
+
+Both the collector and the web process read the same settings so one environment file
+configures a whole deployment. Nothing here touches the network or the disk.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Turn '90s', '15m', '7d' or a number of seconds into seconds; ValueError otherwise."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 15m, 12h, 7d)")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def redact_url(url: str) -> str:
+    """Hide the password in a broker or database URL before it is shown or logged."""
+    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+@dataclass
+class Settings:
+    """Everything configurable; field names map to LOOKOUT_<UPPER_NAME> variables."""
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "sqlite:///lookout.db"
+    # Retention of raw task rows and timelines: by age and/or by row count (0 = no cap).
+    retention: float = 7 * 86400.0
+    max_tasks: int = 1_000_000
+    # Per-minute rollups are tiny; keep them much longer so charts over weeks stay cheap.
+    rollup_retention: float = 90 * 86400.0
+    # The audit trail outlives task history: who did what stays answerable for a year.
+    audit_retention: float = 365 * 86400.0
+    # Longest text kept for args/kwargs/result/exception/traceback; longer gets a marker.
+    max_field_size: int = 16_384
+    # RabbitMQ only: a named queue that outlives the collector for this long.
+    event_queue_name: str = "lookout.events"
+    event_queue_expires: float = 3600.0
+    event_queue_max_length: int = 2_000_000
+    enable_events_interval: float = 30.0
+    reconnect_max_backoff: float = 30.0
+    flush_interval: float = 0.25
+    batch_size: int = 5000
+    queue_sample_interval: float = 10.0
+    # Web side.
+    host: str = "127.0.0.1"
+    port: int = 5555
+    message_queue: str = ""  # redis:// URL linking collector and web processes
+    secret_key: str = ""
+    auth: bool = True
+    read_only: bool = False
+    # Browser libraries: empty means the builds bundled in the package (works offline).
+    chartjs_url: str = ""
+    socketio_url: str = ""
+    collector_name: str = "default"
+    celery_app: str = ""  # -A proj: broker, connection settings, beat schedule
+    # Set from the Celery app by `use_celery_app`, never from the environment.
+    broker_conf: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _DURATIONS = ("retention", "rollup_retention", "audit_retention", "event_queue_expires",
+                  "enable_events_interval", "reconnect_max_backoff", "flush_interval",
+                  "queue_sample_interval")
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then LOOKOUT_* variables, then explicit overrides (None means unset)."""
+        environ = os.environ if environ is None else environ
+        settings = cls()
+        for f in fields(cls):
+            if f.name in ("extra", "broker_conf"):
+                continue
+            raw = environ.get(f"LOOKOUT_{f.name.upper()}")
+            if raw is not None and raw != "":
+                settings._set(f.name, raw, source=f"LOOKOUT_{f.name.upper()}")
+        for name, value in overrides.items():
+            if value is not None:
+                settings._set(name, value, source=f"--{name.replace('_', '-')}")
+        return settings
+
+    def _set(self, name: str, value: Any, source: str) -> None:
+        """Coerce one value to the field's type, naming the source on error."""
+        current = getattr(self, name)
+        try:
+            if name in self._DURATIONS:
+                value = parse_duration(value)
+            elif isinstance(current, bool):
+                value = value if isinstance(value, bool) else _parse_bool(str(value))
+            elif isinstance(current, int):
+                value = int(value)
+            elif isinstance(current, float):
+                value = float(value)
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+        setattr(self, name, value)
+
+    def use_celery_app(self, celery_app: Any, broker_explicit: bool) -> None:
+        """Take the broker and how to reach it from the user's app (`-A proj`).
+
+        Its broker URL wins over the default but not over an explicit --broker or
+        LOOKOUT_BROKER_URL; its transport options, SSL and login settings always apply,
+        since they describe how to reach the broker the app uses.
+        """
+        from lookout.core.celery_client import app_broker_conf
+
+        self.extra["celery_app"] = celery_app
+        self.broker_conf = app_broker_conf(celery_app)
+        app_broker = celery_app.conf.broker_url
+        if not broker_explicit and app_broker:
+            self.broker_url = app_broker
+
+    @property
+    def timezone(self) -> str | None:
+        """The Celery app's timezone (beat schedules are read in it), if an app is bound."""
+        return self.broker_conf.get("timezone")
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")

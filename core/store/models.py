@@ -1,0 +1,165 @@
+"""The history schema: tasks, their event timelines, workers, rollups and collector health.
+
+Timestamps are epoch seconds (float) throughout: they come that way from Celery events,
+sort and compare cheaply on SQLite and PostgreSQL alike, and need no timezone handling.
+Alembic migrations in ``collectors/migrations`` are the source of truth for the database;
+these models must match them (a test compares the two).
+"""
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Task(Base):
+    """One row per task id: the merged result of every event seen for it."""
+
+    __tablename__ = "tasks"
+
+    uuid: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    # (final, state_ts, rank) orders states; see collectors.merge.
+    state_ts: Mapped[float] = mapped_column(Float)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    queue: Mapped[str | None] = mapped_column(String(255))
+    exchange: Mapped[str | None] = mapped_column(String(255))
+    routing_key: Mapped[str | None] = mapped_column(String(255))
+    args: Mapped[str | None] = mapped_column(Text)
+    kwargs: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[str | None] = mapped_column(Text)
+    exception: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    eta: Mapped[str | None] = mapped_column(String(64))
+    expires: Mapped[str | None] = mapped_column(String(64))
+    root_id: Mapped[str | None] = mapped_column(String(255))
+    parent_id: Mapped[str | None] = mapped_column(String(255))
+    # First time the task is known to exist (sent, else received, else first event):
+    # never null, so it is the default sort and pagination key.
+    timestamp: Mapped[float] = mapped_column(Float)
+    sent_at: Mapped[float | None] = mapped_column(Float)
+    received_at: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float)
+    succeeded_at: Mapped[float | None] = mapped_column(Float)
+    failed_at: Mapped[float | None] = mapped_column(Float)
+    retried_at: Mapped[float | None] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+    rejected_at: Mapped[float | None] = mapped_column(Float)
+    runtime: Mapped[float | None] = mapped_column(Float)
+    queue_wait: Mapped[float | None] = mapped_column(Float)
+    # Collector receive time of the last change: drives retention and live "changed since".
+    updated_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_tasks_timestamp", "timestamp", "uuid"),
+        Index("ix_tasks_state_timestamp", "state", "timestamp"),
+        Index("ix_tasks_name_timestamp", "name", "timestamp"),
+        Index("ix_tasks_worker_timestamp", "worker", "timestamp"),
+        Index("ix_tasks_queue_timestamp", "queue", "timestamp"),
+        Index("ix_tasks_root_id", "root_id"),
+        Index("ix_tasks_parent_id", "parent_id"),
+        Index("ix_tasks_received_at", "received_at"),
+        Index("ix_tasks_started_at", "started_at"),
+        Index("ix_tasks_runtime", "runtime"),
+        Index("ix_tasks_updated_at", "updated_at"),
+    )
+
+
+class TaskEvent(Base):
+    """One row per distinct event of a task: its timeline. Duplicates are refused by key."""
+
+    __tablename__ = "task_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_uuid: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(32))
+    hostname: Mapped[str] = mapped_column(String(255))
+    timestamp: Mapped[float] = mapped_column(Float)
+    local_received: Mapped[float] = mapped_column(Float)
+    clock: Mapped[int] = mapped_column(Integer, default=0)
+    # JSON object of the event's own fields (exception, runtime, retries, signum, ...).
+    info: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("task_uuid", "type", "timestamp", "hostname",
+                         name="uq_task_events_identity"),
+        Index("ix_task_events_local_received", "local_received"),
+    )
+
+
+class Worker(Base):
+    """Latest known state of each worker; liveness is judged from receive time."""
+
+    __tablename__ = "workers"
+
+    hostname: Mapped[str] = mapped_column(String(255), primary_key=True)
+    online: Mapped[bool] = mapped_column(Boolean, default=True)
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_heartbeat: Mapped[float] = mapped_column(Float)  # collector receive time
+    last_event_ts: Mapped[float | None] = mapped_column(Float)  # worker's own clock
+    freq: Mapped[float] = mapped_column(Float, default=2.0)
+    active: Mapped[int | None] = mapped_column(Integer)
+    processed: Mapped[int | None] = mapped_column(Integer)
+    loadavg: Mapped[str | None] = mapped_column(String(64))  # JSON list
+    pid: Mapped[int | None] = mapped_column(Integer)
+    sw_ident: Mapped[str | None] = mapped_column(String(64))
+    sw_ver: Mapped[str | None] = mapped_column(String(64))
+    sw_sys: Mapped[str | None] = mapped_column(String(64))
+    utcoffset: Mapped[float | None] = mapped_column(Float)
+
+
+class TaskRollup(Base):
+    """Per task name and minute: counts by outcome and a runtime histogram."""
+
+    __tablename__ = "task_rollups"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)  # epoch minute start
+    received: Mapped[int] = mapped_column(Integer, default=0)
+    started: Mapped[int] = mapped_column(Integer, default=0)
+    succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    retried: Mapped[int] = mapped_column(Integer, default=0)
+    revoked: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    runtime_count: Mapped[int] = mapped_column(Integer, default=0)
+    runtime_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    runtime_hist: Mapped[str | None] = mapped_column(Text)  # JSON {bucket_index: count}
+
+    __table_args__ = (Index("ix_task_rollups_bucket", "bucket"),)
+
+
+class QueueSample(Base):
+    """Broker queue depth over time, sampled by the collector."""
+
+    __tablename__ = "queue_samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String(255))
+    timestamp: Mapped[float] = mapped_column(Float)
+    messages: Mapped[int] = mapped_column(Integer)
+    consumers: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_queue_samples_queue_ts", "queue", "timestamp"),)
+
+
+class CollectorStatus(Base):
+    """Written by each collector every second; read by /healthz in any web process."""
+
+    __tablename__ = "collector_status"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    broker: Mapped[str] = mapped_column(String(255))  # password redacted
+    connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    connected_since: Mapped[float | None] = mapped_column(Float)
+    disconnected_since: Mapped[float | None] = mapped_column(Float)
+    last_event_at: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    # JSON: counters (received, stored, rejected by reason, dropped), rates, write lag.
+    stats: Mapped[str | None] = mapped_column(Text)

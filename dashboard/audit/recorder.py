@@ -1,0 +1,98 @@
+"""The one way a request becomes an audit record: views say what, the hook writes it.
+
+Recording happens in an after_request hook on the audited blueprints, so a request that
+the guard refused (401/403), that failed validation (400/404) or met a dead broker (503)
+leaves its record exactly like a successful one. Views only `note()` what they learnt
+(targets, parameters, replies, a better outcome); a view that needs its record's id
+before answering (a bulk revoke reporting progress on it) calls `write_now()`, which is
+the same writer run early.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, g, request
+
+from lookout.dashboard.audit.service import SECRET_KEYS, AuditService
+
+TARGET_ARGS = ("task_id", "hostname", "token_id")  # URL parts naming what is acted on
+
+
+def audit_service() -> AuditService:
+    return current_app.extensions["lookout.audit"]
+
+
+def audited(action):
+    """Name a view's action (a string, or a function of the view arguments) for the trail,
+    so a request refused before the view runs is recorded under the same name."""
+    def decorate(view):
+        view.audit_action = action
+        return view
+    return decorate
+
+
+def note(**info: Any) -> None:
+    """What this request is about: action, targets, parameters, replies, outcome,
+    message, actor. Called as soon as it is known, so a later 400/404/503 still names it."""
+    g.audit = {**(g.get("audit") or {}), **info}
+
+
+def skip() -> None:
+    """This request changed nothing (a dry run): leave no record, as for a GET."""
+    g.audit_skip = True
+
+
+def outcome_of(status: int) -> str:
+    if status < 400:
+        return "ok"
+    if status in (401, 403):
+        return "refused"
+    if status < 500:
+        return "invalid"
+    return "error"
+
+
+def record_request(response):
+    """after_request for audited blueprints: one record per request, whatever happened."""
+    if g.get("audit_done") or g.get("audit_skip") or request.method == "GET":
+        return response
+    message = None
+    if response.status_code >= 400 and response.is_json:
+        message = ((response.get_json(silent=True) or {}).get("error") or {}).get("message")
+    write_now(response.status_code, message)
+    return response
+
+
+def write_now(status: int, message: str | None = None, **overrides: Any) -> int:
+    """Write this request's record now (once); returns its id."""
+    info = {**(g.get("audit") or {}), **overrides}
+    identity = g.get("identity")
+    record_id = audit_service().record(
+        actor=info.get("actor") or (identity.name if identity else "anonymous"),
+        role=identity.role if identity else None,
+        remote_addr=request.remote_addr,
+        action=info.get("action") or _action(),
+        outcome=info.get("outcome") or outcome_of(status),
+        status=status,
+        targets=info.get("targets") or [str(v) for k, v in (request.view_args or {}).items()
+                                        if k in TARGET_ARGS],
+        parameters=info.get("parameters", _request_parameters()),
+        replies=info.get("replies"),
+        message=info.get("message") or message)
+    g.audit_done = True
+    return record_id
+
+
+def _action() -> str:
+    view = current_app.view_functions.get(request.endpoint)
+    action = getattr(view, "audit_action", None) or (request.endpoint or "?").rsplit(".", 1)[-1]
+    return action(request.view_args or {}) if callable(action) else action
+
+
+def _request_parameters() -> dict | None:
+    """What the client asked for, for requests refused before a view parsed them."""
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict):
+        return None
+    return {k: ("***" if any(s in k.lower() for s in SECRET_KEYS) else v)
+            for k, v in body.items()}

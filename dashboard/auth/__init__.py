@@ -1,0 +1,1 @@
+"""Authentication: the request guard, login and logout, users and API tokens."""

@@ -1,0 +1,73 @@
+"""Log in and out (the `auth` blueprint); both are audited like control actions."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from lookout.dashboard.audit.recorder import audited, note, record_request
+from lookout.dashboard.auth.guard import accounts
+from lookout.dashboard.auth.throttle import LoginThrottle
+
+bp = Blueprint("auth", __name__)
+bp.after_request(record_request)
+
+
+@bp.record_once
+def _setup(state) -> None:
+    state.app.extensions["lookout.login_throttle"] = LoginThrottle()
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: `next` must never send a fresh login to another site."""
+    parts = urlsplit(target or "")
+    if target and target.startswith("/") and not target.startswith("//") \
+            and not parts.scheme and not parts.netloc and "\\" not in target:
+        return target
+    return "/"
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@audited("login")
+def login():
+    next_url = _safe_next(request.values.get("next"))
+    if request.method == "GET":
+        return render_template("auth/login.html", next=next_url, error=None)
+    throttle: LoginThrottle = current_app.extensions["lookout.login_throttle"]
+    username = request.form.get("username", "")[:150]
+    note(actor=username or "?", targets=[], parameters={})
+    if throttle.blocked(request.remote_addr or "?"):
+        return _login_failed("too many failed logins; wait a few minutes", 429)
+    result = accounts().authenticate(username, request.form.get("password", ""))
+    if result is None:
+        throttle.failed(request.remote_addr or "?")
+        return _login_failed("wrong username or password", 401)
+    ident, epoch = result
+    session.clear()  # a fresh session (and CSRF token) for the new identity
+    session.permanent = True
+    session.update(uid=ident.user_id, epoch=epoch)
+    g.identity = ident
+    note(actor=ident.name)
+    return redirect(next_url)
+
+
+def _login_failed(message: str, status: int):
+    note(outcome="refused", message=message)
+    return render_template("auth/login.html", next=_safe_next(request.form.get("next")),
+                           error=message), status
+
+
+@bp.post("/logout")
+@audited("logout")
+def logout():
+    session.clear()
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,1 @@
+"""Remote control of workers and tasks: revoke, limits, pool and consumer commands."""

@@ -1,0 +1,169 @@
+"""Control endpoints under /api/v1: parse, check role and read-only mode, call the service.
+
+Each view notes what it did for the audit trail (audit/recorder.py); the audit hook writes
+the record after the response is made, so refused and failed requests are recorded too. A bulk revoke that
+acts (not a dry run) runs in a background thread and reports progress on its own audit
+record, which the page polls at /api/v1/audit/<id>.
+"""
+from __future__ import annotations
+
+import threading
+
+from flask import Blueprint, current_app, jsonify, render_template
+from werkzeug.datastructures import MultiDict
+
+from lookout.dashboard.audit.recorder import (
+    audit_service,
+    audited,
+    note,
+    record_request,
+    skip,
+    write_now,
+)
+from lookout.dashboard.control.args import parse_signal
+from lookout.dashboard.control.bulk import BulkRevoke
+from lookout.dashboard.control.service import ControlService
+from lookout.dashboard.history.query import TASK_LIST_PARAMS, parse_task_query
+from lookout.dashboard.web.errors import ApiError, bad_parameter
+from lookout.dashboard.web.params import json_body
+from lookout.dashboard.web.roles import require_role
+
+bp = Blueprint("control", __name__, url_prefix="/api/v1")
+bp.after_request(record_request)
+pages_bp = Blueprint("control_pages", __name__)
+BULK_FILTERS = TASK_LIST_PARAMS - {"sort", "limit", "cursor"}
+
+
+def control() -> ControlService:
+    return current_app.extensions["lookout.control"]
+
+
+@bp.before_request
+def operators_only():
+    """Role first, then read-only mode: both refuse before anything is parsed or sent."""
+    require_role("operator", control=True)
+
+
+def _body() -> dict:
+    return json_body(optional=True)
+
+
+def _done(action: str, result: dict):
+    note(action=action, targets=result["targets"], parameters=result["parameters"],
+         replies=result["replies"])
+    return jsonify(result)
+
+
+def _started(action: str, targets: list[str], parameters: dict) -> None:
+    """Say what is being attempted, so a 400/404/503 record still names it."""
+    note(action=action, targets=targets, parameters=parameters)
+
+
+@bp.post("/tasks/<task_id>/revoke")
+@audited("task.revoke")
+def task_revoke(task_id: str):
+    body = _body()
+    params = {"terminate": bool(body.get("terminate")), "signal": body.get("signal")}
+    _started("task.revoke", [task_id], params)
+    return _done("task.revoke", control().revoke(task_id, **params))
+
+
+@bp.post("/tasks/revoke")
+@audited("tasks.revoke")
+def tasks_revoke():
+    body = _body()
+    filters = body.get("filters") or {}
+    if not isinstance(filters, dict) or set(filters) - BULK_FILTERS:
+        raise bad_parameter("filters", f"an object with keys among: {', '.join(sorted(BULK_FILTERS))}")
+    dry_run = body.get("dry_run", True) is not False  # acting must be asked for explicitly
+    terminate = bool(body.get("terminate"))
+    signal = body.get("signal")
+    params = {"filters": filters, "dry_run": dry_run, "terminate": terminate, "signal": signal}
+    _started("tasks.revoke", [], params)
+    if terminate:
+        params["signal"] = signal = parse_signal(signal)
+    query = parse_task_query(MultiDict([(k, v) for k, values in filters.items()
+                                        for v in (values if isinstance(values, list)
+                                                  else [values])]))
+    matches = control().bulk_matches(query.filters)
+    if dry_run:
+        skip()  # changes nothing, like a GET
+        return jsonify(dry_run=True, **{k: v for k, v in matches.items() if k != "ids"})
+    if matches["over_cap"]:
+        raise bad_parameter("filters", f"{matches['count']} tasks match; at most "
+                            f"{matches['cap']} per bulk revoke: narrow the filters")
+    ids = matches["ids"]
+    expected = body.get("expected_count")
+    if expected is not None and expected != len(ids):
+        # The matching set changed since the dry run the user confirmed: make them look again.
+        raise ApiError(409, f"{len(ids)} tasks match now, not the {expected} of the dry run; "
+                       "run the dry run again")
+    params["count"] = len(ids)
+    if not ids:
+        note(action="tasks.revoke", targets=[], parameters=params)
+        return jsonify(dry_run=False, count=0, replies=[])
+    return _run_bulk(ids, terminate, signal, params, wait=bool(body.get("wait")))
+
+
+def _run_bulk(ids, terminate, signal, params, wait: bool):
+    audit = audit_service()
+    params["progress"] = {"done": 0, "total": len(ids)}
+    record_id = write_now(202, outcome="running", action="tasks.revoke", targets=ids,
+                         parameters=params, replies=[])
+    job = BulkRevoke(control(), audit, record_id, ids, terminate, signal, params)
+    if wait:
+        job.run()
+        return jsonify(audit.get(record_id))
+    threading.Thread(target=job.run, name=f"lookout-bulk-revoke-{record_id}",
+                     daemon=True).start()
+    return jsonify(dry_run=False, count=len(ids), audit_id=record_id,
+                   status_url=f"/api/v1/audit/{record_id}"), 202
+
+
+@bp.post("/rate-limits")
+@audited("rate_limit")
+def rate_limit():
+    body = _body()
+    _started("rate_limit", [str(body.get("task_name"))], body)
+    return _done("rate_limit", control().rate_limit(
+        body.get("task_name"), body.get("rate_limit"), body.get("destination")))
+
+
+@bp.post("/time-limits")
+@audited("time_limit")
+def time_limit():
+    body = _body()
+    _started("time_limit", [str(body.get("task_name"))], body)
+    return _done("time_limit", control().time_limit(
+        body.get("task_name"), body.get("soft"), body.get("hard"), body.get("destination")))
+
+
+WORKER_ROUTES = {
+    "pool/grow": "pool_grow",
+    "pool/shrink": "pool_shrink",
+    "pool/autoscale": "autoscale",
+    "pool/restart": "pool_restart",
+    "consumers/add": "add_consumer",
+    "consumers/cancel": "cancel_consumer",
+    "shutdown": "shutdown",
+}
+
+
+@bp.post("/workers/<hostname>/<path:command>")
+@audited(lambda args: "worker." + WORKER_ROUTES.get(args.get("command"), "unknown"))
+def worker_command(hostname: str, command: str):
+    if command not in WORKER_ROUTES:
+        raise ApiError(404, f"unknown worker command {command[:40]!r} "
+                       f"(one of: {', '.join(WORKER_ROUTES)})")
+    name = WORKER_ROUTES[command]
+    body = _body()
+    _started(f"worker.{name}", [hostname], body)
+    return _done(f"worker.{name}", control().worker_command(hostname, name, body))
+
+
+@pages_bp.get("/controls")
+def controls_page():
+    """Bulk revoke and per-task-name limits; per-task and per-worker controls live on
+    the task and worker pages (templates/control/_task_controls.html, _worker_controls.html)."""
+    require_role("operator")
+    return render_template("control/controls.html", page="controls")

@@ -1,0 +1,1 @@
+"""The fleet: workers (liveness, inspect) and queues (depth now and over time)."""

@@ -1,0 +1,126 @@
+"""Workers and queues as the store knows them: worker rows with liveness, queue depth history.
+
+Liveness is judged from the collector's receive time and the worker's heartbeat `freq`,
+never the worker's own clock (clock skew between hosts is normal). Queue depth over time
+comes from the collector's samples; depth *now* and inspect replies come from the broker
+(views.py asks the inspector and the sampler for those).
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from sqlalchemy import Engine, func, select
+
+from lookout.core.store.models import QueueSample, Task, Worker
+from lookout.dashboard.history.service import list_item
+from lookout.dashboard.history.task_sql import list_columns
+from lookout.dashboard.web.cost_cache import CostCache
+from lookout.dashboard.web.errors import ApiError
+
+tasks = Task.__table__
+workers = Worker.__table__
+samples = QueueSample.__table__
+
+# Grace added to 2 x freq before a heartbeat counts as missed: event delivery jitter.
+HEARTBEAT_GRACE = 2.0
+# Most points a depth chart gets; samples are kept per bucket beyond that.
+MAX_POINTS = 300
+
+
+class FleetService:
+    """Worker and queue queries for the API and pages; safe to share between threads."""
+
+    def __init__(self, engine: Engine, clock=time.time):
+        self.engine = engine
+        self.clock = clock
+        self.counts = CostCache()
+
+    # -- workers -------------------------------------------------------------------
+    def list_workers(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(workers).order_by(workers.c.hostname)).mappings().all()
+        now = self.clock()
+        return [_worker(row, now) for row in rows]
+
+    def get_worker(self, hostname: str, recent: int = 20) -> dict:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(workers).where(workers.c.hostname == hostname)
+                               ).mappings().first()
+            if row is None:
+                raise ApiError(404, f"no worker named {hostname[:100]!r}")
+            recent_rows = conn.execute(
+                select(*list_columns()).where(tasks.c.worker == hostname)
+                .order_by(tasks.c.timestamp.desc(), tasks.c.uuid.desc()).limit(recent)
+            ).mappings().all()
+            by_state = select(tasks.c.state, func.count()).where(
+                tasks.c.worker == hostname).group_by(tasks.c.state)
+            counts = self.counts.get_or_compute(("worker task counts", hostname),
+                                                lambda: dict(conn.execute(by_state).all()))
+        worker = _worker(row, self.clock())
+        worker["recent_tasks"] = [list_item(r) for r in recent_rows]
+        worker["task_counts"] = dict(counts)
+        return worker
+
+    def known_worker(self, hostname: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.scalar(select(workers.c.hostname)
+                               .where(workers.c.hostname == hostname)) is not None
+
+    # -- queues --------------------------------------------------------------------
+    def queue_history(self, name: str, window: float,
+                      sample_interval: float) -> tuple[dict, bool]:
+        """Sampled depth over a window, bucketed to at most MAX_POINTS points (max per
+        bucket), and whether the queue was ever sampled at all."""
+        now = self.clock()
+        since = now - window
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(samples.c.timestamp, samples.c.messages, samples.c.consumers)
+                .where(samples.c.queue == name, samples.c.timestamp >= since)
+                .order_by(samples.c.timestamp)).all()
+            ever = bool(rows) or conn.scalar(select(samples.c.id).where(
+                samples.c.queue == name).limit(1)) is not None
+        step = max(float(sample_interval), window / MAX_POINTS)
+        return {"queue": name, "window": window, "since": since, "until": now, "step": step,
+                "points": _bucket(rows, step)}, ever
+
+
+def _bucket(rows, step: float) -> list[dict]:
+    """Keep the deepest sample of each bucket: a backlog spike must not be averaged away."""
+    points: list[dict] = []
+    for ts, messages, consumers in rows:
+        start = ts - ts % step
+        if points and points[-1]["t"] == start:
+            last = points[-1]
+            last["messages"] = max(last["messages"], messages)
+            if consumers is not None:
+                last["consumers"] = consumers
+        else:
+            points.append({"t": start, "messages": messages, "consumers": consumers})
+    return points
+
+
+def _worker(row, now: float) -> dict:
+    """Liveness from collector receive time, so worker clock skew cannot fake it."""
+    worker = dict(row)
+    age = max(0.0, now - row["last_heartbeat"])
+    freq = row["freq"] or 2.0
+    if not row["online"]:
+        status = "offline"
+    elif age <= 2 * freq + HEARTBEAT_GRACE:
+        status = "online"
+    else:
+        status = "heartbeat-missed"
+    worker["status"] = status
+    worker["heartbeat_age"] = round(age, 3)
+    worker["loadavg"] = _loadavg(row["loadavg"])
+    return worker
+
+
+def _loadavg(text: str | None) -> list | None:
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, list) else None

@@ -1,0 +1,112 @@
+"""Workers and Queues: pages, the workers API, live queue depth, depth history, inspect.
+
+Worker lists and liveness come from the store (fed by events); what only the broker knows
+comes from it on request: queue depth now and what a worker answers to `inspect`.
+Broker trouble becomes a 503.
+"""
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, current_app, jsonify, render_template, request
+
+from lookout.collectors.queues import QueueSampler
+from lookout.core.config import redact_url
+from lookout.core.inspector import BrokerUnavailable, Inspector
+from lookout.dashboard.fleet.service import FleetService
+from lookout.dashboard.web.errors import ApiError
+from lookout.dashboard.web.params import parse_window, reject_unknown
+
+bp = Blueprint("fleet", __name__)
+MAX_NAME = 255
+
+
+def _fleet() -> FleetService:
+    return current_app.extensions["lookout.fleet"]
+
+
+def _inspector() -> Inspector:
+    return current_app.extensions["lookout.inspector"]
+
+
+def _sampler() -> QueueSampler:
+    return current_app.extensions["lookout.queues"]
+
+
+def _broker_down(exc: Exception) -> ApiError:
+    url = redact_url(current_app.config["LOOKOUT"].broker_url)
+    return ApiError(503, f"broker {url} unavailable: {exc}")
+
+
+@bp.get("/workers")
+def workers_page():
+    return render_template("fleet/workers.html", page="workers")
+
+
+@bp.get("/workers/<hostname>")
+def worker_page(hostname: str):
+    return render_template("fleet/worker.html", page="worker", hostname=hostname[:MAX_NAME])
+
+
+@bp.get("/queues")
+def queues_page():
+    settings = current_app.config["LOOKOUT"]
+    return render_template("fleet/queues.html", page="queues",
+                           sample_interval=settings.queue_sample_interval)
+
+
+@bp.get("/api/v1/workers")
+def list_workers():
+    reject_unknown(request.args, frozenset())
+    return jsonify(items=_fleet().list_workers())
+
+
+@bp.get("/api/v1/workers/<hostname>")
+def get_worker(hostname: str):
+    reject_unknown(request.args, frozenset())
+    return jsonify(_fleet().get_worker(hostname))
+
+
+@bp.get("/api/v1/workers/<hostname>/inspect")
+def inspect_worker(hostname: str):
+    """What the worker says about itself; 404 if neither it nor the history knows it."""
+    reject_unknown(request.args, frozenset())
+    try:
+        report = _inspector().worker(hostname[:MAX_NAME])
+    except BrokerUnavailable as exc:
+        raise _broker_down(exc) from None
+    if not report["responded"] and not _fleet().known_worker(hostname):
+        raise ApiError(404, f"no worker named {hostname[:100]!r} (no reply, no history)")
+    return jsonify(report)
+
+
+@bp.get("/api/v1/queues")
+def list_queues():
+    """Depth of every known queue, read from the broker now."""
+    reject_unknown(request.args, frozenset())
+    settings = current_app.config["LOOKOUT"]
+    active = _inspector().recent_active_queues()
+    try:
+        depths = _sampler().current(active)
+    except Exception as exc:  # kombu raises OperationalError and transport-specific errors
+        raise _broker_down(exc) from None
+    transport = settings.broker_url.split("://", 1)[0]
+    return jsonify(
+        broker=redact_url(settings.broker_url),
+        transport=transport,
+        measured_at=time.time(),
+        # RabbitMQ counts consumers itself; on Redis they come from inspect, if it answered.
+        consumers_known=active is not None or not transport.startswith("redis"),
+        items=[d.as_dict() for d in depths],
+    )
+
+
+@bp.get("/api/v1/queues/<path:name>/history")
+def queue_history(name: str):
+    reject_unknown(request.args, frozenset({"window"}))
+    window = parse_window(request.args.get("window"))
+    interval = current_app.config["LOOKOUT"].queue_sample_interval
+    history, ever_sampled = _fleet().queue_history(name, window, interval)
+    if not ever_sampled and name not in _sampler().queue_names():
+        raise ApiError(404, f"no queue named {name[:100]!r} has been seen")
+    return jsonify(history)

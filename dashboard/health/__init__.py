@@ -1,0 +1,1 @@
+"""Health of the pipeline (/healthz), judged from the collectors' status rows."""

@@ -1,0 +1,100 @@
+"""Health of the whole pipeline as /healthz reports it, read from collector_status rows.
+
+Each collector rewrites its row every second, so a web process on another host can judge
+it: a row not updated for STALE_AFTER seconds means the collector is gone (crashed,
+stopped or stuck), whatever its last `connected` flag said.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from lookout.core.store.models import CollectorStatus
+
+statuses = CollectorStatus.__table__
+
+STALE_AFTER = 10.0
+
+
+class HealthCheck:
+    def __init__(self, engine: Engine, clock=time.time):
+        self.engine = engine
+        self.clock = clock
+
+    def check(self) -> dict:
+        """The /healthz report: status ok|degraded|down, healthy, database, collectors.
+
+        Healthy means the database answers and there is at least one collector, every one
+        of them fresh and connected to its broker.
+        """
+        now = self.clock()
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+                rows = conn.execute(select(statuses).order_by(statuses.c.name)).mappings().all()
+        except SQLAlchemyError as exc:
+            return {"status": "down", "healthy": False, "time": now,
+                    "database": {"ok": False, "error": type(exc).__name__},
+                    "collectors": [], "problems": ["database unreachable"]}
+        collectors = [_collector(row, now) for row in rows]
+        problems = [f"collector {c['name']}: {c['problem']}" for c in collectors if c["problem"]]
+        if not collectors:
+            problems.append("no collector has reported yet")
+        healthy = not problems
+        return {"status": "ok" if healthy else "degraded", "healthy": healthy, "time": now,
+                "database": {"ok": True}, "collectors": collectors, "problems": problems}
+
+
+def _collector(row, now: float) -> dict:
+    stats = _stats(row["stats"])
+    status_age = max(0.0, now - row["updated_at"])
+    uptime = max(0.0, row["updated_at"] - row["started_at"])
+    stale = status_age > STALE_AFTER
+    if stale:
+        problem = f"status not updated for {status_age:.0f}s"
+    elif not row["connected"]:
+        problem = "disconnected from broker"
+    else:
+        problem = None
+    received = stats.get("received")
+    return {
+        "name": row["name"],
+        "broker": row["broker"],
+        "up": problem is None,
+        "problem": problem,
+        "connected": bool(row["connected"]) and not stale,
+        "connected_since": row["connected_since"],
+        "disconnected_since": row["disconnected_since"],
+        "disconnected_for": (round(now - row["disconnected_since"], 3)
+                             if row["disconnected_since"] and not row["connected"] else None),
+        "stale": stale,
+        "status_age": round(status_age, 3),
+        "last_event_at": row["last_event_at"],
+        "last_event_age": (round(now - row["last_event_at"], 3)
+                           if row["last_event_at"] is not None else None),
+        # The collector averages its rate over the last few seconds (collectors/status.py).
+        "events_per_second": stats.get("events_per_sec"),
+        "events_per_second_avg": (round(received / uptime, 3)
+                                  if isinstance(received, (int, float)) and uptime else None),
+        "received": received,
+        "stored": stats.get("stored"),
+        "rejected": stats.get("rejected", 0),
+        "rejected_by_reason": stats.get("rejected_by_reason", {}),
+        "dropped": stats.get("dropped", 0),
+        "duplicates": stats.get("duplicates"),
+        "write_lag": stats.get("write_lag"),
+        "buffer_pending": stats.get("buffer_pending"),
+        "last_error": stats.get("last_error"),
+        "last_write_error": stats.get("last_write_error"),
+    }
+
+
+def _stats(raw: str | None) -> dict:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,1 @@
+"""Task history: lists, details, stats and retry rates, read from the store."""

@@ -1,0 +1,1 @@
+"""Live updates: the Socket.IO namespace browsers subscribe to."""

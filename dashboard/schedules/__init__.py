@@ -1,0 +1,1 @@
+"""Beat schedules: entries, their next runs and last runs."""

@@ -1,0 +1,1 @@
+"""Shared web plumbing: errors, parameter parsing, roles, security headers, layout."""

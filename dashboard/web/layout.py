@@ -1,0 +1,49 @@
+"""What every page's layout needs: the navigation and the browser libraries' sources.
+
+Chart.js and the Socket.IO client are bundled with the package (static/vendor/, pinned
+versions with their licences), so a wheel install works with no network at all. A CDN
+(or any other) URL can be set instead with LOOKOUT_CHARTJS_URL / LOOKOUT_SOCKETIO_URL;
+for the pinned CDN builds the page adds their SRI hash, so the browser refuses a copy
+that differs. Templates render only the page skeleton and pass configuration to the page
+scripts in data-* attributes; no inline script or style anywhere, so a strict CSP can
+forbid both.
+"""
+from __future__ import annotations
+
+from flask import current_app, request, url_for
+
+# The bundled builds and their sha384 (identical bytes to the npm packages' dist files
+# and to the pinned CDN URLs below).
+BUNDLED = {
+    "chartjs": ("vendor/chart.umd.js",
+                "sha384-dug+JxfBvklEQdJ4AYuBBAIScUz0bVN73xpy273gcAwHjb3qI0fXmuYNaNfdyYJG"),
+    "socketio": ("vendor/socket.io.min.js",
+                 "sha384-2huaZvOR9iDzHqslqwpR87isEmrfxqyWOF7hr7BY6KG0+hVKLoEXMPUJw3ynWuhO"),
+}
+INTEGRITY = {
+    "https://cdn.jsdelivr.net/npm/chart.js@4.4.1/dist/chart.umd.js": BUNDLED["chartjs"][1],
+    "https://cdn.jsdelivr.net/npm/socket.io-client@4.7.5/dist/socket.io.min.js":
+        BUNDLED["socketio"][1],
+}
+# The nav: (label, path).
+NAV = (("Overview", "/"), ("Tasks", "/tasks"), ("Workers", "/workers"),
+       ("Queues", "/queues"), ("Retries", "/retries"), ("Schedules", "/schedules"))
+
+
+def script_source(library: str, configured_url: str) -> dict:
+    """src and integrity of a library: the bundled build unless a URL is configured."""
+    if not configured_url:
+        filename, integrity = BUNDLED[library]
+        return {"src": url_for("static", filename=filename), "integrity": integrity}
+    return {"src": configured_url, "integrity": INTEGRITY.get(configured_url)}
+
+
+def layout_context() -> dict:
+    """Context processor: the nav with the active entry, and the script sources."""
+    settings = current_app.config["LOOKOUT"]
+    path = request.path
+    nav = [{"label": label, "href": href,
+            "active": path == href if href == "/" else path.startswith(href)}
+           for label, href in NAV]
+    return {"nav": nav, "socketio_script": script_source("socketio", settings.socketio_url),
+            "chartjs_script": script_source("chartjs", settings.chartjs_url)}

@@ -1,0 +1,89 @@
+"""The one way every view parses what a client sends: query parameters and JSON bodies.
+
+Every bad value becomes a 400 naming its parameter (`bad_parameter`), before any SQL is
+built or any broker is contacted. Feature packages add their own parsers on top of these
+(the task list's filters live in history/query.py).
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from flask import request
+
+from lookout.core.config import parse_duration
+from lookout.dashboard.web.errors import bad_parameter
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+
+
+def reject_unknown(args: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    """Refuse parameters we do not know: a typo like `satte=` must not silently match all."""
+    for name in args:
+        if name not in allowed:
+            raise bad_parameter(name, f"unknown parameter (allowed: {', '.join(sorted(allowed))})")
+
+
+def json_body(optional: bool = False) -> dict:
+    """The request's JSON object; `optional` lets an empty body stand for {}."""
+    if optional and not request.content_length and not request.is_json:
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise bad_parameter("body", "a JSON object is required")
+    return body
+
+
+def parse_limit(value: str | None, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        limit = int(value)
+    except ValueError:
+        raise bad_parameter("limit", f"not an integer: {value[:40]!r}") from None
+    if not 1 <= limit <= maximum:
+        raise bad_parameter("limit", f"must be between 1 and {maximum}")
+    return limit
+
+
+def parse_number(value: str, parameter: str = "value") -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise bad_parameter(parameter, f"not a number: {value[:40]!r}") from None
+    if not math.isfinite(number):
+        raise bad_parameter(parameter, "must be a finite number")
+    return number
+
+
+def parse_timestamp(value: str, parameter: str = "value") -> float:
+    """Epoch seconds ("1700000000.5") or ISO 8601 ("2026-11-21T22:00:00Z"; naive = UTC)."""
+    try:
+        float(value)
+    except ValueError:
+        pass
+    else:
+        return parse_number(value, parameter)
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise bad_parameter(parameter, f"not epoch seconds or ISO 8601: {value[:40]!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def parse_window(value: str | None, default: str = "1h", *, minimum: float = 60,
+                 maximum: float = 90 * 86400, parameter: str = "window") -> float:
+    """A look-back window like 5m, 1h, 24h, 7d (the settings' duration syntax) -> seconds."""
+    raw = (value or default).strip()
+    try:
+        seconds = parse_duration(raw[:40])
+    except ValueError:
+        raise bad_parameter(parameter, f"not a window like 5m, 1h, 24h or 7d: {raw[:40]!r}") \
+            from None
+    if not minimum <= seconds <= maximum:
+        raise bad_parameter(parameter, f"must be between {int(minimum)}s and {int(maximum)}s")
+    return float(seconds)

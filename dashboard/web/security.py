@@ -1,0 +1,115 @@
+"""Cross-site request defences and security headers, applied to every response.
+
+State changes only ever happen on POST/PUT/PATCH/DELETE, and each such request must pass
+two independent checks when it rides on a session cookie:
+
+- same origin: a browser says where a request comes from (`Sec-Fetch-Site`, `Origin`);
+  anything other than this very origin is refused, even with a valid token;
+- a CSRF token: a random value kept in the signed session and repeated by the page in
+  an `X-CSRF-Token` header (fetch) or a `csrf_token` form field; a cross-site page can
+  make the browser send the cookie but cannot read the token.
+
+Requests authenticated with `Authorization: Bearer` carry no ambient credential, so they
+need no CSRF token, but the origin check still applies if a browser sent them. The
+checks also run with `--no-auth`: a local dashboard is exactly what a malicious page
+would target through the user's browser.
+"""
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import Flask, current_app, request, session
+
+from lookout.dashboard.web.errors import ApiError
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+
+
+def csrf_token() -> str:
+    """This session's CSRF token, created on first use (pages put it in a meta tag)."""
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def rotate_csrf_token() -> None:
+    session.pop("csrf", None)
+
+
+def same_origin() -> bool:
+    """False when the browser says the request comes from another site or origin."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        return origin == request.host_url.rstrip("/")
+    return True
+
+
+def check_cross_site(bearer: bool) -> None:
+    """Refuse an unsafe request from another origin or without a matching CSRF token."""
+    if request.method not in UNSAFE_METHODS:
+        return
+    if not same_origin():
+        raise ApiError(403, "cross-site request refused")
+    if bearer:
+        return
+    sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD) or ""
+    expected = session.get("csrf") or ""
+    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise ApiError(403, "missing or invalid CSRF token (reload the page)")
+
+
+def content_security_policy(settings) -> str:
+    """Scripts only from this origin and the configured CDN origins; no inline scripts."""
+    script = ["'self'"] + sorted({o for o in map(_origin, (settings.chartjs_url,
+                                                             settings.socketio_url)) if o})
+    return "; ".join([
+        "default-src 'self'",
+        f"script-src {' '.join(script)}",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        # 'self' covers ws:/wss: to this host in CSP 3 browsers; spelt out for older ones.
+        f"connect-src 'self' ws://{request.host} wss://{request.host}",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ])
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url or "")
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}"
+    return None  # a same-origin path such as /vendor/chart.umd.js
+
+
+def add_security_headers(response):
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy",
+                       content_security_policy(current_app.config["LOOKOUT"]))
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if request.path.startswith("/api/"):
+        headers.setdefault("Cache-Control", "no-store")
+    # Never answer a cross-origin read: there is no CORS allow-list to widen by accident.
+    headers.pop("Access-Control-Allow-Origin", None)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_NAME="lookout_session",
+                      PERMANENT_SESSION_LIFETIME=timedelta(hours=12))
+    app.after_request(add_security_headers)
+    app.jinja_env.globals["csrf_token"] = csrf_token

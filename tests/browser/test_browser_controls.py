@@ -1,0 +1,195 @@
+"""Controls in a real chromium: a protected `lookout run`, users made with the CLI.
+
+An operator logs in, terminates a running task from its detail page after confirming,
+sees the worker's reply and the task turn REVOKED live, and finds the action on the Audit
+page. A viewer sees no control anywhere. The page must log no CSP violation.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.error
+import urllib.request
+from typing import Iterator
+
+import pytest
+
+from helpers.browser import Lookout, running_lookout
+from helpers.support import ROOT, VENV_BIN, wait_for
+from helpers.workers import unique
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+PASSWORD = "correct horse battery"
+
+
+def _expect():
+    from playwright.sync_api import expect
+
+    return expect
+
+
+@pytest.fixture(scope="module")
+def lookout(redis_broker, tmp_path_factory) -> Iterator[Lookout]:
+    """browser.running_lookout with login required, and two users added by the CLI."""
+    tmp = tmp_path_factory.mktemp("lookout-auth")
+    for name, role in (("ada", "admin"), ("otto", "operator"), ("vic", "viewer")):
+        subprocess.run([str(VENV_BIN / "lookout"), "users", "add", name, "--role", role,
+                        "--password-stdin", "--database", f"sqlite:///{tmp / 'lookout.db'}"],
+                       input=PASSWORD + "\n", text=True, check=True, capture_output=True,
+                       cwd=ROOT, timeout=60)
+    with running_lookout(redis_broker, tmp, args=()) as running:
+        yield running
+
+
+def log_in(page, username: str) -> list[str]:
+    """Log in through the form; returns the list CSP violations get appended to."""
+    violations: list[str] = []
+    page.on("console", lambda msg: violations.append(msg.text)
+            if "Content Security Policy" in msg.text else None)
+    page.goto("/login")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url("**/")
+    return violations
+
+
+def wait_started(page, task_id: str) -> None:
+    def started():
+        state = page.evaluate(
+            "id => fetch('/api/v1/tasks/' + id).then(r => r.ok ? r.json() : {})", task_id)
+        return state.get("state") == "STARTED"
+    wait_for(started, 90, interval=0.3, message=f"{task_id} STARTED")
+
+
+def test_operator_terminates_a_running_task_and_sees_it_revoked(page, lookout, artifacts_dir):
+    expect = _expect()
+    violations = log_in(page, "otto")
+    task_id = lookout.send("sample.sleep", 120)
+    wait_started(page, task_id)
+    page.goto(f"/tasks/{task_id}")
+    expect(page.locator("#task-state")).to_have_text("STARTED")
+    expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
+
+    page.select_option("#terminate-signal", "SIGTERM")
+    page.click("#terminate-button")
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text(task_id)
+    page.screenshot(path=str(artifacts_dir / "confirm.png"))
+    page.click("#confirm-ok")
+
+    result = page.locator("#terminate-form .control-result")
+    expect(result).to_have_attribute("data-status", "200")
+    expect(result.locator(f'tr[data-worker="{lookout.worker.hostname}"]')).to_contain_text("ok")
+    # No reload: the state arrives through the live socket from the collector's record.
+    expect(page.locator("#task-state")).to_have_text("REVOKED", timeout=90_000)
+    # A finished task cannot be revoked again: the buttons say so instead of a 409.
+    expect(page.locator("#revoke-button")).to_be_disabled()
+    expect(page.locator("#terminate-button")).to_be_disabled()
+    page.screenshot(path=str(artifacts_dir / "revoked.png"), full_page=True)
+
+    page.goto("/audit")
+    row = page.locator('#audit-body tr[data-action="task.revoke"]').first
+    expect(row).to_contain_text(task_id)
+    expect(row).to_contain_text("otto")
+    expect(row).to_contain_text("SIGTERM")
+    assert not page.watch.errors and not page.watch.dialogs
+    assert not violations, violations
+
+
+def test_bulk_revoke_dry_run_confirm_and_progress(page, lookout):
+    expect = _expect()
+    violations = log_in(page, "otto")
+    held = unique("held")  # no worker consumes it: the tasks wait there, unfinished
+    ids = [lookout.client.send_task("sample.add", args=(i, i), queue=held,
+                                    task_id=unique("bulk")).id for i in range(3)]
+    wait_for(lambda: page.evaluate(
+        "q => fetch('/api/v1/tasks?queue=' + q).then(r => r.json()).then(d => d.total)",
+        held) == 3, 60, message="three held tasks recorded")
+
+    page.goto("/controls")
+    page.fill("#bulk-name", "sample.add")
+    page.fill("#bulk-form input[name=queue]", held)
+    page.click("#bulk-submit")
+    expect(page.locator("#bulk-form .dry-run")).to_have_attribute("data-count", "3")
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_contain_text("Revoke 3 task(s)?")
+    for task_id in ids:
+        expect(dialog).to_contain_text(task_id)
+    page.click("#confirm-ok")
+    result = page.locator("#bulk-form .control-result")
+    expect(result).to_have_attribute("data-status", "ok")
+    expect(result.locator(".bulk-label")).to_contain_text("3 / 3")
+    assert not page.watch.errors
+    assert not violations, violations
+
+
+def test_operator_grows_and_shrinks_a_worker_pool(page, lookout, artifacts_dir):
+    expect = _expect()
+    violations = log_in(page, "otto")
+    hostname = lookout.worker.hostname
+    page.goto(f"/workers/{hostname}")
+    for form in ("#pool-grow-form", "#pool-shrink-form"):
+        page.click(f"{form} button[type=submit]")
+        expect(page.locator("#confirm-dialog")).to_contain_text(hostname)
+        page.click("#confirm-ok")
+        result = page.locator(f"{form} .control-result")
+        expect(result).to_have_attribute("data-status", "200")
+        expect(result.locator(f'tr[data-worker="{hostname}"]')).to_contain_text("ok")
+    page.screenshot(path=str(artifacts_dir / "worker.png"), full_page=True)
+    assert not page.watch.errors
+    assert not violations, violations
+
+
+def test_admin_adds_a_user_and_a_token(page, lookout):
+    expect = _expect()
+    violations = log_in(page, "ada")
+    page.click("#admin-link")
+    page.fill("#user-form input[name=username]", "nina")
+    page.fill("#user-form input[name=password]", "long enough secret")
+    page.select_option("#user-form select[name=role]", "operator")
+    page.click("#user-form button[type=submit]")
+    expect(page.locator('#users-body tr[data-username="nina"]')).to_contain_text("operator")
+    page.fill("#token-form input[name=name]", "nightly")
+    page.click("#token-form button[type=submit]")
+    expect(page.locator("#new-token")).to_have_text(re.compile(r"^lk_"))
+    secret = page.locator("#new-token").inner_text()
+    status, me = get_json_with_token(lookout.url + "/api/v1/me", secret)
+    assert status == 200 and me["name"] == "token:nightly" and me["role"] == "viewer"
+    page.click('#tokens-body tr[data-token="nightly"] button.revoke-token')
+    page.click("#confirm-ok")
+    expect(page.locator('#tokens-body tr[data-token="nightly"] button')).to_have_count(0)
+    assert get_json_with_token(lookout.url + "/api/v1/me", secret)[0] == 401
+    assert not page.watch.errors
+    assert not violations, violations
+
+
+def get_json_with_token(url: str, token: str):
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+
+
+def test_viewer_sees_no_controls(page, lookout):
+    expect = _expect()
+    violations = log_in(page, "vic")
+    task_id = lookout.send("sample.add", 1, 2)
+    lookout_wait = wait_for(lambda: page.evaluate(
+        "id => fetch('/api/v1/tasks/' + id).then(r => r.status)", task_id) == 200, 60,
+        message="task recorded")
+    assert lookout_wait
+    page.goto(f"/tasks/{task_id}")
+    expect(page.locator("#task-state")).not_to_have_text("")
+    expect(page.locator("#task-controls")).to_have_count(0)
+    expect(page.locator("#audit-link")).to_have_count(0)
+    page.goto(f"/workers/{lookout.worker.hostname}")
+    expect(page.locator("#hostname")).to_have_text(lookout.worker.hostname)
+    expect(page.locator("#worker-controls")).to_have_count(0)
+    expect(page.locator("button", has_text="Shut down")).to_have_count(0)
+    assert not page.watch.errors
+    assert not violations, violations

@@ -1,0 +1,206 @@
+"""The core pages in a real chromium against a real Lookout, collector and worker.
+
+Each test drives the page only through what a user sees and waits with Playwright's
+expect(); the Celery side is real tasks on a real `celery worker -E`.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from helpers.browser import free_port, get_json
+from helpers.support import VENV_BIN, Process, wait_for
+from helpers.workers import unique
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+XSS_ARG = "<img src=x onerror=alert(1)>"
+XSS_KWARG = "</script><script>alert(2)</script>"
+
+
+def _expect():
+    from playwright.sync_api import expect
+
+    return expect
+
+
+def _number(text: str) -> int:
+    return int(text) if text.strip().isdigit() else -1
+
+
+def test_overview_counters_and_chart_move_live(page, lookout, artifacts_dir):
+    expect = _expect()
+    page.goto("/")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    succeeded = page.locator("#count-succeeded")
+    expect(succeeded).to_have_text(re.compile(r"^\d+$"))
+    before = _number(succeeded.inner_text())
+    expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
+
+    ids = [lookout.send("sample.add", i, i) for i in range(5)]
+    for task_id in ids:
+        lookout.wait_state(task_id, "SUCCESS")
+    # The pushed counts arrive without a reload: the number grows by at least our five.
+    page.wait_for_function(
+        "([id, want]) => Number(document.getElementById(id).textContent) >= want",
+        arg=["count-succeeded", before + 5])
+    page.wait_for_function(
+        "() => Chart.getChart(document.getElementById('rate-chart'))"
+        ".data.datasets[0].data.some(v => v > 0)")
+    expect(page.locator("#workers-body")).to_contain_text(lookout.worker.hostname)
+    page.watch.assert_clean()
+    page.screenshot(path=str(artifacts_dir / "overview.png"), full_page=True)
+
+
+def test_tasks_filters_paginate_round_trip_and_go_live(page, lookout, artifacts_dir):
+    expect = _expect()
+    queue = lookout.worker.queue
+    marker = unique("mark")  # other tests share the queue: this test's tasks carry a marker
+    ids = [lookout.send("sample.echo", i, marker=marker) for i in range(5)]
+    for task_id in ids:
+        lookout.wait_state(task_id, "SUCCESS")
+
+    # Filters typed into the form end up in the URL.
+    page.goto("/tasks")
+    page.fill("input[name=queue]", queue)
+    page.fill("input[name=q]", marker)
+    page.check("input[name=state][value=SUCCESS]")
+    page.select_option("select[name=limit]", "25")
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(rf"queue={queue}"))
+    expect(page).to_have_url(re.compile(r"state=SUCCESS"))
+    expect(page.locator("#tasks-body tr")).to_have_count(5)
+    expect(page.locator("#total")).to_have_text("5")
+
+    # Cursor pagination, two at a time; each page URL opens the same rows elsewhere.
+    page.goto(f"/tasks?queue={queue}&q={marker}&state=SUCCESS&limit=2")
+    rows = page.locator("#tasks-body tr")
+    expect(rows).to_have_count(2)
+    expect(page.locator("input[name=queue]")).to_have_value(queue)
+    expect(page.locator("input[name=state][value=SUCCESS]")).to_be_checked()
+    first = rows.evaluate_all("rows => rows.map(r => r.dataset.uuid)")
+    page.click("#next-page")
+    expect(page).to_have_url(re.compile(r"cursor="))
+    expect(rows.first).not_to_have_attribute("data-uuid", first[0])
+    second = rows.evaluate_all("rows => rows.map(r => r.dataset.uuid)")
+    assert not set(first) & set(second)
+    shared_url = page.url
+    other = page.context.new_page()
+    other.goto(shared_url)
+    expect(other.locator("#tasks-body tr")).to_have_count(2)
+    assert other.locator("#tasks-body tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.uuid)") == second
+    other.close()
+    page.go_back()
+    expect(rows.first).to_have_attribute("data-uuid", first[0])
+
+    # On the first page, a new matching task appears without a reload.
+    page.goto(f"/tasks?queue={queue}&q={marker}")
+    expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
+    expect(rows).to_have_count(5)
+    fresh = lookout.send("sample.echo", 40, marker=marker)
+    expect(page.locator(f"#tasks-body tr[data-uuid='{fresh}']")).to_be_visible()
+    expect(page.locator(f"#tasks-body tr[data-uuid='{fresh}']")).to_have_attribute(
+        "data-state", "SUCCESS")
+    page.watch.assert_clean()
+    page.screenshot(path=str(artifacts_dir / "tasks.png"), full_page=True)
+
+
+def test_task_detail_timeline_updates_while_running(page, lookout, artifacts_dir):
+    expect = _expect()
+    # A countdown puts the start well after the client's task-sent event: with both
+    # within a millisecond, the store may rank the later-stamped PENDING over STARTED
+    # (a collectors.merge ordering issue, reported), which this test is not about.
+    task_id = unique("sleep")
+    lookout.client.send_task("sample.sleep", args=(2.5,), task_id=task_id, countdown=1,
+                             queue=lookout.worker.queue)
+    page.goto(f"/tasks/{task_id}")
+    expect(page.locator("#task")).to_have_attribute("data-state", "STARTED")
+    expect(page.locator("#timeline-body tr[data-event='task-started']")).to_be_visible()
+    expect(page.locator("#fields")).to_contain_text("running for")
+    page.screenshot(path=str(artifacts_dir / "task-running.png"), full_page=True)
+    # Without any reload the page follows the task to its end.
+    expect(page.locator("#task")).to_have_attribute("data-state", "SUCCESS", timeout=20_000)
+    expect(page.locator("#timeline-body tr[data-event='task-succeeded']")).to_be_visible()
+    expect(page.locator("#task-name")).to_have_text("sample.sleep")
+    expect(page.locator("#fields")).to_contain_text(lookout.worker.hostname)
+    page.watch.assert_clean()
+    page.screenshot(path=str(artifacts_dir / "task.png"), full_page=True)
+
+
+def test_failed_task_shows_exception_and_traceback(page, lookout, artifacts_dir):
+    expect = _expect()
+    task_id = lookout.send("sample.fail", "kaput <b>bold</b>")
+    lookout.wait_state(task_id, "FAILURE")
+    page.goto(f"/tasks/{task_id}")
+    expect(page.locator("#exception")).to_contain_text("ValueError")
+    expect(page.locator("#exception")).to_contain_text("kaput <b>bold</b>")
+    expect(page.locator("#traceback")).to_contain_text("Traceback")
+    assert page.locator("#main b").count() == 0
+    page.watch.assert_clean()
+    page.screenshot(path=str(artifacts_dir / "task-failed.png"), full_page=True)
+
+
+def test_markup_in_task_data_is_text_and_never_runs(page, lookout, artifacts_dir):
+    expect = _expect()
+    task_id = lookout.send("sample.echo", XSS_ARG, tag=XSS_KWARG)
+    lookout.wait_state(task_id, "SUCCESS")
+
+    page.goto(f"/tasks?queue={lookout.worker.queue}&name=sample.echo")
+    row = page.locator(f"#tasks-body tr[data-uuid='{task_id}']")
+    expect(row).to_contain_text(XSS_ARG)
+    page.screenshot(path=str(artifacts_dir / "tasks-markup.png"), full_page=True)
+
+    page.goto(f"/tasks/{task_id}")
+    fields = page.locator("#fields")
+    expect(fields).to_contain_text(XSS_ARG)
+    expect(fields).to_contain_text(XSS_KWARG)
+    expect(page.locator("#timeline-body tr[data-event='task-succeeded']")).to_be_visible()
+    assert page.locator("img").count() == 0
+    # No inline script exists at all (the payload's </script> did not open one).
+    assert page.evaluate("() => [...document.scripts].filter(s => !s.src).length") == 0
+    page.watch.assert_clean()  # above all: no dialog opened
+    page.screenshot(path=str(artifacts_dir / "task-markup.png"), full_page=True)
+
+
+def test_pages_reconnect_and_resync_after_a_server_restart(page, lookout, artifacts_dir):
+    expect = _expect()
+    marker = unique("restart")
+    page.goto(f"/tasks?queue={lookout.worker.queue}&q={marker}")
+    indicator = page.locator("#connection")
+    expect(indicator).to_have_attribute("data-state", "live")
+    expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
+
+    def while_down():
+        expect(indicator).to_have_attribute("data-state", "reconnecting")
+        expect(indicator).to_have_text(re.compile("reconnecting"))
+        page.screenshot(path=str(artifacts_dir / "reconnecting.png"))
+
+    lookout.restart_server(while_down)
+    expect(indicator).to_have_attribute("data-state", "live")
+    task_id = lookout.send("sample.echo", marker=marker)
+    # Whether it comes by push or by the resync after reconnecting, no reload is needed.
+    expect(page.locator(f"#tasks-body tr[data-uuid='{task_id}']")).to_be_visible()
+    page.watch.assert_clean()
+
+
+def test_indicator_says_collector_down_when_none_reports(browser, tmp_path, artifacts_dir):
+    """`lookout web` with no collector anywhere: /healthz is 503, the page says so."""
+    expect = _expect()
+    port = free_port()
+    web = Process([str(VENV_BIN / "lookout"), "web", "--database",
+                   f"sqlite:///{tmp_path / 'empty.db'}", "--port", str(port), "--no-auth"],
+                  tmp_path / "web.log", env={})
+    url = f"http://127.0.0.1:{port}"
+    context = browser.new_context()
+    try:
+        wait_for(lambda: get_json(url + "/api/v1/workers")[0] == 200, 30, message="web up")
+        page = context.new_page()
+        page.goto(url + "/tasks")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "down")
+        expect(page.locator("#connection")).to_have_text("collector down")
+        (artifacts_dir / "collector-down.png").write_bytes(page.screenshot())
+    finally:
+        context.close()
+        assert web.stop() == 0

@@ -1,0 +1,118 @@
+"""Workers, Queues, Retries and Schedules pages in a real chromium against `lookout run`.
+
+The pages poll the JSON API, so each check waits on what the page shows (with a
+deadline) rather than on time; screenshots of every page go to the artifacts folder.
+"""
+from __future__ import annotations
+
+import pytest
+
+from helpers.browser import free_port, get_json
+from helpers.support import VENV_BIN, Process, wait_for
+from helpers.workers import launch_worker, task_client, unique
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+
+def shot(page, path) -> None:
+    """Screenshot bytes written here: Playwright's own file writing runs on an asyncio
+    executor thread that outlives the test and trips the thread-leak check."""
+    path.write_bytes(page.screenshot(full_page=True))
+
+
+def test_worker_goes_online_then_offline(page, lookout, redis_broker, tmp_path,
+                                         artifacts_dir):
+    worker = launch_worker(tmp_path, redis_broker)
+    try:
+        page.goto("/workers")
+        row = page.locator(f'tr[data-hostname="{worker.hostname}"]')
+        row.wait_for()
+        page.wait_for_function(
+            "h => document.querySelector(`tr[data-hostname=\"${h}\"]`)"
+            "?.dataset.status === 'online'", arg=worker.hostname)
+        assert row.locator('[data-testid="health"]').inner_text() == "online"
+        shot(page, artifacts_dir / "workers-online.png")
+    finally:
+        worker.process.stop()
+    page.wait_for_function(
+        "h => document.querySelector(`tr[data-hostname=\"${h}\"]`)"
+        "?.dataset.status === 'offline'", arg=worker.hostname, timeout=30_000)
+    assert row.locator('[data-testid="health"]').inner_text() == "offline"
+    shot(page, artifacts_dir / "workers-offline.png")
+    assert page.watch.errors == []
+
+
+def test_worker_detail_shows_inspect(page, lookout, artifacts_dir):
+    page.goto(f"/workers/{lookout.worker.hostname}")
+    page.wait_for_selector('#worker[data-inspected="answered"]')
+    assert page.locator('[data-testid="concurrency"]').inner_text() == "2"
+    assert page.locator("#queues-body").inner_text().startswith(lookout.worker.queue)
+    assert "sample.add" in page.locator("#registered-body").inner_text()
+    shot(page, artifacts_dir / "worker.png")
+    assert page.watch.errors == []
+
+
+def test_queue_depth_rises_while_nobody_consumes(page, lookout, redis_broker,
+                                                 artifacts_dir):
+    lonely = unique("lonely")
+    messages = f'tr[data-queue="{lonely}"] [data-testid="messages"]'
+    with task_client(redis_broker) as client:
+        client.send_task("sample.add", args=(1, 2), queue=lonely)
+        page.goto("/queues")
+        # The queue is known once the collector has stored its task-sent event.
+        page.wait_for_function("s => document.querySelector(s)?.textContent === '1'",
+                               arg=messages, timeout=30_000)
+        for _ in range(3):
+            client.send_task("sample.add", args=(1, 2), queue=lonely, priority=9)
+        page.wait_for_function("s => document.querySelector(s)?.textContent === '4'",
+                               arg=messages)
+    assert "p9: 3" in page.locator(f'tr[data-queue="{lonely}"]').inner_text()
+    # The collector's QueueSampler stores samples every 10 s; the chart draws them.
+    page.wait_for_function(
+        "() => Number(document.getElementById('queues').dataset.maxDepth) > 0", timeout=45_000)
+    shot(page, artifacts_dir / "queues.png")
+    assert page.watch.errors == []
+
+
+def test_retries_and_schedules_pages(page, lookout, artifacts_dir):
+    waiting = lookout.send("sample.retry", countdown=120)
+    task_id = lookout.send("sample.retry", countdown=0.1)
+    lookout.wait_state(task_id, "SUCCESS")
+    lookout.wait_state(waiting, "RETRY")
+    page.goto("/retries")
+    page.wait_for_selector(f'#retrying-body tr[data-uuid="{waiting}"]')
+    page.wait_for_function(
+        "() => document.getElementById('rates-body').textContent.includes('sample.retry')",
+        timeout=30_000)
+    shot(page, artifacts_dir / "retries.png")
+    page.goto("/schedules")
+    page.wait_for_selector('#schedules[data-loaded="unconfigured"]')
+    assert "-A" in page.locator("#how-to").inner_text()
+    shot(page, artifacts_dir / "schedules.png")
+    assert page.watch.errors == []
+
+
+def test_schedules_page_with_app(page, lookout, redis_broker, tmp_path,
+                                 artifacts_dir):
+    """A second web process on the same store, given the sample app with -A."""
+    ran = lookout.send("sample.add", 1, 2)  # the beat entry's task and args
+    lookout.wait_state(ran, "SUCCESS")
+    port = free_port()
+    web = Process([str(VENV_BIN / "lookout"), "web", "-A", "helpers.sample_tasks", "--broker",
+                   redis_broker, "--database", lookout.database_url, "--port", str(port),
+                   "--no-auth"], tmp_path / "web.log", env={"LOOKOUT_SECRET_KEY": "x"})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: get_json(url + "/api/v1/schedules", timeout=2)[0] == 200, 30,
+                 interval=0.2, message="lookout web -A answering")
+        page.goto(url + "/schedules")
+        entry = page.locator('tr[data-entry="tick-every-5s"]')
+        entry.wait_for()
+        assert "every 5 seconds" in entry.locator('[data-testid="schedule"]').inner_text()
+        assert "SUCCESS" in entry.inner_text()
+        assert page.locator("#how-to").is_hidden()
+        shot(page, artifacts_dir / "schedules-with-app.png")
+    finally:
+        web.stop()
+    assert page.watch.errors == []

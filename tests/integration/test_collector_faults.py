@@ -1,0 +1,121 @@
+"""Broker outages: the collector reports them, reconnects by itself, and on RabbitMQ loses
+nothing sent while it was away.
+"""
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from kombu import Connection
+
+from helpers.support import Process, wait_for
+from helpers.workers import (
+    collector_settings,
+    launch_worker,
+    send,
+    status,
+    task_client,
+    tasks,
+    timeline,
+    wait_connected,
+    wait_states,
+)
+from lookout.collectors.service import Collector
+from lookout.core.store.db import make_engine
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_redis(tmp_path, port: int, label: str) -> Process:
+    """A throwaway redis-server owned by the test: nothing saved, nothing shared."""
+    proc = Process(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                    "--save", "", "--appendonly", "no"], tmp_path / f"redis-{label}.log")
+    proc.wait_output("Ready to accept connections", timeout=20)
+    return proc
+
+
+def test_redis_outage_is_reported_and_survived(tmp_path, sqlite_url):
+    port = free_port()
+    broker = f"redis://127.0.0.1:{port}/0"
+    redis_proc = start_redis(tmp_path, port, "first")
+    worker = None
+    engine = make_engine(sqlite_url)
+    settings = collector_settings(broker, sqlite_url, reconnect_max_backoff=1.0)
+    try:
+        worker = launch_worker(tmp_path, broker, concurrency=1)
+        with Collector(settings, engine=engine), task_client(broker) as app:
+            first = wait_connected(engine, settings.collector_name)
+            before = send(app, worker, "sample.add", 1, 1)
+            wait_states(engine, {before: "SUCCESS"})
+
+            stopped_at = time.time()
+            redis_proc.stop()
+            down = wait_for(lambda: (s := status(engine, settings.collector_name))
+                            and not s["connected"] and s, 30,
+                            message="status row shows the outage")
+            assert down["disconnected_since"] >= stopped_at - 1
+            assert down["connected_since"] is None
+            assert down["stats"]["last_error"]
+
+            redis_proc = start_redis(tmp_path, port, "second")
+            again = wait_for(lambda: (s := status(engine, settings.collector_name))
+                             and s["connected"] and s, 30, message="reconnected by itself")
+            assert again["connected_since"] > first["connected_since"]
+            assert again["disconnected_since"] is None
+            after = send(app, worker, "sample.add", 2, 2)
+            rows = wait_states(engine, {before: "SUCCESS", after: "SUCCESS"}, timeout=90)
+        assert rows[after]["worker"] == worker.hostname
+        # task-sent is stamped by the client after publishing, so it may sort last.
+        worker_side = [e for e in timeline(engine, after) if e != "task-sent"]
+        assert worker_side[-1] == "task-succeeded"
+    finally:
+        engine.dispose()
+        if worker is not None:
+            worker.process.stop()
+        redis_proc.stop()
+
+
+def finished(worker_log: str, task_id: str) -> bool:
+    return f"[{task_id}] succeeded" in worker_log or f"[{task_id}] raised" in worker_log
+
+
+def queued_messages(broker: str, queue: str) -> int:
+    with Connection(broker) as conn:
+        return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+
+
+def test_amqp_events_sent_while_collector_is_down_arrive(amqp_worker, sqlite_url):
+    settings = collector_settings(amqp_worker.broker, sqlite_url)
+    engine = make_engine(sqlite_url)
+    try:
+        with task_client(amqp_worker.broker) as app:
+            with Collector(settings, engine=engine):
+                wait_connected(engine, settings.collector_name)
+                warm = send(app, amqp_worker, "sample.add", 1, 2)
+                wait_states(engine, {warm: "SUCCESS"})
+            # Collector stopped: its named queue stays and fills up.
+            while_down = {send(app, amqp_worker, "sample.add", 3, 4): "SUCCESS",
+                          send(app, amqp_worker, "sample.fail", "down"): "FAILURE"}
+            wait_for(lambda: all(finished(amqp_worker.process.output(), task_id)
+                                 for task_id in while_down), 30,
+                     message="worker ran the tasks while the collector was down")
+            assert queued_messages(amqp_worker.broker, settings.event_queue_name) >= 2
+            assert tasks(engine, while_down) == {}
+
+            with Collector(settings, engine=engine) as second:
+                wait_states(engine, while_down)
+            # The first run acked its last commit before disconnecting: nothing came twice.
+            assert second.stats.duplicates == 0
+        for task_id in while_down:
+            events = timeline(engine, task_id)
+            assert {"task-sent", "task-received", "task-started"} <= set(events)
+    finally:
+        engine.dispose()
+

@@ -1,0 +1,43 @@
+"""Collector and web as separate processes, linked by the Socket.IO message queue."""
+from __future__ import annotations
+
+import socketio as socketio_client
+
+from helpers.browser import free_port, get_json
+from helpers.support import VENV_BIN, Process, wait_for
+from helpers.workers import launch_worker, send, task_client, unique
+from lookout.collectors.push import NAMESPACE
+
+
+def test_standalone_collector_pushes_to_lookout_web_via_redis(redis_broker, sqlite_url,
+                                                             tmp_path):
+    """`lookout collect` and `lookout web` as separate processes, linked by the message
+    queue: a task run by a real worker reaches a Socket.IO client of the web process."""
+    port = free_port()
+    lookout = str(VENV_BIN / "lookout")
+    common = ["--database", sqlite_url, "--message-queue", redis_broker]
+    worker = launch_worker(tmp_path, redis_broker)
+    collector = Process([lookout, "collect", "--broker", redis_broker, *common],
+                        tmp_path / "collect.log",
+                        env={"LOOKOUT_COLLECTOR_NAME": unique("live-test")})
+    web = Process([lookout, "web", "--port", str(port), "--no-auth", *common],
+                  tmp_path / "web.log")
+    url = f"http://127.0.0.1:{port}"
+    client = socketio_client.Client()
+    rows: list[dict] = []
+    client.on("tasks", lambda message: rows.extend(message["tasks"]), namespace=NAMESPACE)
+    try:
+        # Healthy means the web process sees the collector's status row as connected.
+        wait_for(lambda: get_json(url + "/healthz")[0] == 200, 60, message="both up")
+        client.connect(url, namespaces=[NAMESPACE], transports=["websocket"])
+        assert client.call("subscribe", {"room": "tasks"}, namespace=NAMESPACE)["ok"]
+        with task_client(redis_broker) as app:
+            task_id = send(app, worker, "sample.add", 2, 3)
+        wait_for(lambda: any(r["uuid"] == task_id and r["state"] == "SUCCESS" for r in rows),
+                 30, message="the task's rows pushed through Redis")
+    finally:
+        client.disconnect()
+        web_code, collector_code = web.stop(), collector.stop()
+        worker.process.stop()
+    assert web_code == 0, web.output()[-2000:]
+    assert collector_code == 0, collector.output()[-2000:]

@@ -1,0 +1,85 @@
+"""Event validation: each event judged alone, bounded, with a countable reason."""
+import json
+
+import pytest
+
+from lookout.collectors.events import InvalidEvent, decode_body, truncate, validate
+
+NOW = 1_700_000_000.0
+
+
+def task_event(**fields):
+    base = {"type": "task-received", "hostname": "w1@h", "timestamp": NOW, "clock": 3,
+            "utcoffset": 0, "pid": 1, "uuid": "u1", "name": "proj.add",
+            "args": "(1, 2)", "kwargs": "{}", "retries": 0}
+    base.update(fields)
+    return base
+
+
+def test_valid_task_event_keeps_known_fields_only():
+    event = validate(task_event(extra="ignored"), NOW + 1, 100)
+    assert event.type == "task-received" and event.uuid == "u1"
+    assert event.local_received == NOW + 1 and event.clock == 3
+    assert event.fields["name"] == "proj.add"
+    assert "extra" not in event.fields and event.is_task
+
+
+def test_worker_event():
+    event = validate({"type": "worker-heartbeat", "hostname": "w1@h", "timestamp": NOW,
+                      "freq": 2.0, "active": 1, "processed": 10,
+                      "loadavg": [0.5, 0.25, 0.1], "sw_ver": "5.7.0"}, NOW, 100)
+    assert event.uuid is None and not event.is_task
+    assert event.fields["loadavg"] == [0.5, 0.25, 0.1] and event.fields["freq"] == 2.0
+
+
+@pytest.mark.parametrize("raw,reason", [
+    ("text", "not an object"),
+    ({"hostname": "h", "timestamp": NOW}, "missing type"),
+    (task_event(type="task-exploded"), "unknown type"),
+    (task_event(uuid=None), "missing uuid"),
+    (task_event(uuid=42), "bad uuid"),
+    (task_event(timestamp=None), "missing timestamp"),
+    (task_event(timestamp="yesterday"), "bad timestamp"),
+    (task_event(timestamp=float("nan")), "bad timestamp"),
+    (task_event(timestamp=True), "bad timestamp"),
+    (task_event(hostname=""), "missing hostname"),
+    (task_event(clock="x"), "bad clock"),
+    (task_event(retries=-1), "bad retries"),
+    (task_event(retries="2"), "bad retries"),
+    (task_event(name=["list"]), "bad name"),
+    (task_event(name="n" * 300), "oversized name"),
+    (task_event(uuid="u" * 300), "oversized uuid"),
+    (task_event(type="task-succeeded", runtime="fast"), "bad runtime"),
+])
+def test_malformed_events_have_reasons(raw, reason):
+    with pytest.raises(InvalidEvent) as info:
+        validate(raw, NOW, 100)
+    assert info.value.reason == reason
+
+
+def test_huge_fields_truncated_with_marker():
+    event = validate(task_event(args="x" * 5_000_000, kwargs={"k": "v"}), NOW, 1000)
+    assert len(event.fields["args"]) < 1100
+    assert event.fields["args"].endswith("…[truncated 4999000 chars]")
+    assert json.loads(event.fields["kwargs"]) == {"k": "v"}  # non-text is JSON-encoded
+
+
+def test_decode_body_shapes():
+    assert decode_body({"a": 1}) == [{"a": 1}]
+    assert decode_body([{"a": 1}, {"b": 2}]) == [{"a": 1}, {"b": 2}]
+    assert decode_body(b'[{"a": 1}]') == [{"a": 1}]
+    with pytest.raises(InvalidEvent, match="not json"):
+        decode_body(b"{nope")
+    with pytest.raises(InvalidEvent, match="not utf-8"):
+        decode_body(b"\xff\xfe")
+
+
+def test_truncate_short_text_untouched():
+    assert truncate("abc", 3) == "abc"
+    assert truncate("abcd", 3) == "abc…[truncated 1 chars]"
+
+
+def test_nul_characters_are_escaped_not_fatal():
+    event = validate(task_event(args="a\x00b", name="n\x00", uuid="u\x00"), NOW, 100)
+    assert event.fields["args"] == "a\\x00b"
+    assert event.fields["name"] == "n\\x00" and event.uuid == "u\\x00"

@@ -1,0 +1,279 @@
+"""HistoryWriter against real SQLite and PostgreSQL stores."""
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from helpers.event_factory import T0, event, lifecycle, task
+from helpers.support import wait_for
+from lookout.collectors import histogram
+from lookout.collectors.buffer import EventBuffer
+from lookout.collectors.stats import CollectorStats
+from lookout.collectors.writer import HistoryWriter
+from lookout.core.config import Settings
+from lookout.core.store import db
+from lookout.core.store.models import Task, TaskEvent, TaskRollup, Worker
+
+MINUTE = int(T0 // 60) * 60
+
+
+@pytest.fixture
+def store(database_url):
+    engine = db.make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def make_writer(engine, **kwargs):
+    # Events here carry 2023 times: retention off, or the pruner would eat them.
+    settings = Settings(batch_size=500, flush_interval=0.05, reconnect_max_backoff=0.5,
+                        retention=0, max_tasks=0, rollup_retention=0)
+    return HistoryWriter(engine, EventBuffer(), settings, CollectorStats(), **kwargs)
+
+
+def rows(engine, model, order=None):
+    table = model.__table__
+    query = select(table)
+    if order is not None:
+        query = query.order_by(table.c[order])
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def count(engine, model):
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(model.__table__)).scalar_one()
+
+
+def worker_events(host="w1@a"):
+    return [
+        event("worker-online", host, T0, local_received=T0 + 0.1, freq=2.0),
+        event("worker-heartbeat", host, T0 + 2, local_received=T0 + 2.1, freq=2.0,
+              active=3, processed=10, loadavg=[0.5, 0.4, 0.3], sw_ident="py-celery",
+              sw_ver="5.7.0", sw_sys="Linux"),
+        event("worker-heartbeat", host, T0 + 4, local_received=T0 + 4.1, freq=2.0,
+              active=1, processed=12),
+    ]
+
+
+def test_batch_fills_every_table(store):
+    writer = make_writer(store)
+    events = (lifecycle("a", T0, "w1@a", runtime=0.5) + lifecycle("b", T0 + 1, "w2@a")
+              + worker_events())
+    summary = writer.write_batch(events)
+
+    tasks = {r["uuid"]: r for r in rows(store, Task)}
+    assert tasks["a"]["state"] == "SUCCESS" and tasks["a"]["worker"] == "w1@a"
+    assert tasks["a"]["name"] == "proj.add" and tasks["a"]["runtime"] == 0.5
+    assert tasks["b"]["queue"] == "celery"
+    assert count(store, TaskEvent) == 8
+    [worker] = rows(store, Worker)
+    assert worker["online"] and worker["last_heartbeat"] == T0 + 4.1
+    assert worker["first_seen"] == T0 + 0.1 and worker["processed"] == 12
+    assert json.loads(worker["loadavg"]) == [0.5, 0.4, 0.3]  # kept from the earlier beat
+    [rollup] = rows(store, TaskRollup)
+    assert (rollup["name"], rollup["bucket"]) == ("proj.add", MINUTE)
+    assert (rollup["received"], rollup["started"], rollup["succeeded"]) == (2, 2, 2)
+    assert rollup["runtime_count"] == 2 and rollup["runtime_sum"] == pytest.approx(0.7)
+    assert sum(histogram.loads(rollup["runtime_hist"]).values()) == 2
+    assert summary.stored == 11 and summary.duplicates == 0
+    assert summary.states["SUCCESS"] == 2 and len(summary.tasks) == 2
+    assert [w["hostname"] for w in summary.workers] == ["w1@a"]
+    assert writer.stats.stored == 11
+
+
+def test_duplicates_never_count_twice(store):
+    writer = make_writer(store)
+    events = lifecycle("a", T0, runtime=0.5)
+    writer.write_batch(events + events[:2])  # copies inside the batch
+    writer.write_batch(events)  # and the whole batch again
+    second = writer.write_batch(list(reversed(events)))
+    assert second.stored == 0 and second.duplicates == 4 and second.tasks == []
+    assert writer.stats.duplicates == 2 + 4 + 4
+    assert count(store, TaskEvent) == 4
+    [rollup] = rows(store, TaskRollup)
+    assert (rollup["received"], rollup["succeeded"], rollup["runtime_count"]) == (1, 1, 1)
+
+
+def test_rows_merge_across_batches_in_any_order(store):
+    writer = make_writer(store)
+    sent, received, started, succeeded = lifecycle("a", T0, runtime=0.25)
+    writer.write_batch([started, succeeded])
+    late_retry = task("task-retried", "a", T0 + 9, "w1@a", exception="Late()")
+    writer.write_batch([late_retry, received])
+    writer.write_batch([sent])
+    [row] = rows(store, Task)
+    assert row["state"] == "SUCCESS" and row["name"] == "proj.add"
+    assert row["timestamp"] == T0 and row["retries"] == 1 and row["retried_at"] == T0 + 9
+    counts = {r["name"]: r for r in rows(store, TaskRollup)}
+    # Counted under "" until task-received brought the name, then moved to it.
+    assert set(counts) == {"proj.add"}
+    assert counts["proj.add"]["started"] == 1 and counts["proj.add"]["succeeded"] == 1
+    assert counts["proj.add"]["received"] == 1 and counts["proj.add"]["retried"] == 1
+
+
+def test_worker_offline_then_back(store):
+    writer = make_writer(store)
+    writer.write_batch(worker_events() + [
+        event("worker-offline", "w1@a", T0 + 5, local_received=T0 + 5.1)])
+    assert rows(store, Worker)[0]["online"] is False
+    writer.write_batch([event("worker-heartbeat", "w1@a", T0 + 9, local_received=T0 + 9.1,
+                              freq=2.0, active=0)])
+    [worker] = rows(store, Worker)
+    assert worker["online"] is True and worker["last_heartbeat"] == T0 + 9.1
+
+
+def test_poisonous_event_costs_only_itself(store):
+    writer = make_writer(store)
+    poison = task("task-received", "bad", T0, "w1@a", name="proj.add", retries=2 ** 70)
+    bad_worker = event("worker-heartbeat", "w9@a", T0, active=2 ** 70)
+    huge_clock = [e._replace(clock=2 ** 40) for e in lifecycle("b", T0 + 1)]  # must fit
+    events = lifecycle("a", T0) + [poison, bad_worker] + huge_clock
+    summary = writer.write_batch(events)
+    assert summary.dropped == 2 and writer.stats.dropped == 2
+    assert sorted(r["uuid"] for r in rows(store, Task)) == ["a", "b"]
+    assert count(store, TaskEvent) == 8
+    assert rows(store, TaskRollup)[0]["succeeded"] == 2
+
+
+def test_thread_drains_buffer_and_acks_on_commit(store):
+    acked, summaries = [], []
+    writer = make_writer(store, on_commit=acked.extend, listeners=[summaries.append])
+    writer.start()
+    assert "lookout-writer" in [t.name for t in threading.enumerate()]
+    for i in range(30):
+        writer.buffer.put(lifecycle(f"t{i}", T0 + i), token=i)
+    wait_for(lambda: count(store, Task) >= 10, message="first batches written")
+    for i in range(30, 60):
+        writer.buffer.put(lifecycle(f"t{i}", T0 + i), token=i)
+    writer.buffer.put([], token="empty")  # a token alone is still acked
+    assert writer.stop(timeout=10)
+    assert "lookout-writer" not in [t.name for t in threading.enumerate()]
+    assert count(store, Task) == 60 and count(store, TaskEvent) == 240
+    assert sorted(acked, key=str) == sorted([*range(60), "empty"], key=str)
+    assert sum(s.states["SUCCESS"] for s in summaries) == 60
+    assert writer.stats.stored == 240 and writer.stats.write_lag > 0
+
+
+def test_batch_kept_while_the_store_is_unusable(tmp_path):
+    """No tables yet (as if the database were away): the batch waits, then is written."""
+    url = f"sqlite:///{tmp_path / 'late.db'}"
+    engine = db.make_engine(url)
+    writer = make_writer(engine)
+    writer.start()
+    try:
+        writer.buffer.put(lifecycle("a", T0), token="t")
+        wait_for(lambda: writer.stats.last_write_error, message="a failed write")
+        assert count_or_none(engine) is None
+        db.upgrade(url)
+        wait_for(lambda: writer.stats.last_write_error is None and count_or_none(engine) == 1,
+                 message="the kept batch written")
+    finally:
+        assert writer.stop(timeout=10)
+        engine.dispose()
+    assert writer.stats.stored == 4 and writer.stats.dropped == 0
+
+
+def count_or_none(engine):
+    try:
+        return count(engine, Task)
+    except Exception:  # noqa: BLE001 - no table yet
+        return None
+
+
+def test_stop_gives_up_on_an_unusable_store_without_leaking(tmp_path):
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'never.db'}")  # never migrated
+    writer = make_writer(engine)
+    writer.start()
+    writer.buffer.put(lifecycle("a", T0), token="t")
+    wait_for(lambda: writer.stats.last_write_error, message="a failed write")
+    assert writer.stop(timeout=1.0) is False
+    assert "lookout-writer" not in [t.name for t in threading.enumerate()]
+    assert writer.stats.dropped == 4 and writer.stats.stored == 0
+    engine.dispose()
+
+
+def test_listener_and_ack_failures_do_not_undo_the_commit(store):
+    def broken(_):
+        raise RuntimeError("listener down")
+
+    writer = make_writer(store, on_commit=broken, listeners=[broken])
+    summary = writer.write_batch(lifecycle("a", T0), tokens=["t"])
+    assert summary.stored == 4 and count(store, Task) == 1
+
+
+def test_two_writers_racing_on_the_same_events_count_them_once(database_url):
+    """Two collectors on one store (e.g. a redelivery race): the timeline key decides."""
+    events = [e for i in range(300) for e in lifecycle(f"r{i}", T0 + i, runtime=0.1)]
+    engines = [db.make_engine(database_url) for _ in range(2)]
+    writers = [make_writer(engine) for engine in engines]
+    errors = []
+
+    def run(writer, order):
+        try:
+            for start in range(0, len(order), 200):
+                writer.write_batch(order[start:start + 200])
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(writers[0], events), name="race-a"),
+               threading.Thread(target=run, args=(writers[1], events[::-1]), name="race-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sum(w.stats.stored for w in writers) == 1200
+    assert sum(w.stats.duplicates for w in writers) == 1200
+    engine = engines[0]
+    assert count(engine, TaskEvent) == 1200 and count(engine, Task) == 300
+    rollups = rows(engine, TaskRollup)
+    assert [sum(r[c] for r in rollups) for c in ("received", "succeeded", "runtime_count")] \
+        == [300, 300, 300]
+    assert {r["state"] for r in rows(engine, Task)} == {"SUCCESS"}
+    for engine in engines:
+        engine.dispose()
+
+
+def test_nul_characters_in_fields_are_stored(store):
+    """PostgreSQL text refuses NUL; the validator escapes it so the event is kept."""
+    from lookout.collectors.events import validate
+
+    raw = {"type": "task-received", "hostname": "w@h", "timestamp": T0, "clock": 1,
+           "uuid": "nul-task", "name": "proj.nul", "args": "('\x00',)", "kwargs": "{}"}
+    make_writer(store).write_batch([validate(raw, T0, 1000)])
+    stored = [r for r in rows(store, Task) if r["uuid"] == "nul-task"]
+    assert stored and stored[0]["args"] == "('\\x00',)"
+
+
+def test_counts_move_to_the_name_when_it_arrives_late(store):
+    """Started/succeeded before received: nothing stays filed under a nameless row."""
+    events = lifecycle("late-name", T0, runtime=0.5)
+    sent, received, started, succeeded = events
+    writer = make_writer(store)
+    writer.write_batch([started, succeeded])
+    assert {r["name"] for r in rows(store, TaskRollup)} == {""}
+    writer.write_batch([received, sent])
+    writer.write_batch([succeeded])  # a duplicate changes nothing
+    rollups = rows(store, TaskRollup)
+    assert [r["name"] for r in rollups] == ["proj.add"]
+    (row,) = rollups
+    assert (row["received"], row["started"], row["succeeded"]) == (1, 1, 1)
+    assert row["runtime_count"] == 1 and abs(row["runtime_sum"] - 0.5) < 1e-9
+    assert sum(histogram.loads(row["runtime_hist"]).values()) == 1
+
+
+def test_timeline_statements_come_in_few_sizes_that_cover_every_row():
+    """Each distinct VALUES size stays prepared in SQLite's statement cache (megabytes
+    for thousands of rows): batch remainders must not each add one."""
+    from lookout.collectors.task_writer import SQLITE_ROWS_PER_INSERT, _statement_sizes
+
+    sizes: set[int] = set()
+    for count in range(3 * SQLITE_ROWS_PER_INSERT):
+        parts = list(_statement_sizes(count))
+        assert sum(parts) == count
+        sizes.update(parts)
+    assert len(sizes) <= 13

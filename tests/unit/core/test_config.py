@@ -1,0 +1,31 @@
+import pytest
+
+from lookout.core.config import Settings, parse_duration, redact_url
+
+
+def test_env_then_overrides():
+    env = {"LOOKOUT_BROKER_URL": "amqp://u:p@h//", "LOOKOUT_RETENTION": "2d",
+           "LOOKOUT_MAX_TASKS": "10", "LOOKOUT_AUTH": "false"}
+    settings = Settings.load(env, max_tasks=5, database_url=None)
+    assert settings.broker_url == "amqp://u:p@h//"
+    assert settings.retention == 2 * 86400
+    assert settings.max_tasks == 5
+    assert settings.auth is False
+    assert settings.database_url == "sqlite:///lookout.db"
+
+
+@pytest.mark.parametrize("raw,seconds", [("30s", 30), ("15m", 900), ("1.5h", 5400), (7, 7)])
+def test_durations(raw, seconds):
+    assert parse_duration(raw) == seconds
+
+
+def test_bad_values_name_their_source():
+    with pytest.raises(ValueError, match="LOOKOUT_RETENTION"):
+        Settings.load({"LOOKOUT_RETENTION": "forever"})
+    with pytest.raises(ValueError, match="--max-tasks"):
+        Settings.load({}, max_tasks="many")
+
+
+def test_redact_url():
+    assert redact_url("amqp://guest:secret@host:5672//") == "amqp://guest:***@host:5672//"
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"

@@ -1,0 +1,214 @@
+"""Workers, stats from rollups and /healthz, on real SQLite and PostgreSQL stores."""
+from __future__ import annotations
+
+import pytest
+
+from helpers.factories import (
+    add_rollup,
+    add_task,
+    add_tasks,
+    add_worker,
+    minute,
+    set_collector_status,
+)
+from lookout.collectors import histogram
+
+NOW = 1_800_000_000.0  # a minute boundary: the frozen "now" of these tests
+
+
+@pytest.fixture
+def app(make_app, database_url):
+    # A frozen clock judges liveness, windows and staleness.
+    return make_app(database_url, clock=lambda: NOW)
+
+
+# -- workers ---------------------------------------------------------------------------
+def test_worker_status_is_judged_from_receive_time_and_freq(client, engine):
+    add_worker(engine, "w-fresh", last_heartbeat=NOW - 1)
+    add_worker(engine, "w-grace", freq=5.0, last_heartbeat=NOW - 11)  # 2*5 + 2 s grace
+    add_worker(engine, "w-late", freq=5.0, last_heartbeat=NOW - 13)
+    add_worker(engine, "w-gone", online=False, last_heartbeat=NOW - 1)
+    items = client.get("/api/v1/workers").get_json()["items"]
+    status = {w["hostname"]: w["status"] for w in items}
+    assert status == {"w-fresh": "online", "w-grace": "online",
+                      "w-late": "heartbeat-missed", "w-gone": "offline"}
+    ages = {w["hostname"]: w["heartbeat_age"] for w in items}
+    assert ages["w-late"] == 13.0 and ages["w-fresh"] == 1.0
+    assert items[0]["loadavg"] == [0.1, 0.2, 0.3]
+
+
+def test_worker_detail_has_its_recent_tasks_and_counts_by_state(client, engine):
+    add_worker(engine, "celery@a", last_heartbeat=NOW)
+    mine = add_tasks(engine, 25, worker="celery@a", state="SUCCESS")
+    add_tasks(engine, 3, worker="celery@a", state="FAILURE", start=mine[0]["timestamp"] - 100)
+    add_tasks(engine, 4, worker="celery@b", state="FAILURE")
+    body = client.get("/api/v1/workers/celery@a").get_json()
+    assert body["status"] == "online" and body["hostname"] == "celery@a"
+    assert body["task_counts"] == {"SUCCESS": 25, "FAILURE": 3}
+    assert [t["uuid"] for t in body["recent_tasks"]] == [t["uuid"] for t in mine[::-1][:20]]
+
+
+def test_unknown_worker_is_404_json(client):
+    response = client.get("/api/v1/workers/celery@nowhere")
+    assert response.status_code == 404 and response.get_json()["error"]["status"] == 404
+
+
+# -- stats -----------------------------------------------------------------------------
+@pytest.fixture
+def rollups(engine):
+    """Two names in the last hour, one row outside it that must not count."""
+    add_rollup(engine, "proj.add", minute(NOW - 50 * 60), received=10, succeeded=8, failed=2,
+               runtimes=[0.1] * 8)
+    add_rollup(engine, "proj.add", minute(NOW - 60), received=5, succeeded=3, retried=1,
+               runtimes=[0.1, 0.2, 2.0])
+    add_rollup(engine, "proj.mul", minute(NOW - 60), received=4, failed=4)
+    add_rollup(engine, "proj.add", minute(NOW - 3 * 3600), received=99, failed=99,
+               runtimes=[50.0] * 9)
+
+
+def test_stats_per_name_counts_rates_and_percentiles(client, rollups):
+    body = client.get("/api/v1/stats?window=1h").get_json()
+    by_name = {t["name"]: t for t in body["tasks"]}
+    assert set(by_name) == {"proj.add", "proj.mul"}
+    add = by_name["proj.add"]
+    assert add["counts"] == {"received": 15, "started": 0, "succeeded": 11, "failed": 2,
+                             "retried": 1, "revoked": 0, "rejected": 0}
+    assert add["failure_rate"] == pytest.approx(2 / 13, abs=1e-6)
+    assert add["runtime_count"] == 11
+    assert add["runtime_mean"] == pytest.approx((0.1 * 9 + 0.2 + 2.0) / 11, abs=1e-6)
+    expected = {}
+    for r in [0.1] * 9 + [0.2, 2.0]:
+        histogram.add(expected, r)
+    want = histogram.percentiles(expected, (50, 95, 99))
+    assert (add["runtime_p50"], add["runtime_p95"], add["runtime_p99"]) == \
+        (want[50], want[95], want[99])
+    assert add["runtime_p99"] == pytest.approx(2.0, rel=0.1)  # 50 s outlier is out of window
+    mul = by_name["proj.mul"]
+    assert mul["failure_rate"] == 1.0 and mul["runtime_p50"] is None
+    assert body["totals"]["counts"]["failed"] == 6 and body["totals"]["counts"]["received"] == 19
+    assert body["totals"]["failure_rate"] == pytest.approx(6 / 17, abs=1e-6)
+
+
+def test_stats_series_has_one_point_per_step_and_zero_fills(client, rollups):
+    body = client.get("/api/v1/stats?window=1h").get_json()
+    assert body["step"] == 60
+    series = body["series"]
+    assert [p["t"] for p in series] == list(range(int(NOW - 3600), int(NOW) + 1, 60))
+    by_t = {p["t"]: p for p in series}
+    assert by_t[minute(NOW - 60)] == {"t": minute(NOW - 60), "received": 9, "succeeded": 3,
+                                      "failed": 4, "retried": 1}
+    assert by_t[minute(NOW - 50 * 60)]["failed"] == 2
+    assert sum(p["received"] for p in series) == 19
+
+
+@pytest.mark.parametrize("window, step", [("5m", 60), ("24h", 900), ("7d", 3600)])
+def test_stats_bucket_size_follows_the_window(client, rollups, window, step):
+    body = client.get(f"/api/v1/stats?window={window}").get_json()
+    assert body["step"] == step
+    assert sum(p["failed"] for p in body["series"]) == body["totals"]["counts"]["failed"]
+    assert len(body["series"]) <= 201
+
+
+def test_stats_with_no_rollups_is_empty_not_an_error(client):
+    body = client.get("/api/v1/stats").get_json()
+    assert body["tasks"] == [] and body["totals"]["failure_rate"] is None
+    assert body["window"] == 3600
+
+
+@pytest.mark.parametrize("query, parameter", [
+    ("window=abc", "window"), ("window=5", "window"), ("window=0m", "window"),
+    ("window=1000d", "window"), ("window=1h;DROP TABLE task_rollups", "window"),
+    ("span=1h", "span"),
+])
+def test_stats_bad_parameters_are_400(client, query, parameter):
+    response = client.get(f"/api/v1/stats?{query}")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["parameter"] == parameter
+
+
+# -- healthz ---------------------------------------------------------------------------
+def test_healthz_ok_with_a_fresh_connected_collector(client, engine):
+    set_collector_status(engine, updated_at=NOW - 1, started_at=NOW - 100,
+                         last_event_at=NOW - 2.5,
+                         stats={"received": 500, "rejected": 3, "dropped": 1,
+                                "write_lag": 0.12, "events_per_sec": 42.0,
+                                "buffer_pending": 7})
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["healthy"] and body["status"] == "ok" and body["database"] == {"ok": True}
+    (collector,) = body["collectors"]
+    assert collector["up"] and collector["connected"] and not collector["stale"]
+    assert collector["last_event_age"] == 2.5 and collector["status_age"] == 1.0
+    assert (collector["rejected"], collector["dropped"], collector["write_lag"]) == (3, 1, 0.12)
+    assert collector["events_per_second"] == 42.0 and collector["buffer_pending"] == 7
+    assert collector["events_per_second_avg"] == pytest.approx(500 / 99, abs=1e-3)
+
+
+def test_healthz_stale_status_row_means_down_even_if_it_says_connected(client, engine):
+    set_collector_status(engine, connected=True, updated_at=NOW - 11)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert not body["healthy"] and body["collectors"][0]["stale"]
+    assert not body["collectors"][0]["connected"]
+    assert "not updated for 11s" in body["problems"][0]
+
+
+def test_healthz_disconnected_collector_reports_since_when(client, engine):
+    set_collector_status(engine, connected=False, updated_at=NOW, disconnected_since=NOW - 90)
+    set_collector_status(engine, name="second", updated_at=NOW)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    by_name = {c["name"]: c for c in response.get_json()["collectors"]}
+    assert by_name["default"]["disconnected_for"] == 90.0
+    assert by_name["default"]["problem"] == "disconnected from broker"
+    assert by_name["second"]["up"]
+
+
+def test_healthz_without_any_collector_is_503(client):
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["problems"] == ["no collector has reported yet"]
+
+
+def test_healthz_unreachable_database_is_503_json(make_app):
+    url = "postgresql+psycopg://postgres@127.0.0.1:5432/lookout_no_such_database"
+    response = make_app(url).test_client().get("/healthz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["database"]["ok"] is False and body["status"] == "down"
+
+
+def test_unknown_api_route_is_json_404(client, engine):
+    add_task(engine)
+    response = client.get("/api/v1/nothing-here")
+    assert response.status_code == 404 and response.get_json()["error"]["status"] == 404
+
+
+def test_stats_are_cached_per_window(app, client, engine):
+    cache = app.extensions["lookout.history"].rollups.cache
+    cache.ttl = 60.0  # fixed, so a slow machine cannot expire it mid-test
+    add_rollup(engine, "proj.add", minute(NOW - 60), received=1)
+    assert client.get("/api/v1/stats").get_json()["totals"]["counts"]["received"] == 1
+    add_rollup(engine, "proj.add", minute(NOW - 120), received=5)
+    assert client.get("/api/v1/stats").get_json()["totals"]["counts"]["received"] == 1
+    assert client.get("/api/v1/stats?window=2h").get_json()["totals"]["counts"]["received"] == 6
+    cache.clear()
+    assert client.get("/api/v1/stats").get_json()["totals"]["counts"]["received"] == 6
+
+
+def test_cost_cache_lifetimes_are_bounded():
+    import time
+
+    from lookout.dashboard.web.cost_cache import CostCache
+
+    cache = CostCache(factor=200, minimum=2, maximum=60)
+    for key, cost, lifetime in (("cheap", 0.001, 2), ("mid", 0.1, 20), ("dear", 5.0, 60)):
+        cache.put(key, key, cost)
+        expiry = cache._entries[key][0] - time.monotonic()
+        assert lifetime - 0.5 < expiry <= lifetime, key
+    assert cache.get("mid") == (True, "mid") and cache.get("other") == (False, None)
+    cache.ttl = 0
+    cache.put("never", 1, 10.0)
+    assert cache.get("never") == (False, None)

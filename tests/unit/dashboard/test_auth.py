@@ -1,0 +1,261 @@
+"""Access control: who may do what, and what a refused request must not do (send anything).
+
+The app is real and talks to the session's Redis; a spy sits on the broadcast path, so
+"refused" is proven by zero messages sent, not by a mock of the thing under test.
+"""
+from __future__ import annotations
+
+import logging
+
+import pytest
+from sqlalchemy import select
+
+from helpers.control import PASSWORD, app_with_users, audit_records, csrf_from, login, spy
+from helpers.factories import add_task, add_worker
+from lookout.core.store.models_auth import ApiToken, User
+
+WORKER = "celery@auth-test"
+
+
+@pytest.fixture
+def app(sqlite_url, redis_broker):
+    app = app_with_users(sqlite_url, redis_broker)
+    engine = app.extensions["lookout.engine"]
+    add_worker(engine, WORKER)
+    yield app
+    engine.dispose()
+
+
+@pytest.fixture
+def running_task(app):
+    return add_task(app.extensions["lookout.engine"], state="STARTED", name="sample.sleep",
+                    worker=WORKER)["uuid"]
+
+
+def test_everything_but_login_needs_authentication(app, running_task):
+    client = app.test_client()
+    assert client.get("/api/v1/tasks").status_code == 401
+    assert client.get("/api/v1/audit").status_code == 401
+    page = client.get("/tasks")
+    assert page.status_code == 302 and page.location.startswith("/login?next=/tasks")
+    assert client.get("/login").status_code == 200
+    assert client.get("/healthz").status_code in (200, 503)  # public for load balancers
+    response = client.post(f"/api/v1/tasks/{running_task}/revoke", json={})
+    assert response.status_code == 401
+    assert spy(app).calls == []
+
+
+def test_login_sets_a_hardened_session_cookie_and_logout_ends_it(app):
+    client = app.test_client()
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    response = client.post("/login", data={"username": "vic", "password": PASSWORD,
+                                           "csrf_token": token, "next": "https://evil.example/"})
+    assert response.status_code == 302 and response.location == "/"  # no open redirect
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert client.get("/api/v1/tasks").status_code == 200
+    me = client.get("/api/v1/me").get_json()
+    assert (me["name"], me["role"], me["kind"]) == ("vic", "viewer", "user")
+    csrf = csrf_from(client.get("/").get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": csrf}).status_code == 302
+    assert client.get("/api/v1/tasks").status_code == 401
+
+
+def test_wrong_password_and_login_without_csrf_token_are_refused(app):
+    client = app.test_client()
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    bad = client.post("/login", data={"username": "vic", "password": "nope",
+                                      "csrf_token": token})
+    assert bad.status_code == 401 and "wrong username or password" in bad.get_data(as_text=True)
+    unknown = client.post("/login", data={"username": "nobody", "password": "nope",
+                                          "csrf_token": token})
+    assert unknown.status_code == 401
+    forged = client.post("/login", data={"username": "vic", "password": PASSWORD})
+    assert forged.status_code == 403
+    assert client.get("/api/v1/tasks").status_code == 401
+    outcomes = [(r["actor"], r["outcome"]) for r in audit_records(app, action="login")]
+    assert ("vic", "refused") in outcomes and ("nobody", "refused") in outcomes
+
+
+def test_passwords_and_tokens_are_stored_hashed(app):
+    accounts = app.extensions["lookout.accounts"]
+    _, secret = accounts.add_token("ci", "operator")
+    with app.extensions["lookout.engine"].connect() as conn:
+        stored = conn.execute(select(User.password_hash).where(User.username == "otto")).scalar()
+        digest = conn.execute(select(ApiToken.token_hash).where(ApiToken.name == "ci")).scalar()
+    assert stored.startswith("scrypt:") and PASSWORD not in stored
+    assert secret not in digest and len(digest) == 64
+
+
+def test_viewer_may_read_but_not_control(app, running_task):
+    client = app.test_client()
+    csrf = login(client, "vic")
+    assert client.get(f"/api/v1/tasks/{running_task}").status_code == 200
+    headers = {"X-CSRF-Token": csrf}
+    for path, body in [(f"/api/v1/tasks/{running_task}/revoke", {}),
+                       ("/api/v1/rate-limits", {"task_name": "sample.sleep", "rate_limit": "1/m"}),
+                       (f"/api/v1/workers/{WORKER}/pool/grow", {"n": 1}),
+                       (f"/api/v1/workers/{WORKER}/shutdown", {})]:
+        assert client.post(path, json=body, headers=headers).status_code == 403, path
+    assert client.get("/api/v1/audit").status_code == 403
+    assert "task-controls" not in client.get(f"/tasks/{running_task}").get_data(as_text=True)
+    assert spy(app).calls == []
+
+
+def test_read_only_refuses_every_control_action(sqlite_url, redis_broker):
+    app = app_with_users(sqlite_url, redis_broker, read_only=True)
+    engine = app.extensions["lookout.engine"]
+    add_worker(engine, WORKER)
+    task = add_task(engine, state="STARTED", name="sample.sleep")["uuid"]
+    client = app.test_client()
+    csrf = login(client, "ada")
+    for path in [f"/api/v1/tasks/{task}/revoke", "/api/v1/tasks/revoke", "/api/v1/rate-limits",
+                 "/api/v1/time-limits", f"/api/v1/workers/{WORKER}/pool/shrink",
+                 f"/api/v1/workers/{WORKER}/consumers/add"]:
+        response = client.post(path, json={"dry_run": True}, headers={"X-CSRF-Token": csrf})
+        assert response.status_code == 403 and "read-only" in response.get_json()["error"]["message"]
+    assert "task-controls" not in client.get(f"/tasks/{task}").get_data(as_text=True)
+    assert spy(app).calls == []
+    engine.dispose()
+
+
+def test_invalid_or_unknown_targets_send_nothing(app, running_task):
+    client = app.test_client()
+    headers = {"X-CSRF-Token": login(client, "otto")}
+    cases = [
+        (f"/api/v1/tasks/{'no-such-task'}/revoke", {}, 404),
+        (f"/api/v1/tasks/{running_task}/revoke", {"terminate": True, "signal": "SIGBOGUS"}, 400),
+        ("/api/v1/rate-limits", {"task_name": "sample.sleep", "rate_limit": "fast"}, 400),
+        ("/api/v1/rate-limits", {"task_name": "no.such.task", "rate_limit": "1/m"}, 404),
+        ("/api/v1/rate-limits", {"task_name": "sample.sleep", "rate_limit": "1/m",
+                                 "destination": ["celery@nowhere"]}, 404),
+        ("/api/v1/time-limits", {"task_name": "sample.sleep", "soft": 10, "hard": 5}, 400),
+        ("/api/v1/workers/celery@nowhere/pool/grow", {"n": 1}, 404),
+        (f"/api/v1/workers/{WORKER}/pool/grow", {"n": -3}, 400),
+        (f"/api/v1/workers/{WORKER}/consumers/add", {"queue": "bad queue!"}, 400),
+        (f"/api/v1/workers/{WORKER}/no/such/command", {}, 404),
+    ]
+    for path, body, status in cases:
+        response = client.post(path, json=body, headers=headers)
+        assert response.status_code == status, (path, body, response.get_json())
+    assert spy(app).calls == []
+    assert len(audit_records(app, outcome="invalid")) == len(cases)
+
+
+def test_cross_site_post_with_a_valid_session_is_refused(app, running_task):
+    client = app.test_client()
+    csrf = login(client, "otto")
+    path = f"/api/v1/tasks/{running_task}/revoke"
+    # The attacker's page cannot read the token, so it has none ...
+    assert client.post(path, json={}).status_code == 403
+    # ... and even with one, the browser says where the request comes from.
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Sec-Fetch-Site": "same-site"}):
+        response = client.post(path, json={}, headers={"X-CSRF-Token": csrf, **headers})
+        assert response.status_code == 403, headers
+    assert spy(app).calls == []
+    assert {r["outcome"] for r in audit_records(app, action="task.revoke")} == {"refused"}
+
+
+def test_bearer_tokens_carry_their_role(app, running_task):
+    accounts = app.extensions["lookout.accounts"]
+    _, viewer = accounts.add_token("dash", "viewer")
+    token_id, operator = accounts.add_token("ops-script", "operator")
+    client = app.test_client()
+    assert client.get("/api/v1/tasks", headers={"Authorization": f"Bearer {viewer}"}
+                      ).status_code == 200
+    path = "/api/v1/workers/celery@nowhere/pool/grow"
+    assert client.post(path, json={}, headers={"Authorization": f"Bearer {viewer}"}
+                       ).status_code == 403
+    # No CSRF token needed: a bearer token is no ambient credential a page could ride on.
+    assert client.post(path, json={}, headers={"Authorization": f"Bearer {operator}"}
+                       ).status_code == 404
+    assert audit_records(app)[0]["actor"] == "token:ops-script"
+    accounts.revoke_token(token_id)
+    assert client.get("/api/v1/tasks", headers={"Authorization": f"Bearer {operator}"}
+                      ).status_code == 401
+    assert client.get("/api/v1/tasks", headers={"Authorization": "Bearer lk_guess"}
+                      ).status_code == 401
+    assert spy(app).calls == []
+
+
+def test_only_admins_manage_users_and_tokens(app):
+    client = app.test_client()
+    headers = {"X-CSRF-Token": login(client, "otto")}
+    assert client.post("/api/v1/users", json={"username": "eve", "password": "x" * 12,
+                                              "role": "admin"}, headers=headers).status_code == 403
+    assert client.get("/api/v1/tokens").status_code == 403
+    admin = app.test_client()
+    headers = {"X-CSRF-Token": login(admin, "ada")}
+    created = admin.post("/api/v1/users", json={"username": "eve", "password": "x" * 12,
+                                                "role": "operator"}, headers=headers)
+    assert created.status_code == 201
+    token = admin.post("/api/v1/tokens", json={"name": "nightly", "role": "viewer"},
+                       headers=headers).get_json()
+    assert token["token"].startswith("lk_")
+    listed = admin.get("/api/v1/tokens").get_json()["items"]
+    assert [t["name"] for t in listed] == ["nightly"] and "token" not in listed[0]
+    record = audit_records(app, action="user.add")[0]
+    assert record["parameters"] == {"role": "operator"}  # never the password
+    login(app.test_client(), "eve", "x" * 12)
+    assert client.get("/admin").status_code == 403
+    assert 'id="token-form"' in admin.get("/admin").get_data(as_text=True)
+
+
+def test_security_headers_and_no_cors(app):
+    client = app.test_client()
+    login(client, "vic")
+    response = client.get("/tasks", headers={"Origin": "https://evil.example"})
+    csp = response.headers["Content-Security-Policy"]
+    script_src = next(part for part in csp.split(";") if part.strip().startswith("script-src"))
+    assert "'unsafe-inline'" not in script_src and "'self'" in script_src
+    # The bundled Chart.js and Socket.IO builds: no other host may serve scripts.
+    assert "http" not in script_src
+    assert "frame-ancestors 'none'" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Access-Control-Allow-Origin" not in response.headers
+    api = client.get("/api/v1/tasks", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in api.headers
+
+
+def test_get_never_changes_state(app):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("control.") or rule.endpoint in (
+                "auth.logout", "accounts.add_user", "accounts.add_token",
+                "accounts.revoke_token"):
+            assert "GET" not in rule.methods, rule
+
+
+def test_socket_io_needs_a_session_or_token(app):
+    from lookout.dashboard.live.namespace import NAMESPACE, socketio
+
+    anonymous = socketio.test_client(app, namespace=NAMESPACE)
+    assert not anonymous.is_connected(NAMESPACE)
+    client = app.test_client()
+    login(client, "vic")
+    member = socketio.test_client(app, namespace=NAMESPACE, flask_test_client=client)
+    assert member.is_connected(NAMESPACE)
+    member.disconnect(NAMESPACE)
+    cross = socketio.test_client(app, namespace=NAMESPACE, flask_test_client=client,
+                                 headers={"Origin": "https://evil.example"})
+    assert not cross.is_connected(NAMESPACE)
+    _, secret = app.extensions["lookout.accounts"].add_token("live", "viewer")
+    script = socketio.test_client(app, namespace=NAMESPACE, auth={"token": secret})
+    assert script.is_connected(NAMESPACE)
+    script.disconnect(NAMESPACE)
+
+
+def test_no_auth_warns_loudly_but_keeps_csrf(sqlite_url, redis_broker, caplog):
+    with caplog.at_level(logging.WARNING, logger="lookout.auth"):
+        app = app_with_users(sqlite_url, redis_broker, auth=False)
+    assert "AUTHENTICATION IS OFF" in caplog.text
+    client = app.test_client()
+    page = client.get("/tasks").get_data(as_text=True)
+    assert 'id="no-auth-banner"' in page
+    # A malicious page could still make the user's browser post to localhost.
+    response = client.post("/api/v1/workers/celery@nowhere/pool/grow", json={})
+    assert response.status_code == 403
+    assert client.post("/api/v1/workers/celery@nowhere/pool/grow", json={},
+                       headers={"X-CSRF-Token": csrf_from(page)}).status_code == 404
+    assert spy(app).calls == []
+    app.extensions["lookout.engine"].dispose()
