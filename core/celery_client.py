@@ -31,7 +31,7 @@ def load_celery_app(spec: str) -> Any:
 
 
 def app_broker_conf(celery_app: Any) -> dict[str, Any]:
-    """The connection settings of the user's app that differ from Celery's defaults."""
+    """The user's app's settings (BROKER_CONF_KEYS) that are set, defaults included."""
     if celery_app is None:
         return {}
     conf = celery_app.conf

@@ -54,6 +54,8 @@ class Settings:
     flush_interval: float = 0.25
     batch_size: int = 5000
     queue_sample_interval: float = 10.0
+    # /healthz warns when a connected collector has heard no event for this long.
+    quiet_warning_after: float = 180.0
     # Web side.
     host: str = "127.0.0.1"
     port: int = 5555
@@ -72,7 +74,7 @@ class Settings:
 
     _DURATIONS = ("retention", "rollup_retention", "audit_retention", "event_queue_expires",
                   "enable_events_interval", "reconnect_max_backoff", "flush_interval",
-                  "queue_sample_interval")
+                  "queue_sample_interval", "quiet_warning_after")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -131,11 +131,6 @@ class Inspector:
             "errors": errors,
         }
 
-    def registered(self, hostname: str) -> list[dict[str, Any]]:
-        """Registered tasks with their rate and time limits."""
-        replies, _ = self._run({"registered": ("registered", TASK_INFO)}, [hostname])
-        return parse_registered((replies.get("registered") or {}).get(hostname) or [])
-
     def active_queues(self) -> dict[str, list[dict]]:
         """`inspect active_queues` across all workers: hostname -> queues."""
         replies, _ = self._run({"q": ("active_queues",)}, None)

@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         "lookout.engine": engine,
         "lookout.history": history_service,
         "lookout.fleet": FleetService(engine, clock),
-        "lookout.health": HealthCheck(engine, clock),
+        "lookout.health": HealthCheck(engine, clock, settings.quiet_warning_after),
         "lookout.audit": AuditService(engine, settings.audit_retention, clock),
         "lookout.inspector": Inspector.for_settings(settings),
         "lookout.queues": QueueSampler(settings, engine),

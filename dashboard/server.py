@@ -3,7 +3,7 @@
 Flask-SocketIO in threading mode (simple-websocket) needs no monkey-patching. Werkzeug's
 server is fine on a loopback address, which is where `lookout web` and `lookout run`
 listen by default; anything reachable from other hosts should go through gunicorn
-(`gunicorn -w 1 --threads 100 -b 0.0.0.0:5555 wsgi:app`), so serve() refuses to expose
+(see dashboard/wsgi.py), so serve() refuses to expose
 Werkzeug there rather than quietly passing allow_unsafe_werkzeug everywhere.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ log = logging.getLogger("lookout.server")
 # `gunicorn -w 1` per port behind a load balancer with sticky sessions (nginx ip_hash),
 # all given the same LOOKOUT_MESSAGE_QUEUE as the `lookout collect` feeding them.
 GUNICORN_HINT = ("LOOKOUT_MESSAGE_QUEUE=redis://... gunicorn -w 1 --threads 100 "
-                 "-b {host}:{port} wsgi:app, with `lookout collect --message-queue "
-                 "redis://...` running the collector")
+                 "-b {host}:{port} 'lookout.dashboard.wsgi:app_from_environment()', "
+                 "with `lookout collect --message-queue redis://...` running the collector")
 
 
 def is_loopback(host: str) -> bool:

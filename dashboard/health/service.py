@@ -3,6 +3,11 @@
 Each collector rewrites its row every second, so a web process on another host can judge
 it: a row not updated for STALE_AFTER seconds means the collector is gone (crashed,
 stopped or stuck), whatever its last `connected` flag said.
+
+A collector that is connected but has heard nothing for QUIET_AFTER seconds (workers with
+events on send a heartbeat every 2 s) is healthy as far as Lookout goes, yet almost always
+means a mistake an SRE should see at once: the wrong broker (or virtual host, or database
+number), or workers started without `-E`. That is a warning: status "warning", still 200.
 """
 from __future__ import annotations
 
@@ -17,18 +22,23 @@ from lookout.core.store.models import CollectorStatus
 statuses = CollectorStatus.__table__
 
 STALE_AFTER = 10.0
+QUIET_AFTER = 180.0
+QUIET_HINT = ("connected, but no worker has been heard for {minutes} minutes: wrong broker, "
+              "or workers without events? (start them with -E)")
 
 
 class HealthCheck:
-    def __init__(self, engine: Engine, clock=time.time):
+    def __init__(self, engine: Engine, clock=time.time, quiet_after: float = QUIET_AFTER):
         self.engine = engine
         self.clock = clock
+        self.quiet_after = quiet_after
 
     def check(self) -> dict:
-        """The /healthz report: status ok|degraded|down, healthy, database, collectors.
+        """The /healthz report: status ok|warning|degraded|down, healthy, database,
+        collectors, problems, warnings.
 
         Healthy means the database answers and there is at least one collector, every one
-        of them fresh and connected to its broker.
+        of them fresh and connected to its broker; warnings do not make it unhealthy.
         """
         now = self.clock()
         try:
@@ -39,16 +49,29 @@ class HealthCheck:
             return {"status": "down", "healthy": False, "time": now,
                     "database": {"ok": False, "error": type(exc).__name__},
                     "collectors": [], "problems": ["database unreachable"]}
-        collectors = [_collector(row, now) for row in rows]
+        collectors = [_collector(row, now, self.quiet_after) for row in rows]
         problems = [f"collector {c['name']}: {c['problem']}" for c in collectors if c["problem"]]
+        warnings = [f"collector {c['name']}: {c['warning']}" for c in collectors if c["warning"]]
         if not collectors:
             problems.append("no collector has reported yet")
         healthy = not problems
-        return {"status": "ok" if healthy else "degraded", "healthy": healthy, "time": now,
-                "database": {"ok": True}, "collectors": collectors, "problems": problems}
+        status = "degraded" if problems else ("warning" if warnings else "ok")
+        return {"status": status, "healthy": healthy, "time": now, "database": {"ok": True},
+                "collectors": collectors, "problems": problems, "warnings": warnings}
 
 
-def _collector(row, now: float) -> dict:
+def _quiet_warning(row, now: float, quiet_after: float) -> str | None:
+    """The warning for a collector connected for `quiet_after` without hearing anything."""
+    if not row["connected"] or row["connected_since"] is None:
+        return None
+    heard = row["last_event_at"]
+    quiet_since = max(row["connected_since"], heard or 0.0)
+    if now - quiet_since < quiet_after:
+        return None
+    return QUIET_HINT.format(minutes=f"{(now - quiet_since) / 60:.0f}")
+
+
+def _collector(row, now: float, quiet_after: float) -> dict:
     stats = _stats(row["stats"])
     status_age = max(0.0, now - row["updated_at"])
     uptime = max(0.0, row["updated_at"] - row["started_at"])
@@ -65,6 +88,7 @@ def _collector(row, now: float) -> dict:
         "broker": row["broker"],
         "up": problem is None,
         "problem": problem,
+        "warning": None if problem else _quiet_warning(row, now, quiet_after),
         "connected": bool(row["connected"]) and not stale,
         "connected_since": row["connected_since"],
         "disconnected_since": row["disconnected_since"],

@@ -38,10 +38,6 @@ def csrf_token() -> str:
     return token
 
 
-def rotate_csrf_token() -> None:
-    session.pop("csrf", None)
-
-
 def same_origin() -> bool:
     """False when the browser says the request comes from another site or origin."""
     fetch_site = request.headers.get("Sec-Fetch-Site")

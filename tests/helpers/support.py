@@ -34,20 +34,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
 class Process:
     """A subprocess with its output in a log file, stopped (and reaped) on `stop()`."""
 
-    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None):
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None):
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "wb")
         full_env = {**os.environ, "PYTHONPATH": str(TESTS), **(env or {})}
         self.popen = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
-                                      env=full_env, cwd=ROOT, start_new_session=True)
+                                      env=full_env, cwd=cwd or ROOT,
+                                      start_new_session=True)
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_output(self, text: str, timeout: float = 30.0) -> None:

@@ -228,3 +228,21 @@ def test_worker_page_escapes_hostname(web):
     html = client.get("/workers/<img src=x onerror=alert(1)>").get_data(as_text=True)
     assert "<img src=x" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_depth_reads_the_keys_of_an_app_with_a_key_prefix(redis_broker):
+    """-A proj with a Redis global_keyprefix: depth must read `prefix:queue`, not `queue`."""
+    from celery import Celery
+
+    from lookout.core.celery_client import app_broker_conf
+
+    app = Celery("prefixed", broker=redis_broker, set_as_current=False)
+    app.conf.broker_transport_options = {"global_keyprefix": f"{unique('pfx')}:"}
+    queue = unique("prefixed-q")
+    try:
+        app.send_task("sample.add", (1, 2), queue=queue)
+        depth = {d.name: d for d in measure(redis_broker, [queue], app_broker_conf(app))}
+        assert depth[queue].messages == 1
+        assert {d.name: d for d in measure(redis_broker, [queue])}[queue].messages == 0
+    finally:
+        app.close()

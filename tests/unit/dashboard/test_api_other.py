@@ -145,6 +145,33 @@ def test_healthz_ok_with_a_fresh_connected_collector(client, engine):
     assert collector["events_per_second_avg"] == pytest.approx(500 / 99, abs=1e-3)
 
 
+def test_healthz_warns_when_a_connected_collector_hears_no_worker(client, engine):
+    """Connected for minutes without one event: the wrong broker, or workers without -E."""
+    set_collector_status(engine, updated_at=NOW, connected_since=NOW - 600,
+                         last_event_at=None)
+    set_collector_status(engine, name="heard-long-ago", updated_at=NOW,
+                         connected_since=NOW - 3600, last_event_at=NOW - 181)
+    response = client.get("/healthz")
+    assert response.status_code == 200  # a warning, not an outage
+    body = response.get_json()
+    assert body["healthy"] and body["status"] == "warning" and body["problems"] == []
+    never_heard, heard_long_ago = sorted(body["warnings"], key=lambda w: "default" not in w)
+    assert never_heard.startswith("collector default: ")
+    assert "no worker has been heard for 10 minutes" in never_heard
+    assert "heard for 3 minutes: wrong broker, or workers without events?" in heard_long_ago
+
+
+@pytest.mark.parametrize("fields", [
+    {"connected_since": NOW - 100, "last_event_at": None},  # just connected: give it time
+    {"connected_since": NOW - 3600, "last_event_at": NOW - 179},  # heard within 3 minutes
+])
+def test_healthz_does_not_warn_too_early(client, engine, fields):
+    set_collector_status(engine, updated_at=NOW, **fields)
+    body = client.get("/healthz").get_json()
+    assert body["status"] == "ok" and body["warnings"] == []
+    assert body["collectors"][0]["warning"] is None
+
+
 def test_healthz_stale_status_row_means_down_even_if_it_says_connected(client, engine):
     set_collector_status(engine, connected=True, updated_at=NOW - 11)
     response = client.get("/healthz")
