@@ -19,6 +19,12 @@ KNOWN_TYPES = TASK_TYPES | WORKER_TYPES
 
 # Short identifiers: longer is not truncated but refused, as it cannot be a real id/name.
 MAX_ID = 255
+# What the store's columns hold: 64-bit integers; epoch seconds before the year 2286
+# (a 1e300 "timestamp" would pass as a float and then overflow the per-minute bucket);
+# durations and rates up to 1e12 s. Outside these an event is refused, not stored wrong.
+MAX_INT = 2**63 - 1
+MAX_TIMESTAMP = 1e10
+MAX_NUMBER = 1e12
 TRUNCATION_MARKER = "…[truncated {} chars]"
 
 # Field name -> kind. Kinds: "id" (short str), "text" (truncated str; non-str is
@@ -64,16 +70,27 @@ class Event(NamedTuple):
 
 def truncate(text: str, limit: int) -> str:
     """Cut `text` to `limit` characters, appending a marker that says how much was cut."""
-    if "\x00" in text:
-        text = _strip_nul(text)
+    text = storable(text)
     if len(text) <= limit:
         return text
     return text[:limit] + TRUNCATION_MARKER.format(len(text) - limit)
 
 
-def _strip_nul(text: str) -> str:
-    """PostgreSQL text cannot hold NUL; show it escaped rather than lose the event."""
-    return text.replace("\x00", "\\x00")
+def storable(text: str) -> str:
+    """`text` as every store can hold it: NUL and lone surrogates shown escaped.
+
+    PostgreSQL text cannot hold NUL, and no UTF-8 store can hold a lone surrogate (a
+    file name decoded with os.fsdecode, say, in a task's args): escaped, the event is
+    kept and the character still visible, rather than the event refused.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def decode_body(body: Any) -> list[Any]:
@@ -104,13 +121,16 @@ def validate(raw: Any, local_received: float, max_field_size: int) -> Event:
         raise InvalidEvent("unknown type", kind[:64])
     hostname = _short(raw.get("hostname"), "hostname")
     timestamp = _number(raw.get("timestamp"), "timestamp")
+    if not 0 <= timestamp < MAX_TIMESTAMP:
+        raise InvalidEvent("bad timestamp", repr(timestamp)[:32])
     clock = raw.get("clock", 0)
     if clock is None:
         clock = 0
     if not _is_int(clock):
         raise InvalidEvent("bad clock")
+    clock = min(max(clock, 0), MAX_INT)  # only orders events for display
     utcoffset = raw.get("utcoffset")
-    if utcoffset is not None and not _is_number(utcoffset):
+    if utcoffset is not None and not (_is_number(utcoffset) and abs(utcoffset) <= 24):
         utcoffset = None
     if kind in TASK_TYPES:
         uuid = _short(raw.get("uuid"), "uuid")
@@ -152,7 +172,7 @@ def _short(value: Any, name: str) -> str:
         raise InvalidEvent(f"bad {name}", type(value).__name__)
     if len(value) > MAX_ID:
         raise InvalidEvent(f"oversized {name}", f"{len(value)} chars")
-    return _strip_nul(value) if "\x00" in value else value
+    return storable(value)
 
 
 def _check(name: str, kind: str, value: Any, limit: int) -> Any:
@@ -168,24 +188,26 @@ def _check(name: str, kind: str, value: Any, limit: int) -> Any:
             raise InvalidEvent(f"bad {name}", type(value).__name__)
         if len(value) > MAX_ID:
             raise InvalidEvent(f"oversized {name}", f"{len(value)} chars")
-        return _strip_nul(value) if "\x00" in value else value
+        return storable(value)
     if kind == "int":
-        if not _is_int(value) or value < 0:
+        if not _is_int(value) or not 0 <= value <= MAX_INT:
             raise InvalidEvent(f"bad {name}", repr(value)[:32])
         return value
     if kind == "num":
-        if not _is_number(value) or value < 0:
+        if not _is_number(value) or not 0 <= value <= MAX_NUMBER:
             raise InvalidEvent(f"bad {name}", repr(value)[:32])
         return float(value)
     if kind == "bool":
         return bool(value)
     if kind == "signum":
-        if _is_int(value) or (isinstance(value, str) and len(value) <= 16):
+        if _is_int(value) and abs(value) <= MAX_INT:
             return value
+        if isinstance(value, str) and len(value) <= 16:
+            return storable(value)
         raise InvalidEvent(f"bad {name}", repr(value)[:32])
     if kind == "loadavg":
         if (isinstance(value, (list, tuple)) and len(value) <= 3
                 and all(_is_number(v) for v in value)):
-            return [round(float(v), 2) for v in value]
+            return [round(float(v), 2) for v in value if abs(v) <= MAX_NUMBER]
         raise InvalidEvent(f"bad {name}", repr(value)[:32])
     raise AssertionError(kind)

@@ -29,6 +29,7 @@ from kombu import Connection, Consumer, Queue
 from kombu.serialization import loads as kombu_loads
 
 from lookout.collectors.buffer import EventBuffer, RawMessage
+from lookout.collectors.envelopes import make_tolerant
 from lookout.collectors.events import InvalidEvent, decode_body, validate
 from lookout.collectors.stats import CollectorStats
 from lookout.core.celery_client import connection_options
@@ -142,6 +143,8 @@ class EventReceiver:
             self._committed = self._acked = 0
             generation = self._generation
         channel = conn.channel()
+        if not amqp:  # a malformed payload must not read as a broken connection
+            make_tolerant(channel, self._on_bad_payload)
         exchange = get_exchange(conn, name=app.conf.event_exchange)
         consumer = Consumer(
             channel, queues=[self._queue(exchange, amqp)], accept=["json"], no_ack=not amqp,
@@ -212,6 +215,10 @@ class EventReceiver:
     def _on_message(self, message, generation: int | None) -> None:
         if self.idle.is_set():
             return  # stopping: left unacked, so the broker redelivers it to the next run
+        error = getattr(message, "lookout_error", None)
+        if error is not None:  # see envelopes.py
+            self._on_bad_payload(error)
+            return
         self.stats.messages += 1
         now = time.time()
         token = None if generation is None else (generation, message.delivery_tag)
@@ -260,6 +267,10 @@ class EventReceiver:
             log.exception("unexpected error handling an event message")
             self._reject("internal error", repr(exc), None)
         return events
+
+    def _on_bad_payload(self, detail: str) -> None:
+        self.stats.messages += 1
+        self._reject("bad message", detail, None)
 
     def _on_bad_envelope(self, message, exc: Exception, generation: int | None) -> None:
         self.stats.messages += 1

@@ -83,3 +83,34 @@ def test_nul_characters_are_escaped_not_fatal():
     event = validate(task_event(args="a\x00b", name="n\x00", uuid="u\x00"), NOW, 100)
     assert event.fields["args"] == "a\\x00b"
     assert event.fields["name"] == "n\\x00" and event.uuid == "u\\x00"
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (task_event(timestamp=1e300), "bad timestamp"),
+    (task_event(timestamp=-5.0), "bad timestamp"),
+    (task_event(retries=2**63), "bad retries"),
+    (task_event(type="task-succeeded", runtime=1e300), "bad runtime"),
+    ({"type": "worker-heartbeat", "hostname": "w", "timestamp": NOW, "pid": 2**64},
+     "bad pid"),
+])
+def test_numbers_the_store_cannot_hold_are_refused_with_a_reason(raw, reason):
+    """Refused here, counted: never a batch the database refuses later."""
+    with pytest.raises(InvalidEvent) as caught:
+        validate(raw, NOW, 100)
+    assert caught.value.reason == reason
+
+
+def test_huge_clocks_and_offsets_are_bounded_not_refused():
+    event = validate(task_event(clock=2**70, utcoffset=1e9), NOW, 100)
+    assert event.clock == 2**63 - 1 and event.utcoffset is None
+
+
+def test_lone_surrogates_and_nul_are_escaped_so_every_store_takes_them():
+    name = b"report-\xff.csv".decode("utf-8", "surrogateescape")  # as os.fsdecode gives
+    event = validate(task_event(args=repr((name,)), queue="q\udcff", name="proj.\x00x"),
+                     NOW, 1000)
+    assert event.fields["args"] == "('report-\\udcff.csv',)"
+    assert event.fields["queue"] == "q\\udcff" and event.fields["name"] == "proj.\\x00x"
+    for value in event.fields.values():
+        if isinstance(value, str):
+            value.encode("utf-8")  # would raise for a lone surrogate
