@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     from lookout.dashboard.schedules import views as schedules_views
     from lookout.dashboard.web.errors import register_error_handlers
     from lookout.dashboard.web.layout import layout_context
+    from lookout.dashboard.web.params import refuse_nul
 
     settings = settings or Settings.load(**overrides)
     # instance_path given: Flask cannot work one out below a namespace package (`lookout`);
@@ -91,7 +92,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     })
 
     register_error_handlers(app)
-    guard.init_app(app)  # first: its before_request must run before any other
+    app.before_request(refuse_nul)  # does no work: a NUL in any input is a 400
+    guard.init_app(app)  # then the guard, before any before_request that does work
     app.context_processor(layout_context)
     for blueprint in (history_views.bp, fleet_views.bp, schedules_views.bp,
                       control_views.bp, control_views.pages_bp, auth_views.bp,

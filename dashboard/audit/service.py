@@ -14,7 +14,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from lookout.core.store.models_auth import AuditRecord
 from lookout.dashboard.web.errors import ApiError, bad_parameter
-from lookout.dashboard.web.params import parse_limit, parse_timestamp, reject_unknown
+from lookout.dashboard.web.params import MAX_INT, parse_limit, parse_timestamp, reject_unknown
 
 records = AuditRecord.__table__
 MAX_JSON = 64 * 1024  # bound what one record stores, whatever a client sends
@@ -81,7 +81,10 @@ class AuditService:
             where.append(records.c.timestamp <= parse_timestamp(args["until"], "until"))
         if args.get("cursor"):
             try:
-                where.append(records.c.id < int(args["cursor"]))
+                cursor = int(args["cursor"])
+                if not 0 < cursor <= MAX_INT:
+                    raise ValueError(cursor)
+                where.append(records.c.id < cursor)
             except ValueError:
                 raise bad_parameter("cursor", "malformed cursor") from None
         with self.engine.connect() as conn:

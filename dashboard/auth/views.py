@@ -31,7 +31,8 @@ def _safe_next(target: str | None) -> str:
     """Only same-site paths: `next` must never send a fresh login to another site."""
     parts = urlsplit(target or "")
     if target and target.startswith("/") and not target.startswith("//") \
-            and not parts.scheme and not parts.netloc and "\\" not in target:
+            and not parts.scheme and not parts.netloc and "\\" not in target \
+            and target.isprintable():  # no CR/LF (header injection) or other controls
         return target
     return "/"
 

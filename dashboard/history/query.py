@@ -15,6 +15,7 @@ from typing import Any
 from lookout.dashboard.web.errors import bad_parameter
 from lookout.dashboard.web.params import (
     DEFAULT_LIMIT,
+    MAX_INT,
     parse_limit,
     parse_number,
     parse_timestamp,
@@ -154,7 +155,8 @@ def decode_cursor(token: str, sort: Sort) -> Cursor:
     elif sort.column in ("name", "state", "worker"):
         valid = isinstance(value, str)
     else:
-        valid = isinstance(value, (int, float)) and not isinstance(value, bool)
+        valid = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                 and abs(value) <= MAX_INT)
     if not valid:
         raise bad_parameter("cursor", "malformed cursor")
     return Cursor(value=value, uuid=data["u"])

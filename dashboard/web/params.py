@@ -17,6 +17,22 @@ from lookout.dashboard.web.errors import bad_parameter
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
+MAX_INT = 2**63 - 1  # what an integer column (and its bound parameter) holds
+
+
+def refuse_nul() -> None:
+    """before_request: no NUL in the path, query or form, whatever the view.
+
+    PostgreSQL refuses NUL in text (a 500 if it got that far) and SQLite's LIKE reads it
+    as the end of the pattern (`q=%00` matched every row); no real value contains one.
+    """
+    if "\x00" in request.path:
+        raise bad_parameter("path", "contains a NUL character")
+    for source in (request.args, request.form if request.method == "POST" else {}):
+        for name, value in source.items(multi=True) if source else ():
+            if "\x00" in name or "\x00" in value:
+                raise bad_parameter(name.replace("\x00", "\\x00")[:40],
+                                    "contains a NUL character")
 
 
 def reject_unknown(args: Mapping[str, Any], allowed: frozenset[str]) -> None:

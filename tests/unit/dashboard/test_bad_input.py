@@ -1,0 +1,63 @@
+"""Bad input is a 400 naming what is wrong, never a 500, on both stores."""
+from __future__ import annotations
+
+import pytest
+
+from helpers.control import PASSWORD, app_with_users, csrf_from
+from helpers.factories import add_task
+from lookout.dashboard.history.query import encode_cursor, parse_sort
+
+
+@pytest.fixture
+def app(make_app, database_url):
+    return make_app(database_url)
+
+
+@pytest.mark.parametrize("url, parameter", [
+    ("/api/v1/tasks?name=proj%00.add", "name"),
+    ("/api/v1/tasks?q=report%00", "q"),
+    ("/api/v1/tasks?worker=%00", "worker"),
+    ("/api/v1/tasks/abc%00def", "path"),
+    ("/api/v1/workers/w%00@h", "path"),
+    ("/api/v1/audit?actor=ada%00", "actor"),
+    ("/api/v1/audit?target=%00", "target"),
+])
+def test_nul_anywhere_is_a_400_naming_where(app, client, url, parameter):
+    add_task(app.extensions["lookout.engine"], args="('report',)")
+    response = client.get(url)
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    error = response.get_json()["error"]
+    assert error["parameter"] == parameter and "NUL" in error["message"]
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 10**30])
+def test_cursor_values_beyond_64_bits_are_400(client, value):
+    cursor = encode_cursor(parse_sort("-timestamp"), value, "some-uuid")
+    response = client.get(f"/api/v1/tasks?cursor={cursor}")
+    assert response.status_code == 400 and response.get_json()["error"]["parameter"] == "cursor"
+
+
+@pytest.mark.parametrize("cursor", ["9223372036854775808", "0", "-1"])
+def test_audit_cursor_out_of_range_is_400(client, cursor):
+    response = client.get(f"/api/v1/audit?cursor={cursor}")
+    assert response.status_code == 400 and response.get_json()["error"]["parameter"] == "cursor"
+
+
+def test_login_refuses_nul_and_never_redirects_with_cr_lf(sqlite_url, redis_broker):
+    app = app_with_users(sqlite_url, redis_broker)
+    try:
+        client = app.test_client()
+        evil_next = "/tasks\r\nSet-Cookie: stolen=1"
+        page = client.get("/login", query_string={"next": evil_next}).get_data(as_text=True)
+        assert "stolen" not in page
+        csrf = csrf_from(page)
+        response = client.post("/login", data={"username": "ada\x00", "password": PASSWORD,
+                                               "csrf_token": csrf})
+        assert response.status_code == 400
+        assert response.get_json()["error"]["parameter"] == "username"
+        response = client.post("/login", data={"username": "ada", "password": PASSWORD,
+                                               "csrf_token": csrf, "next": evil_next})
+        assert response.status_code == 302 and response.headers["Location"] == "/"
+        assert "stolen" not in str(response.headers)
+    finally:
+        app.extensions["lookout.engine"].dispose()
