@@ -26,8 +26,20 @@ def parse_duration(value: str | float | int) -> float:
 
 
 def redact_url(url: str) -> str:
-    """Hide the password in a broker or database URL before it is shown or logged."""
-    return re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """Hide the password in a broker or database URL before it is shown or logged.
+
+    The user part ends at the *last* `@` before any query or fragment: passwords often
+    hold `@` or `/` unescaped, and each must stay hidden whole.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    ends = [i for i in (rest.find("?"), rest.find("#")) if i >= 0]
+    at = rest.rfind("@", 0, min(ends, default=len(rest)))
+    userinfo = rest[:at] if at >= 0 else ""
+    if ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{rest[at + 1:]}"
 
 
 @dataclass

@@ -29,3 +29,18 @@ def test_bad_values_name_their_source():
 def test_redact_url():
     assert redact_url("amqp://guest:secret@host:5672//") == "amqp://guest:***@host:5672//"
     assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("amqp://guest:p@ss/w@rd@rabbit:5672/vh", "amqp://guest:***@rabbit:5672/vh"),
+    ("redis://:s3cr@t@redis:6379/0", "redis://:***@redis:6379/0"),
+    ("postgresql+psycopg://app:a:b@c@db/lookout?sslmode=require",
+     "postgresql+psycopg://app:***@db/lookout?sslmode=require"),
+    ("redis://user@host:6379/0", "redis://user@host:6379/0"),
+    ("sqlite:////var/lib/lookout/look@out.db", "sqlite:////var/lib/lookout/look@out.db"),
+    ("redis://h:6379/0?client_name=a@b", "redis://h:6379/0?client_name=a@b"),
+])
+def test_redact_url_hides_every_password_shape(url, shown):
+    assert redact_url(url) == shown
+    secret_parts = {"p@ss/w@rd", "s3cr@t", "a:b@c"}
+    assert not any(part in redact_url(url) for part in secret_parts)
