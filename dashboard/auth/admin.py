@@ -17,6 +17,17 @@ bp = Blueprint("accounts", __name__)
 bp.after_request(record_request)
 
 
+def _may_change_accounts():
+    """Admins only; never in read-only mode, and never with --no-auth, where anyone who
+    reaches the port is an admin and could mint a token that outlives the session (and
+    works on any auth-on instance sharing the store)."""
+    ident = require_role("admin", control=True)
+    if not current_app.config["LOOKOUT"].auth:
+        raise ApiError(403, "authentication is off (--no-auth): users and tokens cannot be "
+                       "changed here; use `lookout users` on the command line")
+    return ident
+
+
 @bp.get("/admin")
 def admin_page():
     require_role("admin")
@@ -40,7 +51,7 @@ def list_users():
 @bp.post("/api/v1/users")
 @audited("user.add")
 def add_user():
-    require_role("admin")
+    _may_change_accounts()
     body = json_body()
     username, role = str(body.get("username", "")), str(body.get("role", "viewer"))
     note(targets=[username], parameters={"role": role})
@@ -60,7 +71,7 @@ def list_tokens():
 @bp.post("/api/v1/tokens")
 @audited("token.add")
 def add_token():
-    ident = require_role("admin")
+    ident = _may_change_accounts()
     body = json_body()
     name, role = str(body.get("name", "")), str(body.get("role", "viewer"))
     note(targets=[name], parameters={"role": role})
@@ -74,7 +85,7 @@ def add_token():
 @bp.delete("/api/v1/tokens/<int:token_id>")
 @audited("token.revoke")
 def revoke_token(token_id: int):
-    require_role("admin")
+    _may_change_accounts()
     note(targets=[str(token_id)], parameters={})
     if not accounts().revoke_token(token_id):
         raise ApiError(404, f"no active token {token_id}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from helpers.control import PASSWORD, app_with_users, audit_records, csrf_from, login, spy
 from helpers.factories import add_task, add_worker
@@ -259,3 +259,30 @@ def test_no_auth_warns_loudly_but_keeps_csrf(sqlite_url, redis_broker, caplog):
                        headers={"X-CSRF-Token": csrf_from(page)}).status_code == 404
     assert spy(app).calls == []
     app.extensions["lookout.engine"].dispose()
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"read_only": True}, "read-only"),
+    ({"auth": False}, "authentication is off"),
+])
+def test_read_only_and_no_auth_never_change_users_or_tokens(sqlite_url, redis_broker,
+                                                            settings, message):
+    app = app_with_users(sqlite_url, redis_broker, **settings)
+    try:
+        client = app.test_client()
+        csrf = login(client, "ada") if app.config["LOOKOUT"].auth else \
+            csrf_from(client.get("/tasks").get_data(as_text=True))
+        headers = {"X-CSRF-Token": csrf}
+        for method, path, body in (
+                ("post", "/api/v1/users", {"username": "mallory", "password": "x" * 12}),
+                ("post", "/api/v1/tokens", {"name": "forever", "role": "admin"}),
+                ("delete", "/api/v1/tokens/1", None)):
+            response = getattr(client, method)(path, json=body, headers=headers)
+            assert response.status_code == 403, (path, response.get_json())
+            assert message in response.get_json()["error"]["message"]
+        engine = app.extensions["lookout.engine"]
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(ApiToken)) == 0
+            assert conn.scalar(select(User.id).where(User.username == "mallory")) is None
+    finally:
+        app.extensions["lookout.engine"].dispose()
