@@ -62,7 +62,9 @@ class Settings:
     event_queue_expires: float = 3600.0
     event_queue_max_length: int = 2_000_000
     enable_events_interval: float = 30.0
-    reconnect_max_backoff: float = 30.0
+    # A refused connection costs the broker nothing: retrying every second means a broker
+    # that comes back is consumed again within a second (on Redis, later is lost).
+    reconnect_max_backoff: float = 1.0
     flush_interval: float = 0.25
     batch_size: int = 5000
     queue_sample_interval: float = 10.0

@@ -61,7 +61,7 @@ def collector_settings(broker: str, database_url: str, **overrides: Any) -> Sett
     """Settings for one test's collector: its own status row name and RabbitMQ queue."""
     values = dict(broker_url=broker, database_url=database_url,
                   collector_name=unique("collector"), event_queue_name=unique("lookout.events"),
-                  event_queue_expires=300.0, reconnect_max_backoff=2.0)
+                  event_queue_expires=300.0)
     values.update(overrides)
     return Settings(**values)
 

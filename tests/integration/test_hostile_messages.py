@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 
 import pytest
@@ -104,4 +105,40 @@ def test_a_lone_surrogate_in_args_keeps_every_event_of_its_task(redis_worker, da
             wait_for(lambda: {"task-sent", "task-received", "task-started", "task-failed"}
                      <= set(timeline(engine, task_id)), 20, message="all four events")
     finally:
+        engine.dispose()
+
+
+def test_a_returning_redis_is_consumed_again_within_a_second(sqlite_url, tmp_path):
+    """After a 10 s outage the collector is back as soon as the broker is: on pub/sub
+    every second of delay is a second of events lost."""
+    from helpers.browser import free_port
+    from helpers.support import Process
+
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", str(tmp_path)]
+    broker = f"redis://127.0.0.1:{port}/0"
+
+    def start(label: str) -> Process:
+        server = Process(command, tmp_path / f"redis-{label}.log")
+        wait_for(lambda: redis.Redis.from_url(broker, socket_connect_timeout=0.2).ping(),
+                 10, interval=0.02, message="redis-server accepting")
+        return server
+
+    server = start("first")
+    settings = collector_settings(broker, sqlite_url)
+    engine = make_engine(sqlite_url)
+    try:
+        with Collector(settings, engine=engine) as collector:
+            wait_for(lambda: collector.stats.connected, 20, message="connected")
+            server.stop()
+            wait_for(lambda: not collector.stats.connected, 20, message="outage noticed")
+            time.sleep(10)  # the outage itself, not a synchronisation
+            server = start("again")
+            back_at = time.monotonic()
+            wait_for(lambda: collector.stats.connected, 10, interval=0.02,
+                     message="reconnected")
+            assert time.monotonic() - back_at < 1.5
+    finally:
+        server.stop()
         engine.dispose()
