@@ -91,7 +91,7 @@ class HistoryWriter:
     # -- the synchronous core -------------------------------------------------------
 
     def write_batch(self, events: Sequence[Event], tokens: Sequence[Any] = ()) -> BatchSummary:
-        """Write `events` (one transaction, or one per event if the batch is refused).
+        """Write `events` in one transaction; a refused batch is split in halves.
 
         Raises only when the database is unavailable; the caller keeps the batch.
         """
@@ -100,9 +100,9 @@ class HistoryWriter:
         except Exception as error:  # noqa: BLE001 - classified below
             if not _is_poison(error):
                 raise
-            log.warning("batch of %d events refused (%s); writing them one by one",
+            log.warning("batch of %d events refused (%s); writing it in halves",
                         len(events), error.__class__.__name__)
-            summary = self._write_one_by_one(events)
+            summary = self._write_halves(events)
         self.stats.stored += summary.stored
         self.stats.duplicates += summary.duplicates
         self.stats.dropped += summary.dropped
@@ -133,16 +133,33 @@ class HistoryWriter:
         summary.tasks_truncated = len(changed) > SUMMARY_TASK_LIMIT
         return summary
 
-    def _write_one_by_one(self, events: Sequence[Event]) -> BatchSummary:
+    def _write_halves(self, events: Sequence[Event]) -> BatchSummary:
+        """Bisect a refused batch down to the events the database refuses alone.
+
+        One poison event in 5,000 costs about 2 x log2(5,000) = 26 transactions rather
+        than 5,000 (one per event), so a poison a second no longer stalls the writer.
+        """
         total = BatchSummary()
-        for event in events:
+        middle = len(events) // 2  # the whole batch was just refused: start with halves
+        pending = [list(events[middle:]), list(events[:middle])]
+        while pending:
+            if not pending[-1]:
+                pending.pop()
+                continue
+            part = pending.pop()
             try:
-                total.add(self._write_once([event]))
+                total.add(self._write_once(part))
+                continue
             except Exception as error:  # noqa: BLE001 - classified below
                 if not _is_poison(error):
                     raise
+                if len(part) > 1:
+                    middle = len(part) // 2
+                    pending += [part[middle:], part[:middle]]  # first half written first
+                    continue
                 # Counted as dropped (the writer's counter), not as rejected: that counter
                 # belongs to the receive thread and means "invalid", not "unstorable".
+                event = part[0]
                 total.events += 1
                 total.dropped += 1
                 log.error("dropped unstorable %s event %s: %s", event.type,

@@ -281,3 +281,18 @@ def test_timeline_statements_come_in_few_sizes_that_cover_every_row():
         assert sum(parts) == count
         sizes.update(parts)
     assert len(sizes) <= 13
+
+
+def test_a_refused_batch_is_bisected_not_written_event_by_event(store):
+    """One poison event in 2,000: a few dozen transactions, every other event stored."""
+    writer = make_writer(store)
+    events = [e for i in range(500) for e in lifecycle(f"t{i}", T0 + i)]
+    poison = task("task-received", "bad", T0, "w1@a", name="proj.add")
+    events.insert(1234, poison._replace(fields={**poison.fields, "retries": 2 ** 70}))
+    calls = []
+    write_once = writer._write_once
+    writer._write_once = lambda part: calls.append(len(part)) or write_once(part)
+    summary = writer.write_batch(events)
+    assert summary.dropped == 1 and summary.stored == 2000
+    assert count(store, Task) == 500 and count(store, TaskEvent) == 2000
+    assert len(calls) <= 2 * 11 + 1, len(calls)  # log2(2001) < 11
