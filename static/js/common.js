@@ -113,17 +113,20 @@
 
   /* ---- connection indicator ---- */
   var indicator = document.getElementById("connection");
-  var status = {socket: "connecting", collector: "unknown"};
+  var status = {socket: "connecting", collector: "unknown", health: "", note: ""};
   var LABELS = {live: "live", reconnecting: "reconnecting…", connecting: "connecting…",
     down: "collector down"};
 
   function showStatus() {
     if (!indicator) { return; }
-    var state = status.socket !== "live" ? status.socket
-      : (status.collector === "down" ? "down" : "live");
+    var down = status.collector === "down";
+    // A dead collector outranks a live socket, or no socket at all (polling the API then
+    // shows nothing new either); while reconnecting, the socket is the news.
+    var state = down && (status.socket === "live" || status.note) ? "down" : status.socket;
     indicator.dataset.state = state;
-    indicator.textContent = LABELS[state];
-    indicator.title = status.detail || "Live updates";
+    indicator.textContent = status.note ? (down ? "collector down; " : "") + status.note
+      : LABELS[state];
+    indicator.title = [status.note, status.health].filter(Boolean).join(" · ") || "Live updates";
   }
 
   /* Ask /healthz now, then again in 10 s, or in 2 s while the collector is down so the
@@ -135,24 +138,61 @@
       .then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (report) {
           status.collector = response.ok ? "up" : "down";
-          status.detail = (report.problems || []).join("; ") || "collector connected";
+          status.health = (report.problems || []).join("; ") || "collector connected";
         });
       })
-      .catch(function () { status.collector = "down"; status.detail = "server unreachable"; })
+      .catch(function () { status.collector = "down"; status.health = "server unreachable"; })
       .then(function () {
         showStatus();
         healthTimer = setTimeout(checkHealth, status.collector === "down" ? 2000 : 10000);
       });
   }
 
+  /* ---- browser libraries that did not load ----
+     The vendor scripts are deferred and run in document order before this one, so a
+     missing global here means the script failed (offline, blocked CDN, SRI mismatch).
+     The body and each chart's box carry the library's configured src, to name it. */
+
+  /* Each chart's box gives way to a notice; the page's figures and tables carry on. */
+  function noticeMissingCharts() {
+    if (typeof Chart === "function") { return; }
+    var boxes = document.querySelectorAll(".chart-box[data-chartjs-src]");
+    Array.prototype.forEach.call(boxes, function (box) {
+      box.hidden = true;
+      box.parentNode.insertBefore(el("p", {className: "notice", "data-testid": "chart-notice"},
+        "Charts unavailable: Chart.js did not load from " + box.dataset.chartjsSrc +
+        ". The figures and tables on this page still update."), box);
+    });
+  }
+
+  /* Without a socket nothing is pushed: call `resync()` every POLL_MS instead, each time
+     after the previous one settled, so the page still follows the API. */
+  var POLL_MS = 5000;
+  function pollInstead(resync) {
+    var src = body.dataset.socketioSrc || "its configured URL";
+    status.socket = resync ? "polling" : "unavailable";
+    status.note = "live updates unavailable" +
+      (resync ? ", refreshing every " + POLL_MS / 1000 + " s" : "") +
+      ": the Socket.IO client did not load from " + src;
+    body.dataset.live = status.socket;
+    showStatus();
+    if (!resync) { return; }
+    (function next() {
+      setTimeout(function () {
+        new Promise(function (resolve) { resolve(document.hidden ? null : resync()); })
+          .catch(function () { return null; })  // the page shows its own errors
+          .then(next);
+      }, POLL_MS);
+    }());
+  }
+
   /* Connect to the live namespace, join `rooms`, and call `handlers[event](data)` for
      pushed messages. Once the rooms are joined (again, after a reconnection) `resync()`
-     reloads from the API whatever changed before the pushes could reach this page. */
+     reloads from the API whatever changed before the pushes could reach this page; with
+     no Socket.IO client it is polled instead. */
   function live(rooms, handlers, resync) {
     if (typeof io !== "function") {
-      status.socket = "reconnecting";
-      status.detail = "Socket.IO client failed to load";
-      showStatus();
+      pollInstead(resync);
       return null;
     }
     var socket = io(config.namespace, {path: config.socketPath});
@@ -204,6 +244,7 @@
     node.textContent = error ? String(error.message || error) : "";
   }
 
+  noticeMissingCharts();
   checkHealth();
 
   window.Lookout = {

@@ -92,7 +92,8 @@
     first.delete("cursor");
     document.getElementById("first-page").href = "?" + first;
     document.getElementById("first-page").hidden = !current.has("cursor");
-    L.setText("live-note", liveInserts() ? "new tasks appear live" : "shown rows update live");
+    var how = document.body.dataset.live === "polling" ? "at each refresh" : "live";
+    L.setText("live-note", (liveInserts() ? "new tasks appear " : "shown rows update ") + how);
     document.body.dataset.loaded = String(Date.now());
   }
 
