@@ -75,6 +75,9 @@ class Settings:
     port: int = 5555
     message_queue: str = ""  # redis:// URL linking collector and web processes
     secret_key: str = ""
+    # Host names the web app answers to (comma-separated; "*" for any). Empty: loopback
+    # names plus --host. A DNS-rebinding page reaches 127.0.0.1 under its own name.
+    allowed_hosts: str = ""
     auth: bool = True
     read_only: bool = False
     # Browser libraries: empty means the builds bundled in the package (works offline).
@@ -121,6 +124,17 @@ class Settings:
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from None
         setattr(self, name, value)
+
+    def trusted_hosts(self) -> list[str] | None:
+        """The Host names to answer to, or None for any (LOOKOUT_ALLOWED_HOSTS=*)."""
+        names = [n.strip() for n in self.allowed_hosts.split(",") if n.strip()]
+        if "*" in names:
+            return None
+        if not names:
+            names = ["localhost", "127.0.0.1", "::1"]
+            if self.host not in ("0.0.0.0", "::", ""):
+                names.append(self.host)
+        return names
 
     def use_celery_app(self, celery_app: Any, broker_explicit: bool) -> None:
         """Take the broker and how to reach it from the user's app (`-A proj`).

@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     from lookout.dashboard.live.namespace import socketio
     from lookout.dashboard.schedules import views as schedules_views
     from lookout.dashboard.web.errors import register_error_handlers
+    from lookout.dashboard.web import security
     from lookout.dashboard.web.layout import layout_context
     from lookout.dashboard.web.params import refuse_nul
 
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     })
 
     register_error_handlers(app)
+    security.init_app(app)
     app.before_request(refuse_nul)  # does no work: a NUL in any input is a 400
     guard.init_app(app)  # then the guard, before any before_request that does work
     app.context_processor(layout_context)
@@ -101,6 +103,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         app.register_blueprint(blueprint)
     socketio.init_app(app, message_queue=settings.message_queue or None,
                       async_mode="threading", cors_allowed_origins=[])
+    security.guard_hosts(app)  # outermost: Socket.IO included
     return app
 
 

@@ -166,3 +166,25 @@ def no_leaked_threads():
         time.sleep(0.05)
     remaining = leaked()
     assert not remaining, f"test leaked threads: {[t.name for t in remaining]}"
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory) -> str:
+    """A redis-server of the module's own on a free port (nothing else publishes there)."""
+    import redis
+
+    from helpers.browser import free_port
+    from helpers.support import Process, wait_for
+
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    server = Process(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                      "--save", "", "--appendonly", "no", "--dir", str(folder)],
+                     folder / "redis.log")
+    url = f"redis://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: redis.Redis.from_url(url, socket_connect_timeout=1).ping(), 20,
+                 message="private redis-server up")
+        yield url
+    finally:
+        server.stop()

@@ -83,7 +83,6 @@ def init_app(app) -> None:
     settings = app.config["LOOKOUT"]
     app.extensions["lookout.accounts"] = AccountStore(app.extensions["lookout.engine"])
     app.extensions["lookout.socket_auth"] = socket_auth
-    security.init_app(app)
     app.before_request(guard)
     app.context_processor(template_context)
     if not settings.auth:

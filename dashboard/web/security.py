@@ -17,6 +17,7 @@ would target through the user's browser.
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -36,6 +37,45 @@ def csrf_token() -> str:
     if not token:
         token = session["csrf"] = secrets.token_urlsafe(32)
     return token
+
+
+def host_name(host_header: str) -> str:
+    """The name part of a Host header: 'a.example:80' -> 'a.example', '[::1]:80' -> '::1'."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class TrustedHostMiddleware:
+    """WSGI: answer 400 to a Host this deployment does not answer to, before anything.
+
+    Outermost, so it covers Socket.IO too (engine.io answers its handshake before Flask
+    routes). DNS rebinding: a page on evil.example re-resolved to 127.0.0.1 is
+    same-origin with itself, so Origin checks pass; only the Host header tells.
+    """
+
+    def __init__(self, wsgi_app, trusted: set[str] | None):
+        self.wsgi_app = wsgi_app
+        self.trusted = trusted
+
+    def __call__(self, environ, start_response):
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        if self.trusted is None or host_name(host) in self.trusted:
+            return self.wsgi_app(environ, start_response)
+        body = json.dumps({"error": {"status": 400, "message": (
+            f"host {host[:100]!r} is not allowed here (LOOKOUT_ALLOWED_HOSTS)")}}).encode()
+        start_response("400 Bad Request", [("Content-Type", "application/json"),
+                                           ("Content-Length", str(len(body))),
+                                           ("Cache-Control", "no-store")])
+        return [body]
+
+
+def guard_hosts(app: Flask) -> None:
+    """Install the Host allow-list around the whole app (call after socketio.init_app)."""
+    trusted = app.config["LOOKOUT"].trusted_hosts()
+    app.wsgi_app = TrustedHostMiddleware(
+        app.wsgi_app, None if trusted is None else {n.strip("[]").lower() for n in trusted})
 
 
 def same_origin() -> bool:

@@ -113,9 +113,10 @@
 
   /* ---- connection indicator ---- */
   var indicator = document.getElementById("connection");
-  var status = {socket: "connecting", collector: "unknown", health: "", note: ""};
+  var status = {socket: "connecting", collector: "unknown", health: "", note: "",
+    warning: ""};
   var LABELS = {live: "live", reconnecting: "reconnecting…", connecting: "connecting…",
-    down: "collector down"};
+    down: "collector down", quiet: "live · no worker heard"};
 
   function showStatus() {
     if (!indicator) { return; }
@@ -123,10 +124,13 @@
     // A dead collector outranks a live socket, or no socket at all (polling the API then
     // shows nothing new either); while reconnecting, the socket is the news.
     var state = down && (status.socket === "live" || status.note) ? "down" : status.socket;
+    // Connected, yet no worker heard for minutes: wrong broker, or workers without -E.
+    if (state === "live" && status.warning) { state = "quiet"; }
     indicator.dataset.state = state;
     indicator.textContent = status.note ? (down ? "collector down; " : "") + status.note
       : LABELS[state];
-    indicator.title = [status.note, status.health].filter(Boolean).join(" · ") || "Live updates";
+    indicator.title = [status.note, status.warning, status.health].filter(Boolean)
+      .join(" · ") || "Live updates";
   }
 
   /* Ask /healthz now, then again in 10 s, or in 2 s while the collector is down so the
@@ -139,6 +143,7 @@
         return response.json().catch(function () { return {}; }).then(function (report) {
           status.collector = response.ok ? "up" : "down";
           status.health = (report.problems || []).join("; ") || "collector connected";
+          status.warning = (report.warnings || []).join("; ");
         });
       })
       .catch(function () { status.collector = "down"; status.health = "server unreachable"; })

@@ -28,25 +28,3 @@ def redis_worker(redis_broker, tmp_path_factory) -> Iterator[RunningWorker]:
 @pytest.fixture(scope="module")
 def amqp_worker(amqp_broker, tmp_path_factory) -> Iterator[RunningWorker]:
     yield from _module_worker(tmp_path_factory, amqp_broker, "amqp-worker")
-
-
-@pytest.fixture(scope="module")
-def private_redis(tmp_path_factory) -> Iterator[str]:
-    """A redis-server of the module's own on a free port (nothing else publishes there)."""
-    import redis
-
-    from helpers.browser import free_port
-    from helpers.support import Process, wait_for
-
-    port = free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    server = Process(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                      "--save", "", "--appendonly", "no", "--dir", str(folder)],
-                     folder / "redis.log")
-    url = f"redis://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: redis.Redis.from_url(url, socket_connect_timeout=1).ping(), 20,
-                 message="private redis-server up")
-        yield url
-    finally:
-        server.stop()

@@ -286,3 +286,20 @@ def test_read_only_and_no_auth_never_change_users_or_tokens(sqlite_url, redis_br
             assert conn.scalar(select(User.id).where(User.username == "mallory")) is None
     finally:
         app.extensions["lookout.engine"].dispose()
+
+
+@pytest.mark.parametrize("allowed, host, ok", [
+    ("", "localhost", True), ("", "127.0.0.1:5555", True), ("", "[::1]:5555", True),
+    ("", "evil.example:5555", False), ("", "127.0.0.1.evil.example", False),
+    ("lookout.example.com", "lookout.example.com", True),
+    ("lookout.example.com", "LOOKOUT.example.com:443", True),
+    ("lookout.example.com", "localhost", False),
+    ("*", "anything.example", True),
+])
+def test_only_allowed_host_names_are_answered(make_app, sqlite_url, allowed, host, ok):
+    client = make_app(sqlite_url, allowed_hosts=allowed).test_client()
+    for path in ("/tasks", "/api/v1/tasks", "/socket.io/?EIO=4&transport=polling"):
+        response = client.get(path, headers={"Host": host})
+        assert (response.status_code != 400) == ok, (path, response.status_code)
+        if not ok:
+            assert "not allowed here" in response.get_json()["error"]["message"]
