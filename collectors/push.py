@@ -35,11 +35,19 @@ FINISHED = ("SUCCESS", "FAILURE")
 RATE_WINDOW = 2.0
 
 
-def external_emitter(message_queue: str):
+def live_channel(settings: Any, engine: Any) -> str:
+    """The message-queue channel of this deployment: the setting, or one named after the
+    store, which the collector and every web process of a deployment share."""
+    from lookout.core.store.db import deployment_id
+
+    return settings.message_queue_channel or f"lookout-{deployment_id(engine)}"
+
+
+def external_emitter(message_queue: str, channel: str):
     """A write-only Socket.IO emitter for a process that serves no clients itself."""
     from flask_socketio import SocketIO
 
-    return SocketIO(message_queue=message_queue, async_mode="threading")
+    return SocketIO(message_queue=message_queue, channel=channel, async_mode="threading")
 
 
 def install_external(collector: Any, settings: Any) -> "LivePublisher | None":
@@ -50,7 +58,8 @@ def install_external(collector: Any, settings: Any) -> "LivePublisher | None":
     """
     if not settings.message_queue:
         return None
-    publisher = LivePublisher(external_emitter(settings.message_queue))
+    channel = live_channel(settings, collector.engine)
+    publisher = LivePublisher(external_emitter(settings.message_queue, channel))
     collector.add_listener(publisher)
     return publisher.start()
 

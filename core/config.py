@@ -74,6 +74,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 5555
     message_queue: str = ""  # redis:// URL linking collector and web processes
+    # Its pub/sub channel; empty: "lookout-<the store's deployment id>", so deployments
+    # sharing one Redis never see each other's updates (pub/sub ignores database numbers).
+    message_queue_channel: str = ""
     secret_key: str = ""
     # Host names the web app answers to (comma-separated; "*" for any). Empty: loopback
     # names plus --host. A DNS-rebinding page reaches 127.0.0.1 under its own name.

@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     """
     from flask import Flask
 
+    from lookout.collectors.push import live_channel
     from lookout.collectors.queues import QueueSampler
     from lookout.core.broadcast import CeleryBroadcaster
     from lookout.core.inspector import Inspector
@@ -101,8 +102,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
                       control_views.bp, control_views.pages_bp, auth_views.bp,
                       accounts_views.bp, audit_views.bp, health_views.bp):
         app.register_blueprint(blueprint)
-    socketio.init_app(app, message_queue=settings.message_queue or None,
-                      async_mode="threading", cors_allowed_origins=[])
+    live = {"message_queue": settings.message_queue,
+            "channel": live_channel(settings, engine)} if settings.message_queue else {}
+    socketio.init_app(app, async_mode="threading", cors_allowed_origins=[], **live)
     security.guard_hosts(app)  # outermost: Socket.IO included
     return app
 

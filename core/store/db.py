@@ -55,6 +55,16 @@ def alembic_config(url: str):
     return config
 
 
+def deployment_id(engine: Engine) -> str:
+    """The store's random deployment id (written by migration 0003)."""
+    from sqlalchemy import select
+
+    from lookout.core.store.models import Deployment
+
+    with engine.connect() as conn:
+        return conn.scalar(select(Deployment.id).order_by(Deployment.created_at).limit(1))
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the schema to `revision`; safe to call on every start (no-op when current)."""
     from alembic import command

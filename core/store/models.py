@@ -163,3 +163,13 @@ class CollectorStatus(Base):
     updated_at: Mapped[float] = mapped_column(Float)
     # JSON: counters (received, stored, rejected by reason, dropped), rates, write lag.
     stats: Mapped[str | None] = mapped_column(Text)
+
+
+class Deployment(Base):
+    """One row: this store's random id. Names what belongs to one deployment outside the
+    store, such as its Socket.IO message-queue channel on a Redis shared with others."""
+
+    __tablename__ = "deployment"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)

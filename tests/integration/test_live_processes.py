@@ -41,3 +41,48 @@ def test_standalone_collector_pushes_to_lookout_web_via_redis(redis_broker, sqli
         worker.process.stop()
     assert web_code == 0, web.output()[-2000:]
     assert collector_code == 0, collector.output()[-2000:]
+
+
+def test_two_deployments_on_one_redis_never_see_each_other(redis_broker, tmp_path):
+    """Pub/sub ignores database numbers: each deployment's channel is named after its
+    store, so A's task rows (args included) never reach B's browsers."""
+    from lookout.collectors.push import external_emitter, live_channel
+    from lookout.core.config import Settings
+    from lookout.core.store.db import make_engine, upgrade
+
+    lookout = str(VENV_BIN / "lookout")
+    webs, clients, received = {}, {}, {"a": [], "b": []}
+    try:
+        for name in ("a", "b"):
+            url = f"sqlite:///{tmp_path / name}.db"
+            upgrade(url)
+            port = free_port()
+            webs[name] = (url, f"http://127.0.0.1:{port}", Process(
+                [lookout, "web", "--port", str(port), "--no-auth", "--database", url,
+                 "--message-queue", redis_broker], tmp_path / f"web-{name}.log"))
+        for name, (_, base, _) in webs.items():
+            wait_for(lambda: get_json(base + "/api/v1/tasks")[0] == 200, 60,
+                     message=f"web {name} up")
+            client = clients[name] = socketio_client.Client()
+            client.on("tasks", lambda message, name=name: received[name].append(message),
+                      namespace=NAMESPACE)
+            client.connect(base, namespaces=[NAMESPACE], transports=["websocket"])
+            assert client.call("subscribe", {"room": "tasks"}, namespace=NAMESPACE)["ok"]
+        engine = make_engine(webs["a"][0])
+        channel = live_channel(Settings.load({}), engine)
+        engine.dispose()
+        emitter = external_emitter(redis_broker, channel)
+        secret = unique("args-of-a")
+
+        def delivered():
+            emitter.emit("tasks", {"tasks": [{"uuid": secret, "args": secret}]},
+                         to="tasks", namespace=NAMESPACE)
+            return received["a"]
+        wait_for(delivered, 20, interval=0.5, message="deployment A's update reaches A")
+        assert received["b"] == [], received["b"]  # and, after A got several, B got none
+        assert secret in str(received["a"])
+    finally:
+        for client in clients.values():
+            client.disconnect()
+        for _, _, process in webs.values():
+            process.stop()
