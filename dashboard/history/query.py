@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from werkzeug.datastructures import MultiDict
+
 from lookout.dashboard.web.errors import bad_parameter
 from lookout.dashboard.web.params import (
     DEFAULT_LIMIT,
@@ -85,20 +87,36 @@ class TaskQuery:
     sort: Sort = field(default_factory=lambda: parse_sort(DEFAULT_SORT))
     limit: int = DEFAULT_LIMIT
     cursor: Cursor | None = None
+    params: tuple = ()  # the request's own parameters, carried by the next cursor
 
 
 def parse_task_query(args) -> TaskQuery:
-    """Turn the /api/v1/tasks query string (a werkzeug MultiDict) into a TaskQuery."""
+    """Turn the /api/v1/tasks query string (a werkzeug MultiDict) into a TaskQuery.
+
+    A cursor carries the parameters of the page that made it: `?cursor=...` alone gets
+    the next page of the same query; repeating the parameters exactly is fine too, but
+    a cursor with other filters, sort or limit is a 400 (it would page another list).
+    """
     reject_unknown(args, TASK_LIST_PARAMS)
+    own = sorted((k, v) for k, v in args.items(multi=True) if k != "cursor")
+    raw_cursor = args.get("cursor")
+    if raw_cursor:
+        carried = cursor_params(raw_cursor)
+        if carried is not None and not own:
+            args = MultiDict([*carried, ("cursor", raw_cursor)])
+            own = carried
+        elif carried is not None and own != carried:
+            raise bad_parameter("cursor", "this cursor belongs to a query with other "
+                                "parameters: repeat them exactly, or send the cursor alone")
     # Repeated (state=A&state=B) or comma-separated (state=A,B); order kept, duplicates not.
     states = tuple(dict.fromkeys(parse_state(part) for value in args.getlist("state")
                                  for part in value.split(",") if part.strip()))
     ranges = []
     for column, low, high, parse in (
-            ("timestamp", "after", "before", parse_timestamp),
-            ("received_at", "received_after", "received_before", parse_timestamp),
-            ("started_at", "started_after", "started_before", parse_timestamp),
-            ("runtime", "runtime_min", "runtime_max", parse_number)):
+            ("timestamp", "after", "before", _epoch),
+            ("received_at", "received_after", "received_before", _epoch),
+            ("started_at", "started_after", "started_before", _epoch),
+            ("runtime", "runtime_min", "runtime_max", _seconds)):
         lo, hi = _optional(args, low, parse), _optional(args, high, parse)
         if lo is not None or hi is not None:
             ranges.append((column, lo, hi))
@@ -108,9 +126,9 @@ def parse_task_query(args) -> TaskQuery:
         root_id=_text(args, "root_id"), parent_id=_text(args, "parent_id"),
         q=_text(args, "q"), ranges=tuple(ranges))
     sort = parse_sort(args.get("sort") or DEFAULT_SORT)
-    raw_cursor = args.get("cursor")
     return TaskQuery(filters=filters, sort=sort, limit=parse_limit(args.get("limit")),
-                     cursor=decode_cursor(raw_cursor, sort) if raw_cursor else None)
+                     cursor=decode_cursor(raw_cursor, sort) if raw_cursor else None,
+                     params=tuple(own))
 
 
 def parse_state(value: str) -> str:
@@ -132,13 +150,15 @@ def parse_sort(value: str) -> Sort:
                 descending=descending, nullable=nullable)
 
 
-def encode_cursor(sort: Sort, value: Any, uuid: str) -> str:
-    """Opaque to clients: base64url JSON of the sort it belongs to, value and uuid."""
-    raw = json.dumps({"s": sort.key, "v": value, "u": uuid}, separators=(",", ":"))
+def encode_cursor(sort: Sort, value: Any, uuid: str, params: tuple = ()) -> str:
+    """Opaque to clients: base64url JSON of the sort it belongs to, value and uuid, and
+    the query parameters of the page that made it."""
+    raw = json.dumps({"s": sort.key, "v": value, "u": uuid, "p": [list(p) for p in params]},
+                     separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(token: str, sort: Sort) -> Cursor:
+def _cursor_data(token: str) -> dict:
     try:
         padded = token + "=" * (-len(token) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
@@ -146,6 +166,23 @@ def decode_cursor(token: str, sort: Sort) -> Cursor:
         raise bad_parameter("cursor", "malformed cursor") from None
     if not isinstance(data, dict) or not isinstance(data.get("u"), str):
         raise bad_parameter("cursor", "malformed cursor")
+    return data
+
+
+def cursor_params(token: str) -> list[tuple[str, str]] | None:
+    """The parameters a cursor carries (sorted pairs), or None for an older cursor."""
+    pairs = _cursor_data(token).get("p")
+    if pairs is None:
+        return None
+    if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+            and p[0] in TASK_LIST_PARAMS and p[0] != "cursor" for p in pairs):
+        raise bad_parameter("cursor", "malformed cursor")
+    return sorted((name, value) for name, value in pairs)
+
+
+def decode_cursor(token: str, sort: Sort) -> Cursor:
+    data = _cursor_data(token)
     if data.get("s") != sort.key:
         raise bad_parameter("cursor", f"cursor was made for sort {str(data.get('s'))[:40]!r},"
                             f" not {sort.key!r}")
@@ -160,6 +197,22 @@ def decode_cursor(token: str, sort: Sort) -> Cursor:
     if not valid:
         raise bad_parameter("cursor", "malformed cursor")
     return Cursor(value=value, uuid=data["u"])
+
+
+def _epoch(value: str, parameter: str) -> float:
+    """A time filter: epoch seconds or ISO 8601 between 1970 and 2286."""
+    moment = parse_timestamp(value, parameter)
+    if not 0 <= moment < 1e10:
+        raise bad_parameter(parameter, "must be a time between 1970 and 2286")
+    return moment
+
+
+def _seconds(value: str, parameter: str) -> float:
+    """A duration filter: 0 to 1e12 seconds."""
+    seconds = parse_number(value, parameter)
+    if not 0 <= seconds <= 1e12:
+        raise bad_parameter(parameter, "must be between 0 and 1e12 seconds")
+    return seconds
 
 
 def _optional(args, name: str, parse) -> float | None:

@@ -66,7 +66,8 @@ class HistoryService:
         if len(rows) > query.limit:
             rows = rows[:query.limit]
             last = rows[-1]
-            next_cursor = encode_cursor(query.sort, last[query.sort.column], last["uuid"])
+            next_cursor = encode_cursor(query.sort, last[query.sort.column], last["uuid"],
+                                        query.params)
         return TaskPage([list_item(row) for row in rows], total, next_cursor)
 
     def get_task(self, uuid: str) -> dict:

@@ -216,6 +216,43 @@ def test_cursor_is_tied_to_its_sort(client, engine):
     assert client.get(f"/api/v1/tasks?cursor={forged}").status_code == 400
 
 
+def test_a_cursor_alone_carries_its_filters_sort_and_limit(client, engine):
+    """Page 2 of state=SUCCESS is still SUCCESS, with the same total and limit."""
+    add_tasks(engine, 7, state="SUCCESS")
+    add_tasks(engine, 5, start=T0 + 0.5, state="REVOKED")
+    first = client.get("/api/v1/tasks?state=SUCCESS&limit=3&sort=timestamp").get_json()
+    seen, cursor = [i["uuid"] for i in first["items"]], first["next_cursor"]
+    while cursor:
+        page = client.get(f"/api/v1/tasks?cursor={cursor}").get_json()
+        assert page["total"] == 7 and len(page["items"]) <= 3
+        assert {i["state"] for i in page["items"]} == {"SUCCESS"}
+        seen += [i["uuid"] for i in page["items"]]
+        cursor = page["next_cursor"]
+    assert len(seen) == len(set(seen)) == 7
+
+
+def test_a_cursor_with_other_filters_is_a_400(client, engine):
+    add_tasks(engine, 5, state="SUCCESS")
+    cursor = client.get("/api/v1/tasks?state=SUCCESS&limit=2").get_json()["next_cursor"]
+    same = client.get(f"/api/v1/tasks?limit=2&state=SUCCESS&cursor={cursor}")
+    assert same.status_code == 200 and len(same.get_json()["items"]) == 2
+    for other in ("state=REVOKED&limit=2", "state=SUCCESS&limit=3", "limit=2"):
+        response = client.get(f"/api/v1/tasks?{other}&cursor={cursor}")
+        assert response.status_code == 400, other
+        assert response.get_json()["error"]["parameter"] == "cursor"
+
+
+@pytest.mark.parametrize("query, parameter", [
+    ("runtime_min=-1", "runtime_min"), ("runtime_max=1e300", "runtime_max"),
+    ("after=-5", "after"), ("received_before=1e300", "received_before"),
+    ("started_after=9999-12-31T00:00:00", "started_after"),
+])
+def test_negative_and_absurd_numbers_are_400(client, query, parameter):
+    response = client.get(f"/api/v1/tasks?{query}")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["parameter"] == parameter
+
+
 @pytest.mark.parametrize("query", [
     "name=x' OR '1'='1", "worker=w1\" OR 1=1 --", "q=%' OR 1=1 --",
     "queue='; DROP TABLE tasks; --", "root_id=1); DELETE FROM tasks; --",
