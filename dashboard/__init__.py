@@ -60,7 +60,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     from lookout.dashboard.health.service import HealthCheck
     from lookout.dashboard.history import views as history_views
     from lookout.dashboard.history.service import HistoryService
-    from lookout.dashboard.live.namespace import socketio
+    from lookout.dashboard.live.namespace import NAMESPACE, socketio
+    from lookout.dashboard.live.sessions import LiveSessions
     from lookout.dashboard.schedules import views as schedules_views
     from lookout.dashboard.web.errors import register_error_handlers
     from lookout.dashboard.web import security
@@ -93,6 +94,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
                                           history_service),
     })
 
+    app.extensions["lookout.live_sessions"] = LiveSessions(
+        lambda sid: socketio.server.disconnect(sid, namespace=NAMESPACE))
     register_error_handlers(app)
     security.init_app(app)
     app.before_request(refuse_nul)  # does no work: a NUL in any input is a 400

@@ -62,6 +62,12 @@ class AccountStore:
         self._update_user(username, role=check_role(role),
                           session_epoch=users.c.session_epoch + 1)
 
+    def end_sessions(self, user_id: int) -> None:
+        """Every session cookie of this user stops working, copies included (logout)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(users).where(users.c.id == user_id)
+                         .values(session_epoch=users.c.session_epoch + 1))
+
     def _update_user(self, username: str, **values) -> None:
         with self.engine.begin() as conn:
             done = conn.execute(update(users).where(users.c.username == username)
@@ -120,7 +126,7 @@ class AccountStore:
             if row["last_used_at"] is None or now - row["last_used_at"] > 60:
                 conn.execute(update(tokens).where(tokens.c.id == row["id"])
                              .values(last_used_at=now))
-        return Identity(f"token:{row['name']}", row["role"], "token")
+        return Identity(f"token:{row['name']}", row["role"], "token", token_id=row["id"])
 
     def list_tokens(self) -> list[dict]:
         with self.engine.connect() as conn:

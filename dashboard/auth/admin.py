@@ -89,4 +89,5 @@ def revoke_token(token_id: int):
     note(targets=[str(token_id)], parameters={})
     if not accounts().revoke_token(token_id):
         raise ApiError(404, f"no active token {token_id}")
+    current_app.extensions["lookout.live_sessions"].end(token_id=token_id)
     return jsonify(id=token_id, revoked=True)

@@ -59,13 +59,34 @@ def guard():
     return None
 
 
-def socket_auth(auth) -> bool:
-    """Socket.IO connect check: same origin, then a token or a logged-in session."""
+def socket_auth(auth):
+    """Socket.IO connect check: same origin, then a token or a logged-in session.
+
+    Returns None, or a function that says whether that identity still holds (the live
+    namespace calls it on every subscribe and every few seconds): the token not revoked,
+    the user not disabled and their session not ended by a logout or password change.
+    """
     if not security.same_origin():
-        return False
+        return None
     token = auth.get("token") if isinstance(auth, dict) else None
     token = token if isinstance(token, str) and token else _bearer()
-    return _resolve(token) is not None
+    ident = _resolve(token)
+    if ident is None:
+        return None
+    store = accounts()
+    if ident.kind == "token":
+        def still_valid():
+            return store.token_identity(token)
+    elif ident.kind == "user":
+        user_id, epoch = session.get("uid"), session.get("epoch")
+
+        def still_valid():
+            return store.session_user(user_id, epoch)
+    else:
+        def still_valid():
+            return ident
+    still_valid.identity = ident
+    return still_valid
 
 
 # -- wiring ------------------------------------------------------------------------------

@@ -70,5 +70,11 @@ def _login_failed(message: str, status: int):
 @bp.post("/logout")
 @audited("logout")
 def logout():
+    """Ends this user's sessions everywhere: a copied cookie dies with the original, and
+    their live sockets in this process are closed now (others at their next check)."""
+    ident = g.get("identity")
+    if ident is not None and ident.kind == "user" and ident.user_id is not None:
+        accounts().end_sessions(ident.user_id)
+        current_app.extensions["lookout.live_sessions"].end(user_id=ident.user_id)
     session.clear()
     return redirect(url_for("auth.login"))

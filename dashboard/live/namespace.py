@@ -7,8 +7,8 @@ what changed since.
 """
 from __future__ import annotations
 
-from flask import current_app
-from flask_socketio import Namespace, SocketIO, join_room, leave_room, rooms
+from flask import current_app, request
+from flask_socketio import Namespace, SocketIO, disconnect, join_room, leave_room, rooms
 
 from lookout.collectors.push import NAMESPACE
 
@@ -39,15 +39,26 @@ class LiveNamespace(Namespace):
 
     def on_connect(self, auth=None):
         # Authentication belongs here, not in before_request (which Socket.IO skips).
-        # The auth module registers a callable under app.extensions["lookout.socket_auth"]
-        # that returns False for a session without a logged-in user; refusing the
-        # connection makes the client report a connect_error instead of retrying silently.
-        check = current_app.extensions.get("lookout.socket_auth")
-        if check is not None and not check(auth):
+        # The auth package registers app.extensions["lookout.socket_auth"]: it returns
+        # None for a connection without a valid session or token (the client then reports
+        # a connect_error instead of retrying silently), else a re-check kept per socket.
+        authenticate = current_app.extensions["lookout.socket_auth"]
+        check = authenticate(auth)
+        if check is None:
             raise ConnectionRefusedError("login required")
+        sessions = current_app.extensions["lookout.live_sessions"]
+        sessions.add(request.sid, check)
+        sessions.start_sweeping(current_app._get_current_object(),
+                                socketio.start_background_task, socketio.sleep)
+
+    def on_disconnect(self, reason=None):
+        current_app.extensions["lookout.live_sessions"].remove(request.sid)
 
     def on_subscribe(self, data):
         """Join a room; the acknowledgement tells the page whether it worked."""
+        if not current_app.extensions["lookout.live_sessions"].valid(request.sid):
+            disconnect()
+            return {"ok": False, "error": "login required"}
         room = valid_room((data or {}).get("room") if isinstance(data, dict) else data)
         if room is None:
             return {"ok": False, "error": "unknown room"}

@@ -26,6 +26,7 @@ class Identity:
     role: str
     kind: str  # "user", "token" or "noauth"
     user_id: int | None = None
+    token_id: int | None = None
 
     def can(self, role: str) -> bool:
         return RANK[self.role] >= RANK[role]

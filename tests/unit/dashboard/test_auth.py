@@ -303,3 +303,49 @@ def test_only_allowed_host_names_are_answered(make_app, sqlite_url, allowed, hos
         assert (response.status_code != 400) == ok, (path, response.status_code)
         if not ok:
             assert "not allowed here" in response.get_json()["error"]["message"]
+
+
+def test_logout_ends_every_copy_of_the_session_and_its_sockets(app):
+    from lookout.dashboard.live.namespace import NAMESPACE, socketio
+
+    client = app.test_client()
+    login(client, "vic")
+    copy = app.test_client()  # a cookie copied before logout, e.g. from another machine
+    copy.set_cookie("lookout_session", client.get_cookie("lookout_session").value)
+    assert copy.get("/api/v1/tasks").status_code == 200
+    socket = socketio.test_client(app, namespace=NAMESPACE, flask_test_client=client)
+    assert socket.is_connected(NAMESPACE)
+    csrf = csrf_from(client.get("/").get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": csrf}).status_code == 302
+    assert copy.get("/api/v1/tasks").status_code == 401
+    assert not socket.is_connected(NAMESPACE)
+    login(client, "vic")  # a new login works as before
+    assert client.get("/api/v1/tasks").status_code == 200
+
+
+def test_revoked_tokens_and_ended_sessions_lose_their_sockets(app):
+    from lookout.dashboard.live.namespace import NAMESPACE, socketio
+
+    accounts = app.extensions["lookout.accounts"]
+    token_id, secret = accounts.add_token("live", "viewer")
+    script = socketio.test_client(app, namespace=NAMESPACE, auth={"token": secret})
+    admin = app.test_client()
+    csrf = login(admin, "ada")
+    assert admin.delete(f"/api/v1/tokens/{token_id}",
+                        headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert not script.is_connected(NAMESPACE)  # at once, in this process
+
+    browser = app.test_client()
+    login(browser, "otto")
+    socket = socketio.test_client(app, namespace=NAMESPACE, flask_test_client=browser)
+    otto = next(u for u in accounts.list_users() if u["username"] == "otto")
+    accounts.end_sessions(otto["id"])  # as another web process's logout would
+    reply = socket.emit("subscribe", {"room": "tasks"}, namespace=NAMESPACE, callback=True)
+    assert reply == {"ok": False, "error": "login required"}
+    assert not socket.is_connected(NAMESPACE)
+
+    login(browser, "otto")
+    later = socketio.test_client(app, namespace=NAMESPACE, flask_test_client=browser)
+    accounts.end_sessions(otto["id"])
+    assert app.extensions["lookout.live_sessions"].sweep() == 1  # the periodic check
+    assert not later.is_connected(NAMESPACE)

@@ -146,7 +146,7 @@ def test_push_thread_ticks_and_flushes_on_stop(app):
 
 
 def test_socket_auth_hook_refuses_connections(app):
-    app.extensions["lookout.socket_auth"] = lambda auth: False
+    app.extensions["lookout.socket_auth"] = lambda auth: None
     client = socketio.test_client(app, namespace=NAMESPACE)
     assert not client.is_connected(NAMESPACE)
 

@@ -1,0 +1,79 @@
+"""Who each live socket belongs to, so a right that ends also ends its sockets.
+
+Socket.IO connections outlive the HTTP request that opened them: a logout, a revoked
+token or a disabled user must not leave a socket receiving task arguments. Each socket
+keeps the check its connect handler got (auth/guard.py `socket_auth`); it runs on every
+subscribe and on a sweep every SWEEP_EVERY seconds, and a logout or token revocation in
+this process closes the matching sockets at once. Other web processes notice at their
+next subscribe or sweep.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+SWEEP_EVERY = 10.0
+
+
+class LiveSessions:
+    """sid -> identity check, for the sockets of this process; safe between threads."""
+
+    def __init__(self, disconnect: Callable[[str], None]):
+        self._disconnect = disconnect
+        self._checks: dict[str, Callable[[], Any]] = {}
+        self._lock = threading.Lock()
+        self._sweeping = False
+
+    def add(self, sid: str, check: Callable[[], Any]) -> None:
+        with self._lock:
+            self._checks[sid] = check
+
+    def remove(self, sid: str) -> None:
+        with self._lock:
+            self._checks.pop(sid, None)
+
+    def valid(self, sid: str) -> bool:
+        with self._lock:
+            check = self._checks.get(sid)
+        return check is not None and check() is not None
+
+    def end(self, user_id: int | None = None, token_id: int | None = None) -> int:
+        """Close the sockets of this user or token now; returns how many."""
+        with self._lock:
+            ended = [sid for sid, check in self._checks.items()
+                     if (user_id is not None and check.identity.user_id == user_id)
+                     or (token_id is not None and check.identity.token_id == token_id)]
+        for sid in ended:
+            self.remove(sid)
+            self._disconnect(sid)
+        return len(ended)
+
+    def sweep(self) -> int:
+        """Close every socket whose identity no longer holds; returns how many."""
+        with self._lock:
+            checks = list(self._checks.items())
+        ended = 0
+        for sid, check in checks:
+            try:
+                still = check() is not None
+            except Exception:  # noqa: BLE001 - the store is down: keep, check again later
+                continue
+            if not still:
+                self.remove(sid)
+                self._disconnect(sid)
+                ended += 1
+        return ended
+
+    def start_sweeping(self, app, start_task: Callable, sleep: Callable) -> None:
+        """Sweep every SWEEP_EVERY seconds in the background, once per process."""
+        with self._lock:
+            if self._sweeping:
+                return
+            self._sweeping = True
+
+        def loop():
+            while True:
+                sleep(SWEEP_EVERY)
+                with app.app_context():
+                    self.sweep()
+        start_task(loop)
