@@ -4,15 +4,22 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from lookout.dashboard.health.service import HealthCheck
+from lookout.dashboard.web.roles import identity
+
+PUBLIC_FIELDS = ("status", "healthy", "time")
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
 def healthz():
-    """Always JSON, never cached; public (the guard lets it through)."""
+    """Always JSON, never cached. Public (the guard lets it through), but anonymous
+    callers such as load balancers get only the verdict: broker hosts, user names and
+    error texts are for signed-in users and tokens."""
     check: HealthCheck = current_app.extensions["lookout.health"]
     report = check.check()
+    if identity() is None:
+        report = {name: report[name] for name in PUBLIC_FIELDS}
     response = jsonify(report)
     response.status_code = 200 if report["healthy"] else 503
     response.headers["Cache-Control"] = "no-store"

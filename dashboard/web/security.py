@@ -62,6 +62,8 @@ class TrustedHostMiddleware:
     def __call__(self, environ, start_response):
         host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
         if self.trusted is None or host_name(host) in self.trusted:
+            if environ.get("PATH_INFO", "").startswith("/socket.io"):
+                return self.wsgi_app(environ, _with_socket_headers(start_response))
             return self.wsgi_app(environ, start_response)
         body = json.dumps({"error": {"status": 400, "message": (
             f"host {host[:100]!r} is not allowed here (LOOKOUT_ALLOWED_HOSTS)")}}).encode()
@@ -69,6 +71,19 @@ class TrustedHostMiddleware:
                                            ("Content-Length", str(len(body))),
                                            ("Cache-Control", "no-store")])
         return [body]
+
+
+# engine.io answers /socket.io/ itself, so Flask's after_request never sees it.
+SOCKET_HEADERS = (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                  ("Referrer-Policy", "same-origin"), ("Cache-Control", "no-store"))
+
+
+def _with_socket_headers(start_response):
+    def start(status, headers, exc_info=None):
+        present = {name.lower() for name, _ in headers}
+        headers = list(headers) + [h for h in SOCKET_HEADERS if h[0].lower() not in present]
+        return start_response(status, headers, exc_info)
+    return start
 
 
 def guard_hosts(app: Flask) -> None:

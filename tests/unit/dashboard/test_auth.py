@@ -349,3 +349,24 @@ def test_revoked_tokens_and_ended_sessions_lose_their_sockets(app):
     accounts.end_sessions(otto["id"])
     assert app.extensions["lookout.live_sessions"].sweep() == 1  # the periodic check
     assert not later.is_connected(NAMESPACE)
+
+
+def test_healthz_tells_anonymous_callers_only_the_verdict(app):
+    from helpers.factories import set_collector_status
+
+    set_collector_status(app.extensions["lookout.engine"], broker="redis://secret-host:6379/0")
+    anonymous = app.test_client().get("/healthz")
+    assert anonymous.status_code == 200
+    assert set(anonymous.get_json()) == {"status", "healthy", "time"}
+    assert "secret-host" not in anonymous.get_data(as_text=True)
+    client = app.test_client()
+    login(client, "vic")
+    detail = client.get("/healthz").get_json()
+    assert detail["collectors"][0]["broker"] == "redis://secret-host:6379/0"
+
+
+def test_socket_io_responses_carry_security_headers(app):
+    response = app.test_client().get("/socket.io/?EIO=4&transport=polling")
+    for name, value in (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                        ("Cache-Control", "no-store")):
+        assert response.headers.get(name) == value, name
