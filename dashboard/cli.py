@@ -199,6 +199,37 @@ def users_token(name: str, role: str, database_url: str | None) -> None:
     click.echo(secret)
 
 
+@users.command("passwd", help="Set a user's password; ends all their sessions.")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@click.option("--database", "database_url", help="SQLAlchemy URL of the store.")
+@handle_errors
+def users_passwd(username: str, password_stdin: bool, database_url: str | None) -> None:
+    password = (sys.stdin.readline().rstrip("\n") if password_stdin else
+                click.prompt("New password", hide_input=True, confirmation_prompt=True))
+    with _accounts(database_url) as accounts:
+        _known_user(accounts.set_password, username, password)
+    click.echo(f"password of {username} changed; their sessions are ended")
+
+
+@users.command("role", help="Change a user's role; ends all their sessions.")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["viewer", "operator", "admin"]))
+@click.option("--database", "database_url", help="SQLAlchemy URL of the store.")
+@handle_errors
+def users_role(username: str, role: str, database_url: str | None) -> None:
+    with _accounts(database_url) as accounts:
+        _known_user(accounts.set_role, username, role)
+    click.echo(f"{username} is now {role}; their sessions are ended")
+
+
+def _known_user(change: Callable, username: str, value: str) -> None:
+    try:
+        change(username, value)
+    except LookupError:
+        raise click.UsageError(f"no user {username!r}") from None
+
+
 @contextlib.contextmanager
 def _accounts(database_url: str | None):
     from lookout.core.store.db import make_engine, upgrade
