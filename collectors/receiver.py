@@ -273,8 +273,7 @@ class EventReceiver:
         self._reject("bad message", detail, None)
 
     def _on_bad_envelope(self, message, exc: Exception, generation: int | None) -> None:
-        self.stats.messages += 1
-        self._reject("bad message", repr(exc), None)
+        self._on_bad_payload(repr(exc))
         if generation is not None and getattr(message, "delivery_tag", None) is not None:
             self.buffer.put([], (generation, message.delivery_tag))
 

@@ -102,7 +102,7 @@ class HistoryWriter:
                 raise
             log.warning("batch of %d events refused (%s); writing it in halves",
                         len(events), error.__class__.__name__)
-            summary = self._write_halves(events)
+            summary = self._write_halves(events, error)
         self.stats.stored += summary.stored
         self.stats.duplicates += summary.duplicates
         self.stats.dropped += summary.dropped
@@ -133,37 +133,36 @@ class HistoryWriter:
         summary.tasks_truncated = len(changed) > SUMMARY_TASK_LIMIT
         return summary
 
-    def _write_halves(self, events: Sequence[Event]) -> BatchSummary:
+    def _write_halves(self, events: Sequence[Event], error: Exception) -> BatchSummary:
         """Bisect a refused batch down to the events the database refuses alone.
 
         One poison event in 5,000 costs about 2 x log2(5,000) = 26 transactions rather
         than 5,000 (one per event), so a poison a second no longer stalls the writer.
+        `error` is why the whole batch was just refused: it is not tried again.
         """
         total = BatchSummary()
-        middle = len(events) // 2  # the whole batch was just refused: start with halves
-        pending = [list(events[middle:]), list(events[:middle])]
+        pending: list[tuple[list[Event], Exception | None]] = [(list(events), error)]
         while pending:
-            if not pending[-1]:
-                pending.pop()
-                continue
-            part = pending.pop()
-            try:
-                total.add(self._write_once(part))
-                continue
-            except Exception as error:  # noqa: BLE001 - classified below
-                if not _is_poison(error):
-                    raise
-                if len(part) > 1:
-                    middle = len(part) // 2
-                    pending += [part[middle:], part[:middle]]  # first half written first
+            part, refused = pending.pop()
+            if refused is None:
+                try:
+                    total.add(self._write_once(part))
                     continue
-                # Counted as dropped (the writer's counter), not as rejected: that counter
-                # belongs to the receive thread and means "invalid", not "unstorable".
-                event = part[0]
-                total.events += 1
-                total.dropped += 1
-                log.error("dropped unstorable %s event %s: %s", event.type,
-                          event.uuid or event.hostname, error)
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    if not _is_poison(exc):
+                        raise
+                    refused = exc
+            if len(part) > 1:
+                middle = len(part) // 2
+                pending += [(part[middle:], None), (part[:middle], None)]  # first half first
+                continue
+            # Counted as dropped (the writer's counter), not as rejected: that counter
+            # belongs to the receive thread and means "invalid", not "unstorable".
+            event = part[0]
+            total.events += 1
+            total.dropped += 1
+            log.error("dropped unstorable %s event %s: %s", event.type,
+                      event.uuid or event.hostname, refused)
         return total
 
     def _after_commit(self, summary: BatchSummary, tokens: list[Any]) -> None:
