@@ -88,6 +88,9 @@ class Settings:
     socketio_url: str = ""
     collector_name: str = "default"
     celery_app: str = ""  # -A proj: broker, connection settings, beat schedule
+    # django-celery-beat's database, read directly (SQLAlchemy URL) when Django is not
+    # importable here; with -A on a Django project the project's DATABASES is used.
+    beat_database_url: str = ""
     # Set from the Celery app by `use_celery_app`, never from the environment.
     broker_conf: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)

@@ -6,14 +6,16 @@ Every blueprint is registered here and nowhere else, so this file is the route m
                /api/v1/retries
     fleet      /workers[/<host>]  /queues   /api/v1/workers[/<host>[/inspect]]
                /api/v1/queues  /api/v1/queues/<name>/history
-    schedules  /schedules   /api/v1/schedules
+    schedules  /schedules[/<source>/<name>]   /api/v1/schedules[/<source>/<name>
+               [/run|/enable|/disable|/thresholds]]
     control    /controls    /api/v1/tasks/<id>/revoke  /api/v1/tasks/revoke
                /api/v1/rate-limits  /api/v1/time-limits  /api/v1/workers/<host>/<command>
     auth       /login  /logout
     accounts   /admin   /api/v1/me  /api/v1/users  /api/v1/tokens[/<id>]
     audit      /audit   /api/v1/audit[/<id>]
     health     /healthz
-    live       Socket.IO namespace /live (rooms: overview, tasks, task:<id>, worker:<host>)
+    live       Socket.IO namespace /live (rooms: overview, tasks, schedules, task:<id>,
+               worker:<host>)
 
 Each feature package (history/, fleet/, ...) has thin views over a service that owns its
 SQL; web/ holds what they share (errors, parameter parsing, roles, security, layout).
@@ -63,6 +65,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     from lookout.dashboard.live.namespace import NAMESPACE, socketio
     from lookout.dashboard.live.sessions import LiveSessions
     from lookout.dashboard.schedules import views as schedules_views
+    from lookout.dashboard.schedules.service import ScheduleService
+    from lookout.dashboard.schedules.watch import ScheduleWatcher
     from lookout.dashboard.web.errors import register_error_handlers
     from lookout.dashboard.web import security
     from lookout.dashboard.web.layout import layout_context
@@ -92,7 +96,12 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         "lookout.queues": QueueSampler(settings, engine),
         "lookout.control": ControlService(engine, CeleryBroadcaster.for_settings(settings),
                                           history_service),
+        "lookout.schedules": ScheduleService(engine, settings, clock),
     })
+    watcher = ScheduleWatcher(app.extensions["lookout.schedules"], lambda payload: socketio.emit(
+        "schedules", payload, namespace=NAMESPACE, to=["schedules", "overview"]))
+    # Started by the first live connection (live/namespace.py), once per process.
+    app.extensions["lookout.live_starters"] = [watcher.start]
 
     app.extensions["lookout.live_sessions"] = LiveSessions(
         lambda sid: socketio.server.disconnect(sid, namespace=NAMESPACE))

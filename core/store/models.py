@@ -173,3 +173,21 @@ class Deployment(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class ScheduleWatch(Base):
+    """Lookout's own record of one beat entry: when it was first seen (what an entry
+    never seen running is measured from) and the thresholds an operator set for it
+    (None: derived from its schedule)."""
+
+    __tablename__ = "schedule_watch"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    first_seen_at: Mapped[float] = mapped_column(Float)
+    grace: Mapped[float | None] = mapped_column(Float)
+    late_after: Mapped[float | None] = mapped_column(Float)
+    running_limit: Mapped[float | None] = mapped_column(Float)
+    failures: Mapped[int | None] = mapped_column(Integer)
+    updated_by: Mapped[str | None] = mapped_column(String(150))
+    updated_at: Mapped[float | None] = mapped_column(Float)

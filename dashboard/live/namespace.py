@@ -1,6 +1,6 @@
 """Socket.IO for the live pages: the unbound extension and the /live namespace.
 
-Browsers join rooms ("overview", "tasks", "task:<id>", "worker:<hostname>") and receive
+Browsers join rooms ("overview", "tasks", "schedules", "task:<id>", "worker:<hostname>") and receive
 there the coalesced updates that the collector (collectors/push.py) emits a few times a
 second, never one message per Celery event. Pages load their data from the JSON API; the socket only says
 what changed since.
@@ -12,7 +12,7 @@ from flask_socketio import Namespace, SocketIO, disconnect, join_room, leave_roo
 
 from lookout.collectors.push import NAMESPACE
 
-STATIC_ROOMS = frozenset({"overview", "tasks"})
+STATIC_ROOMS = frozenset({"overview", "tasks", "schedules"})
 ROOM_PREFIXES = ("task:", "worker:")
 MAX_ROOM_LENGTH = 300
 # A page needs two or three rooms; the cap stops one client from joining thousands.
@@ -48,8 +48,10 @@ class LiveNamespace(Namespace):
             raise ConnectionRefusedError("login required")
         sessions = current_app.extensions["lookout.live_sessions"]
         sessions.add(request.sid, check)
-        sessions.start_sweeping(current_app._get_current_object(),
-                                socketio.start_background_task, socketio.sleep)
+        app = current_app._get_current_object()
+        sessions.start_sweeping(app, socketio.start_background_task, socketio.sleep)
+        for start in app.extensions.get("lookout.live_starters", ()):
+            start(app, socketio.start_background_task, socketio.sleep)
 
     def on_disconnect(self, reason=None):
         current_app.extensions["lookout.live_sessions"].remove(request.sid)

@@ -1,99 +1,266 @@
-"""Schedules: the beat schedule of the app given with -A, in words, with next and last runs.
+"""Schedules: every beat entry from every source, its exact runs and its health.
 
-Beat keeps its own state (last run per entry) in a file Lookout cannot see, so "last run"
-is the newest task in the history with the entry's task name, preferring one whose args
-and kwargs match (several entries often share one task). "Next run" is Celery's own
-estimate (`remaining_estimate`) from that last run, or from now when none is known.
+The service owns the SQL (Lookout's store: runs, watch records) and talks to the sources.
+A read of the sources is reused for a few seconds, so the page, the Overview's counts and
+the live watcher do not each hit the Django database or Redis.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any
+import threading
+import time
+from typing import Any, Callable
 
 from sqlalchemy import Engine, select
 
+from lookout.core.celery_client import BrokerUnavailable, PrivateCeleryApp
 from lookout.core.celery_client import load_celery_app as import_app
-from lookout.core.store.models import Task
-from lookout.dashboard.schedules.describe import describe
+from lookout.core.config import redact_url
+from lookout.core.store.models import ScheduleWatch
+from lookout.dashboard.schedules import health, timing
+from lookout.dashboard.schedules.runs import entry_runs, match_key
+from lookout.dashboard.schedules.sources import (
+    APP, BeatEntry, SourceReport, scheduler_name, sources_for,
+)
+from lookout.dashboard.web.errors import ApiError
 
-LAST_RUN_COLUMNS = (Task.uuid, Task.state, Task.timestamp, Task.args, Task.kwargs,
-                    Task.worker, Task.runtime, Task.exception)
-
-
-def load_celery_app(settings) -> Any:
-    """The Celery app bound to the settings (`-A proj`), else import settings.celery_app."""
-    app = settings.extra.get("celery_app")
-    if app is None and settings.celery_app:
-        app = import_app(settings.celery_app)
-    return app
-
-
-def next_run(schedule, last_run_at: float | None) -> dict[str, Any]:
-    """Celery's estimate of the next run; errors (e.g. solar without ephem) are reported."""
-    try:
-        now = schedule.now()
-        last = (datetime.fromtimestamp(last_run_at, tz=timezone.utc)
-                if last_run_at is not None else now)
-        remaining = schedule.remaining_estimate(last)
-    except Exception as exc:  # noqa: BLE001 - one odd entry must not hide the rest
-        return {"next_run_at": None, "due": None, "error": f"{type(exc).__name__}: {exc}"}
-    remaining = max(remaining, timedelta(0))
-    return {"next_run_at": round((now + remaining).timestamp(), 3),
-            "due": remaining == timedelta(0),
-            "estimated_from": "last run in history" if last_run_at else "now"}
+SOURCE_TTL = 3.0
+SEND_OPTIONS = ("queue", "exchange", "routing_key", "priority", "headers", "expires")
+THRESHOLD_FIELDS = ("grace", "late_after", "running_limit", "failures")
+MAX_NAME = 255  # longer names are shown but have no watch record
 
 
-def _reprs(value: Any) -> set[str]:
-    """How the events may have rendered these args: Celery's saferepr of list or tuple."""
-    from celery.utils.saferepr import saferepr
-
-    if value is None:
-        return {"()", "[]", "{}", "None"}
-    out = {saferepr(value)}
-    if isinstance(value, (list, tuple)):
-        out |= {saferepr(tuple(value)), saferepr(list(value))}
-    return out
+class AppNotLoaded(Exception):
+    """The configured Celery app could not be imported (its message says why)."""
 
 
-def last_run(engine: Engine, task: str, args: Any, kwargs: Any) -> dict[str, Any] | None:
-    """Newest task of that name whose args/kwargs match, else newest of that name."""
-    query = select(*LAST_RUN_COLUMNS).where(Task.name == task)
-    newest = (Task.timestamp.desc(), Task.uuid.desc())
-    with engine.connect() as conn:
-        row = conn.execute(query.where(Task.args.in_(_reprs(args or ())),
-                                       Task.kwargs.in_(_reprs(kwargs or {})))
-                           .order_by(*newest).limit(1)).mappings().first()
-        matched = "name+args"
-        if row is None:
-            row = conn.execute(query.order_by(*newest).limit(1)).mappings().first()
-            matched = "name"
-    return None if row is None else {**dict(row), "matched": matched}
+class ScheduleService:
+    def __init__(self, engine: Engine, settings, clock: Callable[[], float] = time.time):
+        self.engine = engine
+        self.settings = settings
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._app: Any = None
+        self._app_error: str | None = None
+        self._sources: list | None = None
+        self._warnings: list[str] = []
+        self._cache: tuple[float, list[SourceReport]] | None = None
+        self._sender = PrivateCeleryApp(settings.broker_url, "lookout-schedules",
+                                        broker_conf=settings.broker_conf)
 
+    # -- the app and its sources ------------------------------------------------------
+    def celery_app(self):
+        """The app bound with -A (or LOOKOUT_CELERY_APP), imported once per process."""
+        with self._lock:
+            if self._app is None and self._app_error is None:
+                self._app = self.settings.extra.get("celery_app")
+                if self._app is None and self.settings.celery_app:
+                    try:
+                        self._app = import_app(self.settings.celery_app)
+                    except Exception as exc:  # noqa: BLE001 - the user's module
+                        self._app_error = (f"cannot load Celery app "
+                                           f"{self.settings.celery_app!r}: {exc}")
+            if self._app_error:
+                raise AppNotLoaded(self._app_error)
+            return self._app
 
-def entries(celery_app, engine: Engine) -> list[dict[str, Any]]:
-    """Every beat_schedule entry, described, with last and next run."""
-    from celery.schedules import maybe_schedule
+    def _reports(self) -> list[SourceReport]:
+        app = self.celery_app()
+        with self._lock:
+            if self._sources is None:
+                self._sources, self._warnings = sources_for(app, self.settings)
+            if self._cache and self.clock() - self._cache[0] < SOURCE_TTL:
+                return self._cache[1]
+            sources = list(self._sources)
+        reports = [source.read() for source in sources]
+        with self._lock:
+            self._cache = (self.clock(), reports)
+        return reports
 
-    tz = str(celery_app.conf.timezone or "UTC")
-    items = []
-    for name, entry in sorted((celery_app.conf.beat_schedule or {}).items()):
-        item: dict[str, Any] = {
-            "name": name, "task": entry.get("task"),
-            "args": repr(entry.get("args", ()))[:500],
-            "kwargs": repr(entry.get("kwargs", {}))[:500],
-            "options": {k: str(v)[:200] for k, v in (entry.get("options") or {}).items()},
-        }
+    def _forget(self) -> None:
+        with self._lock:
+            self._cache = None
+
+    def entries(self) -> tuple[list[BeatEntry], list[SourceReport]]:
+        """All entries; the app's beat_schedule only where beat has not copied it into
+        the scheduler's own store (DatabaseScheduler and RedBeat do, by name)."""
+        reports = self._reports()
+        stored = {e.name for r in reports if r.name != APP for e in r.entries}
+        out: list[BeatEntry] = []
+        for report in reports:
+            for entry in report.entries:
+                if report.name == APP and entry.name in stored:
+                    continue
+                if report.name == APP and len(reports) > 1:
+                    entry.note = "from the app's beat_schedule; beat has not stored it yet"
+                out.append(entry)
+        return out, reports
+
+    def find(self, source: str, name: str) -> BeatEntry:
+        for entry in self.entries()[0]:
+            if entry.source == source and entry.name == name:
+                return entry
+        raise ApiError(404, f"no schedule entry {name!r} in source {source!r}")
+
+    # -- health ---------------------------------------------------------------------------
+    def _watch(self, entries: list[BeatEntry]) -> dict[tuple[str, str], ScheduleWatch]:
+        """Watch records by (source, name), created on first sight."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            rows = {(r.source, r.name): r for r in conn.execute(select(ScheduleWatch))}
+            new = [{"source": e.source, "name": e.name, "first_seen_at": now}
+                   for e in entries if (e.source, e.name) not in rows and len(e.name) <= MAX_NAME]
+            if new:
+                conn.execute(ScheduleWatch.__table__.insert(), new)
+                rows.update({(n["source"], n["name"]): ScheduleWatch(**n) for n in new})
+        return rows
+
+    @staticmethod
+    def thresholds(entry: BeatEntry, watch: ScheduleWatch | None, now: float) -> tuple:
         try:
-            schedule = maybe_schedule(entry.get("schedule"), app=celery_app)
-            item["schedule"] = describe(schedule, tz)
-        except Exception as exc:  # noqa: BLE001
-            item["schedule"] = {"kind": "invalid", "description": f"cannot read: {exc}"}
-            items.append(item)
-            continue
-        seen = last_run(engine, item["task"], entry.get("args"), entry.get("kwargs"))
-        item["last_run"] = seen
-        item.update(next_run(schedule, seen["timestamp"] if seen else None))
-        items.append(item)
-    return items
+            period = entry.timing.period(now) if entry.timing else None
+        except Exception:  # noqa: BLE001 - solar without ephem
+            period = None
+        base = health.default_thresholds(period)
+        custom = {f: getattr(watch, f) for f in THRESHOLD_FIELDS
+                  if watch is not None and getattr(watch, f) is not None}
+        return health.Thresholds(**{**base.as_dict(), **custom}), custom
+
+    def assessed(self, run_limit: int = 20) -> tuple[list[dict[str, Any]], list[SourceReport]]:
+        """Every entry as the API shows it, with its runs and health."""
+        entries, reports = self.entries()
+        watch = self._watch(entries)
+        now = self.clock()
+        keys: dict[tuple, list[str]] = {}
+        for entry in entries:
+            keys.setdefault(match_key(entry.task, entry.args, entry.kwargs), []).append(
+                f"{entry.source}/{entry.name}")
+        items = []
+        for entry in entries:
+            record = watch.get((entry.source, entry.name))
+            runs = entry_runs(self.engine, entry.task, entry.args, entry.kwargs, run_limit)
+            limits, custom = self.thresholds(entry, record, now)
+            first_seen = record.first_seen_at if record else now
+            verdict = health.assess(entry, runs, limits, now, first_seen)
+            shared = [k for k in keys[match_key(entry.task, entry.args, entry.kwargs)]
+                      if k != f"{entry.source}/{entry.name}"]
+            items.append(describe_entry(entry, runs, verdict, limits, custom, shared))
+        return items, reports
+
+    def overview(self) -> dict[str, Any]:
+        """The list with counts by status, the sources read and any warnings."""
+        try:
+            app = self.celery_app()
+        except AppNotLoaded as exc:
+            return {"configured": True, "app": self.settings.celery_app, "items": [],
+                    "counts": {}, "sources": [], "warnings": [], "error": str(exc)}
+        if app is None and not self.settings.beat_database_url:
+            return {"configured": False, "app": None, "items": [], "counts": {},
+                    "sources": [], "warnings": []}
+        items, reports = self.assessed()
+        counts = {status: 0 for status in health.STATUSES}
+        for item in items:
+            counts[item["health"]["status"]] += 1
+        return {"configured": True, "app": getattr(app, "main", None),
+                "scheduler": scheduler_name(app) if app is not None else None,
+                "items": items, "counts": counts,
+                "sources": [r.as_dict() for r in reports], "warnings": list(self._warnings)}
+
+    def detail(self, source: str, name: str, limit: int = 50) -> dict[str, Any]:
+        entry = self.find(source, name)
+        items, _ = self.assessed(run_limit=limit)
+        item = next(i for i in items if i["source"] == source and i["name"] == name)
+        item["runs"] = [run_row(r) for r in
+                        entry_runs(self.engine, entry.task, entry.args, entry.kwargs, limit)]
+        return item
+
+    # -- controls -----------------------------------------------------------------------
+    def run_now(self, source: str, name: str) -> dict[str, Any]:
+        """Send the entry's task with its args, kwargs and options, once, now."""
+        from kombu.exceptions import OperationalError
+
+        entry = self.find(source, name)
+        if not entry.task:
+            raise ApiError(409, f"entry {name!r} names no task")
+        app = self.celery_app() or self._sender.get()
+        options = {k: v for k, v in entry.options.items() if k in SEND_OPTIONS}
+        try:
+            with app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, interval_start=0.2, timeout=3)
+                result = app.send_task(entry.task, args=list(entry.args or ()),
+                                       kwargs=dict(entry.kwargs or {}), connection=conn,
+                                       retry=False, **options)
+        except (OperationalError, OSError) as exc:
+            raise BrokerUnavailable(f"broker {redact_url(str(app.conf.broker_url))} "
+                                    f"unreachable: {exc}") from exc
+        return {"task_id": result.id, "task": entry.task, "source": source, "name": name,
+                "args": repr(entry.args)[:500], "kwargs": repr(entry.kwargs)[:500],
+                "options": {k: str(v)[:200] for k, v in options.items()}}
+
+    def set_enabled(self, source: str, name: str, enabled: bool) -> dict[str, Any]:
+        entry = self.find(source, name)
+        if not entry.can_toggle:
+            raise ApiError(409, f"entries of {source} cannot be enabled or disabled from "
+                                "Lookout: change them where they are defined")
+        toggler = next(s for s in self._sources if s.name == source)
+        if not toggler.set_enabled(name, enabled, self.clock()):
+            raise ApiError(404, f"no schedule entry {name!r} in source {source!r}")
+        self._forget()
+        return {"source": source, "name": name, "enabled": enabled,
+                "was_enabled": entry.enabled}
+
+    def set_thresholds(self, source: str, name: str, values: dict[str, Any],
+                       actor: str | None) -> dict[str, Any]:
+        """Store an entry's own limits (None resets one to the schedule's default)."""
+        entry = self.find(source, name)
+        if len(name) > MAX_NAME:
+            raise ApiError(409, f"entry names longer than {MAX_NAME} characters cannot "
+                                "have their own thresholds")
+        self._watch([entry])
+        with self.engine.begin() as conn:
+            conn.execute(ScheduleWatch.__table__.update()
+                         .where(ScheduleWatch.source == source, ScheduleWatch.name == name)
+                         .values(**values, updated_by=actor, updated_at=self.clock()))
+        return self.detail(source, name, limit=1)["thresholds"]
+
+    def statuses(self) -> dict[str, str]:
+        """Status by 'source/name': what the live watcher compares between rounds."""
+        return {f"{i['source']}/{i['name']}": i["health"]["status"]
+                for i in self.overview()["items"]}
+
+    def close(self) -> None:
+        for source in self._sources or []:
+            getattr(source, "close", lambda: None)()
 
 
+def run_row(run: dict[str, Any]) -> dict[str, Any]:
+    return {"uuid": run["uuid"], "state": run["state"], "at": health.run_time(run),
+            "started_at": run["started_at"], "runtime": run["runtime"],
+            "worker": run["worker"], "exception": (run["exception"] or None) and
+            run["exception"][:300]}
+
+
+def describe_entry(entry: BeatEntry, runs: list[dict], verdict: dict, limits, custom: dict,
+                   shared: list[str]) -> dict[str, Any]:
+    """One entry as the API shows it."""
+    if entry.timing is not None:
+        schedule = entry.timing.describe()
+    else:
+        schedule = {"kind": "invalid", "description": entry.error or "unreadable",
+                    "timezone": None}
+    due = verdict["due_at"]
+    newest = runs[0] if runs else None
+    return {
+        "source": entry.source, "name": entry.name, "task": entry.task,
+        "args": repr(entry.args)[:500], "kwargs": repr(entry.kwargs)[:500],
+        "options": {k: str(v)[:200] for k, v in entry.options.items()},
+        "enabled": entry.enabled, "one_off": entry.one_off,
+        "description": entry.description[:1000], "schedule": schedule,
+        "start_time": entry.start_time, "expires_at": entry.expires_at,
+        "next_run_at": due, "next_run_local": timing.local_time(due, schedule.get("timezone")),
+        "last_run": run_row(newest) if newest else None,
+        "recent_states": [r["state"] for r in runs[:10]],
+        "beat_last_run_at": entry.last_run_at, "total_run_count": entry.total_run_count,
+        "health": verdict, "thresholds": {**limits.as_dict(), "custom": sorted(custom)},
+        "shares_runs_with": shared, "can_toggle": entry.can_toggle,
+        "error": entry.error, "note": entry.note,
+    }
