@@ -11,6 +11,7 @@ import time
 from typing import Any, Callable
 
 from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from lookout.core.celery_client import BrokerUnavailable, PrivateCeleryApp
 from lookout.core.celery_client import load_celery_app as import_app
@@ -85,12 +86,14 @@ class ScheduleService:
         the scheduler's own store (DatabaseScheduler and RedBeat do, by name)."""
         reports = self._reports()
         stored = {e.name for r in reports if r.name != APP for e in r.entries}
+        scheduler = scheduler_name(self.celery_app())
+        copies = "django_celery_beat" in scheduler or "redbeat" in scheduler.lower()
         out: list[BeatEntry] = []
         for report in reports:
             for entry in report.entries:
                 if report.name == APP and entry.name in stored:
                     continue
-                if report.name == APP and len(reports) > 1:
+                if report.name == APP and copies:
                     entry.note = "from the app's beat_schedule; beat has not stored it yet"
                 out.append(entry)
         return out, reports
@@ -103,15 +106,18 @@ class ScheduleService:
 
     # -- health ---------------------------------------------------------------------------
     def _watch(self, entries: list[BeatEntry]) -> dict[tuple[str, str], ScheduleWatch]:
-        """Watch records by (source, name), created on first sight."""
+        """Watch records by (source, name), created on first sight. Page loads, resyncs
+        and the watcher may all see a new entry at once: the first insert wins."""
         now = self.clock()
         with self.engine.begin() as conn:
             rows = {(r.source, r.name): r for r in conn.execute(select(ScheduleWatch))}
             new = [{"source": e.source, "name": e.name, "first_seen_at": now}
                    for e in entries if (e.source, e.name) not in rows and len(e.name) <= MAX_NAME]
             if new:
-                conn.execute(ScheduleWatch.__table__.insert(), new)
-                rows.update({(n["source"], n["name"]): ScheduleWatch(**n) for n in new})
+                dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+                conn.execute(dialect.insert(ScheduleWatch.__table__).on_conflict_do_nothing(),
+                             new)
+                rows = {(r.source, r.name): r for r in conn.execute(select(ScheduleWatch))}
         return rows
 
     @staticmethod
@@ -175,13 +181,18 @@ class ScheduleService:
 
     # -- controls -----------------------------------------------------------------------
     def run_now(self, source: str, name: str) -> dict[str, Any]:
-        """Send the entry's task with its args, kwargs and options, once, now."""
+        """Send the entry's task with its args, kwargs and options, once, now: through
+        the app itself when Lookout uses the app's broker, so its task_routes apply."""
         from kombu.exceptions import OperationalError
 
         entry = self.find(source, name)
         if not entry.task:
             raise ApiError(409, f"entry {name!r} names no task")
-        app = self.celery_app() or self._sender.get()
+        app = self.celery_app()
+        if app is None or app.conf.broker_url != self.settings.broker_url:
+            # No app, or --broker / LOOKOUT_BROKER_URL names another broker than the app's:
+            # send where Lookout watches, with the app's broker settings.
+            app = self._sender.get()
         options = {k: v for k, v in entry.options.items() if k in SEND_OPTIONS}
         try:
             with app.connection_for_write() as conn:

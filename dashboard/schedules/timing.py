@@ -179,5 +179,7 @@ def local_time(t: float | None, tz: str | None) -> str | None:
     """'2026-12-01 08:00 CST (Asia/Shanghai)': a due time as the schedule's zone shows it."""
     if t is None:
         return None
-    when = datetime.fromtimestamp(t, zone(tz or "UTC"))
-    return f"{when:%Y-%m-%d %H:%M:%S} {when.tzname()} ({tz or 'UTC'})"
+    tz = tz or "UTC"
+    when = datetime.fromtimestamp(t, zone(tz))
+    named = "" if when.tzname() == tz else f" ({tz})"
+    return f"{when:%Y-%m-%d %H:%M:%S} {when.tzname()}{named}"

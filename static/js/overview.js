@@ -1,6 +1,6 @@
 /*
  * Overview: worker liveness, live throughput chart, counts by outcome over the last hour,
- * top failing and slowest task names, queue depths.
+ * top failing and slowest task names, queue depths, schedule health.
  *
  * The hour's figures come from /api/v1/stats (per-minute rollups) and are re-read every
  * 30 s; between reads, the pushed "overview" messages add their counts, so the cards
@@ -116,7 +116,41 @@
   }
   var refreshWorkers = L.throttle(loadWorkers, 3000);
 
-  function loadAll() { loadStats(); loadWorkers(); loadQueues(); }
+  /* The Schedules card: entries with problems (missed, failing, running long, late) and
+     ok ones; hidden when Lookout has no Celery app (configured=false) or no schedules API. */
+  var SCHEDULE_PROBLEMS = ["missed", "failing", "running_long", "late"];
+  var schedulesShown = false;
+  var scheduleNote = "";
+  function showScheduleCounts(counts, note) {
+    var card = document.getElementById("schedules-card");
+    var problems = SCHEDULE_PROBLEMS.reduce(function (sum, s) { return sum + ((counts || {})[s] || 0); }, 0);
+    var known = counts && Object.keys(counts).length > 0;
+    L.setText("schedules-problems", known ? problems : "–");
+    L.setText("schedules-ok", known ? counts.ok || 0 : "–");
+    card.dataset.problems = known ? String(problems) : "";
+    card.classList.toggle("card-alarm", problems > 0);
+    var noteNode = document.getElementById("schedules-card-note");
+    noteNode.hidden = !note;
+    L.setText(noteNode, note || "");
+  }
+  function loadSchedules() {
+    var card = document.getElementById("schedules-card");
+    return L.api("/schedules").then(function (data) {
+      schedulesShown = data.configured !== false;
+      card.hidden = !schedulesShown;
+      var unread = (data.sources || []).filter(function (s) { return s.error; }).length;
+      scheduleNote = data.error ? "unavailable: " + data.error
+        : unread ? unread + " source" + (unread > 1 ? "s" : "") + " could not be read" : "";
+      if (schedulesShown) { showScheduleCounts(data.counts, scheduleNote); }
+    }).catch(function () { schedulesShown = false; card.hidden = true; });
+  }
+  function onSchedules(message) {
+    if (schedulesShown && message && message.counts && Object.keys(message.counts).length) {
+      showScheduleCounts(message.counts, scheduleNote);
+    }
+  }
+
+  function loadAll() { loadStats(); loadWorkers(); loadQueues(); loadSchedules(); }
 
   function onOverview(message) {
     L.setText("rate-now", message.tasks_per_second);
@@ -137,5 +171,6 @@
   setInterval(loadStats, 30000);
   setInterval(loadQueues, 15000);
   setInterval(loadWorkers, 10000);  // heartbeat ages and workers that went silent
-  L.live(["overview"], {overview: onOverview}, loadAll);
+  setInterval(loadSchedules, 30000);  // pushed when a status changes; this is the fallback
+  L.live(["overview"], {overview: onOverview, schedules: onSchedules}, loadAll);
 }());

@@ -98,29 +98,53 @@ def test_retries_and_schedules_pages(page, lookout, artifacts_dir):
     assert page.watch.errors == []
 
 
-def test_schedules_page_with_app(page, lookout, redis_broker, tmp_path,
-                                 artifacts_dir):
-    """A second web process on the same store, given the sample app with -A."""
-    ran = lookout.send("sample.add", 1, 2)  # the beat entry's task and args
+def test_schedules_pages_with_app(page, lookout, redis_broker, tmp_path, artifacts_dir):
+    """A second web process on the same store, given an app with awkward beat entries."""
+    from helpers.beat_app import HOSTILE
+
+    ran = lookout.send("sample.add", 1, 2)  # the tick entry's task and arguments
     lookout.wait_state(ran, "SUCCESS")
     port = free_port()
-    web = Process([str(VENV_BIN / "lookout"), "web", "-A", "helpers.sample_tasks", "--broker",
+    web = Process([str(VENV_BIN / "lookout"), "web", "-A", "helpers.beat_app", "--broker",
                    redis_broker, "--database", lookout.database_url, "--port", str(port),
-                   "--no-auth"], tmp_path / "web.log", env={"LOOKOUT_SECRET_KEY": "x"})
+                   "--no-auth"], tmp_path / "web.log",
+                  env={"LOOKOUT_SECRET_KEY": "x", "BEAT_TEST_QUEUE": lookout.worker.queue})
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: get_json(url + "/api/v1/schedules", timeout=2)[0] == 200, 30,
                  interval=0.2, message="lookout web -A answering")
         page.goto(url + "/schedules")
-        entry = page.locator('tr[data-entry="tick-every-5s"]')
-        entry.wait_for()
-        assert "every 5 seconds" in entry.locator('[data-testid="schedule"]').inner_text()
-        assert "SUCCESS" in entry.inner_text()
-        assert page.locator("#how-to").is_hidden()
+        tick = page.locator('tr[data-entry="app/tick-every-5s"]')
+        tick.wait_for()
+        assert "every 5 seconds" in tick.locator('[data-testid="schedule"]').inner_text()
+        assert "SUCCESS" in tick.locator('[data-testid="last-run"]').inner_text()
+        assert tick.get_attribute("data-status") == "ok"
+        hostile = page.locator("#schedules-body tr").filter(has_text=HOSTILE)
+        assert hostile.locator('[data-testid="entry-link"]').inner_text() == HOSTILE
+        assert "(Asia/Shanghai)" in hostile.locator('[data-testid="schedule"]').inner_text()
+        assert page.locator("#schedules-body img").count() == 0
+        assert page.evaluate("() => window.__pwned") is None
         shot(page, artifacts_dir / "schedules-with-app.png")
+
+        page.locator('tr[data-entry="app/reports/daily"] [data-testid="entry-link"]').click()
+        page.wait_for_selector('#entry[data-loaded="true"]')
+        page.locator("#run-button").click()
+        page.locator("#confirm-ok").click()
+        link = page.locator('[data-testid="run-task-link"]')
+        link.wait_for()
+        task_id = link.inner_text().strip()
+        lookout.wait_state(task_id, "SUCCESS")
+        page.wait_for_selector(f'#runs-body tr[data-uuid="{task_id}"]', timeout=30_000)
+        shot(page, artifacts_dir / "schedule-entry.png")
+
+        page.goto(url + "/")
+        card = page.locator('[data-testid="schedules-card"]')
+        card.wait_for()
+        wait_for(lambda: page.locator('[data-testid="schedules-ok"]').inner_text().strip()
+                 not in ("", "–", "0"), 20, 0.2, "schedule counts on the Overview")
     finally:
         web.stop()
-    assert page.watch.errors == []
+    page.watch.assert_clean()
 
 
 def _retried_state(lookout, task_id: str) -> str | None:

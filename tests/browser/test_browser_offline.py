@@ -92,7 +92,7 @@ def test_every_page_works_with_both_libraries_blocked(page, lookout, artifacts_d
              (f"/workers/{host}", "#worker[data-inspected]", "polling"),
              ("/retries", "#retries[data-loaded]", "polling"),
              ("/queues", "#queues[data-loaded]", "unavailable"),
-             ("/schedules", "#schedules[data-loaded]", "unavailable"))
+             ("/schedules", "#schedules[data-loaded]", "polling"))
     for path, loaded, state in pages:
         page.goto(path)
         expect(page.locator(loaded).first).to_be_attached()

@@ -124,3 +124,10 @@ def test_clocked_fires_once():
 def test_unknown_zone_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
         timing.Cron.parse(tz="Mars/Olympus")
+
+
+def test_local_time_names_the_zone_once():
+    assert timing.local_time(utc(2026, 12, 1, 8), None) == "2026-12-01 08:00:00 UTC"
+    assert timing.local_time(utc(2026, 7, 1, 6), "Europe/Berlin") == \
+        "2026-07-01 08:00:00 CEST (Europe/Berlin)"
+    assert timing.local_time(None, "UTC") is None
