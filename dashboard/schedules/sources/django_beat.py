@@ -63,6 +63,8 @@ changes_table = Table(PREFIX + "periodictasks", metadata,
                       Column("last_update", DateTime(timezone=True)))
 PERIOD_SECONDS = {"days": 86400, "hours": 3600, "minutes": 60, "seconds": 1,
                   "microseconds": 1e-6}
+DJANGO_ONLY_OPTIONS = frozenset({"isolation_level", "server_side_binding", "assume_role",
+                                 "pool", "init_command", "transaction_mode", "timeout"})
 DJANGO_DRIVERS = {"sqlite3": "sqlite", "postgresql": "postgresql+psycopg",
                   "postgis": "postgresql+psycopg", "mysql": "mysql+pymysql"}
 
@@ -106,12 +108,16 @@ def django_url(database: dict[str, Any]) -> str:
         return URL.create("sqlite", database=str(database.get("NAME"))).render_as_string(
             hide_password=False)
     port = database.get("PORT")
+    # Driver options (sslmode, charset...) go along; Django's own keys would be refused.
+    options = {k: str(v) for k, v in (database.get("OPTIONS") or {}).items()
+               if isinstance(v, (str, int)) and not isinstance(v, bool)
+               and k not in DJANGO_ONLY_OPTIONS}
     return URL.create(driver, username=database.get("USER") or None,
                       password=database.get("PASSWORD") or None,
                       host=database.get("HOST") or None,
                       port=int(port) if port else None,
-                      database=database.get("NAME") or None).render_as_string(
-                          hide_password=False)
+                      database=database.get("NAME") or None,
+                      query=options).render_as_string(hide_password=False)
 
 
 class DjangoBeatSource:

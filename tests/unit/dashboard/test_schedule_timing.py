@@ -131,3 +131,4 @@ def test_local_time_names_the_zone_once():
     assert timing.local_time(utc(2026, 7, 1, 6), "Europe/Berlin") == \
         "2026-07-01 08:00:00 CEST (Europe/Berlin)"
     assert timing.local_time(None, "UTC") is None
+

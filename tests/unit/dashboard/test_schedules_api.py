@@ -151,7 +151,7 @@ def test_thresholds_are_set_validated_and_reset(web):
 def test_controls_that_cannot_work_say_why(web):
     celery_app = beat_app(a={"task": "proj.a", "schedule": 10.0})
     celery_app.conf.broker_url = "redis://127.0.0.1:1/0"  # nothing listens there
-    client = web(celery_app).test_client()
+    client = web(celery_app, broker_url="redis://127.0.0.1:1/0").test_client()
     headers = csrf_headers(client)
     toggle = client.post("/api/v1/schedules/app/a/disable", headers=headers)
     assert toggle.status_code == 409 and "where they are defined" in \
@@ -172,3 +172,18 @@ def test_watcher_emits_only_when_a_status_changes(web):
         now[0] += 120  # first seen, never run: due after 10 s, grace 30 s
         second = watcher.check()
     assert second["changed"] == {"app/a": "missed"} and sent == [first, second]
+
+
+def test_django_databases_become_sqlalchemy_urls():
+    from lookout.dashboard.schedules.sources.django_beat import django_url
+
+    assert django_url({"ENGINE": "django.db.backends.sqlite3", "NAME": "/srv/db.sqlite3"}) \
+        == "sqlite:////srv/db.sqlite3"
+    assert django_url({"ENGINE": "django.db.backends.postgresql", "NAME": "app",
+                       "USER": "u", "PASSWORD": "p@ss", "HOST": "db", "PORT": "5433",
+                       "OPTIONS": {"sslmode": "require", "isolation_level": 2}}) == \
+        "postgresql+psycopg://u:p%40ss@db:5433/app?sslmode=require"
+    assert django_url({"ENGINE": "django.db.backends.mysql", "NAME": "app", "HOST": "",
+                       "USER": "root"}) == "mysql+pymysql://root@/app"
+    with pytest.raises(ValueError, match="oracle"):
+        django_url({"ENGINE": "django.db.backends.oracle"})
