@@ -20,6 +20,9 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 
+LIFETIME_COUNTERS = ("messages", "received", "stored", "duplicates", "dropped")
+
+
 @dataclass
 class CollectorStats:
     started_at: float = field(default_factory=time.time)
@@ -37,6 +40,9 @@ class CollectorStats:
     disconnected_since: float | None = None
     last_error: str | None = None  # broker side: owned by the receive thread
     last_write_error: str | None = None  # database side: owned by the writer thread
+    # Lifetime totals of earlier runs under this collector name (from its last status
+    # row): /metrics counters continue across restarts instead of dropping to zero.
+    baseline: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
                                   compare=False)
 
@@ -71,4 +77,14 @@ class CollectorStats:
             "write_lag": round(self.write_lag, 3),
             "last_error": self.last_error,
             "last_write_error": self.last_write_error,
+            "lifetime": self._lifetime(rejected),
         }
+
+    def _lifetime(self, rejected: dict) -> dict:
+        base = self.baseline
+        by_reason = Counter({str(k): int(v) for k, v in
+                             (base.get("rejected_by_reason") or {}).items()})
+        by_reason.update(rejected)
+        totals = {name: int(base.get(name) or 0) + getattr(self, name)
+                  for name in LIFETIME_COUNTERS}
+        return {**totals, "rejected_by_reason": dict(by_reason)}

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lookout.collectors.buffer import EventBuffer
@@ -41,6 +41,7 @@ class StatusReporter:
         self._thread: threading.Thread | None = None
 
     def start(self) -> "StatusReporter":
+        self.carry_over()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="lookout-status", daemon=True)
         self._thread.start()
@@ -53,6 +54,19 @@ class StatusReporter:
             self._thread.join(timeout)
             self._thread = None
         self._write_quietly()
+
+    def carry_over(self) -> None:
+        """Continue the lifetime counters of this collector name's last row."""
+        try:
+            with self.engine.connect() as conn:
+                text = conn.execute(select(CollectorStatus.stats).where(
+                    CollectorStatus.name == self.settings.collector_name)).scalar()
+            lifetime = json.loads(text or "{}").get("lifetime")
+        except Exception as exc:  # noqa: BLE001 - no row, no table yet, bad JSON: start at 0
+            log.warning("could not read earlier collector totals: %s", exc)
+            return
+        if isinstance(lifetime, dict):
+            self.stats.baseline = lifetime
 
     def _run(self) -> None:
         while not self._stop.is_set():

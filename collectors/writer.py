@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
-from lookout.collectors import merge, rollup_writer, task_writer, worker_writer
+from lookout.collectors import merge, metrics_writer, rollup_writer, task_writer, worker_writer
 from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.events import Event
 from lookout.collectors.retention import Pruner
@@ -82,6 +82,9 @@ class HistoryWriter:
         self.listeners = list(listeners)
         self.prune_interval = prune_interval
         self.pruner = Pruner(engine, settings)
+        self.label_caps = metrics_writer.LabelCaps({
+            "name": settings.metrics_max_task_names, "hostname": settings.metrics_max_hostnames,
+            "queue": settings.metrics_max_queues, "exception": settings.metrics_max_exceptions})
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._give_up_at: float | None = None
@@ -115,17 +118,25 @@ class HistoryWriter:
         task_events, copies = task_writer.unique_events(e for e in events if e.is_task)
         worker_events = [e for e in events if not e.is_task]
         summary = BatchSummary(events=len(events))
-        with self.engine.begin() as conn:
-            task_writer.tune_connection(conn)
-            new = task_writer.insert_timeline(conn, task_events)
-            merged, changed, named_late = task_writer.save_tasks(conn, new)
-            names = {uuid: row["name"] for uuid, row in merged.items()}
-            counters = rollup_writer.accumulate(new, names)
-            if named_late:
-                rollup_writer.reattribute(conn, counters, named_late, new)
-            rollup_writer.save_rollups(conn, counters)
-            summary.workers = worker_writer.save_workers(
-                conn, worker_writer.coalesce(worker_events))
+        try:
+            with self.engine.begin() as conn:
+                task_writer.tune_connection(conn)
+                new = task_writer.insert_timeline(conn, task_events)
+                merged, changed, named_late = task_writer.save_tasks(conn, new)
+                names = {uuid: row["name"] for uuid, row in merged.items()}
+                counters = rollup_writer.accumulate(new, names)
+                if named_late:
+                    rollup_writer.reattribute(conn, counters, named_late, new)
+                rollup_writer.save_rollups(conn, counters)
+                self.label_caps.load(conn)
+                metrics_writer.save_totals(conn, metrics_writer.accumulate(new, merged,
+                                                                           self.label_caps))
+                self.label_caps.save(conn)
+                summary.workers = worker_writer.save_workers(
+                    conn, worker_writer.coalesce(worker_events))
+        except BaseException:
+            self.label_caps.forget()  # what a rolled-back batch admitted is not stored
+            raise
         summary.stored = len(new) + len(worker_events)
         summary.duplicates = copies + len(task_events) - len(new)
         summary.states = Counter(merge.TRANSITIONS[e.type][0] for e in new)

@@ -70,6 +70,11 @@ class Settings:
     queue_sample_interval: float = 10.0
     # /healthz warns when a connected collector has heard no event for this long.
     quiet_warning_after: float = 180.0
+    # Prometheus label caps (distinct values per label kind; later ones count as "other").
+    metrics_max_task_names: int = 500
+    metrics_max_hostnames: int = 200
+    metrics_max_queues: int = 100
+    metrics_max_exceptions: int = 100
     # Web side.
     host: str = "127.0.0.1"
     port: int = 5555
@@ -82,6 +87,9 @@ class Settings:
     # names plus --host. A DNS-rebinding page reaches 127.0.0.1 under its own name.
     allowed_hosts: str = ""
     auth: bool = True
+    # /metrics: "loopback" (anonymous from this machine, a token or login otherwise),
+    # "open" (anonymous from anywhere) or "auth" (always a token or login).
+    metrics_access: str = "loopback"
     read_only: bool = False
     # Browser libraries: empty means the builds bundled in the package (works offline).
     chartjs_url: str = ""

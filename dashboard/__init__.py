@@ -14,6 +14,7 @@ Every blueprint is registered here and nowhere else, so this file is the route m
     accounts   /admin   /api/v1/me  /api/v1/users  /api/v1/tokens[/<id>]
     audit      /audit   /api/v1/audit[/<id>]
     health     /healthz
+    metrics    /metrics (Prometheus)
     live       Socket.IO namespace /live (rooms: overview, tasks, schedules, task:<id>,
                worker:<host>)
 
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     from lookout.dashboard.history.service import HistoryService
     from lookout.dashboard.live.namespace import NAMESPACE, socketio
     from lookout.dashboard.live.sessions import LiveSessions
+    from lookout.dashboard.metrics import views as metrics_views
+    from lookout.dashboard.metrics.service import MetricsService
     from lookout.dashboard.schedules import views as schedules_views
     from lookout.dashboard.schedules.service import ScheduleService
     from lookout.dashboard.schedules.watch import ScheduleWatcher
@@ -98,6 +101,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
                                           history_service),
         "lookout.schedules": ScheduleService(engine, settings, clock),
     })
+    app.extensions["lookout.metrics"] = MetricsService(
+        engine, app.extensions["lookout.fleet"], settings, clock)
     watcher = ScheduleWatcher(app.extensions["lookout.schedules"], lambda payload: socketio.emit(
         "schedules", payload, namespace=NAMESPACE, to=["schedules", "overview"]))
     # Started by the first live connection (live/namespace.py), once per process.
@@ -112,7 +117,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     app.context_processor(layout_context)
     for blueprint in (history_views.bp, fleet_views.bp, schedules_views.bp,
                       control_views.bp, control_views.pages_bp, auth_views.bp,
-                      accounts_views.bp, audit_views.bp, health_views.bp):
+                      accounts_views.bp, audit_views.bp, health_views.bp, metrics_views.bp):
         app.register_blueprint(blueprint)
     live = {"message_queue": settings.message_queue,
             "channel": live_channel(settings, engine)} if settings.message_queue else {}

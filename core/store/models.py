@@ -191,3 +191,25 @@ class ScheduleWatch(Base):
     failures: Mapped[int | None] = mapped_column(Integer)
     updated_by: Mapped[str | None] = mapped_column(String(150))
     updated_at: Mapped[float | None] = mapped_column(Float)
+
+
+class MetricTotal(Base):
+    """One monotonic Prometheus series (a counter, or a histogram's bucket, sum or count),
+    added to by the collector in the transaction that stores the events, so /metrics
+    reads the same totals from any web process and after any restart."""
+
+    __tablename__ = "metric_totals"
+
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    labels: Mapped[str] = mapped_column(String(1024), primary_key=True)  # canonical JSON
+    value: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class MetricLabel(Base):
+    """Label values admitted into metric_totals, per kind (task name, hostname...): past
+    a kind's cap new values count as "other", which keeps the series count bounded."""
+
+    __tablename__ = "metric_labels"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), primary_key=True)

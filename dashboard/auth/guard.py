@@ -1,8 +1,9 @@
 """The request guard: establish who is asking on every request, refuse the anonymous.
 
 People log in with a password and get a session cookie; scripts send
-`Authorization: Bearer <token>`. Every request except the login page, static files and
-/healthz needs one of the two, unless the app runs with `--no-auth`, where everyone is an
+`Authorization: Bearer <token>`. Every request except the login page, static files,
+/healthz and /metrics (which has its own policy) needs one of the two, unless the app
+runs with `--no-auth`, where everyone is an
 admin (for local use only, announced by a log warning and a banner). Socket.IO
 connections skip before_request, so they are checked by `socket_auth`, which the live
 namespace calls on connect. What each role may do is checked by web/roles.py.
@@ -20,7 +21,8 @@ from lookout.dashboard.web.roles import ROLES, Identity, identity
 
 log = logging.getLogger("lookout.auth")
 NOAUTH = Identity("local (no auth)", "admin", "noauth")
-PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "health.healthz"})
+# /metrics applies its own policy (LOOKOUT_METRICS_ACCESS): see metrics/views.py.
+PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "health.healthz", "metrics.metrics"})
 
 
 def accounts() -> AccountStore:

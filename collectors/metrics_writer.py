@@ -1,0 +1,154 @@
+"""Prometheus totals, added per batch in the transaction that stores the events.
+
+Counters and histograms under celery-exporter's names (`celery_task_*_total{name,
+hostname,queue_name}`, `celery_task_runtime`, `celery_task_queue_wait_time`) and Flower's
+(`flower_events_total{worker,type,task}`, `flower_task_runtime_seconds{worker,task}`) are
+summed in memory for a batch and added in SQL (`value = value + delta`). Only events the
+timeline insert reported as new are counted, so a duplicate never counts twice, even with
+two collectors; and since the totals live in the store, /metrics answers the same from
+every web process and keeps counting across restarts instead of starting from zero.
+
+Labels come from the merged task row (name, queue) and the event (hostname). Each label
+kind admits a capped number of distinct values (`metric_labels`); later values count as
+"other", so a flood of generated task names cannot explode the series count.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from lookout.collectors.events import Event
+from lookout.core.store.models import MetricLabel, MetricTotal
+
+TASK_COUNTERS = {
+    "task-sent": "celery_task_sent_total", "task-received": "celery_task_received_total",
+    "task-started": "celery_task_started_total",
+    "task-succeeded": "celery_task_succeeded_total",
+    "task-failed": "celery_task_failed_total", "task-rejected": "celery_task_rejected_total",
+    "task-revoked": "celery_task_revoked_total", "task-retried": "celery_task_retried_total",
+}
+# prometheus_client's default buckets, which Flower and celery-exporter use too.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+           math.inf)
+LE_LABELS = tuple("+Inf" if b == math.inf else repr(float(b)) for b in BUCKETS)
+OTHER = "other"
+MAX_LABEL = 200  # characters kept of one label value (the labels column holds 1024)
+_EXCEPTION_TYPE = re.compile(r"\s*([A-Za-z_][\w.]*)\s*\(")
+
+
+def labels_key(labels: dict[str, str]) -> str:
+    return json.dumps(labels, sort_keys=True, separators=(",", ":"))
+
+
+def exception_type(text: Any) -> str:
+    """'RuntimeError' from the event's repr "RuntimeError('boom')"."""
+    match = _EXCEPTION_TYPE.match(str(text or ""))
+    return match.group(1)[:MAX_LABEL] if match else "unknown"
+
+
+def bucket_label(value: float) -> str:
+    """The `le` of the first bucket holding `value`, as Prometheus writes it."""
+    for bound, label in zip(BUCKETS, LE_LABELS):
+        if value <= bound:
+            return label
+    return "+Inf"
+
+
+class LabelCaps:
+    """Admitted label values per kind, loaded from the store on first use."""
+
+    def __init__(self, caps: dict[str, int]):
+        self.caps = caps
+        self._admitted: dict[str, set[str]] | None = None
+        self._pending: list[dict[str, str]] = []
+
+    def load(self, conn: Connection) -> None:
+        if self._admitted is None:
+            self._admitted = {kind: set() for kind in self.caps}
+            for kind, value in conn.execute(select(MetricLabel.kind, MetricLabel.value)):
+                self._admitted.setdefault(kind, set()).add(value)
+
+    def value(self, kind: str, raw: Any) -> str:
+        value = str(raw or "")[:MAX_LABEL]
+        seen = self._admitted[kind]
+        if value in seen:
+            return value
+        if len(seen) < self.caps[kind]:
+            seen.add(value)
+            self._pending.append({"kind": kind, "value": value})
+            return value
+        return OTHER
+
+    def save(self, conn: Connection) -> None:
+        if self._pending:
+            conn.execute(_dialect(conn).insert(MetricLabel.__table__).on_conflict_do_nothing(),
+                         self._pending)
+            self._pending = []
+
+    def forget(self) -> None:
+        """After a rolled-back batch: reload from the store next time."""
+        self._admitted, self._pending = None, []
+
+
+class Totals(dict):
+    """(metric, labels key) -> amount to add."""
+
+    def add(self, metric: str, labels: dict[str, str], amount: float = 1.0) -> None:
+        key = (metric, labels_key(labels))
+        self[key] = self.get(key, 0.0) + amount
+
+    def observe(self, metric: str, labels: dict[str, str], value: float) -> None:
+        self.add(metric + "_bucket", {**labels, "le": bucket_label(value)})
+        self.add(metric + "_sum", labels, value)
+        self.add(metric + "_count", labels)
+
+
+def accumulate(events: Iterable[Event], rows: dict[str, dict[str, Any]],
+               caps: LabelCaps) -> Totals:
+    """The batch's additions for its new task events; `rows` are the merged task rows."""
+    totals = Totals()
+    for event in events:
+        row = rows.get(event.uuid) or {}
+        name = caps.value("name", row.get("name"))
+        host = caps.value("hostname", event.hostname)
+        task = {"name": name, "hostname": host,
+                "queue_name": caps.value("queue", row.get("queue") or row.get("routing_key"))}
+        metric = TASK_COUNTERS.get(event.type)
+        if metric == "celery_task_failed_total":
+            totals.add(metric, {**task, "exception": caps.value(
+                "exception", exception_type(event.fields.get("exception")))})
+        elif metric is not None:
+            totals.add(metric, task)
+        totals.add("flower_events_total", {"worker": host, "type": event.type, "task": name})
+        runtime = event.fields.get("runtime")
+        if event.type == "task-succeeded" and isinstance(runtime, (int, float)):
+            totals.observe("celery_task_runtime", task, runtime)
+            totals.observe("flower_task_runtime_seconds", {"worker": host, "task": name},
+                           runtime)
+        wait = row.get("queue_wait")
+        if event.type == "task-started" and isinstance(wait, (int, float)) and wait >= 0:
+            totals.observe("celery_task_queue_wait_time", task, wait)
+    return totals
+
+
+def save_totals(conn: Connection, totals: Totals) -> None:
+    """Add the batch's amounts to the stored series (new series are inserted)."""
+    if not totals:
+        return
+    table = MetricTotal.__table__
+    statement = _dialect(conn).insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.metric, table.c.labels],
+        set_={"value": table.c.value + statement.excluded.value})
+    # Sorted: concurrent collectors lock the rows in one order (no deadlock).
+    conn.execute(statement, [{"metric": m, "labels": k, "value": v}
+                             for (m, k), v in sorted(totals.items())])
+
+
+def _dialect(conn: Connection):
+    return postgresql if conn.dialect.name == "postgresql" else sqlite

@@ -1,0 +1,1 @@
+"""GET /metrics: Prometheus exposition from the store (see service.py)."""

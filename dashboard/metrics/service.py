@@ -1,0 +1,126 @@
+"""The /metrics body: stored totals, plus gauges read from the store at scrape time.
+
+Nothing here counts in memory: counters are the collector's `metric_totals`, worker and
+queue gauges come from the rows the collector keeps current, and the collector's own
+counters from its status row (lifetime totals that survive its restarts). So every web
+process answers the same, and a restart of either side never resets a counter.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from sqlalchemy import Engine, func, select
+
+from lookout.core.store.models import CollectorStatus, MetricTotal, QueueSample
+from lookout.dashboard.metrics.families import families
+
+
+class MetricsService:
+    def __init__(self, engine: Engine, fleet, settings, clock: Callable[[], float] = time.time):
+        self.engine = engine
+        self.fleet = fleet  # FleetService: worker liveness as the Workers page shows it
+        self.settings = settings
+        self.clock = clock
+
+    def exposition(self) -> bytes:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Scrape(self))
+        return generate_latest(registry)
+
+    def collect(self) -> Iterator:
+        with self.engine.connect() as conn:
+            totals = conn.execute(select(MetricTotal.metric, MetricTotal.labels,
+                                         MetricTotal.value)).all()
+            newest = (select(QueueSample.queue, func.max(QueueSample.timestamp).label("t"))
+                      .group_by(QueueSample.queue).subquery())
+            queues = conn.execute(
+                select(QueueSample.queue, QueueSample.messages, QueueSample.consumers)
+                .join(newest, (QueueSample.queue == newest.c.queue)
+                      & (QueueSample.timestamp == newest.c.t))
+                .order_by(QueueSample.queue).limit(self.settings.metrics_max_queues)).all()
+            collectors = conn.execute(select(CollectorStatus)).mappings().all()
+        yield from families(totals)
+        yield from self._workers()
+        yield from _queues(queues)
+        yield from _collectors(collectors, self.clock())
+
+    def _workers(self) -> Iterator:
+        workers = sorted(self.fleet.list_workers(), key=lambda w: -(w["last_heartbeat"] or 0))
+        workers = workers[:self.settings.metrics_max_hostnames]
+        gauges = {
+            "celery_worker_up": ("Worker heard within its heartbeat interval", "hostname",
+                                 lambda w: float(w["status"] == "online")),
+            "celery_worker_tasks_active": ("Tasks running on the worker (its heartbeat)",
+                                           "hostname", lambda w: float(w["active"] or 0)),
+            "flower_worker_online": ("Worker online status (Flower's metric)", "worker",
+                                     lambda w: float(w["status"] == "online")),
+            "flower_worker_number_of_currently_executing_tasks": (
+                "Tasks currently executing at a worker (Flower's metric)", "worker",
+                lambda w: float(w["active"] or 0)),
+        }
+        for name, (doc, label, value) in gauges.items():
+            family = GaugeMetricFamily(name, doc, labels=[label])
+            for worker in workers:
+                family.add_metric([worker["hostname"]], value(worker))
+            yield family
+
+
+class _Scrape:
+    """A prometheus_client collector for one scrape."""
+
+    def __init__(self, service: MetricsService):
+        self.service = service
+
+    def collect(self) -> Iterator:
+        return self.service.collect()
+
+
+def _queues(rows) -> Iterator:
+    length = GaugeMetricFamily("celery_queue_length", "Messages waiting in the queue "
+                               "(the collector's last sample)", labels=["queue_name"])
+    consumers = GaugeMetricFamily("celery_active_consumer_count", "Consumers of the queue "
+                                  "(RabbitMQ; absent on Redis)", labels=["queue_name"])
+    for queue, messages, count in rows:
+        length.add_metric([queue], float(messages))
+        if count is not None:
+            consumers.add_metric([queue], float(count))
+    yield length
+    yield consumers
+
+
+def _collectors(rows, now: float) -> Iterator:
+    connected = GaugeMetricFamily("lookout_collector_connected",
+                                  "1 while the collector is connected to the broker",
+                                  labels=["collector"])
+    lag = GaugeMetricFamily("lookout_collector_write_lag_seconds",
+                            "Seconds from receiving to storing the last batch",
+                            labels=["collector"])
+    pending = GaugeMetricFamily("lookout_collector_buffer_pending",
+                                "Events received and not yet stored", labels=["collector"])
+    age = GaugeMetricFamily("lookout_collector_status_age_seconds",
+                            "Seconds since the collector last wrote its status",
+                            labels=["collector"])
+    counters = {name: CounterMetricFamily(f"lookout_collector_events_{name}",
+                                          f"Events {name} by the collector",
+                                          labels=["collector"])
+                for name in ("received", "stored", "duplicates", "dropped")}
+    rejected = CounterMetricFamily("lookout_collector_events_rejected",
+                                   "Invalid events the collector refused, by reason",
+                                   labels=["collector", "reason"])
+    for row in rows:
+        name = row["name"]
+        stats = json.loads(row["stats"] or "{}")
+        lifetime = stats.get("lifetime") or {}
+        connected.add_metric([name], float(bool(row["connected"])))
+        lag.add_metric([name], float(stats.get("write_lag") or 0.0))
+        pending.add_metric([name], float(stats.get("buffer_pending") or 0))
+        age.add_metric([name], max(0.0, now - row["updated_at"]))
+        for key, family in counters.items():
+            family.add_metric([name], float(lifetime.get(key) or 0))
+        for reason, count in sorted((lifetime.get("rejected_by_reason") or {}).items()):
+            rejected.add_metric([name, reason], float(count))
+    yield from (connected, lag, pending, age, *counters.values(), rejected)

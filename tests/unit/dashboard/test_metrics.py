@@ -1,0 +1,144 @@
+"""/metrics: totals written with the events, exposed in Prometheus' format, parsed back
+with prometheus_client's own parser; label caps; the access policy."""
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from helpers.event_factory import T0, lifecycle, task
+from lookout.collectors.buffer import EventBuffer
+from lookout.collectors.stats import CollectorStats
+from lookout.collectors.writer import HistoryWriter
+from lookout.core.config import Settings
+from lookout.core.store import db
+
+
+def write(engine, events, **caps):
+    settings = Settings(retention=0, max_tasks=0, rollup_retention=0, **caps)
+    HistoryWriter(engine, EventBuffer(), settings, CollectorStats()).write_batch(events)
+
+
+def scrape(client, **headers) -> dict[str, dict]:
+    response = client.get("/metrics", headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    assert response.content_type.startswith("text/plain; version=0.0.4")
+    samples: dict[str, dict] = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for sample in family.samples:
+            key = tuple(sorted(sample.labels.items()))
+            samples.setdefault(sample.name, {})[key] = sample.value
+    return samples
+
+
+def labels(**values) -> tuple:
+    return tuple(sorted(values.items()))
+
+
+def test_counters_and_histograms_follow_the_events(database_url, make_app):
+    engine = db.make_engine(database_url)
+    events = lifecycle("a1", T0, runtime=0.2) + lifecycle("a2", T0 + 1, runtime=3.0)
+    events += [task("task-received", "f1", T0 + 2, name="proj.fail", args="()",
+                    kwargs="{}", retries=0),
+               task("task-failed", "f1", T0 + 3, exception="KeyError('x')", traceback="tb")]
+    write(engine, events)
+    write(engine, lifecycle("a1", T0, runtime=0.2))  # the same events again: not counted
+    engine.dispose()
+    samples = scrape(make_app(database_url).test_client())
+    add = labels(name="proj.add", hostname="w1@host", queue_name="celery")
+    assert samples["celery_task_succeeded_total"] == {add: 2.0}
+    assert samples["celery_task_sent_total"] == {
+        labels(name="proj.add", hostname="client@web", queue_name="celery"): 2.0}
+    assert samples["celery_task_failed_total"] == {labels(
+        name="proj.fail", hostname="w1@host", queue_name="", exception="KeyError"): 1.0}
+    runtime = samples["celery_task_runtime_bucket"]
+    assert runtime[tuple(sorted((*add, ("le", "0.25"))))] == 1.0
+    assert runtime[tuple(sorted((*add, ("le", "5.0"))))] == 2.0
+    assert runtime[tuple(sorted((*add, ("le", "+Inf"))))] == 2.0
+    assert samples["celery_task_runtime_sum"][add] == pytest.approx(3.2)
+    assert samples["celery_task_queue_wait_time_count"][add] == 2.0
+    flower = samples["flower_events_total"]
+    assert flower[labels(worker="w1@host", type="task-succeeded", task="proj.add")] == 2.0
+    assert samples["flower_task_runtime_seconds_count"][
+        labels(worker="w1@host", task="proj.add")] == 2.0
+    # families with no sample yet are still declared
+    assert "celery_task_rejected_total" not in samples
+    text = make_app(database_url).test_client().get("/metrics").get_data(as_text=True)
+    assert "# TYPE celery_task_rejected_total counter" in text
+
+
+def test_label_values_are_capped(sqlite_url, make_app):
+    engine = db.make_engine(sqlite_url)
+    events = []
+    for i in range(5):
+        events += lifecycle(f"t{i}", T0 + i, name=f"proj.generated_{i}")
+    write(engine, events, metrics_max_task_names=3)
+    write(engine, lifecycle("late", T0 + 9, name="proj.generated_0"),
+          metrics_max_task_names=3)  # admitted before: keeps its own series
+    engine.dispose()
+    succeeded = scrape(make_app(sqlite_url).test_client())["celery_task_succeeded_total"]
+    names = {dict(k)["name"]: v for k, v in succeeded.items()}
+    assert len(names) == 4 and names["other"] == 2.0 and names["proj.generated_0"] == 2.0
+
+
+def test_collector_and_worker_gauges(sqlite_url, make_app):
+    from lookout.collectors.status import StatusReporter
+
+    engine = db.make_engine(sqlite_url)
+    settings = Settings(database_url=sqlite_url, collector_name="c1")
+    stats = CollectorStats(received=7, stored=6)
+    stats.reject("bad-json")
+    StatusReporter(engine, settings, stats, EventBuffer()).write()
+    # a restarted collector continues its lifetime totals
+    again = CollectorStats(received=2)
+    reporter = StatusReporter(engine, settings, again, EventBuffer())
+    reporter.carry_over()
+    reporter.write()
+    engine.dispose()
+    samples = scrape(make_app(sqlite_url).test_client())
+    assert samples["lookout_collector_events_received_total"] == {labels(collector="c1"): 9.0}
+    assert samples["lookout_collector_events_rejected_total"] == {
+        labels(collector="c1", reason="bad-json"): 1.0}
+    assert samples["lookout_collector_connected"] == {labels(collector="c1"): 0.0}
+
+
+def test_access_policy(sqlite_url, make_app):
+    local = make_app(sqlite_url, auth=True)
+    client = local.test_client()
+    assert client.get("/metrics").status_code == 200  # the test client is 127.0.0.1
+    proxied = client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert proxied.status_code == 401 and "Bearer" in proxied.get_json()["error"]["message"]
+    remote = client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    assert remote.status_code == 401
+    strict = make_app(sqlite_url, auth=True, metrics_access="auth").test_client()
+    assert strict.get("/metrics").status_code == 401
+    assert strict.get("/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
+    accounts = local.extensions["lookout.accounts"]
+    _, secret = accounts.add_token("prom", "viewer", created_by="test")
+    assert strict.get("/metrics", headers={"Authorization": f"Bearer {secret}"}).status_code \
+        == 200
+    opened = make_app(sqlite_url, auth=True, metrics_access="open").test_client()
+    assert opened.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code \
+        == 200
+
+
+def test_shipped_dashboard_and_alert_rules_use_only_exposed_metrics(sqlite_url, make_app):
+    import json
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    docs = Path(__file__).resolve().parents[3] / "docs" / "monitoring"
+    dashboard = json.loads((docs / "grafana-dashboard.json").read_text())
+    rules = yaml.safe_load((docs / "prometheus-alerts.yml").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    used = {m for e in exprs for m in re.findall(r"\b(?:celery|flower|lookout)_\w+", e)}
+    assert len(used) >= 15
+    text = make_app(sqlite_url).test_client().get("/metrics").get_data(as_text=True)
+    exposed = set()
+    for family in text_string_to_metric_families(text):
+        exposed.add(family.name)
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+        exposed.update(family.name + s for s in suffixes.get(family.type, ()))
+    assert used <= exposed, sorted(used - exposed)
