@@ -9,6 +9,7 @@ Every blueprint is registered here and nowhere else, so this file is the route m
     schedules  /schedules[/<source>/<name>]   /api/v1/schedules[/<source>/<name>
                [/run|/enable|/disable|/thresholds]]
     control    /controls    /api/v1/tasks/<id>/revoke  /api/v1/tasks/revoke
+               /api/v1/tasks/<id>/retry  /api/v1/tasks/retry
                /api/v1/rate-limits  /api/v1/time-limits  /api/v1/workers/<host>/<command>
     auth       /login  /logout
     accounts   /admin   /api/v1/me  /api/v1/users  /api/v1/tokens[/<id>]
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     from lookout.collectors.queues import QueueSampler
     from lookout.core.broadcast import CeleryBroadcaster
     from lookout.core.inspector import Inspector
+    from lookout.core.sender import TaskSender
     from lookout.core.store.db import make_engine
     from lookout.dashboard.audit import views as audit_views
     from lookout.dashboard.audit.service import AuditService
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     from lookout.dashboard.auth import guard
     from lookout.dashboard.auth import views as auth_views
     from lookout.dashboard.control import views as control_views
+    from lookout.dashboard.control.retry import TaskRetrier
     from lookout.dashboard.control.service import ControlService
     from lookout.dashboard.fleet import views as fleet_views
     from lookout.dashboard.fleet.service import FleetService
@@ -101,6 +104,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
                                           history_service),
         "lookout.schedules": ScheduleService(engine, settings, clock),
     })
+    app.extensions["lookout.retry"] = TaskRetrier(
+        engine, history_service, TaskSender(settings), app.extensions["lookout.control"].bulk_cap,
+        clock)
     app.extensions["lookout.metrics"] = MetricsService(
         engine, app.extensions["lookout.fleet"], settings, clock)
     watcher = ScheduleWatcher(app.extensions["lookout.schedules"], lambda payload: socketio.emit(

@@ -213,3 +213,17 @@ class MetricLabel(Base):
 
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class TaskLink(Base):
+    """A task Lookout sent as a retry of another (UI, API, Flower-style apply): shown on
+    both task pages. Events cannot carry the link, so Lookout keeps it when it sends."""
+
+    __tablename__ = "task_links"
+
+    task_uuid: Mapped[str] = mapped_column(String(255), primary_key=True)  # the new task
+    retry_of: Mapped[str] = mapped_column(String(255))
+    created_by: Mapped[str | None] = mapped_column(String(150))
+    created_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_task_links_retry_of", "retry_of"),)

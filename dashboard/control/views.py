@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 
 from flask import Blueprint, current_app, jsonify, render_template
+
+from lookout.core.celery_client import BrokerUnavailable
 from werkzeug.datastructures import MultiDict
 
 from lookout.dashboard.audit.recorder import (
@@ -22,11 +24,12 @@ from lookout.dashboard.audit.recorder import (
 )
 from lookout.dashboard.control.args import parse_signal
 from lookout.dashboard.control.bulk import BulkRevoke
+from lookout.dashboard.control.retry import TaskRetrier
 from lookout.dashboard.control.service import ControlService
 from lookout.dashboard.history.query import TASK_LIST_PARAMS, parse_task_query
 from lookout.dashboard.web.errors import ApiError, bad_parameter
 from lookout.dashboard.web.params import json_body
-from lookout.dashboard.web.roles import require_role
+from lookout.dashboard.web.roles import identity, require_role
 
 bp = Blueprint("control", __name__, url_prefix="/api/v1")
 bp.after_request(record_request)
@@ -118,6 +121,66 @@ def _run_bulk(ids, terminate, signal, params, wait: bool):
                      daemon=True).start()
     return jsonify(dry_run=False, count=len(ids), audit_id=record_id,
                    status_url=f"/api/v1/audit/{record_id}"), 202
+
+
+def retrier() -> TaskRetrier:
+    return current_app.extensions["lookout.retry"]
+
+
+def _actor() -> str | None:
+    ident = identity()
+    return ident.name if ident else None
+
+
+@bp.post("/tasks/<task_id>/retry")
+@audited("task.retry")
+def task_retry(task_id: str):
+    _started("task.retry", [task_id], {})
+    result = _send(retrier().retry, task_id, _actor())
+    note(parameters={"name": result["name"], "args": result["args"],
+                     "kwargs": result["kwargs"]}, replies={"task_id": result["task_id"]})
+    return jsonify(result)
+
+
+@bp.post("/tasks/retry")
+@audited("tasks.retry")
+def tasks_retry():
+    """Bulk retry by filters (failed tasks unless a state is given): dry run first."""
+    body = _body()
+    filters = body.get("filters") or {}
+    if not isinstance(filters, dict) or set(filters) - BULK_FILTERS:
+        raise bad_parameter("filters", f"an object with keys among: {', '.join(sorted(BULK_FILTERS))}")
+    dry_run = body.get("dry_run", True) is not False
+    params = {"filters": filters, "dry_run": dry_run}
+    _started("tasks.retry", [], params)
+    query = parse_task_query(MultiDict([(k, v) for k, values in filters.items()
+                                        for v in (values if isinstance(values, list)
+                                                  else [values])]))
+    matches = retrier().matches(query.filters)
+    plans = matches.pop("plans")
+    if dry_run:
+        skip()
+        return jsonify(dry_run=True, **matches)
+    if matches["over_cap"]:
+        raise bad_parameter("filters", f"{matches['count']} tasks match; at most "
+                            f"{matches['cap']} per bulk retry: narrow the filters")
+    expected = body.get("expected_count")
+    if expected is not None and expected != matches["retriable"]:
+        raise ApiError(409, f"{matches['retriable']} tasks can be retried now, not the "
+                            f"{expected} of the dry run; run the dry run again")
+    sent = _send(retrier().retry_many, plans, _actor())
+    note(targets=[p["uuid"] for p in plans if not p["refused"]],
+         parameters={**params, "count": len(sent), "refused": matches["refused_count"]},
+         replies=[{"retry_of": r["retry_of"], "task_id": r["task_id"]} for r in sent])
+    return jsonify(dry_run=False, count=len(sent), sent=sent, refused=matches["refused"],
+                   refused_count=matches["refused_count"])
+
+
+def _send(method, *args):
+    try:
+        return method(*args)
+    except BrokerUnavailable as exc:
+        raise ApiError(503, str(exc)) from exc
 
 
 @bp.post("/rate-limits")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
 
-from lookout.core.store.models import Task, TaskEvent
+from lookout.core.store.models import Task, TaskEvent, TaskLink
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, encode_cursor
 from lookout.dashboard.history.rollups import RollupStats
 from lookout.dashboard.history.task_sql import (
@@ -29,6 +29,7 @@ from lookout.dashboard.web.errors import ApiError
 
 tasks = Task.__table__
 events = TaskEvent.__table__
+links = TaskLink.__table__
 
 
 @dataclass
@@ -82,7 +83,16 @@ class HistoryService:
             children = conn.execute(
                 select(*list_columns()).where(tasks.c.parent_id == uuid)
                 .order_by(tasks.c.timestamp, tasks.c.uuid).limit(1000)).mappings().all()
+            retry_of = conn.execute(select(links.c.retry_of)
+                                    .where(links.c.task_uuid == uuid)).scalar()
+            retried_as = conn.execute(
+                select(links.c.task_uuid, links.c.created_by, links.c.created_at)
+                .where(links.c.retry_of == uuid).order_by(links.c.created_at)
+                .limit(100)).mappings().all()
         task = dict(row)
+        # Retries sent by Lookout (control/retry.py): the events cannot carry the link.
+        task["retry_of"] = retry_of
+        task["retried_as"] = [dict(r) for r in retried_as]
         task["timeline"] = _timeline(timeline)
         task["children"] = [list_item(child) for child in children]
         task["retry_history"] = [

@@ -13,9 +13,8 @@ from typing import Any, Callable
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from lookout.core.celery_client import BrokerUnavailable, PrivateCeleryApp
 from lookout.core.celery_client import load_celery_app as import_app
-from lookout.core.config import redact_url
+from lookout.core.sender import TaskSender
 from lookout.core.store.models import ScheduleWatch
 from lookout.dashboard.schedules import health, timing
 from lookout.dashboard.schedules.runs import entry_runs, match_key
@@ -25,7 +24,7 @@ from lookout.dashboard.schedules.sources import (
 from lookout.dashboard.web.errors import ApiError
 
 SOURCE_TTL = 3.0
-SEND_OPTIONS = ("queue", "exchange", "routing_key", "priority", "headers", "expires")
+SEND_OPTIONS = ("queue", "exchange", "routing_key", "priority", "headers", "expires")  # beat's
 THRESHOLD_FIELDS = ("grace", "late_after", "running_limit", "failures")
 MAX_NAME = 255  # longer names are shown but have no watch record
 
@@ -45,8 +44,7 @@ class ScheduleService:
         self._sources: list | None = None
         self._warnings: list[str] = []
         self._cache: tuple[float, list[SourceReport]] | None = None
-        self._sender = PrivateCeleryApp(settings.broker_url, "lookout-schedules",
-                                        broker_conf=settings.broker_conf)
+        self._sender = TaskSender(settings)
 
     # -- the app and its sources ------------------------------------------------------
     def celery_app(self):
@@ -181,29 +179,13 @@ class ScheduleService:
 
     # -- controls -----------------------------------------------------------------------
     def run_now(self, source: str, name: str) -> dict[str, Any]:
-        """Send the entry's task with its args, kwargs and options, once, now: through
-        the app itself when Lookout uses the app's broker, so its task_routes apply."""
-        from kombu.exceptions import OperationalError
-
+        """Send the entry's task with its args, kwargs and options, once, now."""
         entry = self.find(source, name)
         if not entry.task:
             raise ApiError(409, f"entry {name!r} names no task")
-        app = self.celery_app()
-        if app is None or app.conf.broker_url != self.settings.broker_url:
-            # No app, or --broker / LOOKOUT_BROKER_URL names another broker than the app's:
-            # send where Lookout watches, with the app's broker settings.
-            app = self._sender.get()
         options = {k: v for k, v in entry.options.items() if k in SEND_OPTIONS}
-        try:
-            with app.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1, interval_start=0.2, timeout=3)
-                result = app.send_task(entry.task, args=list(entry.args or ()),
-                                       kwargs=dict(entry.kwargs or {}), connection=conn,
-                                       retry=False, **options)
-        except (OperationalError, OSError) as exc:
-            raise BrokerUnavailable(f"broker {redact_url(str(app.conf.broker_url))} "
-                                    f"unreachable: {exc}") from exc
-        return {"task_id": result.id, "task": entry.task, "source": source, "name": name,
+        task_id = self._sender.send(entry.task, entry.args, entry.kwargs, **options)
+        return {"task_id": task_id, "task": entry.task, "source": source, "name": name,
                 "args": repr(entry.args)[:500], "kwargs": repr(entry.kwargs)[:500],
                 "options": {k: str(v)[:200] for k, v in options.items()}}
 

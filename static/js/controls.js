@@ -5,7 +5,8 @@
  * confirms in the page's <dialog>; the server answers with per-worker replies, shown in
  * the form's .control-result. A form marked data-bulk runs the bulk revoke flow: dry run
  * (count and sample shown in the dialog), then the action, then progress polled from its
- * audit record. Every POST carries the CSRF token from <meta name="csrf-token">. Values
+ * audit record; data-bulk-retry the bulk retry flow (dry run listing what cannot be
+ * rebuilt, then the action). Every POST carries the CSRF token from <meta name="csrf-token">. Values
  * from the server are put in the page as text only.
  */
 (function () {
@@ -109,6 +110,14 @@
         (data.error && data.error.message) || ("HTTP " + status)));
       return;
     }
+    // Pages re-read what the control changed (the task page shows "retried as").
+    form.dispatchEvent(new CustomEvent("lookout:control-done", {bubbles: true, detail: data}));
+    if (data.task_id) {  // a control that sends a task (retry): link to the new one
+      L.append(out, L.el("p", {className: "control-done"}, ["Sent as task ",
+        L.el("a", {href: L.taskUrl(data.task_id), className: "mono",
+          "data-testid": "new-task-link"}, data.task_id)]));
+      return;
+    }
     L.append(out, L.el("p", {className: "control-done"}, "Sent (" + (data.command || "done") + ")."));
     L.append(out, repliesTable(data.replies));
   }
@@ -160,6 +169,45 @@
     });
   }
 
+  /* ---- bulk retry: dry run (what can and cannot be rebuilt), confirm, act ---- */
+  function submitBulkRetry(form) {
+    var payload = formPayload(form);
+    var out = L.clear(form.querySelector(".control-result"));
+    payload.dry_run = true;
+    post("/tasks/retry", payload).then(function (res) {
+      if (res.status >= 400) { show(form, res.status, res.data); return; }
+      var d = res.data;
+      var refused = L.el("ul", {className: "sample"}, (d.refused || []).map(function (r) {
+        return L.el("li", {}, [L.el("span", {className: "mono"}, r.uuid), " ", r.name || "",
+          ": ", r.reason]);
+      }));
+      L.append(out, L.el("p", {className: "dry-run", "data-count": d.count,
+        "data-retriable": d.retriable}, "Dry run: " + d.count + " finished task(s) match; " +
+        d.retriable + " can be retried, " + d.refused_count + " cannot."));
+      if (d.refused_count) { L.append(out, refused); }
+      if (d.over_cap || !d.retriable) { return; }
+      confirmAction("Retry " + d.retriable + " task(s)?", [d.retriable + " task(s) will be " +
+        "sent again with their arguments, each linked to its original.",
+        d.refused_count ? d.refused_count + " cannot be rebuilt and are skipped." : ""])
+        .then(function (yes) {
+          if (!yes) { return; }
+          payload.dry_run = false;
+          payload.expected_count = d.retriable;
+          post("/tasks/retry", payload).then(function (act) {
+            if (act.status >= 400) { show(form, act.status, act.data); return; }
+            out.dataset.status = "200";
+            L.append(out, L.el("p", {className: "control-done"}, "Sent " + act.data.count +
+              " retries."));
+            L.append(out, L.el("ul", {className: "sample"}, act.data.sent.map(function (t) {
+              return L.el("li", {}, [L.el("a", {href: L.taskUrl(t.task_id), className: "mono"},
+                t.task_id), " retry of ", L.el("a", {href: L.taskUrl(t.retry_of),
+                className: "mono"}, t.retry_of)]);
+            })));
+          });
+        });
+    });
+  }
+
   function poll(form, auditId, total) {
     var out = form.querySelector(".control-result");
     var bar = L.el("progress", {max: String(total), value: "0", className: "bulk-progress"});
@@ -186,6 +234,7 @@
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (form.dataset.bulk !== undefined) { event.preventDefault(); submitBulk(form); }
+    else if (form.dataset.bulkRetry !== undefined) { event.preventDefault(); submitBulkRetry(form); }
     else if (form.dataset.control) { event.preventDefault(); submitControl(form); }
   });
 }());

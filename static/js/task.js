@@ -13,7 +13,7 @@
   var TIMES = ["timestamp", "sent_at", "received_at", "started_at", "succeeded_at", "failed_at",
     "retried_at", "revoked_at", "rejected_at", "updated_at"];
   var SKIP = ["timeline", "children", "retry_history", "traceback", "exception", "uuid",
-    "name", "state", "state_ts", "parent_id", "root_id"];
+    "name", "state", "state_ts", "parent_id", "root_id", "retry_of", "retried_as"];
   // Where an SRE looks first, then the lifecycle in the order it happens; fields the API
   // adds later still show, after these.
   var ORDER = ["worker", "queue", "routing_key", "exchange", "args", "kwargs", "result",
@@ -96,6 +96,14 @@
     field(family, "root", link(task.root_id));
     field(family, "workflow", task.root_id ? L.el("a", {href: "/tasks?" + new URLSearchParams({root_id: task.root_id})},
       "all tasks of this workflow") : "–");
+    // Retries sent from Lookout (the events cannot link them; Lookout keeps the link).
+    if (task.retry_of) { field(family, "retry of", link(task.retry_of)); }
+    if (task.retried_as && task.retried_as.length) {
+      field(family, "retried as", task.retried_as.map(function (r) {
+        return L.el("span", {className: "retried-as"}, [link(r.task_uuid),
+          " by " + (r.created_by || "?") + " at " + L.fmtTime(r.created_at), L.el("br")]);
+      }));
+    }
     field(family, "children", task.children.length ? L.el("a", {href: "/tasks?" +
       new URLSearchParams({parent_id: task.uuid})}, task.children.length + " (as a list)") : "none");
     document.getElementById("children-table").hidden = !task.children.length;
@@ -115,6 +123,12 @@
       button.disabled = finished;
       button.title = finished ? "The task has already finished (" + task.state + ")." : "";
     });
+    // Retry is the other way round: only a finished task is sent again.
+    var retry = document.getElementById("retry-button");
+    if (retry) {
+      retry.disabled = !finished;
+      retry.title = finished ? "" : "Only a finished task can be retried (revoke it first).";
+    }
   }
 
   function render(data) {
@@ -146,6 +160,7 @@
 
   load();
   L.live(["task:" + taskId], {task: reload}, load);
+  document.addEventListener("lookout:control-done", reload);  // e.g. a retry was sent
   // Running time ticks locally; a slow poll backs up the push for unfinished tasks.
   setInterval(function () { if (task && task.state === "STARTED") { L.setText("running", running()); } }, 1000);
   setInterval(function () { if (!task || FINAL.indexOf(task.state) < 0) { reload(); } }, 5000);

@@ -55,12 +55,13 @@ def log_in(page, username: str) -> list[str]:
     return violations
 
 
-def wait_started(page, task_id: str) -> None:
-    def started():
-        state = page.evaluate(
+def wait_started(page, task_id: str, state: str = "STARTED") -> None:
+    """Through the logged-in page (the API needs its session)."""
+    def reached():
+        task = page.evaluate(
             "id => fetch('/api/v1/tasks/' + id).then(r => r.ok ? r.json() : {})", task_id)
-        return state.get("state") == "STARTED"
-    wait_for(started, 90, interval=0.3, message=f"{task_id} STARTED")
+        return task.get("state") == state
+    wait_for(reached, 90, interval=0.3, message=f"{task_id} {state}")
 
 
 def test_operator_terminates_a_running_task_and_sees_it_revoked(page, lookout, artifacts_dir):
@@ -122,6 +123,43 @@ def test_bulk_revoke_dry_run_confirm_and_progress(page, lookout):
     result = page.locator("#bulk-form .control-result")
     expect(result).to_have_attribute("data-status", "ok")
     expect(result.locator(".bulk-label")).to_contain_text("3 / 3")
+    assert not page.watch.errors
+    assert not violations, violations
+
+
+def test_operator_retries_failed_tasks_one_and_in_bulk(page, lookout, artifacts_dir):
+    expect = _expect()
+    violations = log_in(page, "otto")
+    failed = lookout.send("sample.fail", "<b>retry</b> me")
+    wait_started(page, failed, "FAILURE")
+    page.goto(f"/tasks/{failed}")
+    page.click("#retry-button")
+    expect(page.locator("#confirm-dialog")).to_contain_text("Retry task")
+    page.click("#confirm-ok")
+    link = page.locator('#retry-form [data-testid="new-task-link"]')
+    expect(link).to_be_visible()
+    new_id = link.inner_text().strip()
+    wait_started(page, new_id, "FAILURE")
+    expect(page.locator("#family")).to_contain_text(new_id)  # "retried as", live
+    page.goto(f"/tasks/{new_id}")
+    expect(page.locator("#family")).to_contain_text(failed)  # "retry of"
+    expect(page.locator("#fields")).to_contain_text("<b>retry</b> me")
+    page.screenshot(path=str(artifacts_dir / "retried.png"), full_page=True)
+
+    others = [lookout.send("sample.fail", f"bulk {i}") for i in range(2)]
+    for task_id in others:
+        wait_started(page, task_id, "FAILURE")
+    page.goto("/controls")
+    page.fill("#bulk-retry-name", "sample.fail")
+    page.click("#bulk-retry-submit")
+    dry = page.locator("#bulk-retry-form .dry-run")
+    expect(dry).to_have_attribute("data-retriable", re.compile(r"^[4-9]$"))
+    expect(page.locator("#confirm-dialog")).to_contain_text("Retry")
+    page.click("#confirm-ok")
+    result = page.locator("#bulk-retry-form .control-result")
+    expect(result).to_have_attribute("data-status", "200")
+    for task_id in others:
+        expect(result).to_contain_text(task_id)
     assert not page.watch.errors
     assert not violations, violations
 

@@ -246,3 +246,66 @@ def test_unreachable_broker_is_503(sqlite_url):
     [record] = audit_records(app, action="rate_limit")
     assert (record["outcome"], record["status"]) == ("error", 503)
     engine.dispose()
+
+
+def test_retry_a_failed_task_runs_it_again_with_its_arguments(env):
+    failed = send(env, "sample.fail", "retry me")
+    wait_states(env.engine, {failed: "FAILURE"})
+    retried = post(env, f"/tasks/{failed}/retry")
+    assert retried.status_code == 200, retried.get_json()
+    new_id = retried.get_json()["task_id"]
+    row = wait_states(env.engine, {new_id: "FAILURE"})[new_id]
+    original = tasks(env.engine, [failed])[failed]
+    assert (row["name"], row["args"], row["kwargs"]) == \
+        (original["name"], original["args"], original["kwargs"])
+    assert "retry me" in row["exception"]
+    client = env.client
+    assert client.get(f"/api/v1/tasks/{new_id}").get_json()["retry_of"] == failed
+    assert [r["task_uuid"] for r in client.get(f"/api/v1/tasks/{failed}").get_json()[
+        "retried_as"]] == [new_id]
+    [record] = audit_records(env.app, action="task.retry", target=failed)
+    assert record["outcome"] == "ok" and record["replies"] == {"task_id": new_id}
+
+
+def test_retry_is_refused_when_the_arguments_cannot_be_rebuilt(env):
+    long_arg = send(env, "sample.echo", "x" * 3000)  # Celery's repr cuts it at 1024
+    wait_states(env.engine, {long_arg: "SUCCESS"})
+    refused = post(env, f"/tasks/{long_arg}/retry")
+    assert refused.status_code == 409
+    assert "1024-character" in refused.get_json()["error"]["message"]
+    running = send(env, "sample.sleep", 120)
+    wait_states(env.engine, {running: "STARTED"})
+    busy = post(env, f"/tasks/{running}/retry")
+    assert busy.status_code == 409 and "only finished tasks" in busy.get_json()["error"][
+        "message"]
+    post(env, f"/tasks/{running}/revoke", {"terminate": True})
+    assert post(env, "/tasks/nope-nope/retry").status_code == 404
+    viewer = env.app.test_client()
+    csrf = login(viewer, "vic")
+    denied = viewer.post(f"/api/v1/tasks/{long_arg}/retry", headers={"X-CSRF-Token": csrf})
+    assert denied.status_code == 403
+    assert [r["outcome"] for r in audit_records(env.app, action="task.retry",
+                                                target=long_arg)] == ["refused", "invalid"]
+
+
+def test_bulk_retry_dry_run_then_act(env):
+    ids = [send(env, "sample.fail", f"bulk {i}") for i in range(3)]
+    odd = send(env, "sample.fail", "y" * 3000)  # cannot be rebuilt
+    wait_states(env.engine, {i: "FAILURE" for i in [*ids, odd]})
+    filters = {"name": "sample.fail"}
+    dry = post(env, "/tasks/retry", {"filters": filters})
+    assert dry.status_code == 200, dry.get_json()
+    plan = dry.get_json()
+    assert plan["dry_run"] is True and plan["refused_count"] >= 1
+    assert odd in {r["uuid"] for r in plan["refused"]}
+    acted = post(env, "/tasks/retry", {"filters": filters, "dry_run": False,
+                                       "expected_count": plan["retriable"]})
+    assert acted.status_code == 200, acted.get_json()
+    sent = acted.get_json()["sent"]
+    assert acted.get_json()["count"] == plan["retriable"] >= 3
+    assert {s["retry_of"] for s in sent} >= set(ids) and odd not in {s["retry_of"]
+                                                                   for s in sent}
+    wait_states(env.engine, {s["task_id"]: "FAILURE" for s in sent})
+    stale = post(env, "/tasks/retry", {"filters": filters, "dry_run": False,
+                                       "expected_count": 1})
+    assert stale.status_code == 409

@@ -1,0 +1,158 @@
+"""Retry: send a finished task again, by name, with the arguments its events recorded.
+
+Events carry arguments as repr() text: Celery's saferepr, cut at 1024 characters and at
+three levels of nesting (written as '...'), then Lookout's own max_field_size. A retry is
+sent only when that text parses back exactly: Python literals (`ast.literal_eval`),
+nothing cut by either cap, no '...' standing for what saferepr left out. Anything else
+is refused with the reason: a retry must never run with arguments that differ from the
+original's. The new task goes to the original's queue (or routing key) and is linked to
+the original in `task_links`, which both task pages show.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import time
+import uuid as uuids
+from typing import Any, Callable
+
+from sqlalchemy import Engine, insert, select
+
+from lookout.core.store.models import Task, TaskLink
+from lookout.dashboard.history.query import TaskFilters, TaskQuery, parse_sort
+from lookout.dashboard.web.errors import ApiError, bad_parameter
+
+FINAL = ("SUCCESS", "FAILURE", "REVOKED", "REJECTED")
+CELERY_REPR_CAP = 1024  # Celery's argsrepr_maxsize / kwargsrepr_maxsize defaults
+MAX_LINKS = 20  # retries of retries followed back for routing
+LOOKOUT_MARKER = "…[truncated "  # collectors/events.py TRUNCATION_MARKER
+COLUMNS = (Task.uuid, Task.name, Task.state, Task.args, Task.kwargs, Task.queue,
+           Task.exchange, Task.routing_key)
+
+
+class RetryRefused(Exception):
+    """Why a task cannot be retried faithfully."""
+
+
+def rebuild(text: str | None, expected: type, what: str) -> Any:
+    """The Python value an args/kwargs text stands for, or RetryRefused."""
+    if text is None or text == "":
+        return () if expected is tuple else {}
+    if LOOKOUT_MARKER in text:
+        raise RetryRefused(f"its {what} were cut by Lookout's max field size")
+    if len(text) >= CELERY_REPR_CAP - 3:
+        raise RetryRefused(f"its {what} reached Celery's {CELERY_REPR_CAP}-character repr "
+                           "limit, so they may have been cut")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise RetryRefused(f"its {what} are not plain Python literals ({text[:80]}), so "
+                           "they cannot be rebuilt from the events") from None
+    if _has_ellipsis(value):
+        raise RetryRefused(f"its {what} were shortened by Celery's repr ('...')")
+    if expected is tuple and isinstance(value, (list, tuple)):
+        return value  # a list stays a list: the retry's events then read the same
+    if expected is dict and isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return value
+    raise RetryRefused(f"its {what} are not a {'list' if expected is tuple else 'dict'}")
+
+
+def _has_ellipsis(value: Any) -> bool:
+    if value is Ellipsis:
+        return True
+    if isinstance(value, dict):
+        return any(_has_ellipsis(k) or _has_ellipsis(v) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(_has_ellipsis(v) for v in value)
+    return False
+
+
+def plan(row: dict[str, Any]) -> dict[str, Any]:
+    """What a retry of this task would send, or why it cannot."""
+    out = {"uuid": row["uuid"], "name": row["name"], "state": row["state"], "refused": None}
+    try:
+        if not row["name"]:
+            raise RetryRefused("its name is unknown (its task-received event was not seen)")
+        if row["state"] not in FINAL:
+            raise RetryRefused(f"it is {row['state']}: only finished tasks are retried "
+                               "(revoke it first)")
+        out["args"] = rebuild(row["args"], tuple, "args")
+        out["kwargs"] = rebuild(row["kwargs"], dict, "kwargs")
+    except RetryRefused as exc:
+        out["refused"] = str(exc)
+        return out
+    options: dict[str, Any] = {}
+    if row["queue"]:
+        options["queue"] = row["queue"]
+    elif row["routing_key"]:
+        options.update(routing_key=row["routing_key"], exchange=row["exchange"] or "")
+    out["options"] = options
+    return out
+
+
+class TaskRetrier:
+    def __init__(self, engine: Engine, history, sender, bulk_cap: int,
+                 clock: Callable[[], float] = time.time):
+        self.engine, self.history, self.sender = engine, history, sender
+        self.bulk_cap, self.clock = bulk_cap, clock
+
+    def _rows(self, ids: list[str]) -> list[dict[str, Any]]:
+        """Task rows; a Lookout retry whose routing the events did not tell (no
+        task-sent seen) takes its original's, following the links."""
+        with self.engine.connect() as conn:
+            found = {r["uuid"]: dict(r) for r in conn.execute(
+                select(*COLUMNS).where(Task.uuid.in_(ids))).mappings()}
+            for row in found.values():
+                current = row["uuid"]
+                for _ in range(MAX_LINKS):
+                    if row["queue"] or row["routing_key"]:
+                        break
+                    current = conn.execute(select(TaskLink.retry_of).where(
+                        TaskLink.task_uuid == current)).scalar()
+                    if current is None:
+                        break
+                    origin = conn.execute(select(Task.queue, Task.exchange, Task.routing_key)
+                                          .where(Task.uuid == current)).mappings().first()
+                    if origin is not None:
+                        row.update(origin)
+        return [found[i] for i in ids if i in found]
+
+    def retry(self, task_id: str, actor: str | None) -> dict[str, Any]:
+        rows = self._rows([task_id])
+        if not rows:
+            raise ApiError(404, f"no task with id {task_id[:100]!r}")
+        planned = plan(rows[0])
+        if planned["refused"]:
+            raise ApiError(409, f"cannot retry {task_id}: {planned['refused']}")
+        return self._send(planned, actor)
+
+    def _send(self, planned: dict[str, Any], actor: str | None) -> dict[str, Any]:
+        new_id = str(uuids.uuid4())
+        self.sender.send(planned["name"], planned["args"], planned["kwargs"],
+                         task_id=new_id, **planned["options"])
+        with self.engine.begin() as conn:
+            conn.execute(insert(TaskLink).values(task_uuid=new_id, retry_of=planned["uuid"],
+                                                 created_by=actor, created_at=self.clock()))
+        return {"task_id": new_id, "retry_of": planned["uuid"], "name": planned["name"],
+                "args": repr(planned["args"])[:500], "kwargs": repr(planned["kwargs"])[:500],
+                "options": planned["options"]}
+
+    def matches(self, filters: TaskFilters) -> dict[str, Any]:
+        """The finished tasks `filters` select (failed ones unless a state is given)."""
+        if filters.states and set(filters.states) - set(FINAL):
+            raise bad_parameter("state", f"only finished tasks are retried ({', '.join(FINAL)})")
+        if not filters.states:
+            filters = dataclasses.replace(filters, states=("FAILURE",))
+        page = self.history.list_tasks(TaskQuery(filters=filters, sort=parse_sort("timestamp"),
+                                                 limit=self.bulk_cap))
+        count = len(page.items) if page.next_cursor is None else max(page.total,
+                                                                     self.bulk_cap + 1)
+        plans = [plan(row) for row in self._rows([i["uuid"] for i in page.items])]
+        refused = [{"uuid": p["uuid"], "name": p["name"], "reason": p["refused"]}
+                   for p in plans if p["refused"]]
+        return {"count": count, "cap": self.bulk_cap, "over_cap": count > self.bulk_cap,
+                "retriable": len(plans) - len(refused), "refused": refused[:50],
+                "refused_count": len(refused), "plans": plans}
+
+    def retry_many(self, plans: list[dict[str, Any]], actor: str | None) -> list[dict]:
+        return [self._send(p, actor) for p in plans if not p["refused"]]
