@@ -38,6 +38,8 @@ def _row(event: Event, first_seen: float) -> dict[str, Any]:
         "first_seen": first_seen, "last_heartbeat": event.local_received,
         "last_event_ts": event.timestamp, "utcoffset": event.utcoffset,
     }
+    if event.type == "worker-online":
+        row["online_since"] = event.local_received
     for name in ("freq", "active", "processed", "pid"):
         if name in fields:
             row[name] = fields[name]
@@ -59,12 +61,19 @@ def save_workers(conn: Connection, updates: dict[str, dict[str, Any]]) -> list[d
     for host, row in sorted(updates.items()):  # one lock order for every writer
         old = existing.get(host)
         if old is None:
+            # online_since stays unknown unless this batch saw its worker-online: a
+            # worker first heard mid-life may hold tasks started long before.
             inserts.append({**dict.fromkeys(WORKERS.c.keys()), "freq": 2.0, **row})
             continue
         merged = dict(old)
         merged["first_seen"] = min(old["first_seen"], row["first_seen"])
         if row["last_heartbeat"] >= old["last_heartbeat"]:
             merged.update({k: v for k, v in row.items() if k != "first_seen"})
+            restarted = (not old["online"] and row["online"]) or (
+                old["pid"] is not None and row.get("pid") not in (None, old["pid"]))
+            # (an offline worker heard again, or a new pid: it restarted)
+            if restarted and "online_since" not in row:  # its worker-online was missed
+                merged["online_since"] = row["last_heartbeat"]
         if merged != old:
             changed.append(merged)
     write_rows(conn, WORKERS, ("hostname",), inserts, changed)

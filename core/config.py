@@ -70,6 +70,13 @@ class Settings:
     queue_sample_interval: float = 10.0
     # /healthz warns when a connected collector has heard no event for this long.
     quiet_warning_after: float = 180.0
+    # Trouble: an open task whose worker has been silent this long is lost; one open for
+    # stuck_factor x its name's p95 runtime (at least stuck_min; stuck_default when the
+    # name has no runtime history yet) is stuck.
+    lost_after: float = 60.0
+    stuck_factor: float = 10.0
+    stuck_min: float = 60.0
+    stuck_default: float = 3600.0
     # Prometheus label caps (distinct values per label kind; later ones count as "other").
     metrics_max_task_names: int = 500
     metrics_max_hostnames: int = 200
@@ -105,7 +112,8 @@ class Settings:
 
     _DURATIONS = ("retention", "rollup_retention", "audit_retention", "event_queue_expires",
                   "enable_events_interval", "reconnect_max_backoff", "flush_interval",
-                  "queue_sample_interval", "quiet_warning_after")
+                  "queue_sample_interval", "quiet_warning_after", "lost_after", "stuck_min",
+                  "stuck_default")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

@@ -16,6 +16,8 @@ Every blueprint is registered here and nowhere else, so this file is the route m
     audit      /audit   /api/v1/audit[/<id>]
     health     /healthz
     metrics    /metrics (Prometheus)
+    trouble    /trouble   /api/v1/trouble  /api/v1/trouble/tasks/<id>   (lost and stuck tasks)
+    failures   /failures  /api/v1/failures[/<fingerprint>]               (failure groups)
     live       Socket.IO namespace /live (rooms: overview, tasks, schedules, task:<id>,
                worker:<host>)
 
@@ -67,12 +69,16 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     from lookout.dashboard.history import views as history_views
     from lookout.dashboard.history.service import HistoryService
     from lookout.dashboard.live.namespace import NAMESPACE, socketio
+    from lookout.dashboard.failures import views as failures_views
+    from lookout.dashboard.failures.service import FailureGroups
     from lookout.dashboard.live.sessions import LiveSessions
     from lookout.dashboard.metrics import views as metrics_views
     from lookout.dashboard.metrics.service import MetricsService
     from lookout.dashboard.schedules import views as schedules_views
     from lookout.dashboard.schedules.service import ScheduleService
     from lookout.dashboard.schedules.watch import ScheduleWatcher
+    from lookout.dashboard.trouble import views as trouble_views
+    from lookout.dashboard.trouble.service import TroubleService
     from lookout.dashboard.web.errors import register_error_handlers
     from lookout.dashboard.web import security
     from lookout.dashboard.web.layout import layout_context
@@ -91,7 +97,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     )
 
     engine = make_engine(settings.database_url)
-    history_service = HistoryService(engine, clock)
+    history_service = HistoryService(engine, clock, settings.lost_after)
     app.extensions.update({
         "lookout.engine": engine,
         "lookout.history": history_service,
@@ -106,7 +112,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     })
     app.extensions["lookout.retry"] = TaskRetrier(
         engine, history_service, TaskSender(settings), app.extensions["lookout.control"].bulk_cap,
-        clock)
+        clock, settings.lost_after)
+    app.extensions["lookout.trouble"] = TroubleService(engine, history_service, settings, clock)
+    app.extensions["lookout.failures"] = FailureGroups(engine, clock)
     app.extensions["lookout.metrics"] = MetricsService(
         engine, app.extensions["lookout.fleet"], settings, clock)
     watcher = ScheduleWatcher(app.extensions["lookout.schedules"], lambda payload: socketio.emit(
@@ -123,7 +131,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     app.context_processor(layout_context)
     for blueprint in (history_views.bp, fleet_views.bp, schedules_views.bp,
                       control_views.bp, control_views.pages_bp, auth_views.bp,
-                      accounts_views.bp, audit_views.bp, health_views.bp, metrics_views.bp):
+                      accounts_views.bp, audit_views.bp, health_views.bp, metrics_views.bp,
+                      trouble_views.bp, failures_views.bp):
         app.register_blueprint(blueprint)
     live = {"message_queue": settings.message_queue,
             "channel": live_channel(settings, engine)} if settings.message_queue else {}

@@ -111,6 +111,9 @@ class Worker(Base):
     sw_ver: Mapped[str | None] = mapped_column(String(64))
     sw_sys: Mapped[str | None] = mapped_column(String(64))
     utcoffset: Mapped[float | None] = mapped_column(Float)
+    # Collector time of its latest (re)start: a worker-online, a heartbeat after being
+    # offline, or a new pid. Tasks it held from before then died with the old process.
+    online_since: Mapped[float | None] = mapped_column(Float)
 
 
 class TaskRollup(Base):

@@ -5,7 +5,8 @@ three levels of nesting (written as '...'), then Lookout's own max_field_size. A
 sent only when that text parses back exactly: Python literals (`ast.literal_eval`),
 nothing cut by either cap, no '...' standing for what saferepr left out. Anything else
 is refused with the reason: a retry must never run with arguments that differ from the
-original's. The new task goes to the original's queue (or routing key) and is linked to
+original's. Only finished tasks are retried, and lost ones (their worker died with them:
+core/trouble.py). The new task goes to the original's queue (or routing key) and is linked to
 the original in `task_links`, which both task pages show.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Callable
 from sqlalchemy import Engine, insert, select
 
 from lookout.core.store.models import Task, TaskLink
+from lookout.core.trouble import lost_reason, workers_by_name
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, parse_sort
 from lookout.dashboard.web.errors import ApiError, bad_parameter
 
@@ -27,7 +29,8 @@ CELERY_REPR_CAP = 1024  # Celery's argsrepr_maxsize / kwargsrepr_maxsize default
 MAX_LINKS = 20  # retries of retries followed back for routing
 LOOKOUT_MARKER = "…[truncated "  # collectors/events.py TRUNCATION_MARKER
 COLUMNS = (Task.uuid, Task.name, Task.state, Task.args, Task.kwargs, Task.queue,
-           Task.exchange, Task.routing_key)
+           Task.exchange, Task.routing_key, Task.worker, Task.started_at, Task.received_at,
+           Task.timestamp)
 
 
 class RetryRefused(Exception):
@@ -73,9 +76,9 @@ def plan(row: dict[str, Any]) -> dict[str, Any]:
     try:
         if not row["name"]:
             raise RetryRefused("its name is unknown (its task-received event was not seen)")
-        if row["state"] not in FINAL:
-            raise RetryRefused(f"it is {row['state']}: only finished tasks are retried "
-                               "(revoke it first)")
+        if row["state"] not in FINAL and not row.get("lost"):
+            raise RetryRefused(f"it is {row['state']}: only finished or lost tasks are "
+                               "retried (revoke it first)")
         out["args"] = rebuild(row["args"], tuple, "args")
         out["kwargs"] = rebuild(row["kwargs"], dict, "kwargs")
     except RetryRefused as exc:
@@ -92,9 +95,9 @@ def plan(row: dict[str, Any]) -> dict[str, Any]:
 
 class TaskRetrier:
     def __init__(self, engine: Engine, history, sender, bulk_cap: int,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, lost_after: float = 60.0):
         self.engine, self.history, self.sender = engine, history, sender
-        self.bulk_cap, self.clock = bulk_cap, clock
+        self.bulk_cap, self.clock, self.lost_after = bulk_cap, clock, lost_after
 
     def _rows(self, ids: list[str]) -> list[dict[str, Any]]:
         """Task rows; a Lookout retry whose routing the events did not tell (no
@@ -115,6 +118,10 @@ class TaskRetrier:
                                           .where(Task.uuid == current)).mappings().first()
                     if origin is not None:
                         row.update(origin)
+            workers = workers_by_name(conn, [r["worker"] for r in found.values()])
+        now = self.clock()
+        for row in found.values():  # a lost task died with its worker: it may be retried
+            row["lost"] = lost_reason(row, workers.get(row["worker"]), now, self.lost_after)
         return [found[i] for i in ids if i in found]
 
     def retry(self, task_id: str, actor: str | None) -> dict[str, Any]:

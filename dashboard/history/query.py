@@ -46,7 +46,7 @@ MAX_TEXT = 255  # longest accepted value for an exact-match or search filter
 TASK_LIST_PARAMS = frozenset({
     "state", "name", "worker", "queue", "root_id", "parent_id", "q",
     "after", "before", "received_after", "received_before", "started_after", "started_before",
-    "runtime_min", "runtime_max", "sort", "limit", "cursor",
+    "runtime_min", "runtime_max", "lost", "sort", "limit", "cursor",
 })
 
 
@@ -79,6 +79,9 @@ class TaskFilters:
     q: str | None = None
     # column -> (lower bound or None, upper bound or None), inclusive.
     ranges: tuple[tuple[str, float | None, float | None], ...] = ()
+    # lost=true: open tasks whose worker died (core/trouble.py); judged at `lost_at`.
+    lost: bool = False
+    lost_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -124,11 +127,20 @@ def parse_task_query(args) -> TaskQuery:
         states=states,
         name=_text(args, "name"), worker=_text(args, "worker"), queue=_text(args, "queue"),
         root_id=_text(args, "root_id"), parent_id=_text(args, "parent_id"),
-        q=_text(args, "q"), ranges=tuple(ranges))
+        q=_text(args, "q"), ranges=tuple(ranges), lost=_flag(args, "lost"))
     sort = parse_sort(args.get("sort") or DEFAULT_SORT)
     return TaskQuery(filters=filters, sort=sort, limit=parse_limit(args.get("limit")),
                      cursor=decode_cursor(raw_cursor, sort) if raw_cursor else None,
                      params=tuple(own))
+
+
+def _flag(args, name: str) -> bool:
+    raw = args.get(name)
+    if raw is None or raw == "" or raw.lower() in ("false", "0", "no"):
+        return False
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    raise bad_parameter(name, f"true or false, not {raw[:40]!r}")
 
 
 def parse_state(value: str) -> str:

@@ -6,6 +6,8 @@ per filter set for a time that grows with their cost (see cost_cache.py).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import time
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func, select
 
 from lookout.core.store.models import Task, TaskEvent, TaskLink
+from lookout.core.trouble import OPEN_STATES, lost_reason, workers_by_name
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, encode_cursor
 from lookout.dashboard.history.rollups import RollupStats
 from lookout.dashboard.history.task_sql import (
@@ -42,9 +45,10 @@ class TaskPage:
 class HistoryService:
     """Queries for the API and pages; one per app, safe to share between threads."""
 
-    def __init__(self, engine: Engine, clock=time.time):
+    def __init__(self, engine: Engine, clock=time.time, lost_after: float = 60.0):
         self.engine = engine
         self.clock = clock
+        self.lost_after = lost_after
         self.sort_matches_max = SORT_MATCHES_MAX
         # Totals and worker counts, by filter set: exact, but kept for 200x their cost.
         self.counts = CostCache()
@@ -53,23 +57,36 @@ class HistoryService:
     # -- tasks ---------------------------------------------------------------------
     def list_tasks(self, query: TaskQuery) -> TaskPage:
         dialect = self.engine.dialect.name
-        where = conditions(query.filters, dialect)
+        if query.filters.lost and query.filters.lost_at is None:
+            # Judged now; the time also keys the cached total, so it is never stale.
+            query = dataclasses.replace(query, filters=dataclasses.replace(
+                query.filters, lost_at=self.clock()))
+        where = conditions(query.filters, dialect, lost_after=self.lost_after)
         with self.engine.connect() as conn:
             if self._first_search_page(query):
                 total, rows = self._search_page(conn, where, query)
             else:
                 total = self._total(conn, query.filters, where)
                 column, walk = plan(query, total, self.sort_matches_max)
-                page_where = conditions(query.filters, dialect, indexed=False) if walk \
+                page_where = conditions(query.filters, dialect, indexed=False,
+                                        lost_after=self.lost_after) if walk \
                     else where
                 rows = self._page_rows(conn, page_where, query, column)
+            workers = workers_by_name(conn, [r["worker"] for r in rows
+                                             if r["state"] in OPEN_STATES])
         next_cursor = None
         if len(rows) > query.limit:
             rows = rows[:query.limit]
             last = rows[-1]
             next_cursor = encode_cursor(query.sort, last[query.sort.column], last["uuid"],
                                         query.params)
-        return TaskPage([list_item(row) for row in rows], total, next_cursor)
+        now = self.clock()
+        items = []
+        for row in rows:
+            item = list_item(row)
+            item["lost"] = lost_reason(row, workers.get(row["worker"]), now, self.lost_after)
+            items.append(item)
+        return TaskPage(items, total, next_cursor)
 
     def get_task(self, uuid: str) -> dict:
         """Every column, the event timeline, children and retry history; 404 if unknown."""
@@ -89,7 +106,9 @@ class HistoryService:
                 select(links.c.task_uuid, links.c.created_by, links.c.created_at)
                 .where(links.c.retry_of == uuid).order_by(links.c.created_at)
                 .limit(100)).mappings().all()
+            worker = workers_by_name(conn, [row["worker"]]).get(row["worker"])
         task = dict(row)
+        task["lost"] = lost_reason(task, worker, self.clock(), self.lost_after)
         # Retries sent by Lookout (control/retry.py): the events cannot carry the link.
         task["retry_of"] = retry_of
         task["retried_as"] = [dict(r) for r in retried_as]

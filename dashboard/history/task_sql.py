@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import and_, func, or_
 
 from lookout.core.store.models import Task
+from lookout.core.trouble import lost_clause
 from lookout.dashboard.history.query import Cursor, TaskFilters, TaskQuery
 
 tasks = Task.__table__
@@ -19,7 +20,8 @@ SEARCH_FIELDS = ("args", "kwargs", "result", "exception")
 SORT_MATCHES_MAX = 100_000
 
 
-def conditions(filters: TaskFilters, dialect: str, indexed: bool = True) -> list:
+def conditions(filters: TaskFilters, dialect: str, indexed: bool = True,
+               lost_after: float = 60.0) -> list:
     """SQL conditions for the filters; all values are bound parameters.
 
     `indexed=False` writes equalities as `col || '' = :v` so that no index serves them.
@@ -41,6 +43,8 @@ def conditions(filters: TaskFilters, dialect: str, indexed: bool = True) -> list
             where.append(tasks.c[column] <= high)
     if filters.q:
         where.append(search(filters.q, dialect))
+    if filters.lost:
+        where.append(lost_clause(filters.lost_at, lost_after))
     return where
 
 

@@ -276,7 +276,7 @@ def test_retry_is_refused_when_the_arguments_cannot_be_rebuilt(env):
     running = send(env, "sample.sleep", 120)
     wait_states(env.engine, {running: "STARTED"})
     busy = post(env, f"/tasks/{running}/retry")
-    assert busy.status_code == 409 and "only finished tasks" in busy.get_json()["error"][
+    assert busy.status_code == 409 and "only finished or lost tasks" in busy.get_json()["error"][
         "message"]
     post(env, f"/tasks/{running}/revoke", {"terminate": True})
     assert post(env, "/tasks/nope-nope/retry").status_code == 404

@@ -49,5 +49,5 @@ def test_plan_routes_to_the_original_queue_and_refuses_unfinished_tasks():
     assert ok["args"] == (1, "a") and ok["kwargs"] == {"full": True}
     by_key = plan(row(queue=None, exchange="jobs", routing_key="jobs.x"))
     assert by_key["options"] == {"routing_key": "jobs.x", "exchange": "jobs"}
-    assert "only finished tasks" in plan(row(state="STARTED"))["refused"]
+    assert "only finished or lost tasks" in plan(row(state="STARTED"))["refused"]
     assert "name is unknown" in plan(row(name=None))["refused"]

@@ -1,0 +1,1 @@
+"""Failure groups: the /failures page and /api/v1/failures."""

@@ -1,0 +1,1 @@
+"""Lost and stuck tasks: the /trouble page and /api/v1/trouble."""

@@ -1,0 +1,138 @@
+"""Lost and stuck tasks with real workers on Redis: `kill -9` a worker mid-task and its
+task is flagged lost once the worker has been silent for `lost_after`, and not before; a
+slow task on a live worker is never lost; a task open ten times longer than its name's
+usual runtime is stuck, and revoking it from the list works. Failure groups from real
+failures."""
+from __future__ import annotations
+
+import signal
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from helpers.apps import build_app
+from helpers.support import start_worker, wait_for
+from helpers.workers import (
+    collector_settings,
+    task_client,
+    unique,
+    wait_connected,
+    wait_states,
+    worker_row,
+)
+from lookout.collectors.service import Collector
+from lookout.core.store.db import make_engine, upgrade
+
+pytestmark = pytest.mark.slow
+LOST_AFTER = 6.0
+
+
+@pytest.fixture(scope="module")
+def env(redis_broker, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("trouble")
+    url = f"sqlite:///{tmp / 'lookout.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    settings = collector_settings(redis_broker, url)
+    collector = Collector(settings, engine=engine).start()
+    app = build_app(url, broker_url=redis_broker, lost_after=LOST_AFTER, stuck_min=1.0,
+                    stuck_factor=10.0)
+    queue, hostname = unique("trouble-q"), f"{unique('trouble-w')}@test"
+    worker = start_worker(tmp, redis_broker, hostname, queues=queue, concurrency=2)
+    try:
+        with task_client(redis_broker) as celery:
+            wait_connected(engine, settings.collector_name)
+            wait_for(lambda: worker_row(engine, hostname), 30, message="worker row")
+            yield SimpleNamespace(app=app, client=app.test_client(), engine=engine, tmp=tmp,
+                                  broker=redis_broker, celery=celery, queue=queue,
+                                  hostname=hostname, worker=worker)
+    finally:
+        worker.stop()
+        collector.stop()
+        app.extensions["lookout.engine"].dispose()
+        engine.dispose()
+
+
+def send(env, name, *args, queue=None) -> str:
+    task_id = unique(name.replace(".", "-"))
+    env.celery.send_task(name, args=args, task_id=task_id, queue=queue or env.queue)
+    return task_id
+
+
+def get(env, path):
+    response = env.client.get(path)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def test_a_task_open_ten_times_its_usual_runtime_is_stuck_and_revoked_from_the_list(env):
+    quick = [send(env, "sample.sleep", 0.2) for _ in range(4)]
+    wait_states(env.engine, {i: "SUCCESS" for i in quick})
+    slow = send(env, "sample.sleep", 60)
+    wait_states(env.engine, {slow: "STARTED"})
+    assert slow not in {t["uuid"] for t in get(env, "/api/v1/trouble")["stuck"]}
+    stuck = wait_for(lambda: next((t for t in get(env, "/api/v1/trouble")["stuck"]
+                                   if t["uuid"] == slow), None), 30, 0.3, "stuck")
+    assert "x its p95 runtime" in stuck["stuck"] and stuck["lost"] is None
+    assert get(env, f"/api/v1/trouble/tasks/{slow}")["stuck"]
+    csrf_page = env.client.get("/trouble").get_data(as_text=True)
+    assert 'id="trouble"' in csrf_page
+    from helpers.control import csrf_from
+
+    revoked = env.client.post(f"/api/v1/tasks/{slow}/revoke", json={"terminate": True},
+                              headers={"X-CSRF-Token": csrf_from(csrf_page)})
+    assert revoked.status_code == 200
+    wait_states(env.engine, {slow: "REVOKED"})
+    assert slow not in {t["uuid"] for t in get(env, "/api/v1/trouble")["stuck"]}
+
+
+def test_a_killed_workers_task_is_lost_after_the_silence_and_not_before(env):
+    hostname = f"{unique('doomed')}@test"
+    queue = unique("doomed-q")
+    doomed = start_worker(env.tmp, env.broker, hostname, queues=queue, concurrency=1)
+    alive_task = send(env, "sample.sleep", 8)  # on the module's live worker
+    try:
+        wait_for(lambda: worker_row(env.engine, hostname), 30, message="doomed worker row")
+        task = send(env, "sample.sleep", 120, queue=queue)
+        wait_states(env.engine, {task: "STARTED", alive_task: "STARTED"})
+        doomed.signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert get(env, f"/api/v1/tasks/{task}")["lost"] is None  # not before the silence
+        lost = wait_for(lambda: get(env, "/api/v1/tasks?lost=true")["items"], 30, 0.2,
+                        "the task to be lost")
+        waited = time.monotonic() - killed_at
+        assert [t["uuid"] for t in lost] == [task]
+        assert "has not been heard" in lost[0]["lost"] and hostname in lost[0]["lost"]
+        # heartbeats come every 2 s: silence passes LOST_AFTER between 4 and 6 s after
+        assert waited >= LOST_AFTER - 2.5
+        detail = get(env, f"/api/v1/tasks/{task}")
+        assert detail["state"] == "STARTED" and detail["lost"]  # a flag, not a fake state
+        listed = get(env, "/api/v1/trouble")
+        assert task in {t["uuid"] for t in listed["lost"]}
+        assert task not in {t["uuid"] for t in listed["stuck"]}
+        # the slow task on the live worker was never lost while it ran
+        while get(env, f"/api/v1/tasks/{alive_task}")["state"] == "STARTED":
+            assert get(env, f"/api/v1/tasks/{alive_task}")["lost"] is None
+            time.sleep(0.5)  # sampling the flag over the task's run, not synchronising
+        assert get(env, f"/api/v1/tasks/{alive_task}")["state"] == "SUCCESS"
+    finally:
+        doomed.stop()
+    bad = env.client.get("/api/v1/tasks?lost=maybe")
+    assert bad.status_code == 400 and bad.get_json()["error"]["parameter"] == "lost"
+
+
+def test_failures_differing_only_in_ids_form_one_group(env):
+    ids = [send(env, "sample.fail", f"order {n} not found") for n in (48151, 62342, 7)]
+    other = send(env, "sample.fail", "payment gateway down")
+    wait_states(env.engine, {**{i: "FAILURE" for i in ids}, other: "FAILURE"})
+    groups = get(env, "/api/v1/failures?window=1h")["groups"]
+    orders = [g for g in groups if g["message"] == "order <n> not found"]
+    assert len(orders) == 1 and orders[0]["count"] == 3
+    assert orders[0]["exception_type"] == "ValueError"
+    assert orders[0]["task_names"] == [{"name": "sample.fail", "count": 3}]
+    assert any(g["message"] == "payment gateway down" for g in groups)
+    one = get(env, f"/api/v1/failures/{orders[0]['fingerprint']}?window=1h")
+    assert set(one["task_ids"]) == set(ids)
+    assert env.client.get("/api/v1/failures/nope").status_code == 404
+    assert env.client.get("/api/v1/failures?window=forever").status_code == 400

@@ -1,0 +1,41 @@
+"""Failure fingerprints: variable parts of messages do not split groups; kinds do."""
+from __future__ import annotations
+
+import pytest
+
+from lookout.core.failures import fingerprint, normalise, split_exception
+
+TB = ('Traceback (most recent call last):\n  File "/app/shop.py", line {a}, in run\n'
+      '  File "/app/db.py", line {b}, in load\nValueError: x')
+
+
+@pytest.mark.parametrize("one, two", [
+    ("ValueError('order 48151 not found')", "ValueError('order 7 not found')"),
+    ("KeyError('3f2a9c1e-1234-4abc-8def-0123456789ab')",
+     "KeyError('00000000-0000-4000-8000-000000000000')"),
+    ("OSError('at 0x7f3a2b1c9d00')", "OSError('at 0x55d0c0ffee00')"),
+    ("RuntimeError(\"user 'alice' locked\")", "RuntimeError(\"user 'bob' locked\")"),
+    ("TimeoutError('took 12.5 s')", "TimeoutError('took 3e2 s')"),
+])
+def test_messages_differing_in_ids_share_a_group(one, two):
+    assert fingerprint(one, None)["fingerprint"] == fingerprint(two, None)["fingerprint"]
+
+
+def test_type_message_and_code_location_separate_groups():
+    base = fingerprint("ValueError('order 1 not found')", TB.format(a=1, b=2))
+    moved = fingerprint("ValueError('order 2 not found')", TB.format(a=9, b=99))
+    assert base == moved and base["frame"] == "db.py:load"  # line numbers move: ignored
+    assert fingerprint("KeyError('order 1 not found')", None)["fingerprint"] != \
+        fingerprint("ValueError('order 1 not found')", None)["fingerprint"]
+    assert fingerprint("ValueError('stock empty')", None)["fingerprint"] != \
+        fingerprint("ValueError('order 1 not found')", None)["fingerprint"]
+    elsewhere = TB.replace("db.py", "cache.py").format(a=1, b=2)
+    assert fingerprint("ValueError('order 1 not found')", elsewhere)["fingerprint"] != \
+        base["fingerprint"]
+
+
+def test_odd_exception_texts():
+    assert split_exception(None) == ("Exception", "")
+    assert split_exception("<unprintable>")[0] == "Exception"
+    assert split_exception("proj.errors.Boom()") == ("proj.errors.Boom", "")
+    assert normalise("'" + "x" * 1000 + "'") == "x" * 300
