@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import Connection, Table, delete, tuple_
 
-from lookout.collectors import histogram
+from lookout.core import histogram
 from lookout.collectors.events import Event
 from lookout.collectors.sql_rows import chunks, select_in, write_rows
 from lookout.core.store.models import TaskEvent, TaskRollup

@@ -12,14 +12,20 @@ a task runs, so a long task there makes its worker look silent.
 
 Lost is a flag beside the state, not a state: the history keeps what the events said.
 The same SQL clause serves the task list filter, the trouble page and alert rules.
+
+*Stuck* (StuckRule) is about the task, not the worker: open far longer than its name
+usually runs (p95 from the rollups), on a worker that is still alive.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, exists, false, func, or_, select
 
-from lookout.core.store.models import Task, Worker
+from lookout.core import histogram
+from lookout.core.store.models import Task, TaskRollup, Worker
 
 OPEN_STATES = ("RECEIVED", "STARTED")
 OFFLINE_GRACE = 10.0  # a task's last events may trail its worker's worker-offline
@@ -67,3 +73,68 @@ def workers_by_name(conn, hostnames) -> dict[str, dict[str, Any]]:
         return {}
     rows = conn.execute(select(Worker.__table__).where(Worker.hostname.in_(names)))
     return {row["hostname"]: dict(row) for row in rows.mappings()}
+
+
+def eta_time(text: str | None) -> float | None:
+    """The task's ETA (ISO text in the events) as epoch seconds, if readable."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class StuckRule:
+    """Open longer than `factor` x the name's p95 runtime, at least `minimum`; `default`
+    when the name has no runtime history yet."""
+    factor: float = 10.0
+    minimum: float = 60.0
+    default: float = 3600.0
+
+    @classmethod
+    def from_settings(cls, settings) -> "StuckRule":
+        return cls(settings.stuck_factor, settings.stuck_min, settings.stuck_default)
+
+    def limit(self, p95: float | None) -> tuple[float, str]:
+        if p95 is None:
+            return self.default, "no runtime history for this name yet"
+        return (max(self.minimum, self.factor * p95),
+                f"{self.factor:g} x its p95 runtime of {p95:.3g} s")
+
+    def reason(self, task: dict[str, Any], p95: float | None, now: float) -> str | None:
+        """Why this open task is stuck, or None. A task waiting for its ETA is not."""
+        if task.get("state") not in OPEN_STATES:
+            return None
+        eta = eta_time(task.get("eta"))
+        if eta is not None and eta > now:
+            return None
+        since = task.get("started_at") or task.get("received_at")
+        if since is None:
+            return None
+        limit, basis = self.limit(p95)
+        open_for = now - since
+        if open_for <= limit:
+            return None
+        verb = "running" if task["state"] == "STARTED" else "received and not started"
+        return f"{verb} for {open_for:.0f} s, over {limit:.0f} s ({basis})"
+
+
+def usual_runtimes(conn, since: float) -> dict[str, float]:
+    """p95 runtime per task name from the rollups since `since`."""
+    merged: dict[str, dict[int, int]] = {}
+    rows = conn.execute(select(TaskRollup.name, TaskRollup.runtime_hist).where(
+        TaskRollup.bucket >= since, TaskRollup.runtime_hist.is_not(None)))
+    for name, text in rows:
+        histogram.merge(merged.setdefault(name, {}), histogram.loads(text))
+    return {name: p for name, hist in merged.items()
+            if (p := histogram.percentiles(hist, (95,))[95]) is not None}
+
+
+def open_tasks(conn, limit: int) -> list[dict[str, Any]]:
+    """RECEIVED and STARTED tasks, oldest first (the candidates for lost and stuck)."""
+    columns = [c for c in Task.__table__.c if c.name not in ("traceback", "result")]
+    return [dict(r) for r in conn.execute(
+        select(*columns).where(Task.state.in_(OPEN_STATES))
+        .order_by(Task.timestamp, Task.uuid).limit(limit)).mappings()]

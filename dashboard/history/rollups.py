@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from sqlalchemy import Engine, func, literal, select
 
-from lookout.collectors import histogram
+from lookout.core import histogram
 from lookout.core.store.models import TaskRollup
 from lookout.dashboard.web.cost_cache import CostCache
 

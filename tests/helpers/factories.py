@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from sqlalchemy import Connection, Engine
 
-from lookout.collectors import histogram
+from lookout.core import histogram
 from lookout.core.store.models import (
     CollectorStatus,
     Task,

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from helpers.event_factory import T0, event, lifecycle, task
 from helpers.support import wait_for
-from lookout.collectors import histogram
+from lookout.core import histogram
 from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.stats import CollectorStats
 from lookout.collectors.writer import HistoryWriter

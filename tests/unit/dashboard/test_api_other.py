@@ -11,7 +11,7 @@ from helpers.factories import (
     minute,
     set_collector_status,
 )
-from lookout.collectors import histogram
+from lookout.core import histogram
 
 NOW = 1_800_000_000.0  # a minute boundary: the frozen "now" of these tests
 
