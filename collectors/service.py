@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.queues import QueueSampler
 from lookout.collectors.receiver import EventReceiver
+from lookout.collectors.alerts.engine import AlertEngine
 from lookout.collectors.stats import CollectorStats
 from lookout.collectors.status import StatusReporter
 from lookout.collectors.writer import HistoryWriter
@@ -47,6 +48,7 @@ class Collector:
                                     listeners=[self._notify])
         self.status = StatusReporter(self.engine, settings, self.stats, self.buffer)
         self.queues = QueueSampler.from_settings(settings, self.engine)
+        self.alerts = AlertEngine(self.engine, settings)
         self._should_stop = threading.Event()
         self._flushed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -68,6 +70,7 @@ class Collector:
             raise RuntimeError("collector already started")
         self.status.start()
         self.queues.start()
+        self.alerts.start()
         self.writer.start()
         self._thread = threading.Thread(target=self.receiver.run, name="lookout-receiver",
                                         args=(self._should_stop, self._flushed), daemon=True)
@@ -101,6 +104,7 @@ class Collector:
             if self._thread.is_alive():
                 log.error("receiver thread did not stop within %.1fs", timeout)
         self.queues.stop(left())
+        self.alerts.stop(left())
         self.status.stop(left())
         if self._own_engine:
             self.engine.dispose()

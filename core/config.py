@@ -77,6 +77,13 @@ class Settings:
     stuck_factor: float = 10.0
     stuck_min: float = 60.0
     stuck_default: float = 3600.0
+    # Alerts, evaluated by the collector that holds the "alerts" lease.
+    alert_interval: float = 15.0
+    alert_rules_file: str = ""  # TOML: [[rule]] tables, loaded at start and when changed
+    alert_webhook_url: str = ""  # default channel for rules that name none
+    alert_email_to: str = ""
+    alert_email_from: str = "lookout@localhost"
+    smtp_url: str = ""  # smtp://user:pass@host:587 (STARTTLS) or smtps://host:465
     # Prometheus label caps (distinct values per label kind; later ones count as "other").
     metrics_max_task_names: int = 500
     metrics_max_hostnames: int = 200
@@ -113,7 +120,7 @@ class Settings:
     _DURATIONS = ("retention", "rollup_retention", "audit_retention", "event_queue_expires",
                   "enable_events_interval", "reconnect_max_backoff", "flush_interval",
                   "queue_sample_interval", "quiet_warning_after", "lost_after", "stuck_min",
-                  "stuck_default")
+                  "stuck_default", "alert_interval")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

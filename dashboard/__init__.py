@@ -18,6 +18,7 @@ Every blueprint is registered here and nowhere else, so this file is the route m
     metrics    /metrics (Prometheus)
     trouble    /trouble   /api/v1/trouble  /api/v1/trouble/tasks/<id>   (lost and stuck tasks)
     failures   /failures  /api/v1/failures[/<fingerprint>]               (failure groups)
+    alerts     /alerts    /api/v1/alerts  /api/v1/alert-rules[/<id>]      (collector evaluates)
     live       Socket.IO namespace /live (rooms: overview, tasks, schedules, task:<id>,
                worker:<host>)
 
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     from lookout.core.inspector import Inspector
     from lookout.core.sender import TaskSender
     from lookout.core.store.db import make_engine
+    from lookout.dashboard.alerts import views as alerts_views
+    from lookout.dashboard.alerts.service import AlertService
     from lookout.dashboard.audit import views as audit_views
     from lookout.dashboard.audit.service import AuditService
     from lookout.dashboard.auth import admin as accounts_views
@@ -115,6 +118,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         clock, settings.lost_after)
     app.extensions["lookout.trouble"] = TroubleService(engine, history_service, settings, clock)
     app.extensions["lookout.failures"] = FailureGroups(engine, clock)
+    app.extensions["lookout.alerts"] = AlertService(engine, clock)
     app.extensions["lookout.metrics"] = MetricsService(
         engine, app.extensions["lookout.fleet"], settings, clock)
     watcher = ScheduleWatcher(app.extensions["lookout.schedules"], lambda payload: socketio.emit(
@@ -132,7 +136,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     for blueprint in (history_views.bp, fleet_views.bp, schedules_views.bp,
                       control_views.bp, control_views.pages_bp, auth_views.bp,
                       accounts_views.bp, audit_views.bp, health_views.bp, metrics_views.bp,
-                      trouble_views.bp, failures_views.bp):
+                      trouble_views.bp, failures_views.bp, alerts_views.bp):
         app.register_blueprint(blueprint)
     live = {"message_queue": settings.message_queue,
             "channel": live_channel(settings, engine)} if settings.message_queue else {}

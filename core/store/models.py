@@ -230,3 +230,68 @@ class TaskLink(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (Index("ix_task_links_retry_of", "retry_of"),)
+
+
+class AlertRule(Base):
+    """One alert rule: a kind (core/alerting.py), its parameters and where to notify.
+    Rules come from the admin API or from LOOKOUT_ALERT_RULES_FILE (source "file")."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(150), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    params: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+    notify: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of channel URLs
+    cooldown: Mapped[float] = mapped_column(Float, default=600.0)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    source: Mapped[str] = mapped_column(String(16), default="api")
+    updated_by: Mapped[str | None] = mapped_column(String(150))
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Alert(Base):
+    """One firing of a rule about one thing (a task name, worker, queue...), kept after it
+    resolves: the Alerts page's history. `deliveries` records every notification sent."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule_id: Mapped[int] = mapped_column(Integer)
+    rule_name: Mapped[str] = mapped_column(String(150))
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    message: Mapped[str] = mapped_column(Text)
+    value: Mapped[float | None] = mapped_column(Float)
+    fired_at: Mapped[float] = mapped_column(Float)
+    resolved_at: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    deliveries: Mapped[str] = mapped_column(Text, default="[]")  # JSON
+
+    __table_args__ = (Index("ix_alerts_rule_key", "rule_id", "key", "status"),
+                      Index("ix_alerts_fired_at", "fired_at"))
+
+
+class ScheduleStatus(Base):
+    """Each beat entry's latest health, written by the web process that assesses it
+    (schedules/watch.py), read by the collector's alert rules."""
+
+    __tablename__ = "schedule_status"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    task: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+class Lease(Base):
+    """A job only one process may run at a time (alert evaluation), held until expiry."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[float] = mapped_column(Float)

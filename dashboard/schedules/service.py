@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from lookout.core.celery_client import load_celery_app as import_app
 from lookout.core.sender import TaskSender
-from lookout.core.store.models import ScheduleWatch
+from lookout.core.store.models import ScheduleStatus, ScheduleWatch
 from lookout.dashboard.schedules import health, timing
 from lookout.dashboard.schedules.runs import entry_runs, match_key
 from lookout.dashboard.schedules.sources import (
@@ -214,6 +214,22 @@ class ScheduleService:
                          .where(ScheduleWatch.source == source, ScheduleWatch.name == name)
                          .values(**values, updated_by=actor, updated_at=self.clock()))
         return self.detail(source, name, limit=1)["thresholds"]
+
+    def record_statuses(self, items: list[dict[str, Any]]) -> None:
+        """Upsert each entry's status into schedule_status (read by alert rules)."""
+        rows = [{"source": i["source"], "name": i["name"], "task": (i["task"] or "")[:255],
+                 "status": i["health"]["status"], "reason": i["health"]["reason"],
+                 "updated_at": self.clock()} for i in items if len(i["name"]) <= MAX_NAME]
+        if not rows:
+            return
+        table = ScheduleStatus.__table__
+        with self.engine.begin() as conn:
+            dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+            statement = dialect.insert(table)
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=[table.c.source, table.c.name],
+                set_={c: statement.excluded[c] for c in ("task", "status", "reason",
+                                                         "updated_at")}), rows)
 
     def statuses(self) -> dict[str, str]:
         """Status by 'source/name': what the live watcher compares between rounds."""

@@ -3,7 +3,9 @@
 An entry turns `missed` because time passed, not because anything arrived, so the web
 process itself re-assesses every WATCH_EVERY seconds and emits "schedules" (counts and
 the entries whose status changed) to the schedules and overview rooms. It starts with the
-first live connection and runs once per process.
+first live connection and runs once per process. Each round also records the statuses
+in the store (schedule_status), where the collector's missed_schedule alert rule reads
+them.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class ScheduleWatcher:
             log.exception("schedule health check failed")
             return None
         statuses = {f"{i['source']}/{i['name']}": i["health"]["status"] for i in data["items"]}
+        self._record(data["items"])
         if statuses == self._last:
             return None
         previous, self._last = self._last or {}, statuses
@@ -39,6 +42,13 @@ class ScheduleWatcher:
                    "removed": sorted(set(previous) - set(statuses))}
         self.emit(payload)
         return payload
+
+    def _record(self, items: list[dict[str, Any]]) -> None:
+        """Each entry's status for the collector's missed_schedule alert rule."""
+        try:
+            self.service.record_statuses(items)
+        except Exception:  # noqa: BLE001 - a store outage: the next round writes again
+            log.exception("could not record schedule statuses")
 
     def start(self, app, start_task: Callable, sleep: Callable) -> None:
         with self._lock:

@@ -47,3 +47,11 @@ def sleep(seconds=30.0):
 @app.task(name="sample.echo")
 def echo(*args, **kwargs):
     return {"args": args, "kwargs": kwargs}
+
+
+@app.task(name="sample.flaky")
+def flaky(fail=False):
+    """Fails when told to: drives failure-rate alerts up and back down."""
+    if fail:
+        raise ConnectionError("upstream refused")
+    return "ok"

@@ -1,4 +1,4 @@
-"""Lost and stuck tasks with real workers on Redis: `kill -9` a worker mid-task and its
+"""Lost and stuck tasks, failure groups and alerts with real workers on Redis: `kill -9` a worker mid-task and its
 task is flagged lost once the worker has been silent for `lost_after`, and not before; a
 slow task on a live worker is never lost; a task open ten times longer than its name's
 usual runtime is stuck, and revoking it from the list works. Failure groups from real
@@ -34,7 +34,7 @@ def env(redis_broker, tmp_path_factory):
     url = f"sqlite:///{tmp / 'lookout.db'}"
     upgrade(url)
     engine = make_engine(url)
-    settings = collector_settings(redis_broker, url)
+    settings = collector_settings(redis_broker, url, alert_interval=0.5)
     collector = Collector(settings, engine=engine).start()
     app = build_app(url, broker_url=redis_broker, lost_after=LOST_AFTER, stuck_min=1.0,
                     stuck_factor=10.0)
@@ -136,3 +136,33 @@ def test_failures_differing_only_in_ids_form_one_group(env):
     assert set(one["task_ids"]) == set(ids)
     assert env.client.get("/api/v1/failures/nope").status_code == 404
     assert env.client.get("/api/v1/failures?window=forever").status_code == 400
+
+
+def test_a_failure_rate_alert_fires_once_and_resolves_once(env):
+    import json
+    import time as clock
+
+    from sqlalchemy import insert
+
+    from helpers.receiver import WebhookReceiver
+    from lookout.core.alerting import validate_rule
+    from lookout.core.store.models import AlertRule
+
+    with WebhookReceiver() as hook:
+        rule = validate_rule({"name": "flaky failing", "kind": "failure_rate",
+                              "params": {"task": "sample.flaky", "window": "2m",
+                                         "threshold": 0.2, "min_runs": 3},
+                              "notify": [hook.url]})
+        with env.engine.begin() as conn:
+            conn.execute(insert(AlertRule).values(
+                **{**rule, "params": json.dumps(rule["params"]),
+                   "notify": json.dumps(rule["notify"])}, updated_at=clock.time()))
+        failing = [send(env, "sample.flaky", True) for _ in range(4)]
+        wait_states(env.engine, {i: "FAILURE" for i in failing})
+        wait_for(lambda: hook.events() == [("firing", "sample.flaky")], 20, 0.2, "firing")
+        assert "4 of 4 runs failed" in hook.received[0]["text"]
+        fine = [send(env, "sample.flaky") for _ in range(30)]
+        wait_states(env.engine, {i: "SUCCESS" for i in fine})
+        wait_for(lambda: len(hook.received) == 2, 20, 0.2, "resolved")
+        clock.sleep(1.5)  # three more evaluation rounds: an absence needs time to show
+        assert hook.events() == [("firing", "sample.flaky"), ("resolved", "sample.flaky")]

@@ -1,0 +1,191 @@
+"""The alert engine: evaluate every enabled rule, fire once, resolve once, cool down.
+
+Runs on a thread ("lookout-alerts") in each collector, but only the holder of the
+"alerts" lease evaluates, so several collectors (or a restarted one) never notify twice;
+a dead holder's lease expires after three intervals and another takes over.
+
+For each rule, the keys its evaluator finds (rules.py) are compared with the rule's open
+alerts: a new key fires (unless the same key resolved less than `cooldown` ago: a
+flapping condition stays quiet), a key no longer found resolves. Each firing and each
+resolution notifies the rule's channels exactly once; deliveries are kept on the alert.
+Rules from LOOKOUT_ALERT_RULES_FILE are (re)loaded when the file changes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import tomllib
+import uuid
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from sqlalchemy import Engine, delete, insert, select, update
+
+from lookout.collectors.alerts.notify import deliver
+from lookout.collectors.alerts.rules import EVALUATORS
+from lookout.core.alerting import RuleError, validate_rule
+from lookout.core.store.models import Alert, AlertRule, Lease
+
+log = logging.getLogger(__name__)
+LEASE = "alerts"
+
+
+class AlertEngine:
+    def __init__(self, engine: Engine, settings, clock: Callable[[], float] = time.time):
+        self.engine, self.settings, self.clock = engine, settings, clock
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._rules_mtime: float | None = None
+
+    # -- thread --------------------------------------------------------------------
+    def start(self) -> "AlertEngine":
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="lookout-alerts", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._release()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - a database outage must not end the thread
+                log.exception("alert evaluation failed")
+            self._stop.wait(self.settings.alert_interval)
+
+    def tick(self) -> list[dict[str, Any]]:
+        """One round if this process holds the lease; returns the notifications made."""
+        if not self.acquire():
+            return []
+        self.load_rules_file()
+        return self.evaluate()
+
+    # -- lease -----------------------------------------------------------------------
+    def acquire(self) -> bool:
+        now = self.clock()
+        ttl = max(30.0, 3 * self.settings.alert_interval)
+        with self.engine.begin() as conn:
+            taken = conn.execute(update(Lease).where(
+                Lease.name == LEASE, (Lease.holder == self.holder) | (Lease.expires_at < now))
+                .values(holder=self.holder, expires_at=now + ttl)).rowcount
+            if taken:
+                return True
+            if conn.execute(select(Lease.name).where(Lease.name == LEASE)).first():
+                return False
+            conn.execute(insert(Lease).values(name=LEASE, holder=self.holder,
+                                              expires_at=now + ttl))
+        return True
+
+    def _release(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(delete(Lease).where(Lease.name == LEASE,
+                                                 Lease.holder == self.holder))
+        except Exception as exc:  # noqa: BLE001 - the lease expires anyway
+            log.warning("could not release the alerts lease: %s", exc)
+
+    # -- rules file ------------------------------------------------------------------
+    def load_rules_file(self) -> None:
+        path = self.settings.alert_rules_file
+        if not path:
+            return
+        try:
+            mtime = os.stat(path).st_mtime
+            if mtime == self._rules_mtime:
+                return
+            with open(path, "rb") as handle:
+                rules = [validate_rule(r) for r in tomllib.load(handle).get("rule", [])]
+        except (OSError, tomllib.TOMLDecodeError, RuleError) as exc:
+            log.error("alert rules file %s not loaded: %s", path, exc)
+            return
+        now = self.clock()
+        with self.engine.begin() as conn:
+            names = [r["name"] for r in rules]
+            conn.execute(delete(AlertRule).where(AlertRule.source == "file",
+                                                 AlertRule.name.not_in(names)))
+            for rule in rules:
+                values = {**rule, "params": json.dumps(rule["params"]),
+                          "notify": json.dumps(rule["notify"]), "source": "file",
+                          "updated_by": f"file {os.path.basename(path)}", "updated_at": now}
+                if not conn.execute(update(AlertRule).where(AlertRule.name == rule["name"])
+                                    .values(**values)).rowcount:
+                    conn.execute(insert(AlertRule).values(**values))
+        self._rules_mtime = mtime
+        log.info("loaded %d alert rules from %s", len(rules), path)
+
+    # -- evaluation ------------------------------------------------------------------
+    def evaluate(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        sent: list[dict[str, Any]] = []
+        with self.engine.connect() as conn:
+            rules = _records(conn, select(AlertRule.__table__).where(
+                AlertRule.enabled.is_(True)).order_by(AlertRule.id))
+        for rule in rules:
+            try:
+                sent += self._evaluate_rule(rule, now)
+            except Exception:  # noqa: BLE001 - one broken rule must not silence the rest
+                log.exception("alert rule %r failed", rule.name)
+        return sent
+
+    def _evaluate_rule(self, rule: AlertRule, now: float) -> list[dict[str, Any]]:
+        params = json.loads(rule.params or "{}")
+        with self.engine.connect() as conn:
+            found = EVALUATORS[rule.kind](conn, now, params, self.settings)
+            open_alerts = {a.key: a for a in _records(conn, select(Alert.__table__).where(
+                Alert.rule_id == rule.id, Alert.status == "firing"))}
+            cooling = {key for (key,) in conn.execute(select(Alert.key).where(
+                Alert.rule_id == rule.id, Alert.status == "resolved",
+                Alert.resolved_at >= now - rule.cooldown))}
+        sent = []
+        for key, (value, message) in sorted(found.items()):
+            if key in open_alerts or key in cooling:
+                continue
+            alert = {"rule_id": rule.id, "rule_name": rule.name, "kind": rule.kind,
+                     "key": key[:255], "status": "firing", "message": message[:4000],
+                     "value": value, "fired_at": now, "resolved_at": None, "updated_at": now}
+            deliveries = self._notify(rule, alert, "firing")
+            with self.engine.begin() as conn:
+                conn.execute(insert(Alert).values(**alert, deliveries=json.dumps(deliveries)))
+            sent += deliveries
+        for key, alert in open_alerts.items():
+            if key in found:
+                continue
+            record = {"rule_id": rule.id, "rule_name": rule.name, "kind": rule.kind,
+                      "key": key, "status": "resolved", "message": alert.message,
+                      "value": alert.value, "fired_at": alert.fired_at, "resolved_at": now}
+            deliveries = self._notify(rule, record, "resolved")
+            with self.engine.begin() as conn:
+                conn.execute(update(Alert).where(Alert.id == alert.id).values(
+                    status="resolved", resolved_at=now, updated_at=now,
+                    deliveries=json.dumps(json.loads(alert.deliveries or "[]") + deliveries)))
+            sent += deliveries
+        return sent
+
+    def _notify(self, rule: AlertRule, alert: dict[str, Any], event: str) -> list[dict]:
+        channels = json.loads(rule.notify or "[]") or [
+            c for c in (self.settings.alert_webhook_url,
+                        self.settings.alert_email_to and f"mailto:{self.settings.alert_email_to}")
+            if c]
+        deliveries = [{**deliver(c, alert, event, self.settings), "at": self.clock()}
+                      for c in channels]
+        for d in deliveries:
+            if not d["ok"]:
+                log.warning("alert %s %s to %s failed: %s", rule.name, event, d["channel"],
+                            d["error"])
+        return deliveries
+
+
+def _records(conn, query) -> list[SimpleNamespace]:
+    """Rows with attribute access (the engine uses Core connections, not ORM sessions)."""
+    return [SimpleNamespace(**row) for row in conn.execute(query).mappings()]

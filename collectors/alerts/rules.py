@@ -1,0 +1,164 @@
+"""What each alert kind finds in the store right now: {key: (value, message)}.
+
+A key names what the alert is about (a task name, worker, queue, failure group, beat
+entry); the engine fires one alert per new key and resolves it when the key is no longer
+found. Every evaluator reads only the store, so any collector can evaluate.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any, Callable
+
+from sqlalchemy import Connection, func, select
+
+from lookout.core import histogram
+from lookout.core.failures import fingerprint
+from lookout.core.store.models import QueueSample, ScheduleStatus, Task, TaskRollup, Worker
+from lookout.core.trouble import (
+    StuckRule, lost_clause, lost_reason, open_tasks, usual_runtimes, workers_by_name,
+)
+
+Findings = dict[str, tuple[float, str]]
+MAX_FAILURES = 50_000
+MAX_OPEN = 5000
+
+
+def _minutes(window: float, now: float) -> int:
+    return int((now - window) // 60 * 60)
+
+
+def _names(task: str, rows) -> list:
+    return [r for r in rows if task == "*" or r[0] == task]
+
+
+def failure_rate(conn: Connection, now: float, p: dict, settings) -> Findings:
+    rows = conn.execute(select(TaskRollup.name, func.sum(TaskRollup.failed),
+                               func.sum(TaskRollup.succeeded))
+                        .where(TaskRollup.bucket >= _minutes(p["window"], now))
+                        .group_by(TaskRollup.name)).all()
+    found = {}
+    for name, failed, succeeded in _names(p["task"], rows):
+        runs = (failed or 0) + (succeeded or 0)
+        if name and runs >= max(1, p["min_runs"]) and failed / runs > p["threshold"]:
+            found[name] = (failed / runs, f"{name}: {failed} of {runs} runs failed "
+                                          f"({failed / runs:.0%}) in the last "
+                                          f"{p['window'] / 60:g} min")
+    return found
+
+
+def runtime_p95(conn: Connection, now: float, p: dict, settings) -> Findings:
+    hists: dict[str, dict[int, int]] = defaultdict(dict)
+    for name, text in conn.execute(select(TaskRollup.name, TaskRollup.runtime_hist).where(
+            TaskRollup.bucket >= _minutes(p["window"], now),
+            TaskRollup.runtime_hist.is_not(None))):
+        if p["task"] in ("*", name):
+            histogram.merge(hists[name], histogram.loads(text))
+    found = {}
+    for name, hist in hists.items():
+        if sum(hist.values()) < max(1, p["min_runs"]):
+            continue
+        p95 = histogram.percentiles(hist, (95,))[95]
+        if name and p95 is not None and p95 > p["threshold"]:
+            found[name] = (p95, f"{name}: p95 runtime {p95:.3g} s over the last "
+                                f"{p['window'] / 60:g} min (limit {p['threshold']:g} s)")
+    return found
+
+
+def queue_length(conn: Connection, now: float, p: dict, settings) -> Findings:
+    since = now - p["duration"]
+    rows = conn.execute(select(QueueSample.queue, func.min(QueueSample.messages),
+                               func.min(QueueSample.timestamp), func.count())
+                        .where(QueueSample.timestamp >= since).group_by(QueueSample.queue)).all()
+    covered = since + 2 * settings.queue_sample_interval + 1  # samples span the duration
+    older = {q for (q,) in conn.execute(select(QueueSample.queue).where(
+        QueueSample.timestamp < since, QueueSample.timestamp >= since - 3600).distinct())}
+    found = {}
+    for queue, smallest, first, _ in rows:
+        if p["queue"] not in ("*", queue) or smallest <= p["threshold"]:
+            continue
+        if first <= covered or queue in older:
+            found[queue] = (float(smallest), f"queue {queue}: over {p['threshold']} messages "
+                                             f"for {p['duration'] / 60:g} min "
+                                             f"(at least {smallest})")
+    return found
+
+
+def worker_offline(conn: Connection, now: float, p: dict, settings) -> Findings:
+    rows = conn.execute(select(Worker.hostname, Worker.online, Worker.last_heartbeat)
+                        .where(Worker.last_heartbeat >= now - p["forget_after"])).all()
+    found = {}
+    for host, online, heard in rows:
+        if p["worker"] in ("*", host) and now - heard > p["after"]:
+            said = "went offline" if not online else "has not been heard"
+            found[host] = (now - heard, f"worker {host} {said} {now - heard:.0f} s ago")
+    return found
+
+
+def new_failure_group(conn: Connection, now: float, p: dict, settings) -> Findings:
+    rows = conn.execute(select(Task.name, Task.exception, Task.traceback, Task.timestamp)
+                        .where(Task.state == "FAILURE",
+                               Task.timestamp >= now - p["window"] - p["lookback"])
+                        .order_by(Task.timestamp.desc()).limit(MAX_FAILURES)).all()
+    recent: dict[str, dict[str, Any]] = {}
+    before: set[str] = set()
+    for name, exception, traceback, at in rows:
+        key = fingerprint(exception, traceback)
+        if at >= now - p["window"]:
+            group = recent.setdefault(key["fingerprint"], {**key, "count": 0,
+                                                           "names": Counter()})
+            group["count"] += 1
+            group["names"][name or "(unknown)"] += 1
+        else:
+            before.add(key["fingerprint"])
+    return {k: (float(g["count"]), f"new failure: {g['exception_type']}: {g['message']} "
+                                   f"({g['count']}x in "
+                                   f"{', '.join(n for n, _ in g['names'].most_common(3))})")
+            for k, g in recent.items() if k not in before}
+
+
+def lost_tasks(conn: Connection, now: float, p: dict, settings) -> Findings:
+    rows = conn.execute(select(Task.uuid, Task.worker, Task.state, Task.started_at,
+                               Task.received_at, Task.timestamp)
+                        .where(lost_clause(now, settings.lost_after)).limit(1000)
+                        ).mappings().all()
+    if len(rows) < max(1, p["min_count"]):
+        return {}
+    workers = workers_by_name(conn, [r["worker"] for r in rows])
+    reason = lost_reason(dict(rows[0]), workers.get(rows[0]["worker"]), now,
+                         settings.lost_after)
+    return {"*": (float(len(rows)), f"{len(rows)} lost task(s), e.g. {rows[0]['uuid']}: "
+                                    f"{reason}")}
+
+
+def stuck_tasks(conn: Connection, now: float, p: dict, settings) -> Findings:
+    rows = open_tasks(conn, MAX_OPEN)
+    workers = workers_by_name(conn, [r["worker"] for r in rows])
+    usual = usual_runtimes(conn, _minutes(86400, now))
+    rule = StuckRule.from_settings(settings)
+    stuck = [(r, why) for r in rows
+             if not lost_reason(r, workers.get(r["worker"]), now, settings.lost_after)
+             and (why := rule.reason(r, usual.get(r["name"] or ""), now))]
+    if len(stuck) < max(1, p["min_count"]):
+        return {}
+    first, why = stuck[0]
+    return {"*": (float(len(stuck)), f"{len(stuck)} stuck task(s), e.g. {first['uuid']} "
+                                     f"({first['name']}): {why}")}
+
+
+def missed_schedule(conn: Connection, now: float, p: dict, settings) -> Findings:
+    rows = conn.execute(select(ScheduleStatus.__table__).where(
+        ScheduleStatus.status == "missed",
+        ScheduleStatus.updated_at >= now - 4 * 60)).mappings().all()  # a web process judges
+    found = {}
+    for r in rows:
+        key = f"{r['source']}/{r['name']}"
+        if p["entry"] in ("*", key):
+            found[key] = (1.0, f"beat entry {key} ({r['task']}) missed: {r['reason']}")
+    return found
+
+
+EVALUATORS: dict[str, Callable[[Connection, float, dict, Any], Findings]] = {
+    "failure_rate": failure_rate, "runtime_p95": runtime_p95, "queue_length": queue_length,
+    "worker_offline": worker_offline, "new_failure_group": new_failure_group,
+    "lost_tasks": lost_tasks, "stuck_tasks": stuck_tasks, "missed_schedule": missed_schedule,
+}

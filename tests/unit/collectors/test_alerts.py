@@ -1,0 +1,124 @@
+"""The alert engine on a real store: fire once, resolve once, cool down, lease, rules
+file; a missed beat entry (judged by the web's schedule watcher) fires once."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from celery import Celery
+from sqlalchemy import insert, select, update
+
+from helpers.factories import add_worker
+from helpers.receiver import WebhookReceiver
+from lookout.collectors.alerts.engine import AlertEngine
+from lookout.core.alerting import RuleError, validate_rule
+from lookout.core.config import Settings
+from lookout.core.store import db
+from lookout.core.store.models import Alert, AlertRule, Worker
+from lookout.dashboard.schedules.watch import ScheduleWatcher
+
+
+def add_rule(engine, **rule):
+    checked = validate_rule(rule)
+    with engine.begin() as conn:
+        conn.execute(insert(AlertRule).values(**{**checked, "params": json.dumps(
+            checked["params"]), "notify": json.dumps(checked["notify"])}, source="api",
+            updated_at=time.time()))
+
+
+def heard(engine, hostname, at):
+    with engine.begin() as conn:
+        conn.execute(update(Worker).where(Worker.hostname == hostname)
+                     .values(last_heartbeat=at))
+
+
+def alerts(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(Alert.__table__).order_by(Alert.id)).all()
+
+
+@pytest.fixture
+def store(database_url):
+    engine = db.make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def test_worker_offline_fires_once_resolves_once_and_cools_down(store):
+    now = [1_800_000_000.0]
+    settings = Settings(alert_interval=1)
+    with WebhookReceiver() as hook:
+        add_rule(store, name="workers", kind="worker_offline",
+                 params={"after": "2m"}, notify=[hook.url], cooldown="10m")
+        add_worker(store, hostname="w1@h", last_heartbeat=now[0] - 300, online=True)
+        engine = AlertEngine(store, settings, clock=lambda: now[0])
+        engine.tick()
+        engine.tick()  # still down: no second notification
+        assert hook.events() == [("firing", "w1@h")]
+        assert "has not been heard" in hook.received[0]["text"]
+        heard(store, "w1@h", now[0])
+        engine.tick()
+        assert hook.events() == [("firing", "w1@h"), ("resolved", "w1@h")]
+        now[0] += 400  # down again within the cool-down: quiet
+        engine.tick()
+        assert len(hook.received) == 2
+        now[0] += 1000  # and after it: fires again
+        engine.tick()
+        assert hook.events()[-1] == ("firing", "w1@h")
+    [first, second] = alerts(store)
+    assert first.status == "resolved" and second.status == "firing"
+    assert json.loads(first.deliveries)[0]["ok"] is True
+
+
+def test_one_evaluator_holds_the_lease(store):
+    settings = Settings(alert_interval=1)
+    now = [1_800_000_000.0]
+    one = AlertEngine(store, settings, clock=lambda: now[0])
+    two = AlertEngine(store, settings, clock=lambda: now[0])
+    assert one.acquire() and not two.acquire() and one.acquire()
+    now[0] += 31  # the holder died: its lease expired
+    assert two.acquire() and not one.acquire()
+
+
+def test_rules_file_and_validation(store, tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text('[[rule]]\nname = "lost"\nkind = "lost_tasks"\n'
+                    '[[rule]]\nname = "slow reports"\nkind = "runtime_p95"\n'
+                    'params = {task = "proj.report", threshold = "2m"}\n')
+    engine = AlertEngine(store, Settings(alert_rules_file=str(path)))
+    engine.load_rules_file()
+    with store.connect() as conn:
+        rules = {r.name: r for r in conn.execute(select(AlertRule.__table__))}
+    assert set(rules) == {"lost", "slow reports"} and rules["lost"].source == "file"
+    assert json.loads(rules["slow reports"].params)["threshold"] == 120
+    for bad, field in (({"name": "x", "kind": "nope"}, "kind"),
+                       ({"name": "x", "kind": "failure_rate", "params": {"threshold": 2}},
+                        "params.threshold"),
+                       ({"name": "x", "kind": "lost_tasks", "notify": ["ftp://x"]}, "notify"),
+                       ({"name": "", "kind": "lost_tasks"}, "name")):
+        with pytest.raises(RuleError) as error:
+            validate_rule(bad)
+        assert error.value.field == field
+
+
+def test_a_missed_beat_entry_fires_once(sqlite_url, make_app):
+    now = [time.time()]
+    beat = Celery("beat", broker="memory://", set_as_current=False)
+    beat.conf.beat_schedule = {"nightly": {"task": "proj.nightly", "schedule": 30.0}}
+    web = make_app(sqlite_url, clock=lambda: now[0])
+    web.config["LOOKOUT"].extra["celery_app"] = beat
+    watcher = ScheduleWatcher(web.extensions["lookout.schedules"], lambda payload: None)
+    store = web.extensions["lookout.engine"]
+    with WebhookReceiver() as hook, web.app_context():
+        add_rule(store, name="beat", kind="missed_schedule", notify=[hook.url])
+        engine = AlertEngine(store, Settings(), clock=lambda: now[0])
+        watcher.check()  # first seen now: not due yet
+        engine.tick()
+        assert hook.received == []
+        now[0] += 120  # due after 30 s, grace 30 s: missed
+        watcher.check()
+        engine.tick()
+        engine.tick()
+        assert hook.events() == [("firing", "app/nightly")]
+        assert "missed" in hook.received[0]["text"]
