@@ -20,6 +20,7 @@ from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.queues import QueueSampler
 from lookout.collectors.receiver import EventReceiver
 from lookout.collectors.alerts.engine import AlertEngine
+from lookout.collectors.reconcile import Reconciler, backend_of
 from lookout.collectors.stats import CollectorStats
 from lookout.collectors.status import StatusReporter
 from lookout.collectors.writer import HistoryWriter
@@ -49,6 +50,9 @@ class Collector:
         self.status = StatusReporter(self.engine, settings, self.stats, self.buffer)
         self.queues = QueueSampler.from_settings(settings, self.engine)
         self.alerts = AlertEngine(self.engine, settings)
+        app = settings.extra.get("celery_app")
+        self.reconciler = Reconciler(self.engine, self.buffer, settings, app) \
+            if backend_of(app) is not None else None
         self._should_stop = threading.Event()
         self._flushed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -71,6 +75,8 @@ class Collector:
         self.status.start()
         self.queues.start()
         self.alerts.start()
+        if self.reconciler is not None:
+            self.reconciler.start()
         self.writer.start()
         self._thread = threading.Thread(target=self.receiver.run, name="lookout-receiver",
                                         args=(self._should_stop, self._flushed), daemon=True)
@@ -94,6 +100,8 @@ class Collector:
             return max(0.1, deadline - time.monotonic())
 
         self._should_stop.set()
+        if self.reconciler is not None:  # it feeds the writer: stopped before it
+            self.reconciler.stop(left())
         if self._thread is not None:
             # No more events may enter the buffer once the writer drains it for the last time.
             self.receiver.idle.wait(left())

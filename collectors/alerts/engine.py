@@ -15,11 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 import time
 import tomllib
-import uuid
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -27,8 +25,9 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from lookout.collectors.alerts.notify import deliver
 from lookout.collectors.alerts.rules import EVALUATORS
+from lookout.collectors.lease import JobLease
 from lookout.core.alerting import RuleError, validate_rule
-from lookout.core.store.models import Alert, AlertRule, Lease
+from lookout.core.store.models import Alert, AlertRule
 
 log = logging.getLogger(__name__)
 LEASE = "alerts"
@@ -37,7 +36,7 @@ LEASE = "alerts"
 class AlertEngine:
     def __init__(self, engine: Engine, settings, clock: Callable[[], float] = time.time):
         self.engine, self.settings, self.clock = engine, settings, clock
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease = JobLease(engine, LEASE, max(30.0, 3 * settings.alert_interval), clock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rules_mtime: float | None = None
@@ -54,7 +53,7 @@ class AlertEngine:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        self._release()
+        self.lease.release()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -71,29 +70,8 @@ class AlertEngine:
         self.load_rules_file()
         return self.evaluate()
 
-    # -- lease -----------------------------------------------------------------------
     def acquire(self) -> bool:
-        now = self.clock()
-        ttl = max(30.0, 3 * self.settings.alert_interval)
-        with self.engine.begin() as conn:
-            taken = conn.execute(update(Lease).where(
-                Lease.name == LEASE, (Lease.holder == self.holder) | (Lease.expires_at < now))
-                .values(holder=self.holder, expires_at=now + ttl)).rowcount
-            if taken:
-                return True
-            if conn.execute(select(Lease.name).where(Lease.name == LEASE)).first():
-                return False
-            conn.execute(insert(Lease).values(name=LEASE, holder=self.holder,
-                                              expires_at=now + ttl))
-        return True
-
-    def _release(self) -> None:
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(delete(Lease).where(Lease.name == LEASE,
-                                                 Lease.holder == self.holder))
-        except Exception as exc:  # noqa: BLE001 - the lease expires anyway
-            log.warning("could not release the alerts lease: %s", exc)
+        return self.lease.acquire()
 
     # -- rules file ------------------------------------------------------------------
     def load_rules_file(self) -> None:

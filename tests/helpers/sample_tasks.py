@@ -7,12 +7,15 @@ import time
 
 from celery import Celery
 
+# LOOKOUT_TEST_BACKEND: a result backend, for the tests that reconcile with one.
+BACKEND = os.environ.get("LOOKOUT_TEST_BACKEND") or None
 app = Celery("sample_tasks", broker=os.environ.get("LOOKOUT_TEST_BROKER",
-                                                   "redis://127.0.0.1:6379/0"))
+                                                   "redis://127.0.0.1:6379/0"),
+             backend=BACKEND)
 app.conf.update(
     task_send_sent_event=True,
     worker_send_task_events=True,
-    task_ignore_result=True,
+    task_ignore_result=BACKEND is None,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     beat_schedule={

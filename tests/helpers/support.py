@@ -88,12 +88,13 @@ class Process:
 
 
 def start_worker(tmp_path: Path, broker: str, hostname: str, queues: str = "celery",
-                 concurrency: int = 2, extra: list[str] | None = None) -> Process:
+                 concurrency: int = 2, extra: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> Process:
     """A real `celery worker -E` on the sample tasks; returns once it says it is ready."""
     args = [str(VENV_BIN / "celery"), "-A", "helpers.sample_tasks", "worker", "-E",
             "-n", hostname, "-Q", queues, "-c", str(concurrency), "-l", "INFO",
             "--without-gossip", "--without-mingle", *(extra or [])]
     proc = Process(args, tmp_path / f"worker-{hostname}.log",
-                   env={"LOOKOUT_TEST_BROKER": broker})
+                   env={"LOOKOUT_TEST_BROKER": broker, **(env or {})})
     proc.wait_output("ready.", timeout=60)
     return proc

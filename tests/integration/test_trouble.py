@@ -166,3 +166,53 @@ def test_a_failure_rate_alert_fires_once_and_resolves_once(env):
         wait_for(lambda: len(hook.received) == 2, 20, 0.2, "resolved")
         clock.sleep(1.5)  # three more evaluation rounds: an absence needs time to show
         assert hook.events() == [("firing", "sample.flaky"), ("resolved", "sample.flaky")]
+
+
+def test_a_task_whose_final_events_were_missed_is_reconciled_from_the_backend(
+        redis_broker, tmp_path):
+    """The collector is down while a task finishes (Redis keeps no events for it): the
+    task stays STARTED until the reconciler reads its real state from the result backend."""
+    from celery import Celery
+
+    from lookout.collectors.reconcile import RECONCILER, Reconciler
+
+    url = f"sqlite:///{tmp_path / 'lookout.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    backend_url = redis_broker  # result keys live beside the broker's in its database
+    queue, hostname = unique("rec-q"), f"{unique('rec-w')}@test"
+    worker = start_worker(tmp_path, redis_broker, hostname, queues=queue, concurrency=1,
+                          env={"LOOKOUT_TEST_BACKEND": backend_url})
+    app = Celery("sample_tasks", broker=redis_broker, backend=backend_url,
+                 set_as_current=False)
+    settings = collector_settings(redis_broker, url)
+    settings.extra["celery_app"] = app
+    try:
+        collector = Collector(settings, engine=engine).start()
+        wait_connected(engine, settings.collector_name)
+        with task_client(redis_broker) as celery:
+            task_id = unique("rec")
+            celery.send_task("sample.sleep", args=(3,), task_id=task_id, queue=queue)
+            wait_states(engine, {task_id: "STARTED"})
+            collector.stop()  # its task-succeeded is published while nobody listens
+            wait_for(lambda: app.AsyncResult(task_id).state == "SUCCESS", 30, 0.2,
+                     "the backend to hold the result")
+        collector = Collector(settings, engine=engine).start()
+        assert collector.reconciler is not None
+        assert wait_states(engine, {task_id: "STARTED"})[task_id]["state"] == "STARTED"
+        reconciler = Reconciler(engine, collector.buffer, settings, app, settle=0)
+        assert reconciler.run_once() == 1
+        row = wait_states(engine, {task_id: "SUCCESS"})[task_id]
+        assert row["result"] == "3"
+        with engine.connect() as conn:
+            from sqlalchemy import select
+
+            from lookout.core.store.models import TaskEvent
+            hosts = conn.execute(select(TaskEvent.hostname).where(
+                TaskEvent.task_uuid == task_id, TaskEvent.type == "task-succeeded")).all()
+        assert [h for (h,) in hosts] == [RECONCILER]
+        collector.stop()
+    finally:
+        worker.stop()
+        app.close()
+        engine.dispose()
