@@ -27,7 +27,8 @@ INTEGRITY = {
 }
 # The nav: (label, path).
 NAV = (("Overview", "/"), ("Tasks", "/tasks"), ("Workers", "/workers"),
-       ("Queues", "/queues"), ("Retries", "/retries"), ("Schedules", "/schedules"))
+       ("Queues", "/queues"), ("Retries", "/retries"), ("Schedules", "/schedules"),
+       ("Trouble", "/trouble"), ("Failures", "/failures"), ("Alerts", "/alerts"))
 
 
 def script_source(library: str, configured_url: str) -> dict:

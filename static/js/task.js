@@ -10,10 +10,11 @@
   var root = document.getElementById("task");
   var taskId = root.dataset.taskId;
   var FINAL = ["SUCCESS", "FAILURE", "REVOKED", "REJECTED"];
+  var OPEN = ["RECEIVED", "STARTED"];  // the states a task can be lost or stuck in
   var TIMES = ["timestamp", "sent_at", "received_at", "started_at", "succeeded_at", "failed_at",
     "retried_at", "revoked_at", "rejected_at", "updated_at"];
   var SKIP = ["timeline", "children", "retry_history", "traceback", "exception", "uuid",
-    "name", "state", "state_ts", "parent_id", "root_id", "retry_of", "retried_as"];
+    "name", "state", "state_ts", "parent_id", "root_id", "retry_of", "retried_as", "lost"];
   // Where an SRE looks first, then the lifecycle in the order it happens; fields the API
   // adds later still show, after these.
   var ORDER = ["worker", "queue", "routing_key", "exchange", "args", "kwargs", "result",
@@ -123,12 +124,39 @@
       button.disabled = finished;
       button.title = finished ? "The task has already finished (" + task.state + ")." : "";
     });
-    // Retry is the other way round: only a finished task is sent again.
+    // Retry is the other way round: a finished task is sent again, and a lost one (its
+    // worker died with it: no event will ever finish it).
     var retry = document.getElementById("retry-button");
     if (retry) {
-      retry.disabled = !finished;
-      retry.title = finished ? "" : "Only a finished task can be retried (revoke it first).";
+      var retriable = finished || !!task.lost;
+      retry.disabled = !retriable;
+      retry.title = retriable ? "" : "Only a finished or lost task can be retried (revoke it first).";
     }
+  }
+
+  /* Lost (from the task itself) and stuck (from /trouble/tasks/<id>, open tasks only). */
+  function banner(id, label, reason) {
+    var node = L.clear(document.getElementById(id));
+    node.hidden = !reason;
+    if (reason) { L.append(node, [L.el("strong", {}, label), " " + reason]); }
+  }
+
+  var troubleAsked = 0;
+  function showTrouble() {
+    banner("task-lost", "Lost:", task.lost ? task.lost + ". No event will finish it; " +
+      "retry sends it again." : null);
+    root.dataset.lost = task.lost ? "true" : "false";
+    var asked = ++troubleAsked;
+    if (OPEN.indexOf(task.state) < 0 || task.lost) {
+      banner("task-stuck", "Stuck:", null);
+      root.dataset.stuck = "false";
+      return;
+    }
+    L.api("/trouble/tasks/" + encodeURIComponent(taskId)).then(function (verdict) {
+      if (asked !== troubleAsked) { return; }  // a newer reload asked again
+      banner("task-stuck", "Stuck:", verdict.stuck);
+      root.dataset.stuck = verdict.stuck ? "true" : "false";
+    }).catch(function () { return null; });  // the task itself loaded: not worth an error
   }
 
   function render(data) {
@@ -141,6 +169,7 @@
     document.title = (task.name || "Task") + " · Lookout";
     root.dataset.state = task.state;
     showControls();
+    showTrouble();
     showFields();
     showTimeline();
     showError();

@@ -12,11 +12,13 @@
   var L = window.Lookout;
   var PARAMS = ["state", "name", "worker", "queue", "root_id", "parent_id", "q", "received_after",
     "received_before", "started_after", "started_before", "runtime_min", "runtime_max",
-    "sort", "limit", "cursor"];
+    "lost", "sort", "limit", "cursor"];
+  var OPEN = ["RECEIVED", "STARTED"];  // only these can be lost
   var DEFAULTS = {sort: "-timestamp", limit: "50"};
   var form = document.getElementById("filters");
   var tbody = document.getElementById("tasks-body");
   var rowsById = {};
+  var lostById = {};  // pushed rows carry no lost verdict: the last one read from the API
   var current = new URLSearchParams();
   var total = 0;
 
@@ -40,7 +42,9 @@
   function fillForm(params) {
     Array.prototype.forEach.call(form.elements, function (field) {
       if (!field.name) { return; }
-      if (field.type === "checkbox") {
+      if (field.name === "lost") {
+        field.checked = lostFilter(params);
+      } else if (field.type === "checkbox") {
         field.checked = params.getAll(field.name).indexOf(field.value) >= 0;
       } else if (field.tagName === "SELECT" || field.tagName === "INPUT") {
         var value = params.get(field.name) || DEFAULTS[field.name] || "";
@@ -53,9 +57,17 @@
     });
   }
 
+  function lostFilter(params) { return /^(true|1|yes)$/i.test(params.get("lost") || ""); }
+
+  function stateCell(task) {
+    if (!task.lost) { return L.stateBadge(task.state); }
+    return L.el("span", {}, [L.stateBadge(task.state), " ", L.el("span", {className: "badge lost",
+      title: "Lost: " + task.lost, "data-testid": "lost-badge"}, "lost")]);
+  }
+
   function cells(task) {
     return [
-      L.stateBadge(task.state),
+      stateCell(task),
       L.el("a", {href: L.taskUrl(task.uuid), className: "task-name"}, task.name || "(unknown)"),
       L.el("a", {href: L.taskUrl(task.uuid), className: "mono"}, String(task.uuid).slice(0, 8)),
       L.el("span", {className: "mono clip", title: task.args || ""}, task.args || ""),
@@ -65,19 +77,27 @@
   }
 
   function makeRow(task) {
-    var tr = L.el("tr", {"data-uuid": task.uuid, "data-state": task.state}, cells(task));
+    var tr = L.el("tr", {"data-uuid": task.uuid, "data-state": task.state,
+      "data-lost": task.lost ? "true" : null}, cells(task));
     rowsById[task.uuid] = tr;
+    lostById[task.uuid] = task.lost || null;
     return tr;
   }
 
   function updateRow(task) {
     var tr = rowsById[task.uuid];
+    if (!("lost" in task)) {  // a pushed row: keep the verdict while the task stays open
+      task.lost = OPEN.indexOf(task.state) >= 0 ? lostById[task.uuid] || null : null;
+    }
+    lostById[task.uuid] = task.lost;
     L.append(L.clear(tr), cells(task));
     tr.dataset.state = task.state;
+    if (task.lost) { tr.dataset.lost = "true"; } else { delete tr.dataset.lost; }
   }
 
   function render(page) {
     rowsById = {};
+    lostById = {};
     L.append(L.clear(tbody), page.items.map(makeRow));
     total = page.total;
     L.setText("total", total);
@@ -114,7 +134,9 @@
 
   /* ---- live rows: the API's filters, evaluated on a pushed row ---- */
   function liveInserts() {
-    return !current.has("cursor") && (current.get("sort") || DEFAULTS.sort) === "-timestamp";
+    // A pushed row comes with no lost verdict (and a task just heard from is not lost).
+    return !current.has("cursor") && (current.get("sort") || DEFAULTS.sort) === "-timestamp" &&
+      !lostFilter(current);
   }
 
   function epoch(value) {
@@ -170,6 +192,7 @@
     while (tbody.rows.length > limit) {
       var last = tbody.rows[tbody.rows.length - 1];
       delete rowsById[last.dataset.uuid];
+      delete lostById[last.dataset.uuid];
       tbody.removeChild(last);
     }
     if (fresh.length) { L.setText("total", total); }

@@ -28,7 +28,8 @@ from helpers.support import ROOT, Process, wait_for
 pytestmark = pytest.mark.slow
 
 PAGES = ("/", "/tasks", "/tasks/no-such-task", "/workers", "/workers/nobody@nowhere",
-         "/queues", "/retries", "/schedules", "/controls", "/audit", "/admin")
+         "/queues", "/retries", "/schedules", "/controls", "/audit", "/admin", "/trouble",
+         "/failures", "/alerts", "/schedules/app/x")
 ISOLATED = {"PYTHONPATH": "", "LOOKOUT_BROKER_URL": "", "LOOKOUT_DATABASE_URL": "",
             "LOOKOUT_CELERY_APP": "", "LOOKOUT_MESSAGE_QUEUE": ""}
 

@@ -12,7 +12,8 @@ from lookout.dashboard.web.layout import INTEGRITY
 
 CDN_CHARTJS = "https://cdn.jsdelivr.net/npm/chart.js@4.4.1/dist/chart.umd.js"
 CDN_SOCKETIO = "https://cdn.jsdelivr.net/npm/socket.io-client@4.7.5/dist/socket.io.min.js"
-PAGES = ("/", "/tasks", "/tasks/some-task-id")
+PAGES = ("/", "/tasks", "/tasks/some-task-id", "/schedules", "/schedules/app/x", "/trouble",
+         "/failures", "/alerts", "/controls", "/retries")
 
 
 @pytest.fixture

@@ -1,0 +1,201 @@
+/*
+ * Trouble: lost tasks (their worker died) and stuck ones (open far longer than usual), from
+ * /api/v1/trouble, with one-click Revoke and Retry for operators. Reloads every 10 s and,
+ * throttled, when the "overview" room says some task changed state. What an action did stays
+ * in the row (while the task is listed) and in the page's action log, whose task states are
+ * followed until they are final. Task data is shown as text only.
+ */
+(function () {
+  "use strict";
+
+  var L = window.Lookout;
+  var root = document.getElementById("trouble");
+  var canControl = root.dataset.canControl === "true";
+  var FINAL = ["SUCCESS", "FAILURE", "REVOKED", "REJECTED"];
+  var results = {};  // uuid -> the row's result box, kept across reloads
+  var logged = [];   // {uuid, item, state}: tasks the action log follows
+
+  // controls.js comes after this script (the confirm dialog's partial): look it up on use.
+  function controls() { return window.LookoutControls; }
+
+  function secs(value) { return value === null || value === undefined ? "–" : value + " s"; }
+
+  function showRules(s) {
+    L.setText("rules", "Lost: its worker went offline, restarted or was not heard for " +
+      secs(s.lost_after) + ". Stuck: open over " + s.stuck_factor + " × its name's p95 " +
+      "runtime (at least " + secs(s.stuck_min) + "; " + secs(s.stuck_default) +
+      " with no history), worker alive.");
+  }
+
+  function openFor(t) {
+    var since = t.started_at || t.received_at || t.timestamp;
+    return since ? L.fmtDuration(Math.max(0, Date.now() / 1000 - since)) : "–";
+  }
+
+  function workerLink(name) {
+    return name ? L.el("a", {href: "/workers/" + encodeURIComponent(name)}, name) : "–";
+  }
+
+  function taskLink(uuid, text, testid) {
+    return L.el("a", {href: L.taskUrl(uuid), className: "mono", "data-testid": testid || null},
+      text || uuid);
+  }
+
+  /* ---- actions ---- */
+  function showResult(out, res, t, action) {
+    L.clear(out);
+    out.dataset.status = String(res.status);
+    var data = res.data || {};
+    if (!res.status || res.status >= 400) {
+      L.append(out, L.el("p", {className: "error", role: "alert", "data-testid": "action-error"},
+        (data.error && data.error.message) || ("HTTP " + res.status)));
+      return;
+    }
+    if (action === "retry" && data.task_id) {
+      L.append(out, L.el("p", {className: "control-done"}, ["Sent as task ",
+        taskLink(data.task_id, null, "new-task-link")]));
+    } else {
+      var replies = (data.replies || []).length;
+      L.append(out, L.el("p", {className: "control-done"}, "Revoke sent (" + replies +
+        " worker repl" + (replies === 1 ? "y" : "ies") + ")."));
+    }
+    addToLog(t, action, data);
+    refreshSoon();
+  }
+
+  function act(t, action, button) {
+    var id = encodeURIComponent(t.uuid);
+    var terminate = action === "revoke" && t.state === "STARTED";
+    var title = action === "retry" ? "Retry task" : "Revoke task";
+    var lines = action === "retry"
+      ? ["Send task " + t.uuid + " (" + (t.name || "unknown name") + ") again, with the same " +
+         "name, arguments and queue?", "Only arguments that can be rebuilt exactly from the " +
+         "events are sent; otherwise the server says why."]
+      : ["Revoke task " + t.uuid + " (" + (t.name || "unknown name") + ")?", terminate
+         ? "It is running: its worker process is sent SIGTERM." : "A task not yet started will never run."];
+    var path = "/tasks/" + id + "/" + action;
+    var payload = terminate ? {terminate: true} : {};
+    controls().confirmAction(title, lines).then(function (yes) {
+      if (!yes) { return; }
+      button.disabled = true;
+      var out = results[t.uuid];
+      controls().post(path, payload)
+        .then(function (res) { showResult(out, res, t, action); },
+              function (error) { showResult(out, {status: 0, data: {error: {message: String(error)}}}, t, action); })
+        .then(function () { button.disabled = false; });
+    });
+  }
+
+  function actionButton(t, action, label, title) {
+    var button = L.el("button", {type: "button", className: "row-button", title: title,
+      "data-testid": action, "data-action": action}, label);
+    button.addEventListener("click", function () { act(t, action, button); });
+    return button;
+  }
+
+  function actions(t, kind) {
+    if (!results[t.uuid]) {
+      results[t.uuid] = L.el("div", {className: "control-result", "data-testid": "action-result",
+        "aria-live": "polite"});
+    }
+    var buttons = [actionButton(t, "revoke", "Revoke", t.state === "STARTED"
+      ? "Revoke and terminate: its worker process is sent SIGTERM" : "Revoke: it will never run")];
+    if (kind === "lost") {  // a stuck task is alive: revoke it first, then retry it from its page
+      buttons.push(actionButton(t, "retry", "Retry", "Send it again with the same arguments"));
+    }
+    return L.el("div", {className: "row-actions"}, buttons.concat([results[t.uuid]]));
+  }
+
+  /* ---- the action log: what was done here, and where those tasks are now ---- */
+  function addToLog(t, action, data) {
+    var follow = action === "retry" && data.task_id ? data.task_id : t.uuid;
+    var badge = L.el("span", {"data-testid": "log-state"},
+      L.stateBadge(action === "retry" ? "PENDING" : t.state));
+    var parts = [L.el("span", {className: "muted"}, L.fmtTime(Date.now() / 1000)), " ",
+      action === "retry" ? "Retried " : "Revoked ", L.el("span", {}, t.name || "(unknown)"), " ",
+      taskLink(t.uuid, String(t.uuid).slice(0, 8))];
+    if (action === "retry") { parts.push(" as ", taskLink(follow, String(follow).slice(0, 8))); }
+    parts.push(" ", badge);
+    var item = L.el("li", {"data-uuid": t.uuid, "data-action": action, "data-testid": "log-entry",
+      "data-state": action === "retry" ? "" : t.state}, parts);
+    var list = document.getElementById("action-log");
+    list.insertBefore(item, list.firstChild);
+    document.getElementById("actions-panel").hidden = false;
+    logged.push({uuid: follow, item: item, badge: badge, state: action === "retry" ? null : t.state});
+  }
+
+  function followLog() {
+    return Promise.all(logged.filter(function (entry) {
+      return FINAL.indexOf(entry.state) < 0;
+    }).slice(-20).map(function (entry) {
+      return L.api("/tasks/" + encodeURIComponent(entry.uuid)).then(function (task) {
+        entry.state = task.state;
+        entry.item.dataset.state = task.state;
+        L.append(L.clear(entry.badge), L.stateBadge(task.state));
+      }).catch(function () { return null; });  // not recorded yet: next time
+    }));
+  }
+
+  /* ---- the two tables ---- */
+  function row(kind, t) {
+    var cells = [
+      L.stateBadge(t.state),
+      L.el("a", {href: L.taskUrl(t.uuid), className: "task-name"}, t.name || "(unknown)"),
+      taskLink(t.uuid, String(t.uuid).slice(0, 8)),
+      workerLink(t.worker),
+      L.el("span", {"data-testid": "open-for"}, openFor(t)),
+      L.el("span", {className: "reason-text", "data-testid": "reason"}, t[kind] || "")
+    ];
+    if (canControl) { cells.push(actions(t, kind)); }
+    return L.el("tr", {"data-uuid": t.uuid, "data-state": t.state, "data-testid": kind + "-row"},
+      cells.map(function (cell) { return L.el("td", {}, cell); }));
+  }
+
+  function showTable(kind, items, total) {
+    var body = L.clear(document.getElementById(kind + "-body"));
+    items.forEach(function (t) { body.appendChild(row(kind, t)); });
+    document.getElementById(kind + "-table").hidden = !items.length;
+    document.getElementById(kind + "-empty").hidden = items.length > 0;
+    L.setText(kind + "-total", total);
+    var more = document.getElementById(kind + "-more");
+    more.hidden = total <= items.length;
+    L.setText(more, "(showing " + items.length + ")");
+  }
+
+  function render(data) {
+    showRules(data.settings || {});
+    showTable("lost", data.lost || [], data.lost_total);
+    showTable("stuck", data.stuck || [], data.stuck_total);
+    var listed = {};
+    (data.lost || []).concat(data.stuck || []).forEach(function (t) { listed[t.uuid] = true; });
+    Object.keys(results).forEach(function (uuid) { if (!listed[uuid]) { delete results[uuid]; } });
+    L.setText("examined", data.examined + " open task(s) examined for stuck ones; refreshed " +
+      L.fmtTime(Date.now() / 1000) + ".");
+  }
+
+  var loading = null, again = false;
+  function refresh() {
+    if (loading) { again = true; return loading; }  // once more after this one
+    loading = Promise.all([L.api("/trouble", {limit: root.dataset.limit || "200"}), followLog()])
+      .then(function (answers) {
+        render(answers[0]);
+        L.showError(null);
+        root.dataset.loaded = String(Date.now());
+      })
+      .catch(L.showError)
+      .then(function () {
+        loading = null;
+        if (again) { again = false; refresh(); }
+      });
+    return loading;
+  }
+  var refreshSoon = L.throttle(refresh, 2000);
+
+  refresh();
+  L.live(["overview"], {overview: function (message) {
+    // Pushed every tick even when idle: reload only when some task changed state.
+    if (message && message.counts && Object.keys(message.counts).length) { refreshSoon(); }
+  }}, refresh);
+  setInterval(function () { if (!document.hidden) { refresh(); } },
+    Number(root.dataset.refreshMs) || 10000);
+}());
