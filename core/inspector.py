@@ -85,9 +85,10 @@ class Inspector:
             raise BrokerUnavailable(
                 f"broker {redact_url(self.broker_url)} unreachable: {exc}") from exc
 
-    def _run(self, calls: dict[str, tuple], destination: list[str] | None
-             ) -> tuple[dict[str, Any], dict[str, str]]:
-        """Run (command, args, kwargs) calls concurrently; a readable error per failure."""
+    def run(self, calls: dict[str, tuple], destination: list[str] | None
+            ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Run (command, args, kwargs) calls concurrently; a readable error per failure.
+        The raw replies, for callers that shape them themselves (the Flower API)."""
         futures = {key: self._submit(self._call, command, destination, *rest)
                    for key, (command, *rest) in calls.items()}
         results: dict[str, Any] = {}
@@ -115,7 +116,7 @@ class Inspector:
         calls: dict[str, tuple] = {name: (name,) for name in CALLS}
         calls["registered"] = ("registered", TASK_INFO)
         calls["conf"] = ("conf", (), {"with_defaults": False})
-        replies, errors = self._run(calls, [hostname])
+        replies, errors = self.run(calls, [hostname])
         info = {}
         for name in CALLS:
             reply = (replies.get(name) or {}).get(hostname)
@@ -133,7 +134,7 @@ class Inspector:
 
     def active_queues(self) -> dict[str, list[dict]]:
         """`inspect active_queues` across all workers: hostname -> queues."""
-        replies, _ = self._run({"q": ("active_queues",)}, None)
+        replies, _ = self.run({"q": ("active_queues",)}, None)
         return replies.get("q") or {}
 
     def recent_active_queues(self, max_age: float = 15.0) -> dict[str, list[dict]] | None:

@@ -15,6 +15,7 @@ Every blueprint is registered here and nowhere else, so this file is the route m
     accounts   /admin   /api/v1/me  /api/v1/users  /api/v1/tokens[/<id>]
     audit      /audit   /api/v1/audit[/<id>]
     health     /healthz
+    flowerapi  Flower's /api/workers /api/tasks /api/task/... /api/worker/... /healthcheck
     metrics    /metrics (Prometheus)
     trouble    /trouble   /api/v1/trouble  /api/v1/trouble/tasks/<id>   (lost and stuck tasks)
     failures   /failures  /api/v1/failures[/<fingerprint>]               (failure groups)
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     from lookout.dashboard.control.service import ControlService
     from lookout.dashboard.fleet import views as fleet_views
     from lookout.dashboard.fleet.service import FleetService
+    from lookout.dashboard.flowerapi import views as flowerapi_views
     from lookout.dashboard.health import views as health_views
     from lookout.dashboard.health.service import HealthCheck
     from lookout.dashboard.history import views as history_views
@@ -133,7 +135,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     app.before_request(refuse_nul)  # does no work: a NUL in any input is a 400
     guard.init_app(app)  # then the guard, before any before_request that does work
     app.context_processor(layout_context)
-    for blueprint in (history_views.bp, fleet_views.bp, schedules_views.bp,
+    for blueprint in (history_views.bp, fleet_views.bp, flowerapi_views.bp, schedules_views.bp,
                       control_views.bp, control_views.pages_bp, auth_views.bp,
                       accounts_views.bp, audit_views.bp, health_views.bp, metrics_views.bp,
                       trouble_views.bp, failures_views.bp, alerts_views.bp):
