@@ -39,7 +39,7 @@ bench: install services
 	$(PY) benchmarks/live.py
 
 wheel: install
-	$(PY) -m build --wheel --outdir dist .
+	$(PIP) wheel --no-deps --wheel-dir dist .
 
 # Refresh the bundled browser builds (committed under static/vendor/) from npm; after a
 # version change, update the hashes in dashboard/web/layout.py (the tests check them).

@@ -7,6 +7,7 @@ process at most once an hour. What goes into a record is decided in recorder.py.
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -21,6 +22,7 @@ MAX_JSON = 64 * 1024  # bound what one record stores, whatever a client sends
 SECRET_KEYS = ("password", "token", "secret")
 DEFAULT_RETENTION = 365 * 86400.0
 PRUNE_EVERY = 3600.0
+OUTCOMES = ("ok", "refused", "invalid", "error", "running")
 LIST_PARAMS = frozenset({"actor", "action", "outcome", "target", "since", "until",
                          "limit", "cursor"})
 OUTCOMES = ("ok", "refused", "invalid", "error", "running")
@@ -68,6 +70,8 @@ class AuditService:
         reject_unknown(args, LIST_PARAMS)
         limit = parse_limit(args.get("limit"), default=50, maximum=500)
         where = []
+        if args.get("outcome") and args["outcome"] not in OUTCOMES:
+            raise bad_parameter("outcome", f"one of {', '.join(OUTCOMES)}")
         for name in ("actor", "action", "outcome"):
             if args.get(name):
                 where.append(records.c[name] == args[name][:150])
@@ -95,11 +99,23 @@ class AuditService:
         return {"items": items, "next_cursor": next_cursor}
 
 
+def _finite(value):
+    """JSON has no Infinity or NaN: a request carrying 1e999 is recorded as text, so the
+    trail stays valid JSON for every reader."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _encode(fields: dict) -> dict:
     values = dict(fields)
     for name in ("targets", "parameters", "replies"):
         if name in values:
-            text = json.dumps(values[name], default=str)
+            text = json.dumps(_finite(values[name]), default=str, allow_nan=False)
             values[name] = text if len(text) <= MAX_JSON else json.dumps(
                 {"truncated": True, "head": text[:MAX_JSON]})
     if values.get("message"):

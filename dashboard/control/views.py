@@ -78,7 +78,7 @@ def tasks_revoke():
     filters = body.get("filters") or {}
     if not isinstance(filters, dict) or set(filters) - BULK_FILTERS:
         raise bad_parameter("filters", f"an object with keys among: {', '.join(sorted(BULK_FILTERS))}")
-    dry_run = body.get("dry_run", True) is not False  # acting must be asked for explicitly
+    dry_run = _dry_run(body)  # acting must be asked for explicitly
     terminate = bool(body.get("terminate"))
     signal = body.get("signal")
     params = {"filters": filters, "dry_run": dry_run, "terminate": terminate, "signal": signal}
@@ -96,7 +96,7 @@ def tasks_revoke():
         raise bad_parameter("filters", f"{matches['count']} tasks match; at most "
                             f"{matches['cap']} per bulk revoke: narrow the filters")
     ids = matches["ids"]
-    expected = body.get("expected_count")
+    expected = _expected_count(body)
     if expected is not None and expected != len(ids):
         # The matching set changed since the dry run the user confirmed: make them look again.
         raise ApiError(409, f"{len(ids)} tasks match now, not the {expected} of the dry run; "
@@ -150,7 +150,7 @@ def tasks_retry():
     filters = body.get("filters") or {}
     if not isinstance(filters, dict) or set(filters) - BULK_FILTERS:
         raise bad_parameter("filters", f"an object with keys among: {', '.join(sorted(BULK_FILTERS))}")
-    dry_run = body.get("dry_run", True) is not False
+    dry_run = _dry_run(body)
     params = {"filters": filters, "dry_run": dry_run}
     _started("tasks.retry", [], params)
     query = parse_task_query(MultiDict([(k, v) for k, values in filters.items()
@@ -164,7 +164,7 @@ def tasks_retry():
     if matches["over_cap"]:
         raise bad_parameter("filters", f"{matches['count']} tasks match; at most "
                             f"{matches['cap']} per bulk retry: narrow the filters")
-    expected = body.get("expected_count")
+    expected = _expected_count(body)
     if expected is not None and expected != matches["retriable"]:
         raise ApiError(409, f"{matches['retriable']} tasks can be retried now, not the "
                             f"{expected} of the dry run; run the dry run again")
@@ -174,6 +174,20 @@ def tasks_retry():
          replies=[{"retry_of": r["retry_of"], "task_id": r["task_id"]} for r in sent])
     return jsonify(dry_run=False, count=len(sent), sent=sent, refused=matches["refused"],
                    refused_count=matches["refused_count"])
+
+
+def _dry_run(body: dict) -> bool:
+    value = body.get("dry_run", True)
+    if not isinstance(value, bool):
+        raise bad_parameter("dry_run", "true or false")
+    return value
+
+
+def _expected_count(body: dict) -> int | None:
+    value = body.get("expected_count")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise bad_parameter("expected_count", "a whole number (the dry run's count)")
+    return value
 
 
 def _send(method, *args):

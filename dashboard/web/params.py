@@ -49,7 +49,19 @@ def json_body(optional: bool = False) -> dict:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise bad_parameter("body", "a JSON object is required")
+    if _non_finite(body):  # Python's json reads 1e999 as inf and NaN as nan: JSON has neither
+        raise bad_parameter("body", "numbers must be finite")
     return body
+
+
+def _non_finite(value) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    return False
 
 
 def parse_limit(value: str | None, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:

@@ -24,9 +24,11 @@
   }
 
   function row(record) {
-    var replies = (record.replies || []).map(function (r) {
+    // Worker controls record a list of per-worker replies; controls that send a task
+    // (run now, retry) record an object such as {task_id}.
+    var replies = Array.isArray(record.replies) ? record.replies.map(function (r) {
       return r.worker + ": " + (r.reply === null ? (r.error || "no reply") : JSON.stringify(r.reply));
-    }).join("\n");
+    }).join("\n") : short(record.replies);
     return L.el("tr", {"data-id": record.id, "data-action": record.action,
                        "data-outcome": record.outcome}, [
       L.el("td", {}, L.fmtTime(record.timestamp)),

@@ -58,7 +58,13 @@
     var url = config.api + path + (query ? "?" + query : "");
     return fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}})
       .then(function (response) {
-        return response.json().catch(function () { return {}; }).then(function (data) {
+        return response.json().catch(function () { return undefined; }).then(function (data) {
+          if (data === undefined && response.ok) {  // say so, rather than show nothing
+            var bad = new Error("the server's answer to " + path + " is not valid JSON");
+            bad.status = response.status;
+            throw bad;
+          }
+          data = data || {};
           if (!response.ok) {
             var message = (data && data.error && data.error.message) || response.statusText;
             var error = new Error(message);

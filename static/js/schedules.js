@@ -195,7 +195,7 @@
     if (!last) { return cell(L.el("span", {className: "muted"}, "none seen"), {"data-testid": "last-run"}); }
     return cell([L.el("a", {href: L.taskUrl(last.uuid), title: last.uuid}, L.fmtTime(last.at)),
       " ", L.stateBadge(last.state), L.el("br"),
-      S.relSpan(last.at, "S.ago", {className: "muted small"})], {"data-testid": "last-run"});
+      S.relSpan(last.at, "ago", {className: "muted small"})], {"data-testid": "last-run"});
   }
 
   function row(item) {

@@ -160,6 +160,10 @@ def test_operator_retries_failed_tasks_one_and_in_bulk(page, lookout, artifacts_
     expect(result).to_have_attribute("data-status", "200")
     for task_id in others:
         expect(result).to_contain_text(task_id)
+    # retries record an object ({task_id}) as their reply: the Audit page shows it too
+    page.goto("/audit")
+    retry_row = page.locator('tr[data-action="task.retry"]').first
+    expect(retry_row).to_contain_text(new_id)
     assert not page.watch.errors
     assert not violations, violations
 

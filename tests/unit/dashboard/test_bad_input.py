@@ -61,3 +61,42 @@ def test_login_refuses_nul_and_never_redirects_with_cr_lf(sqlite_url, redis_brok
         assert "stolen" not in str(response.headers)
     finally:
         app.extensions["lookout.engine"].dispose()
+
+
+def test_non_finite_numbers_are_refused_and_never_poison_the_audit_trail(sqlite_url):
+    import json
+
+    app = app_with_users(sqlite_url, "memory://", auth=False)
+    client = app.test_client()
+    csrf = csrf_from(client.get("/controls").get_data(as_text=True))
+    for body in ('{"grace": 1e999}', '{"grace": NaN}', '{"filters": {}, "dry_run": [-Infinity]}'):
+        response = client.put("/api/v1/schedules/app/x/thresholds", data=body,
+                              headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"})
+        assert response.status_code == 400, body
+    # refused before the body is read (no CSRF token): the record keeps it as text
+    refused = client.post("/api/v1/tasks/retry", data='{"expected_count": 1e999}',
+                          headers={"Content-Type": "application/json"})
+    assert refused.status_code == 403
+    text = client.get("/api/v1/audit").get_data(as_text=True)
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the audit JSON"))
+    assert "inf" in text
+
+
+@pytest.mark.parametrize("body, parameter", [
+    ({"filters": {}, "dry_run": "no"}, "dry_run"),
+    ({"filters": {}, "dry_run": 0}, "dry_run"),
+    ({"filters": {}, "dry_run": False, "expected_count": "x"}, "expected_count"),
+])
+def test_bulk_flags_must_be_what_they_say(make_app, sqlite_url, body, parameter):
+    app = make_app(sqlite_url)
+    client = app.test_client()
+    csrf = csrf_from(client.get("/controls").get_data(as_text=True))
+    for path in ("/api/v1/tasks/retry", "/api/v1/tasks/revoke"):
+        response = client.post(path, json=body, headers={"X-CSRF-Token": csrf})
+        assert response.status_code == 400 and \
+            response.get_json()["error"]["parameter"] == parameter, (path, response.get_json())
+
+
+def test_audit_outcome_filter_names_the_known_values(make_app, sqlite_url):
+    response = make_app(sqlite_url).test_client().get("/api/v1/audit?outcome=weird")
+    assert response.status_code == 400 and response.get_json()["error"]["parameter"] == "outcome"
