@@ -122,3 +122,59 @@ def test_a_missed_beat_entry_fires_once(sqlite_url, make_app):
         engine.tick()
         assert hook.events() == [("firing", "app/nightly")]
         assert "missed" in hook.received[0]["text"]
+
+
+def test_email_notifications_go_through_smtp(store):
+    from helpers.receiver import SmtpReceiver
+
+    now = [1_800_000_000.0]
+    with SmtpReceiver() as smtp:
+        settings = Settings(smtp_url=smtp.url, alert_email_from="lookout@example.com",
+                            alert_email_to="oncall@example.com")
+        add_rule(store, name="workers", kind="worker_offline", params={"after": 60})
+        add_worker(store, hostname="w9@h", last_heartbeat=now[0] - 120)
+        AlertEngine(store, settings, clock=lambda: now[0]).tick()
+        wait = time.monotonic() + 5
+        while not smtp.messages and time.monotonic() < wait:
+            time.sleep(0.05)
+    [message] = smtp.messages
+    assert message["to"] == ["<oncall@example.com>"]
+    assert "Subject: [FIRING] workers: worker w9@h has not been heard" in message["data"]
+    [alert] = alerts(store)
+    assert json.loads(alert.deliveries)[0] == {**json.loads(alert.deliveries)[0], "ok": True,
+                                               "channel": "mailto:oncall@example.com"}
+
+
+def test_evaluators_find_what_is_wrong(store):
+    from helpers.factories import add_rollup, add_task
+    from lookout.collectors.alerts.rules import (
+        failure_rate, new_failure_group, queue_length, runtime_p95,
+    )
+    from lookout.core.store.models import QueueSample
+
+    now = 1_800_000_000.0
+    settings = Settings(queue_sample_interval=10)
+    minute = int(now // 60 * 60)
+    add_rollup(store, "proj.slow", minute, runtimes=[90.0] * 6, succeeded=6)
+    add_rollup(store, "proj.quick", minute, runtimes=[0.1] * 6, succeeded=5, failed=1)
+    with store.begin() as conn:
+        conn.execute(insert(QueueSample), [
+            {"queue": q, "timestamp": now - age, "messages": m, "consumers": 0}
+            for q, m in (("busy", 5000), ("calm", 3)) for age in range(0, 400, 10)])
+        found_p95 = runtime_p95(conn, now, {"task": "*", "window": 600, "threshold": 60,
+                                            "min_runs": 5}, settings)
+        found_rate = failure_rate(conn, now, {"task": "*", "window": 600, "threshold": 0.1,
+                                              "min_runs": 5}, settings)
+        found_queue = queue_length(conn, now, {"queue": "*", "threshold": 1000,
+                                               "duration": 300}, settings)
+    assert set(found_p95) == {"proj.slow"} and found_p95["proj.slow"][0] > 60
+    assert set(found_rate) == {"proj.quick"} and "1 of 6 runs failed" in found_rate[
+        "proj.quick"][1]
+    assert set(found_queue) == {"busy"}
+    add_task(store, state="FAILURE", exception="KeyError('order 1')", timestamp=now - 86400)
+    add_task(store, state="FAILURE", exception="KeyError('order 2')", timestamp=now - 30)
+    add_task(store, state="FAILURE", exception="TimeoutError('db 7')", timestamp=now - 20)
+    with store.connect() as conn:
+        new = new_failure_group(conn, now, {"window": 600, "lookback": 7 * 86400}, settings)
+    assert [message for _, message in new.values()] == [
+        "new failure: TimeoutError: db <n> (1x in proj.tasks.add)"]
