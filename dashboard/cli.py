@@ -6,7 +6,6 @@ where `-A proj` supplies the broker URL and the app.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -168,80 +167,15 @@ def db_upgrade(database_url: str | None) -> None:
     click.echo(f"schema up to date on {redact_url(settings.database_url)}")
 
 
-@lookout.group(help="People who log in to the dashboard, and API tokens for scripts.")
-def users() -> None:
-    pass
+def _add_account_commands() -> None:
+    """`lookout users ...` and `lookout tokens ...` live with the accounts they manage."""
+    from lookout.dashboard.auth.commands import tokens, users
+
+    lookout.add_command(users)
+    lookout.add_command(tokens)
 
 
-@users.command("add", help="Add a user with a role: viewer, operator or admin.")
-@click.argument("username")
-@click.option("--role", default="viewer", show_default=True,
-              help="viewer (read), operator (controls), admin (also users and tokens).")
-@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
-@click.option("--database", "database_url", help="SQLAlchemy URL of the store.")
-@handle_errors
-def users_add(username: str, role: str, password_stdin: bool, database_url: str | None) -> None:
-    password = (sys.stdin.readline().rstrip("\n") if password_stdin else
-                click.prompt("Password", hide_input=True, confirmation_prompt=True))
-    with _accounts(database_url) as accounts:
-        accounts.add_user(username, password, role)
-    click.echo(f"added {role} {username}")
-
-
-@users.command("token", help="Create an API token (shown once) for `Authorization: Bearer`.")
-@click.argument("name")
-@click.option("--role", default="viewer", show_default=True, help="Role the token acts with.")
-@click.option("--database", "database_url", help="SQLAlchemy URL of the store.")
-@handle_errors
-def users_token(name: str, role: str, database_url: str | None) -> None:
-    with _accounts(database_url) as accounts:
-        _, secret = accounts.add_token(name, role, created_by="cli")
-    click.echo(secret)
-
-
-@users.command("passwd", help="Set a user's password; ends all their sessions.")
-@click.argument("username")
-@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
-@click.option("--database", "database_url", help="SQLAlchemy URL of the store.")
-@handle_errors
-def users_passwd(username: str, password_stdin: bool, database_url: str | None) -> None:
-    password = (sys.stdin.readline().rstrip("\n") if password_stdin else
-                click.prompt("New password", hide_input=True, confirmation_prompt=True))
-    with _accounts(database_url) as accounts:
-        _known_user(accounts.set_password, username, password)
-    click.echo(f"password of {username} changed; their sessions are ended")
-
-
-@users.command("role", help="Change a user's role; ends all their sessions.")
-@click.argument("username")
-@click.argument("role", type=click.Choice(["viewer", "operator", "admin"]))
-@click.option("--database", "database_url", help="SQLAlchemy URL of the store.")
-@handle_errors
-def users_role(username: str, role: str, database_url: str | None) -> None:
-    with _accounts(database_url) as accounts:
-        _known_user(accounts.set_role, username, role)
-    click.echo(f"{username} is now {role}; their sessions are ended")
-
-
-def _known_user(change: Callable, username: str, value: str) -> None:
-    try:
-        change(username, value)
-    except LookupError:
-        raise click.UsageError(f"no user {username!r}") from None
-
-
-@contextlib.contextmanager
-def _accounts(database_url: str | None):
-    from lookout.core.store.db import make_engine, upgrade
-    from lookout.dashboard.auth.accounts import AccountStore
-
-    settings = Settings.load(database_url=database_url)
-    upgrade(settings.database_url)
-    engine = make_engine(settings.database_url)
-    try:
-        yield AccountStore(engine)
-    finally:
-        engine.dispose()
+_add_account_commands()
 
 
 def main() -> None:

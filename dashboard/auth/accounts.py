@@ -16,7 +16,7 @@ import re
 import secrets
 import time
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from lookout.core.store.models_auth import ApiToken, User
@@ -61,6 +61,20 @@ class AccountStore:
     def set_role(self, username: str, role: str) -> None:
         self._update_user(username, role=check_role(role),
                           session_epoch=users.c.session_epoch + 1)
+
+    def set_disabled(self, username: str, disabled: bool) -> None:
+        """Disable (sessions end at once: the epoch moves) or enable a user."""
+        self._update_user(username, disabled=disabled,
+                          session_epoch=users.c.session_epoch + 1)
+
+    def remove_user(self, username: str) -> None:
+        with self.engine.begin() as conn:
+            if not conn.execute(delete(users).where(users.c.username == username)).rowcount:
+                raise LookupError(f"no user {username!r}")
+
+    def has_users(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(users.c.id).limit(1)).first() is not None
 
     def end_sessions(self, user_id: int) -> None:
         """Every session cookie of this user stops working, copies included (logout)."""

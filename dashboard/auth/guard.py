@@ -14,6 +14,7 @@ import logging
 
 from flask import current_app, g, redirect, request, session, url_for
 
+from lookout.core.config import redact_url
 from lookout.dashboard.auth.accounts import AccountStore
 from lookout.dashboard.web import security
 from lookout.dashboard.web.errors import ApiError
@@ -111,3 +112,13 @@ def init_app(app) -> None:
     if not settings.auth:
         log.warning("AUTHENTICATION IS OFF (--no-auth): anyone who can reach this port "
                     "can see and control your workers. Use only on a trusted machine.")
+    elif not _has_users(app):
+        log.warning("no user can log in yet: create one with lookout users add NAME "
+                    "--role admin --database '%s'", redact_url(settings.database_url))
+
+
+def _has_users(app) -> bool:
+    try:
+        return app.extensions["lookout.accounts"].has_users()
+    except Exception:  # noqa: BLE001 - no schema yet: the warning can wait for the page
+        return True

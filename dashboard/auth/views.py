@@ -14,6 +14,7 @@ from flask import (
     url_for,
 )
 
+from lookout.core.config import redact_url
 from lookout.dashboard.audit.recorder import audited, note, record_request
 from lookout.dashboard.auth.guard import accounts
 from lookout.dashboard.auth.throttle import LoginThrottle
@@ -42,7 +43,8 @@ def _safe_next(target: str | None) -> str:
 def login():
     next_url = _safe_next(request.values.get("next"))
     if request.method == "GET":
-        return render_template("auth/login.html", next=next_url, error=None)
+        return render_template("auth/login.html", next=next_url, error=None,
+                               first_run=_first_run())
     throttle: LoginThrottle = current_app.extensions["lookout.login_throttle"]
     username = request.form.get("username", "")[:150]
     note(actor=username or "?", targets=[], parameters={})
@@ -64,7 +66,18 @@ def login():
 def _login_failed(message: str, status: int):
     note(outcome="refused", message=message)
     return render_template("auth/login.html", next=_safe_next(request.form.get("next")),
-                           error=message), status
+                           error=message, first_run=_first_run()), status
+
+
+def _first_run() -> str | None:
+    """With no user in the store, the exact command that creates the first one."""
+    if accounts().has_users():
+        return None
+    return first_user_command(current_app.config["LOOKOUT"].database_url)
+
+
+def first_user_command(database_url: str) -> str:
+    return f"lookout users add NAME --role admin --database '{redact_url(database_url)}'"
 
 
 @bp.post("/logout")

@@ -44,3 +44,44 @@ def test_unknown_users_and_short_passwords_are_clear_errors(sqlite_url):
     result = runner.invoke(lookout, ["users", "passwd", "nobody", "--password-stdin",
                                      "--database", sqlite_url], input="short\n")
     assert result.exit_code == 2 and "at least 8 characters" in result.output
+
+
+def test_list_disable_enable_remove_and_tokens(sqlite_url):
+    from click.testing import CliRunner
+
+    from lookout.dashboard.cli import lookout
+
+    runner = CliRunner()
+
+    def run(*args, stdin=None):
+        result = runner.invoke(lookout, [*args, "--database", sqlite_url], input=stdin)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "no users in" in run("users", "list")
+    run("users", "add", "ada", "--role", "admin", "--password-stdin",
+        stdin="long enough password\n")
+    run("users", "disable", "ada")
+    assert "disabled" in run("users", "list")
+    run("users", "enable", "ada")
+    assert "active" in run("users", "list")
+    secret = run("tokens", "add", "ci", "--role", "viewer").strip()
+    listed = run("tokens", "list")
+    assert "ci" in listed and secret[:10] in listed and "active" in listed
+    token_id = listed.split()[0]
+    assert f"token {token_id} revoked" in run("tokens", "revoke", token_id)
+    assert "revoked" in run("tokens", "list")
+    again = runner.invoke(lookout, ["tokens", "revoke", token_id, "--database", sqlite_url])
+    assert again.exit_code == 2 and f"no active token {token_id}" in again.output
+    run("users", "remove", "ada")
+    assert "no users in" in run("users", "list")
+
+
+def test_a_first_run_says_how_to_create_the_first_user(make_app, sqlite_url, caplog):
+    app = make_app(sqlite_url, auth=True)
+    page = app.test_client().get("/login").get_data(as_text=True)
+    assert "No user exists yet" in page and "lookout users add NAME --role admin" in page
+    assert sqlite_url.replace("sqlite:///", "") in page
+    assert any("no user can log in yet" in r.getMessage() for r in caplog.records)
+    app.extensions["lookout.accounts"].add_user("ada", "long enough pw", "admin")
+    assert "No user exists yet" not in app.test_client().get("/login").get_data(as_text=True)
