@@ -3,7 +3,8 @@
 Each `prune_step` deletes about `limit` rows, every kind in its own short transaction,
 oldest first: task rows (with their timelines) past `retention` or beyond `max_tasks`,
 rollups and queue samples past `rollup_retention` (kept far longer: they are tiny and
-feed the long-range charts), and timeline rows whose task is gone. The writer calls it
+feed the long-range charts), workers not heard for `worker_retention`, and timeline rows
+whose task is gone. The writer calls it
 between batches, so with SQLite there is still only one writer at a time.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Sequence
 from sqlalchemy import Engine, Table, delete, func, select, tuple_
 
 from lookout.core.config import Settings
-from lookout.core.store.models import QueueSample, Task, TaskEvent, TaskRollup
+from lookout.core.store.models import QueueSample, Task, TaskEvent, TaskRollup, Worker
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ TASKS: Table = Task.__table__
 TASK_EVENTS: Table = TaskEvent.__table__
 ROLLUPS: Table = TaskRollup.__table__
 SAMPLES: Table = QueueSample.__table__
+WORKERS: Table = Worker.__table__
 
 
 class Pruner:
@@ -55,6 +57,13 @@ class Pruner:
                 SAMPLES, (SAMPLES.c.id,),
                 select(SAMPLES.c.id).where(SAMPLES.c.timestamp < cutoff)
                 .order_by(SAMPLES.c.timestamp), budget)
+        if budget > 0 and self.settings.worker_retention > 0:
+            # Workers gone for good (autoscaled pods, renamed hosts) leave the list.
+            budget -= self._delete_keys(
+                WORKERS, (WORKERS.c.hostname,),
+                select(WORKERS.c.hostname).where(
+                    WORKERS.c.last_heartbeat < now - self.settings.worker_retention)
+                .order_by(WORKERS.c.last_heartbeat), budget)
         if budget > 0:
             budget -= self._delete_orphans(now, budget)
         deleted = self.limit - budget

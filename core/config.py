@@ -53,6 +53,8 @@ class Settings:
     max_tasks: int = 1_000_000
     # Per-minute rollups are tiny; keep them much longer so charts over weeks stay cheap.
     rollup_retention: float = 90 * 86400.0
+    # Workers not heard for this long are dropped from the list (0: keep forever).
+    worker_retention: float = 7 * 86400.0
     # The audit trail outlives task history: who did what stays answerable for a year.
     audit_retention: float = 365 * 86400.0
     # Longest text kept for args/kwargs/result/exception/traceback; longer gets a marker.
@@ -117,7 +119,8 @@ class Settings:
     broker_conf: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    _DURATIONS = ("retention", "rollup_retention", "audit_retention", "event_queue_expires",
+    _DURATIONS = ("retention", "rollup_retention", "audit_retention", "worker_retention",
+                  "event_queue_expires",
                   "enable_events_interval", "reconnect_max_backoff", "flush_interval",
                   "queue_sample_interval", "quiet_warning_after", "lost_after", "stuck_min",
                   "stuck_default", "alert_interval")

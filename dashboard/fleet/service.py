@@ -43,6 +43,26 @@ class FleetService:
         now = self.clock()
         return [_worker(row, now) for row in rows]
 
+    def page_workers(self, status: str | None, limit: int, after: str | None) -> dict:
+        """A page of workers by hostname (keyset: `after` is the last hostname seen), with
+        the total; `status` keeps one of online, heartbeat-missed, offline."""
+        query = select(workers).order_by(workers.c.hostname)
+        if after is not None:
+            query = query.where(workers.c.hostname > after)
+        now = self.clock()
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(workers)).scalar_one()
+            if status is None:
+                rows = conn.execute(query.limit(limit + 1)).mappings().all()
+                items = [_worker(row, now) for row in rows]
+            else:  # liveness is judged in Python (receive times); fleets are small
+                items = [w for w in (_worker(row, now) for row in conn.execute(query).mappings())
+                         if w["status"] == status][:limit + 1]
+        more = len(items) > limit
+        items = items[:limit]
+        return {"items": items, "total": total,
+                "next_cursor": items[-1]["hostname"] if more and items else None}
+
     def get_worker(self, hostname: str, recent: int = 20) -> dict:
         with self.engine.connect() as conn:
             row = conn.execute(select(workers).where(workers.c.hostname == hostname)

@@ -14,8 +14,8 @@ from lookout.collectors.queues import QueueSampler
 from lookout.core.config import redact_url
 from lookout.core.inspector import BrokerUnavailable, Inspector
 from lookout.dashboard.fleet.service import FleetService
-from lookout.dashboard.web.errors import ApiError
-from lookout.dashboard.web.params import parse_window, reject_unknown
+from lookout.dashboard.web.errors import ApiError, bad_parameter
+from lookout.dashboard.web.params import parse_limit, parse_window, reject_unknown
 
 bp = Blueprint("fleet", __name__)
 MAX_NAME = 255
@@ -55,10 +55,20 @@ def queues_page():
                            sample_interval=settings.queue_sample_interval)
 
 
+WORKER_STATUSES = ("online", "heartbeat-missed", "offline")
+
+
 @bp.get("/api/v1/workers")
 def list_workers():
-    reject_unknown(request.args, frozenset())
-    return jsonify(items=_fleet().list_workers())
+    reject_unknown(request.args, frozenset({"status", "limit", "cursor"}))
+    status = request.args.get("status") or None
+    if status is not None and status not in WORKER_STATUSES:
+        raise bad_parameter("status", f"one of {', '.join(WORKER_STATUSES)}")
+    cursor = request.args.get("cursor") or None
+    if cursor is not None and len(cursor) > 255:
+        raise bad_parameter("cursor", "a hostname from next_cursor")
+    limit = parse_limit(request.args.get("limit"), default=500, maximum=5000)
+    return jsonify(_fleet().page_workers(status, limit, cursor))
 
 
 @bp.get("/api/v1/workers/<hostname>")

@@ -35,7 +35,9 @@
       L.showError(null);
       L.clear(tbody);
       (data.items || []).forEach(function (worker) { tbody.appendChild(row(worker)); });
-      L.setText("workers-count", (data.items || []).length);
+      // The API pages by hostname (500 a page): say so when there are more.
+      L.setText("workers-count", data.next_cursor ? (data.items.length + " of " + data.total)
+        : (data.items || []).length);
       document.getElementById("workers-empty").hidden = (data.items || []).length > 0;
       document.body.dataset.loaded = "workers";
     }).catch(L.showError);

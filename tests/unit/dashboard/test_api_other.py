@@ -239,3 +239,52 @@ def test_cost_cache_lifetimes_are_bounded():
     cache.ttl = 0
     cache.put("never", 1, 10.0)
     assert cache.get("never") == (False, None)
+
+
+def test_workers_page_by_hostname_and_filter_by_status(make_app, sqlite_url):
+    import time as clock
+
+    from helpers.factories import add_worker
+
+    app = make_app(sqlite_url)
+    engine = app.extensions["lookout.engine"]
+    now = clock.time()
+    for i in range(5):
+        add_worker(engine, hostname=f"w{i}@h", last_heartbeat=now - (600 if i % 2 else 0),
+                   online=True)
+    client = app.test_client()
+    first = client.get("/api/v1/workers?limit=2").get_json()
+    assert [w["hostname"] for w in first["items"]] == ["w0@h", "w1@h"]
+    assert first["total"] == 5 and first["next_cursor"] == "w1@h"
+    rest = client.get(f"/api/v1/workers?limit=10&cursor={first['next_cursor']}").get_json()
+    assert [w["hostname"] for w in rest["items"]] == ["w2@h", "w3@h", "w4@h"]
+    assert rest["next_cursor"] is None
+    missed = client.get("/api/v1/workers?status=heartbeat-missed").get_json()["items"]
+    assert [w["hostname"] for w in missed] == ["w1@h", "w3@h"]
+    for query, parameter in (("status=asleep", "status"), ("limit=0", "limit"),
+                             ("colour=red", "colour")):
+        response = client.get(f"/api/v1/workers?{query}")
+        assert response.status_code == 400 and \
+            response.get_json()["error"]["parameter"] == parameter
+
+
+def test_workers_silent_past_their_retention_are_pruned(sqlite_url):
+    import time as clock
+
+    from helpers.factories import add_worker
+    from lookout.collectors.retention import Pruner
+    from lookout.core.config import Settings
+    from lookout.core.store.db import make_engine
+
+    engine = make_engine(sqlite_url)
+    now = clock.time()
+    add_worker(engine, hostname="gone@h", last_heartbeat=now - 8 * 86400, online=False)
+    add_worker(engine, hostname="here@h", last_heartbeat=now)
+    Pruner(engine, Settings(worker_retention=7 * 86400)).prune_step(now)
+    with engine.connect() as conn:
+        from sqlalchemy import select
+
+        from lookout.core.store.models import Worker
+        left = conn.execute(select(Worker.hostname)).scalars().all()
+    engine.dispose()
+    assert left == ["here@h"]
