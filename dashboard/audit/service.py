@@ -22,10 +22,10 @@ MAX_JSON = 64 * 1024  # bound what one record stores, whatever a client sends
 SECRET_KEYS = ("password", "token", "secret")
 DEFAULT_RETENTION = 365 * 86400.0
 PRUNE_EVERY = 3600.0
-OUTCOMES = ("ok", "refused", "invalid", "error", "running")
+OUTCOMES = ("ok", "partial", "failed", "refused", "invalid", "error", "running")
 LIST_PARAMS = frozenset({"actor", "action", "outcome", "target", "since", "until",
                          "limit", "cursor"})
-OUTCOMES = ("ok", "refused", "invalid", "error", "running")
+OUTCOMES = ("ok", "partial", "failed", "refused", "invalid", "error", "running")
 
 
 class AuditService:

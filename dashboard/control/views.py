@@ -54,6 +54,13 @@ def _body() -> dict:
 def _done(action: str, result: dict):
     note(action=action, targets=result["targets"], parameters=result["parameters"],
          replies=result["replies"])
+    # What the workers answered, not just that the request was fine: a worker saying
+    # "Can't shrink pool" makes the record partial (some refused) or failed (all did).
+    answered = [r.get("ok") for r in result["replies"] or []]
+    if answered and not all(answered):
+        refused = answered.count(False) + answered.count(None)
+        note(outcome="partial" if any(answered) else "failed",
+             message=f"{refused} of {len(answered)} workers did not do it")
     return jsonify(result)
 
 

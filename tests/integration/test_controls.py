@@ -217,6 +217,12 @@ def test_pool_grow_and_shrink_change_the_process_count(env):
     wait_for(lambda: pool_size() == start, 15, message=f"{start} pool processes")
     [record] = audit_records(env.app, action="worker.pool_grow", target=env.hostname)
     assert record["parameters"] == {"n": 2} and record["replies"][0]["ok"]
+    # a worker that refuses says so, and the audit record says what it answered
+    refused = post(env, f"/workers/{env.hostname}/pool/shrink", {"n": 50})
+    assert refused.status_code == 200 and not refused.get_json()["replies"][0]["ok"]
+    [last] = audit_records(env.app, action="worker.pool_shrink", target=env.hostname,
+                           outcome="failed")
+    assert last["message"] == "1 of 1 workers did not do it"
 
 
 def test_shutdown_stops_the_worker(env, tmp_path):
