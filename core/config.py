@@ -103,6 +103,11 @@ class Settings:
     # names plus --host. A DNS-rebinding page reaches 127.0.0.1 under its own name.
     allowed_hosts: str = ""
     auth: bool = True
+    # Reverse proxies in front of the web app whose X-Forwarded-For/Proto/Host/Port are
+    # believed (Werkzeug's ProxyFix); 0 trusts none.
+    trusted_proxies: int = 0
+    # Session cookies always Secure (they already are on any HTTPS request Lookout sees).
+    secure_cookies: bool = False
     # /metrics: "loopback" (anonymous from this machine, a token or login otherwise),
     # "open" (anonymous from anywhere) or "auth" (always a token or login).
     metrics_access: str = "loopback"

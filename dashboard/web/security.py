@@ -23,6 +23,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request, session
+from flask.sessions import SecureCookieSessionInterface
 
 from lookout.dashboard.web.errors import ApiError
 
@@ -87,10 +88,30 @@ def _with_socket_headers(start_response):
 
 
 def guard_hosts(app: Flask) -> None:
-    """Install the Host allow-list around the whole app (call after socketio.init_app)."""
-    trusted = app.config["LOOKOUT"].trusted_hosts()
+    """Install the Host allow-list around the whole app (call after socketio.init_app).
+
+    Behind LOOKOUT_TRUSTED_PROXIES reverse proxies, Werkzeug's ProxyFix goes outside it:
+    the client's address, scheme and host come from the proxies' X-Forwarded-* headers,
+    so the allow-list checks the public host, the audit trail records the real client and
+    cookies are Secure when the client used HTTPS."""
+    settings = app.config["LOOKOUT"]
+    trusted = settings.trusted_hosts()
     app.wsgi_app = TrustedHostMiddleware(
         app.wsgi_app, None if trusted is None else {n.strip("[]").lower() for n in trusted})
+    if settings.trusted_proxies > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops,
+                                x_port=hops)
+
+
+class SessionCookies(SecureCookieSessionInterface):
+    """Session cookies marked Secure whenever the request came over HTTPS (directly or,
+    with trusted proxies, as they report it), or always with LOOKOUT_SECURE_COOKIES."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
 
 
 def same_origin() -> bool:
@@ -161,6 +182,8 @@ def add_security_headers(response):
 def init_app(app: Flask) -> None:
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       SESSION_COOKIE_NAME="lookout_session",
+                      SESSION_COOKIE_SECURE=app.config["LOOKOUT"].secure_cookies,
                       PERMANENT_SESSION_LIFETIME=timedelta(hours=12))
+    app.session_interface = SessionCookies()
     app.after_request(add_security_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token

@@ -370,3 +370,31 @@ def test_socket_io_responses_carry_security_headers(app):
     for name, value in (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
                         ("Cache-Control", "no-store")):
         assert response.headers.get(name) == value, name
+
+
+def test_cookies_are_secure_on_https_and_proxies_are_believed_only_when_trusted(tmp_path):
+    from lookout.core.store.db import upgrade
+
+    def app_on(name, **settings):
+        url = f"sqlite:///{tmp_path / name}"
+        upgrade(url)
+        return app_with_users(url, "memory://", **settings)
+
+    def login_cookie(app, **headers):
+        client = app.test_client()
+        token = csrf_from(client.get("/login", headers=headers).get_data(as_text=True))
+        response = client.post("/login", headers=headers, data={
+            "username": "ada", "password": PASSWORD, "csrf_token": token, "next": "/"})
+        assert response.status_code == 302, response.get_data(as_text=True)[:200]
+        return response.headers["Set-Cookie"]
+
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+    plain = app_on("plain.db")
+    assert "Secure" not in login_cookie(plain, **forwarded)  # no proxy trusted
+    assert audit_records(plain, action="login")[0]["remote_addr"] == "127.0.0.1"
+    proxied = app_on("proxied.db", trusted_proxies=1)
+    assert "Secure" in login_cookie(proxied, **forwarded)
+    assert audit_records(proxied, action="login")[0]["remote_addr"] == "203.0.113.7"
+    assert "Secure" not in login_cookie(proxied)  # plain HTTP through the proxy
+    forced = app_on("forced.db", secure_cookies=True)
+    assert "Secure" in login_cookie(forced)
