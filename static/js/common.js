@@ -79,19 +79,7 @@
 
   function taskUrl(uuid) { return "/tasks/" + encodeURIComponent(uuid); }
 
-  /* ---- time and number formatting ---- */
-  function pad(n, width) { n = String(n); while (n.length < (width || 2)) { n = "0" + n; } return n; }
-
-  function fmtTime(epoch) {
-    if (epoch === null || epoch === undefined) { return "–"; }
-    var d = new Date(epoch * 1000);
-    var time = pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds()) +
-      "." + pad(d.getMilliseconds(), 3);
-    var today = new Date();
-    if (d.toDateString() === today.toDateString()) { return time; }
-    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + time;
-  }
-
+  /* ---- number formatting ---- */
   function fmtDuration(seconds) {
     if (seconds === null || seconds === undefined || isNaN(seconds)) { return "–"; }
     var s = Number(seconds);
@@ -260,7 +248,7 @@
 
   window.Lookout = {
     config: config, el: el, append: append, setText: setText, clear: clear, api: api,
-    taskUrl: taskUrl, fmtTime: fmtTime, fmtDuration: fmtDuration, fmtAgo: fmtAgo,
+    taskUrl: taskUrl, fmtDuration: fmtDuration, fmtAgo: fmtAgo,
     fmtPercent: fmtPercent, stateBadge: stateBadge, live: live, throttle: throttle,
     showError: showError, checkHealth: checkHealth
   };

@@ -184,7 +184,7 @@
       return cell(item.enabled ? null : L.el("span", {className: "muted"}, "not scheduled"),
         {"data-testid": "next-run"});
     }
-    return cell([L.el("span", {title: "in the browser's zone: " + L.fmtTime(item.next_run_at)},
+    return cell([L.el("span", {title: "in the zone you chose (" + L.tzLabel() + "): " + L.fmtTime(item.next_run_at)},
       item.next_run_local || L.fmtTime(item.next_run_at)),
     L.el("br"), S.relSpan(item.next_run_at, "due", {className: "small rel"})],
     {"data-testid": "next-run"});

@@ -10,9 +10,9 @@
   "use strict";
 
   var L = window.Lookout;
-  var PARAMS = ["state", "name", "worker", "queue", "root_id", "parent_id", "q", "received_after",
-    "received_before", "started_after", "started_before", "runtime_min", "runtime_max",
-    "lost", "sort", "limit", "cursor"];
+  var PARAMS = ["state", "name", "worker", "queue", "root_id", "parent_id", "q", "after", "before",
+    "received_after", "received_before", "started_after", "started_before", "runtime_min",
+    "runtime_max", "lost", "sort", "limit", "cursor"];
   var OPEN = ["RECEIVED", "STARTED"];  // only these can be lost
   var DEFAULTS = {sort: "-timestamp", limit: "50"};
   var form = document.getElementById("filters");
@@ -30,13 +30,39 @@
     return clean;
   }
 
+  /* Time fields (data-time="start" or "end") are typed and shown in the zone of the
+     header's switch; the URL and the API get ISO 8601 with that zone's explicit offset.
+     An "end" field takes in the whole second (or minute, day) typed. */
+  function timeField(key) {
+    var field = form.elements[key];
+    return field && field.dataset && field.dataset.time ? field : null;
+  }
+
+  /* The form as URL/API parameters; throws, naming the field, on a time it cannot read. */
   function fromForm() {
     var params = new URLSearchParams();
     new FormData(form).forEach(function (value, key) {
       value = String(value).trim();
+      var field = timeField(key);
+      if (field && value !== "") {
+        var epoch = L.parseTime(value, {end: field.dataset.time === "end"});
+        if (isNaN(epoch)) {
+          var error = new Error(field.parentNode.firstChild.textContent.trim() + ": “" + value +
+            "” is not a time like 2026-11-21 22:00:05 or 22:00 (in " + L.tzLabel() + ")");
+          error.field = field;
+          throw error;
+        }
+        value = L.fmtIso(epoch, {micro: true});
+      }
       if (value !== "" && DEFAULTS[key] !== value) { params.append(key, value); }
     });
     return params;
+  }
+
+  /* A time parameter from the URL (the API's value: naive means UTC) as its field shows it. */
+  function timeText(field, value) {
+    var epoch = L.parseTime(value, {naive: "utc"});
+    return isNaN(epoch) ? value : L.fmtInput(epoch, field.dataset.time === "end");
   }
 
   function fillForm(params) {
@@ -52,7 +78,7 @@
           function (option) { return option.value === value; })) {
           field.appendChild(L.el("option", {value: value}, value));  // e.g. limit=10 from a link
         }
-        field.value = value;
+        field.value = field.dataset.time && value ? timeText(field, value) : value;
       }
     });
   }
@@ -71,7 +97,7 @@
       L.el("a", {href: L.taskUrl(task.uuid), className: "task-name"}, task.name || "(unknown)"),
       L.el("a", {href: L.taskUrl(task.uuid), className: "mono"}, String(task.uuid).slice(0, 8)),
       L.el("span", {className: "mono clip", title: task.args || ""}, task.args || ""),
-      task.worker || "–", task.queue || "–", L.fmtTime(task.received_at), L.fmtTime(task.started_at),
+      task.worker || "–", task.queue || "–", L.timeEl(task.received_at), L.timeEl(task.started_at),
       L.fmtDuration(task.runtime), task.retries || 0
     ].map(function (cell) { return L.el("td", {}, cell); });
   }
@@ -139,11 +165,7 @@
       !lostFilter(current);
   }
 
-  function epoch(value) {
-    if (/^-?\d+(\.\d+)?$/.test(value)) { return Number(value); }
-    var iso = /[zZ]|[+-]\d\d:?\d\d$/.test(value) ? value : value + "Z";  // naive = UTC
-    return Date.parse(iso) / 1000;
-  }
+  function epoch(value) { return L.parseTime(value, {naive: "utc"}); }  // the API's reading
 
   function inRange(value, low, high, parse) {
     if (current.get(low) === null && current.get(high) === null) { return true; }
@@ -167,7 +189,8 @@
       });
       if (!found) { return false; }
     }
-    return inRange(task.received_at, "received_after", "received_before", epoch) &&
+    return inRange(task.timestamp, "after", "before", epoch) &&
+      inRange(task.received_at, "received_after", "received_before", epoch) &&
       inRange(task.started_at, "started_after", "started_before", epoch) &&
       inRange(task.runtime, "runtime_min", "runtime_max", Number);
   }
@@ -198,9 +221,30 @@
     if (fresh.length) { L.setText("total", total); }
   }
 
+  function apply() {
+    var params;
+    try {
+      params = fromForm();
+    } catch (error) {
+      L.showError(error);
+      if (error.field) { error.field.focus(); }
+      return;
+    }
+    navigate(String(params));
+  }
+
   form.addEventListener("submit", function (event) {
     event.preventDefault();
-    navigate(String(fromForm()));
+    apply();
+  });
+  /* Quick ranges: seen in the last 15 m, 1 h, 24 h, 7 d (from now, to the second). */
+  Array.prototype.forEach.call(form.querySelectorAll("button[data-range]"), function (button) {
+    button.addEventListener("click", function () {
+      var since = Math.floor(Date.now() / 1000) - Number(button.dataset.range);
+      form.elements.after.value = L.fmtInput(since);
+      form.elements.before.value = "";
+      apply();
+    });
   });
   document.getElementById("reset").addEventListener("click", function () { navigate(""); });
   ["next-page", "first-page"].forEach(function (id) {
