@@ -1,4 +1,4 @@
-"""Read side of the history store: task lists and task details, as plain dicts.
+"""Read side of the history store: task lists, task details and workflow trees, as plain dicts.
 
 Every list is keyset-paginated on (sort column, uuid) so page 10,000 costs what page 1
 does, and each filter maps onto one of the tasks indexes. Totals are exact counts, cached
@@ -18,6 +18,7 @@ from lookout.core.store.models import Task, TaskEvent, TaskLink
 from lookout.core.trouble import OPEN_STATES, lost_reason, workers_by_name
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, encode_cursor
 from lookout.dashboard.history.rollups import RollupStats
+from lookout.dashboard.history.workflow import WORKFLOW_LIMIT, workflow_members, workflow_tree
 from lookout.dashboard.history.task_sql import (
     LIST_TEXT,
     LIST_TEXT_FIELDS,
@@ -33,6 +34,7 @@ from lookout.dashboard.web.errors import ApiError
 tasks = Task.__table__
 events = TaskEvent.__table__
 links = TaskLink.__table__
+
 
 
 @dataclass
@@ -72,21 +74,25 @@ class HistoryService:
                                         lost_after=self.lost_after) if walk \
                     else where
                 rows = self._page_rows(conn, page_where, query, column)
-            workers = workers_by_name(conn, [r["worker"] for r in rows
-                                             if r["state"] in OPEN_STATES])
+            items = self._items(conn, rows[:query.limit])
         next_cursor = None
         if len(rows) > query.limit:
-            rows = rows[:query.limit]
-            last = rows[-1]
+            last = rows[query.limit - 1]
             next_cursor = encode_cursor(query.sort, last[query.sort.column], last["uuid"],
                                         query.params)
+        return TaskPage(items, total, next_cursor)
+
+    def _items(self, conn, rows: list[dict]) -> list[dict]:
+        """List items of `rows`, each with `lost` judged now from its worker's row."""
+        workers = workers_by_name(conn, [r["worker"] for r in rows
+                                         if r["state"] in OPEN_STATES])
         now = self.clock()
         items = []
         for row in rows:
             item = list_item(row)
             item["lost"] = lost_reason(row, workers.get(row["worker"]), now, self.lost_after)
             items.append(item)
-        return TaskPage(items, total, next_cursor)
+        return items
 
     def get_task(self, uuid: str) -> dict:
         """Every column, the event timeline, children and retry history; 404 if unknown."""
@@ -120,6 +126,21 @@ class HistoryService:
              "traceback": (e["info"] or {}).get("traceback")}
             for e in task["timeline"] if e["type"] == "task-retried"]
         return task
+
+    def workflow(self, root_id: str, limit: int = WORKFLOW_LIMIT) -> dict:
+        """Every task of the workflow `root_id` as one tree (workflow.py); 404 if unknown."""
+        with self.engine.connect() as conn:
+            rows, total, retry_of = workflow_members(conn, root_id, limit)
+            if not rows:
+                raise ApiError(404, f"no workflow with root id {root_id[:100]!r}")
+            items = self._items(conn, rows)
+        tree, states = workflow_tree(root_id, items, retry_of)
+        root_row = next((item for item in items if item["uuid"] == root_id), None)
+        belongs_to = root_row["root_id"] if root_row and root_row["root_id"] not in (
+            None, root_id) else None
+        return {"root_id": root_id, "total": max(total, len(items)),
+                "truncated": len(items) < total, "belongs_to": belongs_to, "states": states,
+                "tasks": items, "tree": tree}
 
     def _page_rows(self, conn, where: list, query: TaskQuery, column) -> list[dict]:
         """One page plus one row (to know whether there is a next page).

@@ -1,17 +1,19 @@
-"""Task history: the Overview, Tasks, Task and Retries pages and their JSON API.
+"""Task history: the Overview, Tasks, Task, Workflow and Retries pages and their JSON API.
 
 API errors are JSON {"error": {"status", "message", "parameter"?}}: 400 for any bad or
-unknown query parameter (naming it), 404 for unknown task ids. Parameter and response
-shapes are described in docs/api.md.
+unknown query parameter (naming it), 404 for unknown task and workflow ids. Parameter and
+response shapes are described in docs/api.md.
 """
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
-from lookout.dashboard.history.query import parse_task_query
+from lookout.dashboard.history.query import MAX_TEXT, parse_task_query
 from lookout.dashboard.history.retries import retry_stats
 from lookout.dashboard.history.service import HistoryService
-from lookout.dashboard.web.params import parse_window, reject_unknown
+from lookout.dashboard.history.workflow import WORKFLOW_LIMIT
+from lookout.dashboard.web.errors import bad_parameter
+from lookout.dashboard.web.params import parse_limit, parse_window, reject_unknown
 
 bp = Blueprint("history", __name__)
 
@@ -35,6 +37,11 @@ def task_page(task_id: str):
     return render_template("history/task.html", page="task", task_id=task_id)
 
 
+@bp.get("/workflows/<root_id>")
+def workflow_page(root_id: str):
+    return render_template("history/workflow.html", page="workflow", root_id=root_id)
+
+
 @bp.get("/retries")
 def retries_page():
     return render_template("history/retries.html", page="retries")
@@ -50,6 +57,15 @@ def list_tasks():
 def get_task(task_id: str):
     reject_unknown(request.args, frozenset())
     return jsonify(_history().get_task(task_id))
+
+
+@bp.get("/api/v1/workflows/<root_id>")
+def get_workflow(root_id: str):
+    reject_unknown(request.args, frozenset({"limit"}))
+    if len(root_id) > MAX_TEXT:
+        raise bad_parameter("root_id", f"longer than {MAX_TEXT} characters")
+    limit = parse_limit(request.args.get("limit"), WORKFLOW_LIMIT, WORKFLOW_LIMIT)
+    return jsonify(_history().workflow(root_id, limit))
 
 
 @bp.get("/api/v1/stats")

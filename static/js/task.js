@@ -95,8 +95,10 @@
     var family = L.clear(document.getElementById("family"));
     field(family, "parent", link(task.parent_id));
     field(family, "root", link(task.root_id));
-    field(family, "workflow", task.root_id ? L.el("a", {href: "/tasks?" + new URLSearchParams({root_id: task.root_id})},
-      "all tasks of this workflow") : "–");
+    field(family, "workflow", task.root_id ? [L.el("a", {href: "/workflows/" +
+      encodeURIComponent(task.root_id), "data-testid": "workflow-link"}, "whole workflow"), " · ",
+      L.el("a", {href: "/tasks?" + new URLSearchParams({root_id: task.root_id})},
+        "all tasks of this workflow")] : "–");
     // Retries sent from Lookout (the events cannot link them; Lookout keeps the link).
     if (task.retry_of) { field(family, "retry of", link(task.retry_of)); }
     if (task.retried_as && task.retried_as.length) {
