@@ -1,7 +1,8 @@
 """Controls against a real `celery worker` on Redis, with the real collector recording.
 
 One worker, one collector and one app serve the module (starting them is most of the
-cost); each test uses queues and task ids of its own. Results are checked where they
+cost); each test uses queues and task ids of its own. The shutdown test stops that worker,
+so it comes after every test that needs it. Results are checked where they
 really show: task states in the history the collector writes, the worker's processes
 (psutil) and what `inspect` reports afterwards.
 """
@@ -218,40 +219,12 @@ def test_pool_grow_and_shrink_change_the_process_count(env):
     [record] = audit_records(env.app, action="worker.pool_grow", target=env.hostname)
     assert record["parameters"] == {"n": 2} and record["replies"][0]["ok"]
     # a worker that refuses says so, and the audit record says what it answered
-    refused = post(env, f"/workers/{env.hostname}/pool/shrink", {"n": 50})
+    # (autoscale on a worker started without --autoscale: refused, and nothing changes)
+    refused = post(env, f"/workers/{env.hostname}/pool/autoscale", {"max": 4, "min": 1})
     assert refused.status_code == 200 and not refused.get_json()["replies"][0]["ok"]
-    [last] = audit_records(env.app, action="worker.pool_shrink", target=env.hostname,
+    [last] = audit_records(env.app, action="worker.autoscale", target=env.hostname,
                            outcome="failed")
     assert last["message"] == "1 of 1 workers did not do it"
-
-
-def test_shutdown_stops_the_worker(env, tmp_path):
-    hostname = f"{unique('ctl-doomed')}@test"
-    doomed = start_worker(tmp_path, env.celery.conf.broker_url, hostname,
-                          queues=unique("ctl-d"), concurrency=1)
-    try:
-        wait_for(lambda: worker_row(env.engine, hostname), 20, message="worker row")
-        response = post(env, f"/workers/{hostname}/shutdown")
-        assert response.status_code == 200
-        wait_for(lambda: doomed.popen.poll() is not None, 20, message="worker exited")
-    finally:
-        doomed.stop()
-
-
-def test_unreachable_broker_is_503(sqlite_url):
-    app = app_with_users(sqlite_url, "redis://127.0.0.1:1/0")
-    engine = app.extensions["lookout.engine"]
-    add_worker(engine, "celery@w1")
-    add_task(engine, name="sample.add", state="RECEIVED")
-    client = app.test_client()
-    headers = {"X-CSRF-Token": login(client, "otto")}
-    response = client.post("/api/v1/rate-limits", json={"task_name": "sample.add",
-                                                        "rate_limit": "1/s"}, headers=headers)
-    assert response.status_code == 503
-    assert "unreachable" in response.get_json()["error"]["message"]
-    [record] = audit_records(app, action="rate_limit")
-    assert (record["outcome"], record["status"]) == ("error", 503)
-    engine.dispose()
 
 
 def test_retry_a_failed_task_runs_it_again_with_its_arguments(env):
@@ -315,3 +288,32 @@ def test_bulk_retry_dry_run_then_act(env):
     stale = post(env, "/tasks/retry", {"filters": filters, "dry_run": False,
                                        "expected_count": 1})
     assert stale.status_code == 409
+
+
+def test_shutdown_stops_the_worker(env, tmp_path):
+    hostname = f"{unique('ctl-doomed')}@test"
+    doomed = start_worker(tmp_path, env.celery.conf.broker_url, hostname,
+                          queues=unique("ctl-d"), concurrency=1)
+    try:
+        wait_for(lambda: worker_row(env.engine, hostname), 20, message="worker row")
+        response = post(env, f"/workers/{hostname}/shutdown")
+        assert response.status_code == 200
+        wait_for(lambda: doomed.popen.poll() is not None, 20, message="worker exited")
+    finally:
+        doomed.stop()
+
+
+def test_unreachable_broker_is_503(sqlite_url):
+    app = app_with_users(sqlite_url, "redis://127.0.0.1:1/0")
+    engine = app.extensions["lookout.engine"]
+    add_worker(engine, "celery@w1")
+    add_task(engine, name="sample.add", state="RECEIVED")
+    client = app.test_client()
+    headers = {"X-CSRF-Token": login(client, "otto")}
+    response = client.post("/api/v1/rate-limits", json={"task_name": "sample.add",
+                                                        "rate_limit": "1/s"}, headers=headers)
+    assert response.status_code == 503
+    assert "unreachable" in response.get_json()["error"]["message"]
+    [record] = audit_records(app, action="rate_limit")
+    assert (record["outcome"], record["status"]) == ("error", 503)
+    engine.dispose()
