@@ -68,7 +68,7 @@ from django_celery_beat.models import (ClockedSchedule, CrontabSchedule, Interva
 
 seconds = IntervalSchedule.SECONDS
 every_3s = IntervalSchedule.objects.create(every=3, period=seconds)
-every_20s = IntervalSchedule.objects.create(every=20, period=seconds)
+every_8s = IntervalSchedule.objects.create(every=8, period=seconds)
 every_5s = IntervalSchedule.objects.create(every=5, period=seconds)
 shanghai = CrontabSchedule.objects.create(minute="*/1", hour="*", day_of_week="*",
                                           day_of_month="*", month_of_year="*",
@@ -80,20 +80,20 @@ clocked = ClockedSchedule.objects.create(
     clocked_time=timezone.now() + datetime.timedelta(days=2))
 PeriodicTask.objects.create(name="every-3s", task="djproj.report", interval=every_3s,
                             args='["fast"]', description="fast ticker")
-PeriodicTask.objects.create(name="every-20s", task="djproj.report", interval=every_20s,
+PeriodicTask.objects.create(name="every-8s", task="djproj.report", interval=every_8s,
                             args='["slow"]', kwargs='{"full": true}')
 PeriodicTask.objects.create(name="shanghai-minutely", task="djproj.report", crontab=shanghai,
                             args='["cron"]')
 PeriodicTask.objects.create(name="daily-0800", task="djproj.report", crontab=daily,
                             args='["daily"]', queue="celery")
-PeriodicTask.objects.create(name="switched-off", task="djproj.report", interval=every_20s,
+PeriodicTask.objects.create(name="switched-off", task="djproj.report", interval=every_8s,
                             args='["off"]', enabled=False)
 PeriodicTask.objects.create(name="once-later", task="djproj.report", clocked=clocked,
                             one_off=True, args='["once"]')
 PeriodicTask.objects.create(name="always-failing", task="djproj.flaky", interval=every_5s)
 print("seeded", PeriodicTask.objects.count())
 '''
-DATABASE_ENTRIES = ("every-3s", "every-20s", "shanghai-minutely", "daily-0800",
+DATABASE_ENTRIES = ("every-3s", "every-8s", "shanghai-minutely", "daily-0800",
                     "switched-off", "once-later", "always-failing")
 
 

@@ -167,8 +167,8 @@ def test_every_database_entry_is_listed_with_kind_zone_and_next_run(running):
 
 def test_runs_and_beats_record_belong_to_the_right_entry(running):
     items = wait_json(running.items, lambda i: i["every-3s"]["last_run"]
-                      and i["every-20s"]["last_run"], 60, "both entries to run")
-    fast, slow = items["every-3s"], items["every-20s"]
+                      and i["every-8s"]["last_run"], 60, "both entries to run")
+    fast, slow = items["every-3s"], items["every-8s"]
     assert fast["shares_runs_with"] == [] and slow["shares_runs_with"] == []
     _, fast_task = running.call("GET", f"/api/v1/tasks/{fast['last_run']['uuid']}")
     _, slow_task = running.call("GET", f"/api/v1/tasks/{slow['last_run']['uuid']}")
@@ -176,12 +176,12 @@ def test_runs_and_beats_record_belong_to_the_right_entry(running):
     assert slow_task["kwargs"] == "{'full': True}"
     detail = running.entry("every-3s")
     assert detail["runs"] and {r["uuid"] for r in detail["runs"]}.isdisjoint(
-        {r["uuid"] for r in running.entry("every-20s")["runs"]})
+        {r["uuid"] for r in running.entry("every-8s")["runs"]})
     # beat's own record, as the table holds it (read while it is not changing)
     def matches():
-        before = running.table("every-20s")
-        shown = running.entry("every-20s")
-        after = running.table("every-20s")
+        before = running.table("every-8s")
+        shown = running.entry("every-8s")
+        after = running.table("every-8s")
         return before == after and before["last_run_at"] is not None and \
             shown["beat_last_run_at"] == pytest.approx(before["last_run_at"], abs=0.001) and \
             shown["total_run_count"] == before["total_run_count"]
@@ -198,20 +198,20 @@ def test_a_failing_task_turns_its_entry_failing(running):
 def test_stopped_beat_turns_entries_missed_and_they_recover(running):
     if running.kind != "sqlite":
         pytest.skip("beat is stopped once, on the SQLite project")
-    for name in ("every-3s", "every-20s"):
+    for name in ("every-3s", "every-8s"):
         status, _ = running.call("PUT", f"/api/v1/schedules/django-celery-beat/{name}"
                                  "/thresholds", body={"grace": 4})
         assert status == 200
-    wait_json(running.items, lambda i: i["every-20s"]["last_run"], 60, "a slow run")
+    wait_json(running.items, lambda i: i["every-8s"]["last_run"], 60, "a slow run")
     (beat,) = [p for p in running.project.processes if p.name == "beat"]
     running.project.stop(beat)
     stopped = time.time()
     items = wait_json(running.items, lambda i: i["every-3s"]["health"]["status"] == "missed"
-                      and i["every-20s"]["health"]["status"] == "missed", 45, "missed")
-    for name in ("every-3s", "every-20s"):
+                      and i["every-8s"]["health"]["status"] == "missed", 45, "missed")
+    for name in ("every-3s", "every-8s"):
         verdict = items[name]["health"]
         assert verdict["due_at"] + 4 < time.time() and "grace 4 s" in verdict["reason"]
-    assert time.time() - stopped < 20 + 4 + 15  # within its period, grace and polling
+    assert time.time() - stopped < 8 + 4 + 15  # within its period, grace and polling
     assert items["switched-off"]["health"]["status"] == "disabled"  # not missed: disabled
     running.project.beat()
     wait_json(running.items, lambda i: i["every-3s"]["health"]["status"] in ("ok", "late"),
@@ -247,7 +247,7 @@ def test_controls_run_disable_enable_with_audit_and_roles(running):
         return found[0]["uuid"] if found else None
     time.sleep(7)  # beat reloads its schedule within 5 s; a send already made may land
     quiet = newest()
-    time.sleep(9)  # three periods of an every-3s entry: observing an absence needs time
+    time.sleep(7)  # two periods and more of an every-3s entry: an absence needs time
     assert newest() == quiet, "beat kept sending a disabled entry"
     # enable: beat sends it again
     assert running.call("POST", path + "every-3s/enable")[0] == 200

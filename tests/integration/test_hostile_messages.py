@@ -133,7 +133,7 @@ def test_a_returning_redis_is_consumed_again_within_a_second(sqlite_url, tmp_pat
             wait_for(lambda: collector.stats.connected, 20, message="connected")
             server.stop()
             wait_for(lambda: not collector.stats.connected, 20, message="outage noticed")
-            time.sleep(10)  # the outage itself, not a synchronisation
+            time.sleep(5)  # the outage itself (backoff long at its 1 s cap), not a sync
             server = start("again")
             back_at = time.monotonic()
             wait_for(lambda: collector.stats.connected, 10, interval=0.02,
