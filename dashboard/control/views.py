@@ -10,8 +10,6 @@ from __future__ import annotations
 import threading
 
 from flask import Blueprint, current_app, jsonify, render_template
-
-from lookout.core.celery_client import BrokerUnavailable
 from werkzeug.datastructures import MultiDict
 
 from lookout.dashboard.audit.recorder import (
@@ -143,7 +141,7 @@ def _actor() -> str | None:
 @audited("task.retry")
 def task_retry(task_id: str):
     _started("task.retry", [task_id], {})
-    result = _send(retrier().retry, task_id, _actor())
+    result = retrier().retry(task_id, _actor())
     note(parameters={"name": result["name"], "args": result["args"],
                      "kwargs": result["kwargs"]}, replies={"task_id": result["task_id"]})
     return jsonify(result)
@@ -175,7 +173,7 @@ def tasks_retry():
     if expected is not None and expected != matches["retriable"]:
         raise ApiError(409, f"{matches['retriable']} tasks can be retried now, not the "
                             f"{expected} of the dry run; run the dry run again")
-    sent = _send(retrier().retry_many, plans, _actor())
+    sent = retrier().retry_many(plans, _actor())
     note(targets=[p["uuid"] for p in plans if not p["refused"]],
          parameters={**params, "count": len(sent), "refused": matches["refused_count"]},
          replies=[{"retry_of": r["retry_of"], "task_id": r["task_id"]} for r in sent])
@@ -195,13 +193,6 @@ def _expected_count(body: dict) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise bad_parameter("expected_count", "a whole number (the dry run's count)")
     return value
-
-
-def _send(method, *args):
-    try:
-        return method(*args)
-    except BrokerUnavailable as exc:
-        raise ApiError(503, str(exc)) from exc
 
 
 @bp.post("/rate-limits")

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
-from lookout.core.celery_client import BrokerUnavailable
 from lookout.dashboard.audit.recorder import audited, note, record_request
 from lookout.dashboard.schedules.health import STATUSES
 from lookout.dashboard.schedules.service import THRESHOLD_FIELDS, ScheduleService
 from lookout.dashboard.schedules.sources import APP, DJANGO, REDBEAT
-from lookout.dashboard.web.errors import ApiError, bad_parameter
+from lookout.dashboard.web.errors import bad_parameter
 from lookout.dashboard.web.params import json_body, parse_limit, reject_unknown
 from lookout.dashboard.web.roles import identity, require_role
 
@@ -37,13 +36,6 @@ def _control(action: str, source: str, name: str) -> None:
     """Name the target first, so a refused request's audit record still says what."""
     note(action=action, targets=[f"{source}/{name}"])
     require_role("operator", control=True)
-
-
-def _call(method, *args):
-    try:
-        return method(*args)
-    except BrokerUnavailable as exc:
-        raise ApiError(503, str(exc)) from exc
 
 
 @bp.get("/schedules")
@@ -99,7 +91,7 @@ def get_entry(source: str, name: str):
 @audited("schedule.run")
 def run_now(source: str, name: str):
     _control("schedule.run", source, name)
-    result = _call(schedules().run_now, source, name)
+    result = schedules().run_now(source, name)
     note(parameters={"task": result["task"], "args": result["args"],
                      "kwargs": result["kwargs"]}, replies={"task_id": result["task_id"]})
     return jsonify(result)

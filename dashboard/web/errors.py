@@ -4,6 +4,8 @@ from __future__ import annotations
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from lookout.core.celery_client import BrokerUnavailable
+
 
 class ApiError(Exception):
     """Raised by views and services to return a JSON error with a status code."""
@@ -32,6 +34,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
         return error_response(exc.status, exc.message, exc.parameter)
+
+    @app.errorhandler(BrokerUnavailable)
+    def _broker_down(exc: BrokerUnavailable):
+        # Anything that sends to the broker (run now, retry, Flower's apply) fails fast.
+        return error_response(503, str(exc))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
