@@ -129,8 +129,10 @@ class ScheduleService:
                   if watch is not None and getattr(watch, f) is not None}
         return health.Thresholds(**{**base.as_dict(), **custom}), custom
 
-    def assessed(self, run_limit: int = 20) -> tuple[list[dict[str, Any]], list[SourceReport]]:
-        """Every entry as the API shows it, with its runs and health."""
+    def assessed(self, run_limit: int = 20, only: tuple[str, str] | None = None
+                 ) -> tuple[list[dict[str, Any]], list[SourceReport]]:
+        """Every entry (or `only` the (source, name) one, with its runs listed) as the API
+        shows it, with its health. Entries sharing runs are judged among all entries."""
         entries, reports = self.entries()
         watch = self._watch(entries)
         now = self.clock()
@@ -140,6 +142,8 @@ class ScheduleService:
                 f"{entry.source}/{entry.name}")
         items = []
         for entry in entries:
+            if only is not None and (entry.source, entry.name) != only:
+                continue
             record = watch.get((entry.source, entry.name))
             runs = entry_runs(self.engine, entry.task, entry.args, entry.kwargs, run_limit)
             limits, custom = self.thresholds(entry, record, now)
@@ -148,6 +152,8 @@ class ScheduleService:
             shared = [k for k in keys[match_key(entry.task, entry.args, entry.kwargs)]
                       if k != f"{entry.source}/{entry.name}"]
             items.append(describe_entry(entry, runs, verdict, limits, custom, shared))
+            if only is not None:
+                items[-1]["runs"] = [run_row(r) for r in runs]
         return items, reports
 
     def overview(self) -> dict[str, Any]:
@@ -170,12 +176,9 @@ class ScheduleService:
                 "sources": [r.as_dict() for r in reports], "warnings": list(self._warnings)}
 
     def detail(self, source: str, name: str, limit: int = 50) -> dict[str, Any]:
-        entry = self.find(source, name)
-        items, _ = self.assessed(run_limit=limit)
-        item = next(i for i in items if i["source"] == source and i["name"] == name)
-        item["runs"] = [run_row(r) for r in
-                        entry_runs(self.engine, entry.task, entry.args, entry.kwargs, limit)]
-        return item
+        self.find(source, name)  # 404 for an unknown entry
+        items, _ = self.assessed(run_limit=limit, only=(source, name))
+        return items[0]
 
     # -- controls -----------------------------------------------------------------------
     def run_now(self, source: str, name: str) -> dict[str, Any]:
