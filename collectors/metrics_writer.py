@@ -96,10 +96,11 @@ class LabelCaps:
 
 
 class Totals(dict):
-    """(metric, labels key) -> amount to add."""
+    """(metric, label items) -> amount to add. Labels stay tuples here (this runs per
+    event); they become the stored JSON key once per series, in save_totals."""
 
     def add(self, metric: str, labels: dict[str, str], amount: float = 1.0) -> None:
-        key = (metric, labels_key(labels))
+        key = (metric, tuple(labels.items()))
         self[key] = self.get(key, 0.0) + amount
 
     def observe(self, metric: str, labels: dict[str, str], value: float) -> None:
@@ -146,8 +147,12 @@ def save_totals(conn: Connection, totals: Totals) -> None:
         index_elements=[table.c.metric, table.c.labels],
         set_={"value": table.c.value + statement.excluded.value})
     # Sorted: concurrent collectors lock the rows in one order (no deadlock).
+    rows = {}
+    for (metric, items), value in totals.items():
+        key = (metric, labels_key(dict(items)))
+        rows[key] = rows.get(key, 0.0) + value
     conn.execute(statement, [{"metric": m, "labels": k, "value": v}
-                             for (m, k), v in sorted(totals.items())])
+                             for (m, k), v in sorted(rows.items())])
 
 
 def _dialect(conn: Connection):
