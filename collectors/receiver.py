@@ -227,16 +227,16 @@ class EventReceiver:
             body = message.body
             self.buffer.put_raw(RawMessage(
                 body, message.content_type, message.content_encoding, message.accept, now,
-                _estimate_events(body), self._expand), token)
+                _estimate_events(body), self.expand), token)
             return
         events = self._events(message.body, message.content_type, message.content_encoding,
                               message.accept, now)
         if events:
             self.stats.count_received(len(events), now)
         if token is not None or events:
-            self.buffer.put(events, token)
+            self.buffer.put(events, token, _size(message.body))
 
-    def _expand(self, raw: RawMessage) -> list:
+    def expand(self, raw: RawMessage) -> list:
         """Decode and validate a message buffered raw (runs on the writer's thread)."""
         events = self._events(raw.body, raw.content_type, raw.content_encoding, raw.accept,
                               raw.local_received)
@@ -320,6 +320,13 @@ def _estimate_events(body: Any) -> int:
         return max(1, body.count(b'"type"' if isinstance(body, bytes) else '"type"'))
     except (AttributeError, TypeError):
         return 1
+
+
+def _size(body: Any) -> int:
+    try:
+        return len(body)
+    except TypeError:  # already decoded by the transport
+        return 0
 
 
 def _close_quietly(conn: Connection) -> None:

@@ -21,6 +21,7 @@ from lookout.collectors.queues import QueueSampler
 from lookout.collectors.receiver import EventReceiver
 from lookout.collectors.alerts.engine import AlertEngine
 from lookout.collectors.reconcile import Reconciler, backend_of
+from lookout.collectors.spill import SpillFile, spill_path
 from lookout.collectors.stats import CollectorStats
 from lookout.collectors.status import StatusReporter
 from lookout.collectors.writer import HistoryWriter
@@ -39,11 +40,15 @@ class Collector:
         self._own_engine = engine is None
         self.engine = engine if engine is not None else make_engine(settings.database_url)
         self.stats = CollectorStats()
-        self.buffer = EventBuffer()
+        self.buffer = EventBuffer(memory_limit=settings.backlog_memory << 20)
         # Called from the writer thread with each committed batch's summary (the live UI
         # forwards them to browsers). May grow while running: see `add_listener`.
         self.listeners: list[Callable[[Any], None]] = list(listeners)
         self.receiver = EventReceiver(settings, self.buffer, self.stats)
+        if settings.backlog_memory > 0:  # before the writer: a spill left by a stop comes first
+            self.buffer.attach_spill(SpillFile(
+                spill_path(settings.data_folder(), settings.collector_name),
+                self.receiver.expand))
         self.writer = HistoryWriter(self.engine, self.buffer, settings, self.stats,
                                     on_commit=self.receiver.on_commit,
                                     listeners=[self._notify])
@@ -89,11 +94,18 @@ class Collector:
         """True while the receive thread runs (it only ends when asked to)."""
         return self._thread is not None and self._thread.is_alive()
 
-    def stop(self, timeout: float = 30.0) -> bool:
-        """Flush and stop every thread; True when everything received was written."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Flush for at most `timeout` (LOOKOUT_STOP_TIMEOUT), keep the rest, stop every thread.
+
+        What the writer could not store in time is spilled to disk on Redis (the next
+        start writes it first) and left unacked on RabbitMQ (the broker redelivers it).
+        True when nothing was lost.
+        """
         if self._stopped:
             return True
         self._stopped = True
+        if timeout is None:
+            timeout = self.settings.stop_timeout
         deadline = time.monotonic() + timeout
 
         def left() -> float:
@@ -105,10 +117,20 @@ class Collector:
         if self._thread is not None:
             # No more events may enter the buffer once the writer drains it for the last time.
             self.receiver.idle.wait(left())
-        flushed = self.writer.stop(left())
+        self.writer.stop(left())
+        stuck = self.writer.stuck_batch()
+        if stuck is not None:
+            self.buffer.put_back(stuck[0], stuck[1][-1] if stuck[1] else None)
+        spilled, redelivered, lost = self.buffer.keep_rest()
+        self.buffer.close_spill()
+        self.stats.dropped += lost
+        if spilled or redelivered or lost:
+            log.warning("stopped with events unwritten: %d spilled for the next start, %d "
+                        "left unacked for redelivery, %d lost", spilled, redelivered, lost)
+        flushed = lost == 0
         self._flushed.set()  # lets the receiver ack the last commit, then disconnect
         if self._thread is not None:
-            self._thread.join(left())
+            self._thread.join(max(2.0, left()))  # time to ack the last commit
             if self._thread.is_alive():
                 log.error("receiver thread did not stop within %.1fs", timeout)
         self.queues.stop(left())

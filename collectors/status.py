@@ -97,7 +97,9 @@ class StatusReporter:
         payload = stats.snapshot()
         payload.update(events_per_sec=self.events_per_sec(now),
                        buffer_pending=len(self.buffer),
-                       buffer_high_water=self.buffer.high_water)
+                       buffer_high_water=self.buffer.high_water,
+                       buffer_memory_mb=round(self.buffer.held_bytes / (1 << 20), 1),
+                       buffer_spilled=self.buffer.spill_pending)
         return {
             "name": self.settings.collector_name,
             "broker": redact_url(self.settings.broker_url)[:255],

@@ -90,6 +90,7 @@ class HistoryWriter:
         self._give_up_at: float | None = None
         self._gave_up = False
         self._last_prune = 0.0
+        self._in_hand: tuple[list[Event], list[Any]] | None = None  # the batch being written
 
     # -- the synchronous core -------------------------------------------------------
 
@@ -200,7 +201,9 @@ class HistoryWriter:
     def stop(self, timeout: float = 30.0) -> bool:
         """Write what is still buffered, then end the thread; True if everything was written.
 
-        If the database stays unreachable past `timeout`, the rest is counted as dropped.
+        Writing stops at `timeout` (the database away, or too much to write in time):
+        the batch in hand goes back to the buffer, whose owner decides what becomes of the
+        rest (`EventBuffer.keep_rest`: spilled to disk, or left unacked in the broker).
         """
         if self._thread is None:
             return True
@@ -215,6 +218,16 @@ class HistoryWriter:
             self._thread = None
         return not alive and not self._gave_up and len(self.buffer) == 0
 
+    def stuck_batch(self) -> tuple[list[Event], list[Any]] | None:
+        """The batch a writer that failed to stop is still inside (a hung database call).
+
+        Its owner keeps a copy (spilled or left unacked); should the call commit after
+        all, the copy is a duplicate the timeline key drops.
+        """
+        if self._thread is not None and self._thread.is_alive():
+            return self._in_hand
+        return None
+
     def __enter__(self) -> "HistoryWriter":
         self.start()
         return self
@@ -225,10 +238,19 @@ class HistoryWriter:
     def _run(self) -> None:
         while True:
             stopping = self._stopping.is_set()
+            if stopping and time.monotonic() >= (self._give_up_at or 0.0):
+                self._gave_up = len(self.buffer) > 0
+                if self._gave_up:
+                    log.warning("stop deadline reached with %d events unwritten",
+                                len(self.buffer))
+                break
             events, tokens = self.buffer.get_batch(
                 self.settings.batch_size, 0.0 if stopping else self.settings.flush_interval)
             if events or tokens:
-                if not self._write_with_retry(events, tokens):
+                self._in_hand = (events, tokens)
+                written = self._write_with_retry(events, tokens)
+                self._in_hand = None
+                if not written:
                     break
             elif stopping:
                 break
@@ -251,9 +273,9 @@ class HistoryWriter:
                 left = (self._give_up_at or 0.0) - time.monotonic()
                 if left <= 0:
                     self._gave_up = True
-                    lost = len(events) + len(self.buffer)
-                    self.stats.dropped += lost
-                    log.error("giving up at shutdown: %d events not written", lost)
+                    self.buffer.put_back(events, tokens[-1] if tokens else None)
+                    log.error("database still away at the stop deadline: %d events "
+                              "unwritten", len(self.buffer))
                     return False
                 time.sleep(min(delay, left))
             else:

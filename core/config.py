@@ -9,6 +9,7 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Mapping
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -47,7 +48,11 @@ class Settings:
     """Everything configurable; field names map to LOOKOUT_<UPPER_NAME> variables."""
 
     broker_url: str = "redis://127.0.0.1:6379/0"
-    database_url: str = "sqlite:///lookout.db"
+    # Empty: the SQLite file lookout.db in the data folder (see `data_folder`).
+    database_url: str = ""
+    # Lookout's own files (the default SQLite store, the collector's spill file). Empty:
+    # $XDG_DATA_HOME/lookout, else ~/.local/share/lookout.
+    data_dir: str = ""
     # Retention of raw task rows and timelines: by age and/or by row count (0 = no cap).
     retention: float = 7 * 86400.0
     max_tasks: int = 1_000_000
@@ -69,6 +74,11 @@ class Settings:
     reconnect_max_backoff: float = 1.0
     flush_interval: float = 0.25
     batch_size: int = 5000
+    # Memory (MB, an estimate) the collector's backlog may hold before it spills to a file
+    # in the data folder (Redis; RabbitMQ keeps the backlog in the broker). 0: no bound.
+    backlog_memory: int = 100
+    # On SIGTERM: write for at most this long, then spill (Redis) or leave unacked (AMQP).
+    stop_timeout: float = 20.0
     queue_sample_interval: float = 10.0
     # /healthz warns when a connected collector has heard no event for this long.
     quiet_warning_after: float = 180.0
@@ -128,13 +138,14 @@ class Settings:
                   "event_queue_expires",
                   "enable_events_interval", "reconnect_max_backoff", "flush_interval",
                   "queue_sample_interval", "quiet_warning_after", "lost_after", "stuck_min",
-                  "stuck_default", "alert_interval")
+                  "stuck_default", "alert_interval", "stop_timeout")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Defaults, then LOOKOUT_* variables, then explicit overrides (None means unset)."""
         environ = os.environ if environ is None else environ
         settings = cls()
+        settings.database_url = ""  # the default depends on data_dir, known at the end
         for f in fields(cls):
             if f.name in ("extra", "broker_conf"):
                 continue
@@ -144,7 +155,20 @@ class Settings:
         for name, value in overrides.items():
             if value is not None:
                 settings._set(name, value, source=f"--{name.replace('_', '-')}")
+        settings.__post_init__()
         return settings
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_folder() / 'lookout.db'}"
+
+    def data_folder(self) -> Path:
+        """Where Lookout keeps its own files: --data-dir, else the XDG data folder."""
+        folder = self.data_dir or os.environ.get("LOOKOUT_DATA_DIR", "")
+        if not folder:
+            base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+            folder = Path(base) / "lookout"
+        return Path(folder).expanduser().absolute()
 
     def _set(self, name: str, value: Any, source: str) -> None:
         """Coerce one value to the field's type, naming the source on error."""

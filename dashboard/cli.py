@@ -24,7 +24,12 @@ def settings_options(func: Callable) -> Callable:
     options = [
         click.option("--broker", "broker_url", help="Broker URL (LOOKOUT_BROKER_URL)."),
         click.option("--database", "database_url",
-                     help="SQLAlchemy URL of the store (LOOKOUT_DATABASE_URL)."),
+                     help="SQLAlchemy URL of the store (LOOKOUT_DATABASE_URL; default: "
+                          "lookout.db in the data folder)."),
+        click.option("--data-dir", "data_dir",
+                     help="Folder for Lookout's own files: the default SQLite store, the "
+                          "collector's spill file (LOOKOUT_DATA_DIR; default "
+                          "~/.local/share/lookout)."),
         click.option("--retention", help="Keep raw task history this long, e.g. 7d."),
         click.option("--max-tasks", type=int, help="Keep at most this many task rows."),
         click.option("--rollup-retention", help="Keep per-minute rollups this long."),

@@ -150,6 +150,19 @@ def artifacts_dir(request) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lookout_data_dir(tmp_path_factory) -> Path:
+    """This session's data folder (default store, spill files), also for subprocesses."""
+    folder = tmp_path_factory.mktemp("lookout-data")
+    previous = os.environ.get("LOOKOUT_DATA_DIR")
+    os.environ["LOOKOUT_DATA_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("LOOKOUT_DATA_DIR", None)
+    else:
+        os.environ["LOOKOUT_DATA_DIR"] = previous
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_threads():
     """Fail any test that leaves a thread of its own running."""

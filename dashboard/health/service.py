@@ -71,6 +71,18 @@ def _quiet_warning(row, now: float, quiet_after: float) -> str | None:
     return QUIET_HINT.format(minutes=f"{(now - quiet_since) / 60:.0f}")
 
 
+def _loss_warning(stats: dict) -> str | None:
+    """Events lost since the collector started, or a backlog waiting on disk."""
+    dropped = stats.get("dropped") or 0
+    if dropped:
+        return f"{dropped} events lost since this collector started (see its log)"
+    spilled = stats.get("buffer_spilled") or 0
+    if spilled:
+        return (f"{spilled} events waiting in the spill file: the store is behind "
+                "(slow or unreachable)")
+    return None
+
+
 def _collector(row, now: float, quiet_after: float) -> dict:
     stats = _stats(row["stats"])
     status_age = max(0.0, now - row["updated_at"])
@@ -83,12 +95,14 @@ def _collector(row, now: float, quiet_after: float) -> dict:
     else:
         problem = None
     received = stats.get("received")
+    warning = None if problem else (_loss_warning(stats)
+                                    or _quiet_warning(row, now, quiet_after))
     return {
         "name": row["name"],
         "broker": row["broker"],
         "up": problem is None,
         "problem": problem,
-        "warning": None if problem else _quiet_warning(row, now, quiet_after),
+        "warning": warning,
         "connected": bool(row["connected"]) and not stale,
         "connected_since": row["connected_since"],
         "disconnected_since": row["disconnected_since"],
@@ -111,6 +125,8 @@ def _collector(row, now: float, quiet_after: float) -> dict:
         "duplicates": stats.get("duplicates"),
         "write_lag": stats.get("write_lag"),
         "buffer_pending": stats.get("buffer_pending"),
+        "buffer_memory_mb": stats.get("buffer_memory_mb"),
+        "buffer_spilled": stats.get("buffer_spilled", 0),
         "last_error": stats.get("last_error"),
         "last_write_error": stats.get("last_write_error"),
     }

@@ -223,10 +223,10 @@ def test_raw_messages_without_valid_events_do_not_end_a_batch_early():
                              buffer, stats)
     for body in (b"not json", b'{"type": "task-started"}'):
         buffer.put_raw(RawMessage(body, "application/json", "utf-8", {"application/json"},
-                                  time.time(), 1, receiver._expand))
+                                  time.time(), 1, receiver.expand))
     good = event("task-started", uuid=unique("after-raw"))
     buffer.put_raw(RawMessage(json.dumps([good]).encode(), "application/json", "utf-8",
-                              {"application/json"}, 123.0, 1, receiver._expand))
+                              {"application/json"}, 123.0, 1, receiver.expand))
     events, tokens = buffer.get_batch(1, 0)
     assert [e.uuid for e in events] == [good["uuid"]] and tokens == []
     assert events[0].local_received == 123.0

@@ -189,6 +189,8 @@ def count_or_none(engine):
 
 
 def test_stop_gives_up_on_an_unusable_store_without_leaking(tmp_path):
+    """At the deadline the unwritten batch goes back to the buffer, still marked as the
+    broker's to redeliver (its token stays unacked); nothing is silently dropped."""
     engine = db.make_engine(f"sqlite:///{tmp_path / 'never.db'}")  # never migrated
     writer = make_writer(engine)
     writer.start()
@@ -196,7 +198,9 @@ def test_stop_gives_up_on_an_unusable_store_without_leaking(tmp_path):
     wait_for(lambda: writer.stats.last_write_error, message="a failed write")
     assert writer.stop(timeout=1.0) is False
     assert "lookout-writer" not in [t.name for t in threading.enumerate()]
-    assert writer.stats.dropped == 4 and writer.stats.stored == 0
+    assert writer.stats.dropped == 0 and writer.stats.stored == 0
+    assert len(writer.buffer) == 4
+    assert writer.buffer.keep_rest() == (0, 4, 0)  # (spilled, redelivered, lost)
     engine.dispose()
 
 

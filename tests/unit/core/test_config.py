@@ -11,7 +11,22 @@ def test_env_then_overrides():
     assert settings.retention == 2 * 86400
     assert settings.max_tasks == 5
     assert settings.auth is False
-    assert settings.database_url == "sqlite:///lookout.db"
+    assert settings.database_url == f"sqlite:///{settings.data_folder() / 'lookout.db'}"
+
+
+def test_the_default_store_lives_in_a_per_user_data_folder(monkeypatch, tmp_path):
+    """Not in whatever folder the command ran from (issue 12)."""
+    monkeypatch.delenv("LOOKOUT_DATA_DIR", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert Settings.load({}).database_url == \
+        f"sqlite:///{tmp_path}/.local/share/lookout/lookout.db"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert Settings.load({}).data_folder() == tmp_path / "xdg" / "lookout"
+    settings = Settings.load({"LOOKOUT_DATA_DIR": str(tmp_path / "srv")})
+    assert settings.database_url == f"sqlite:///{tmp_path}/srv/lookout.db"
+    explicit = Settings.load({"LOOKOUT_DATA_DIR": "/x", "LOOKOUT_DATABASE_URL": "sqlite:///a.db"})
+    assert explicit.database_url == "sqlite:///a.db"
 
 
 @pytest.mark.parametrize("raw,seconds", [("30s", 30), ("15m", 900), ("1.5h", 5400), (7, 7)])

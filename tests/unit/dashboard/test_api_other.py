@@ -130,7 +130,7 @@ def test_stats_bad_parameters_are_400(client, query, parameter):
 def test_healthz_ok_with_a_fresh_connected_collector(client, engine):
     set_collector_status(engine, updated_at=NOW - 1, started_at=NOW - 100,
                          last_event_at=NOW - 2.5,
-                         stats={"received": 500, "rejected": 3, "dropped": 1,
+                         stats={"received": 500, "rejected": 3, "dropped": 0,
                                 "write_lag": 0.12, "events_per_sec": 42.0,
                                 "buffer_pending": 7})
     response = client.get("/healthz")
@@ -140,7 +140,7 @@ def test_healthz_ok_with_a_fresh_connected_collector(client, engine):
     (collector,) = body["collectors"]
     assert collector["up"] and collector["connected"] and not collector["stale"]
     assert collector["last_event_age"] == 2.5 and collector["status_age"] == 1.0
-    assert (collector["rejected"], collector["dropped"], collector["write_lag"]) == (3, 1, 0.12)
+    assert (collector["rejected"], collector["dropped"], collector["write_lag"]) == (3, 0, 0.12)
     assert collector["events_per_second"] == 42.0 and collector["buffer_pending"] == 7
     assert collector["events_per_second_avg"] == pytest.approx(500 / 99, abs=1e-3)
 
@@ -159,6 +159,18 @@ def test_healthz_warns_when_a_connected_collector_hears_no_worker(client, engine
     assert never_heard.startswith("collector default: ")
     assert "no worker has been heard for 10 minutes" in never_heard
     assert "heard for 3 minutes: wrong broker, or workers without events?" in heard_long_ago
+
+
+@pytest.mark.parametrize("stats, warning", [
+    ({"dropped": 12, "buffer_spilled": 900}, "12 events lost since this collector started"),
+    ({"dropped": 0, "buffer_spilled": 900}, "900 events waiting in the spill file"),
+])
+def test_healthz_says_so_when_events_were_lost_or_wait_on_disk(client, engine, stats, warning):
+    set_collector_status(engine, updated_at=NOW, last_event_at=NOW - 1, stats=stats)
+    body = client.get("/healthz").get_json()
+    assert body["status"] == "warning" and body["healthy"]
+    assert warning in body["warnings"][0]
+    assert body["collectors"][0]["buffer_spilled"] == 900
 
 
 @pytest.mark.parametrize("fields", [

@@ -1,0 +1,114 @@
+"""A store that goes away: the backlog stays within its memory bound, a stop keeps what it
+could not write (spilled on Redis, unacked on RabbitMQ), and the next start stores it all.
+
+Real parts: the session's Redis database or RabbitMQ vhost, a PostgreSQL database of this
+test's own that stops accepting connections mid-run, Celery's own event dispatcher.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from celery import Celery
+from sqlalchemy import create_engine, func, select, text
+
+from helpers.support import wait_for
+from helpers.workers import collector_settings, wait_connected
+from lookout.collectors.service import Collector
+from lookout.collectors.spill import spill_path
+from lookout.core.store import db as store_db
+from lookout.core.store.models import Task
+
+pytestmark = pytest.mark.slow
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+EVENTS = 600
+ARGS = "(" + repr("x" * 3000) + ",)"  # 600 events of ~3 KB: well past a 1 MB bound
+
+
+@pytest.fixture
+def own_pg():
+    """A migrated PostgreSQL database this test may switch off; (url, switch(on))."""
+    name = f"lookout_spill_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    store_db.upgrade(url)
+
+    def switch(on: bool) -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(on).lower()}'))
+            if not on:
+                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE datname = :name"), {"name": name})
+    yield url, switch
+    with admin.connect() as conn:
+        conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def dispatch(broker: str, count: int) -> list[str]:
+    app = Celery("spill-test", broker=broker, set_as_current=False)
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    try:
+        with app.connection_for_write() as conn:
+            dispatcher = app.events.Dispatcher(conn, hostname="spill@test",
+                                               buffer_while_offline=False)
+            for task_id in ids:
+                dispatcher.send("task-received", uuid=task_id, name="spill.echo",
+                                args=ARGS, kwargs="{}", retries=0)
+            dispatcher.close()
+    finally:
+        app.close()
+    return ids
+
+
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_a_stop_with_the_store_away_loses_nothing(broker, request, own_pg, lookout_data_dir):
+    broker_url = request.getfixturevalue("redis_broker" if broker == "redis" else "amqp_broker")
+    url, switch = own_pg
+    settings = collector_settings(broker_url, url, backlog_memory=1, stop_timeout=1.0)
+    spill_file = spill_path(settings.data_folder(), settings.collector_name)
+    engine = store_db.make_engine(url)
+
+    collector = Collector(settings).start()
+    try:
+        wait_connected(engine, settings.collector_name)
+        engine.dispose()
+        switch(False)
+        ids = dispatch(broker_url, EVENTS)
+        wait_for(lambda: collector.stats.messages >= EVENTS, 30, interval=0.05,
+                 message="every event received by the collector")
+        if broker == "redis":  # pub/sub keeps nothing: the backlog went to disk
+            assert collector.buffer.spilled > 0
+            assert collector.buffer.held_bytes <= 1 << 20
+        else:  # the broker keeps it; nothing spills
+            assert collector.buffer.spilled == 0
+    finally:
+        started = time.monotonic()
+        kept_everything = collector.stop()
+        stopping = time.monotonic() - started
+    assert kept_everything
+    assert collector.stats.dropped == 0
+    assert stopping < settings.stop_timeout + 4.0  # the stated time, plus the acks
+    assert spill_file.exists() == (broker == "redis")
+
+    switch(True)
+    again = Collector(settings).start()
+    try:
+        def stored() -> int:
+            with engine.connect() as conn:
+                return conn.scalar(select(func.count()).select_from(Task)
+                                   .where(Task.uuid.in_(ids)))
+        wait_for(lambda: stored() == EVENTS, 60, interval=0.2,
+                 message=f"all {EVENTS} events stored after the restart")
+        with engine.connect() as conn:
+            args = set(conn.scalars(select(Task.args).where(Task.uuid.in_(ids))))
+        assert args == {ARGS}
+    finally:
+        assert again.stop()
+        engine.dispose()
+    assert not spill_file.exists()
