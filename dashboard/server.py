@@ -25,6 +25,32 @@ GUNICORN_HINT = ("LOOKOUT_MESSAGE_QUEUE=redis://... gunicorn -w 1 --threads 100 
                  "with `lookout collect --message-queue redis://...` running the collector")
 
 
+def json_error_handler():
+    """Werkzeug's request handler, answering its own errors (a request line over 64 KB:
+    414; a malformed one: 400) in the API's JSON shape instead of an HTML page."""
+    from werkzeug.serving import WSGIRequestHandler
+
+    from lookout.dashboard.web.security import json_error
+
+    class JsonErrorRequestHandler(WSGIRequestHandler):
+        def send_error(self, code, message=None, explain=None):
+            self.close_connection = True
+            reason = self.responses.get(code, ("Error",))[0]
+
+            def start(status, headers):
+                self.send_response(code, reason)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Connection", "close")
+                self.end_headers()
+
+            body = json_error(start, f"{code} {reason}", message or reason)
+            if self.command != "HEAD":
+                self.wfile.write(body[0])
+
+    return JsonErrorRequestHandler
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -62,7 +88,8 @@ def serve(settings: Settings, with_collector: bool) -> int:
         try:
             # Loopback only (checked above): the "unsafe" Werkzeug server is appropriate.
             socketio.run(app, host=settings.host, port=settings.port,
-                         allow_unsafe_werkzeug=True, use_reloader=False, debug=False)
+                         allow_unsafe_werkzeug=True, use_reloader=False, debug=False,
+                         request_handler=json_error_handler())
         except KeyboardInterrupt:
             pass
         except OSError as exc:  # e.g. the port is taken

@@ -100,3 +100,44 @@ def test_bulk_flags_must_be_what_they_say(make_app, sqlite_url, body, parameter)
 def test_audit_outcome_filter_names_the_known_values(make_app, sqlite_url):
     response = make_app(sqlite_url).test_client().get("/api/v1/audit?outcome=weird")
     assert response.status_code == 400 and response.get_json()["error"]["parameter"] == "outcome"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/tasks?q=", "/tasks?q="])
+def test_an_over_long_url_is_a_json_414(client, path):
+    response = client.get(path + "x" * 9000)
+    assert response.status_code == 414
+    assert response.get_json()["error"]["status"] == 414
+    assert "8000 characters" in response.get_json()["error"]["message"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_built_in_server_answers_its_own_414_in_json(app):
+    """A request line past Werkzeug's 64 KB limit never reaches Flask: the server's own
+    answer must still be the API's JSON (the server `lookout web` and `lookout run` use)."""
+    import json
+    import socket
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from lookout.dashboard.server import json_error_handler
+
+    server = make_server("127.0.0.1", 0, app, threaded=True,
+                         request_handler=json_error_handler())
+    thread = threading.Thread(target=server.serve_forever, name="lookout-test-server")
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(b"GET /api/v1/tasks?q=" + b"x" * 70_000 + b" HTTP/1.1\r\n"
+                         b"Host: 127.0.0.1\r\n\r\n")
+            reply = b""
+            while chunk := conn.recv(65536):
+                reply += chunk
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 414"), head[:200]
+    assert b"Content-Type: application/json" in head and b"nosniff" in head
+    assert json.loads(body)["error"]["status"] == 414
