@@ -21,12 +21,9 @@ from __future__ import annotations
 import threading
 from collections import deque
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from lookout.collectors.events import Event
-
-if TYPE_CHECKING:
-    from lookout.collectors.spill import SpillFile
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +64,11 @@ class EventBuffer:
         self.high_water = 0  # most events ever pending at once: a figure for /healthz
         self.memory_limit = memory_limit  # 0: no bound (and no spilling)
         self.held_bytes = 0  # estimated memory held by chunks in `_chunks`
-        self._spill: SpillFile | None = None
+        self._spill: Any = None  # a collectors.spill.SpillFile (which imports this module)
         self._spilling = False  # once spilling, new chunks follow the spilled ones (FIFO)
         self.spilled = 0  # events ever written to the spill file
 
-    def attach_spill(self, spill: "SpillFile") -> None:
+    def attach_spill(self, spill: Any) -> None:
         """Overflow to `spill` from now on; what an earlier run left in it comes first."""
         with self._ready:
             self._spill = spill

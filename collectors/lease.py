@@ -17,9 +17,14 @@ log = logging.getLogger(__name__)
 
 
 class JobLease:
-    def __init__(self, engine: Engine, name: str, ttl: float, clock: Callable[[], float]):
+    """`owner` (the collector's name) leads the holder id, so /healthz can say which
+    collector runs which job."""
+
+    def __init__(self, engine: Engine, name: str, ttl: float, clock: Callable[[], float],
+                 owner: str = "lookout"):
         self.engine, self.name, self.ttl, self.clock = engine, name, ttl, clock
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.holder = (f"{owner[:40]}@{socket.gethostname()[:40]}:{os.getpid()}:"
+                       f"{uuid.uuid4().hex[:6]}")
 
     def acquire(self) -> bool:
         """Take or renew the lease; False while another live holder has it."""

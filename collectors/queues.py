@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import Engine, delete, select
 
 from lookout.core.celery_client import connection_options
+from lookout.collectors.lease import JobLease
 from lookout.core.config import Settings
 from lookout.core.store.models import QueueSample, Task
 
@@ -215,15 +216,23 @@ class QueueSampler:
         return depths
 
     def run(self, stop: threading.Event | None = None) -> None:
-        """Sample until `stop` is set; broker or database errors are logged, not fatal."""
+        """Sample until `stop` is set; broker or database errors are logged, not fatal.
+
+        Only the collector holding the "queues" lease samples: collectors side by side on
+        one store would otherwise each add a row per queue per interval.
+        """
         stop = stop or self._stop
         interval = max(0.1, float(self.settings.queue_sample_interval))
+        lease = JobLease(self.engine, "queues", max(30.0, 3 * interval), time.time,
+                         self.settings.collector_name)
         while not stop.is_set():
             try:
-                self.sample_once()
+                if lease.acquire():
+                    self.sample_once()
             except Exception as exc:  # noqa: BLE001 - retry next interval
                 log.warning("queue sampling failed: %s", exc)
             stop.wait(interval)
+        lease.release()
 
     def start(self) -> "QueueSampler":
         """Sample on a thread; an interval of 0 or less turns sampling off."""

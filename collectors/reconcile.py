@@ -55,7 +55,8 @@ class Reconciler:
                  settle: float = SETTLE):
         self.engine, self.buffer, self.settings, self.app = engine, buffer, settings, app
         self.clock, self.interval, self.settle = clock, interval, settle
-        self.lease = JobLease(engine, "reconcile", max(60.0, 3 * interval), clock)
+        self.lease = JobLease(engine, "reconcile", max(60.0, 3 * interval), clock,
+                              settings.collector_name)
         self._asked: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

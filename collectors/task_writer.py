@@ -37,6 +37,24 @@ def tune_connection(conn: Connection) -> None:
             driver.prepare_threshold = None
 
 
+# pg_advisory_xact_lock key of the merge phase ("look" in ASCII); advisory locks are per
+# database, so stores sharing a PostgreSQL server do not wait for each other.
+MERGE_LOCK = 0x6C6F6F6B
+
+
+def serialize_merges(conn: Connection) -> None:
+    """Let one transaction at a time merge into task, worker and rollup rows (PostgreSQL).
+
+    The merges read rows, fold events into them in Python and write them back; two
+    collectors doing that to one row at once would lose one's update. Taken after the
+    timeline insert, so deduplication (the bulk of the work) still runs side by side;
+    held until commit, and READ COMMITTED lets each statement after it see what the
+    previous holder committed. SQLite allows one writer at a time anyway.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MERGE_LOCK})")
+
+
 def unique_events(events: Iterable[Event]) -> tuple[list[Event], int]:
     """Task events without in-batch copies (first copy kept) and how many were dropped."""
     seen: set[tuple] = set()

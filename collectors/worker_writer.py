@@ -74,6 +74,11 @@ def save_workers(conn: Connection, updates: dict[str, dict[str, Any]]) -> list[d
             # (an offline worker heard again, or a new pid: it restarted)
             if restarted and "online_since" not in row:  # its worker-online was missed
                 merged["online_since"] = row["last_heartbeat"]
+        # The latest worker-online wins however late its batch comes (collectors side by
+        # side, or a redelivered batch): max() does not depend on the order.
+        since = row.get("online_since")
+        if since is not None and (old["online_since"] is None or since > old["online_since"]):
+            merged["online_since"] = max(since, merged["online_since"] or since)
         if merged != old:
             changed.append(merged)
     write_rows(conn, WORKERS, ("hostname",), inserts, changed)

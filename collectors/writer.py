@@ -22,6 +22,7 @@ from sqlalchemy import exc as sa_exc
 from lookout.collectors import merge, metrics_writer, rollup_writer, task_writer, worker_writer
 from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.events import Event
+from lookout.collectors.lease import JobLease
 from lookout.collectors.retention import Pruner
 from lookout.collectors.stats import CollectorStats
 from lookout.core.config import Settings
@@ -82,6 +83,9 @@ class HistoryWriter:
         self.listeners = list(listeners)
         self.prune_interval = prune_interval
         self.pruner = Pruner(engine, settings)
+        # Collectors side by side on one store: one of them prunes.
+        self.prune_lease = JobLease(engine, "retention", max(30.0, 6 * prune_interval),
+                                    time.time, settings.collector_name)
         self.label_caps = metrics_writer.LabelCaps({
             "name": settings.metrics_max_task_names, "hostname": settings.metrics_max_hostnames,
             "queue": settings.metrics_max_queues, "exception": settings.metrics_max_exceptions})
@@ -123,6 +127,7 @@ class HistoryWriter:
             with self.engine.begin() as conn:
                 task_writer.tune_connection(conn)
                 new = task_writer.insert_timeline(conn, task_events)
+                task_writer.serialize_merges(conn)
                 merged, changed, named_late = task_writer.save_tasks(conn, new)
                 names = {uuid: row["name"] for uuid, row in merged.items()}
                 counters = rollup_writer.accumulate(new, names)
@@ -216,6 +221,7 @@ class HistoryWriter:
             log.error("writer thread did not stop within %.1fs", timeout)
         else:
             self._thread = None
+            self.prune_lease.release()  # another collector may prune at once
         return not alive and not self._gave_up and len(self.buffer) == 0
 
     def stuck_batch(self) -> tuple[list[Event], list[Any]] | None:
@@ -290,6 +296,7 @@ class HistoryWriter:
             return
         self._last_prune = now
         try:
-            self.pruner.prune_step(time.time())
+            if self.prune_lease.acquire():
+                self.pruner.prune_step(time.time())
         except Exception:  # noqa: BLE001 - pruning is housekeeping; retry next time
             log.exception("pruning failed")

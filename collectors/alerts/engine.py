@@ -36,7 +36,8 @@ LEASE = "alerts"
 class AlertEngine:
     def __init__(self, engine: Engine, settings, clock: Callable[[], float] = time.time):
         self.engine, self.settings, self.clock = engine, settings, clock
-        self.lease = JobLease(engine, LEASE, max(30.0, 3 * settings.alert_interval), clock)
+        self.lease = JobLease(engine, LEASE, max(30.0, 3 * settings.alert_interval), clock,
+                              settings.collector_name)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rules_mtime: float | None = None

@@ -17,7 +17,7 @@ import time
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from lookout.core.store.models import CollectorStatus
+from lookout.core.store.models import CollectorStatus, Lease
 
 statuses = CollectorStatus.__table__
 
@@ -45,6 +45,7 @@ class HealthCheck:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
                 rows = conn.execute(select(statuses).order_by(statuses.c.name)).mappings().all()
+                leases = conn.execute(select(Lease).order_by(Lease.name)).all()
         except SQLAlchemyError as exc:
             return {"status": "down", "healthy": False, "time": now,
                     "database": {"ok": False, "error": type(exc).__name__},
@@ -57,7 +58,8 @@ class HealthCheck:
         healthy = not problems
         status = "degraded" if problems else ("warning" if warnings else "ok")
         return {"status": status, "healthy": healthy, "time": now, "database": {"ok": True},
-                "collectors": collectors, "problems": problems, "warnings": warnings}
+                "collectors": collectors, "jobs": _jobs(leases, now),
+                "problems": problems, "warnings": warnings}
 
 
 def _quiet_warning(row, now: float, quiet_after: float) -> str | None:
@@ -69,6 +71,16 @@ def _quiet_warning(row, now: float, quiet_after: float) -> str | None:
     if now - quiet_since < quiet_after:
         return None
     return QUIET_HINT.format(minutes=f"{(now - quiet_since) / 60:.0f}")
+
+
+def _jobs(leases, now: float) -> list[dict]:
+    """Which collector runs each singleton job (retention, queue sampling, alerts...).
+
+    A lease past its expiry has no live holder: the next collector to try takes it.
+    """
+    return [{"job": lease.name, "collector": lease.holder.split("@", 1)[0],
+             "holder": lease.holder, "held": lease.expires_at > now,
+             "expires_in": round(lease.expires_at - now, 1)} for lease in leases]
 
 
 def _loss_warning(stats: dict) -> str | None:

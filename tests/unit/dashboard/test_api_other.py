@@ -300,3 +300,20 @@ def test_workers_silent_past_their_retention_are_pruned(sqlite_url):
         left = conn.execute(select(Worker.hostname)).scalars().all()
     engine.dispose()
     assert left == ["here@h"]
+
+
+def test_healthz_names_the_collector_running_each_singleton_job(client, engine):
+    """Collectors side by side: one holds each job's lease; /healthz says which."""
+    from lookout.core.store.models import Lease
+
+    set_collector_status(engine, updated_at=NOW, last_event_at=NOW - 1)
+    with engine.begin() as conn:
+        conn.execute(Lease.__table__.insert(), [
+            {"name": "retention", "holder": "east@host-a:41:abc123", "expires_at": NOW + 20},
+            {"name": "queues", "holder": "west@host-b:7:def456", "expires_at": NOW - 5}])
+    jobs = client.get("/healthz").get_json()["jobs"]
+    assert jobs == [
+        {"job": "queues", "collector": "west", "holder": "west@host-b:7:def456",
+         "held": False, "expires_in": -5.0},
+        {"job": "retention", "collector": "east", "holder": "east@host-a:41:abc123",
+         "held": True, "expires_in": 20.0}]
