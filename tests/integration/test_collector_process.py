@@ -141,3 +141,48 @@ def test_celery_subcommand_takes_broker_and_app_from_dash_a(tmp_path, redis_work
     finally:
         proc.stop()
         engine.dispose()
+
+
+def test_a_redis_pair_loses_nothing_when_one_is_killed_and_restarted(tmp_path, redis_worker,
+                                                                      pg_database_url):
+    """Two collectors on one broker and one PostgreSQL store: while one is down (kill -9,
+    then a restart), the other hears everything; rows and rollups come out exact."""
+    pair = [collector_settings(redis_worker.broker, pg_database_url, collector_name=name)
+            for name in (f"pair-a-{tmp_path.name}", f"pair-b-{tmp_path.name}")]
+    engine = make_engine(pg_database_url)
+    procs = []
+
+    def succeeded_rollup() -> int:
+        with engine.connect() as conn:
+            return conn.scalar(text("SELECT coalesce(sum(succeeded), 0) FROM task_rollups "
+                                    "WHERE name = 'sample.add'"))
+
+    try:
+        before = succeeded_rollup()
+        procs = [start_collector(tmp_path, settings, settings.collector_name[:6])
+                 for settings in pair]
+        with task_client(redis_worker.broker) as app:
+            sent = [send(app, redis_worker, "sample.add", i, 1) for i in range(BURST)]
+            wait_for(lambda: count_stored(engine, sent) >= 20, 60, interval=0.05,
+                     message="some of the burst stored")
+            procs[0].kill()  # mid-stream
+            sent += [send(app, redis_worker, "sample.add", i, 2) for i in range(BURST)]
+            first_started = status(engine, pair[0].collector_name)["started_at"]
+            procs.append(start_collector(tmp_path, pair[0], "a-again", after=first_started))
+            sent += [send(app, redis_worker, "sample.add", i, 3) for i in range(50)]
+            wait_states(engine, {task_id: "SUCCESS" for task_id in sent}, timeout=90)
+        rows = tasks(engine, sent)
+        assert all(row["runtime"] is not None and row["received_at"] for row in rows.values())
+        with engine.connect() as conn:
+            per_task = conn.execute(select(TaskEvent.task_uuid, func.count())
+                                    .where(TaskEvent.task_uuid.in_(sent))
+                                    .group_by(TaskEvent.task_uuid)).all()
+        # sent, received, started, succeeded: each once, whichever collector stored it
+        assert len(per_task) == len(sent)
+        assert sorted({count for _uuid, count in per_task}) == [4]
+        wait_for(lambda: succeeded_rollup() - before == len(sent), 30, interval=0.2,
+                 message="rollups count every task once")
+    finally:
+        for proc in procs:
+            proc.stop()
+        engine.dispose()

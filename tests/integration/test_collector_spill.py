@@ -1,5 +1,6 @@
 """A store that goes away: the backlog stays within its memory bound, a stop keeps what it
 could not write (spilled on Redis, unacked on RabbitMQ), and the next start stores it all.
+And collectors that share a RabbitMQ queue split it, storing each event once.
 
 Real parts: the session's Redis database or RabbitMQ vhost, a PostgreSQL database of this
 test's own that stops accepting connections mid-run, Celery's own event dispatcher.
@@ -18,7 +19,7 @@ from helpers.workers import collector_settings, wait_connected
 from lookout.collectors.service import Collector
 from lookout.collectors.spill import spill_path
 from lookout.core.store import db as store_db
-from lookout.core.store.models import Task
+from lookout.core.store.models import Task, TaskEvent
 
 pytestmark = pytest.mark.slow
 
@@ -112,3 +113,31 @@ def test_a_stop_with_the_store_away_loses_nothing(broker, request, own_pg, looko
         assert again.stop()
         engine.dispose()
     assert not spill_file.exists()
+
+
+def test_rabbitmq_collectors_on_one_queue_share_it_and_store_each_event_once(
+        amqp_broker, pg_database_url):
+    """Competing consumers: N collectors on one named queue split the events between
+    them (ingest scales out), and the store holds each exactly once."""
+    first = collector_settings(amqp_broker, pg_database_url)
+    second = first.replace(collector_name=first.collector_name + "-b")
+    engine = store_db.make_engine(pg_database_url)
+    collectors = [Collector(first).start(), Collector(second).start()]
+    try:
+        for settings in (first, second):
+            wait_connected(engine, settings.collector_name)
+        ids = dispatch(amqp_broker, EVENTS * 2)
+
+        def stored() -> int:
+            with engine.connect() as conn:
+                return conn.scalar(select(func.count()).select_from(TaskEvent)
+                                   .where(TaskEvent.task_uuid.in_(ids)))
+        wait_for(lambda: stored() == len(ids), 60, interval=0.2,
+                 message=f"all {len(ids)} events stored")
+        received = [c.stats.received for c in collectors]
+        assert sum(received) == len(ids) and min(received) > 0, received  # split, not copied
+        assert sum(c.stats.duplicates for c in collectors) == 0
+    finally:
+        for collector in collectors:
+            assert collector.stop()
+        engine.dispose()
