@@ -37,6 +37,7 @@ bench: install services
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/query.py
 	$(PY) benchmarks/live.py
+	$(PY) benchmarks/sockets.py
 
 wheel: install
 	$(PIP) wheel --no-deps --wheel-dir dist .

@@ -118,6 +118,12 @@ class Settings:
     trusted_proxies: int = 0
     # Session cookies always Secure (they already are on any HTTPS request Lookout sees).
     secure_cookies: bool = False
+    # Live sockets per web process (0: no cap). In threading mode each holds a server
+    # thread, so keep gunicorn's --threads above this (README: production layout).
+    max_sockets: int = 500
+    # Per user or token (per address with --no-auth): a page opened many times or a
+    # leaky script cannot take every slot.
+    max_sockets_per_client: int = 20
     # /metrics: "loopback" (anonymous from this machine, a token or login otherwise),
     # "open" (anonymous from anywhere) or "auth" (always a token or login).
     metrics_access: str = "loopback"

@@ -76,6 +76,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     from lookout.dashboard.live.namespace import NAMESPACE, socketio
     from lookout.dashboard.failures import views as failures_views
     from lookout.dashboard.failures.service import FailureGroups
+    from lookout.dashboard.live.limits import SocketLimits
+    from lookout.dashboard.live.limits import install as install_socket_limits
     from lookout.dashboard.live.sessions import LiveSessions
     from lookout.dashboard.metrics import views as metrics_views
     from lookout.dashboard.metrics.service import MetricsService
@@ -143,6 +145,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     live = {"message_queue": settings.message_queue,
             "channel": live_channel(settings, engine)} if settings.message_queue else {}
     socketio.init_app(app, async_mode="threading", cors_allowed_origins=[], **live)
+    app.extensions["lookout.socket_limits"] = limits = SocketLimits(
+        settings.max_sockets, settings.max_sockets_per_client)
+    install_socket_limits(socketio.server, limits)
     security.guard_hosts(app)  # outermost: Socket.IO included
     return app
 

@@ -1,6 +1,6 @@
 """WSGI entry for gunicorn, configured by LOOKOUT_* variables (see README).
 
-    gunicorn -w 1 --threads 100 -b 0.0.0.0:5555 'lookout.dashboard.wsgi:app_from_environment()'
+    gunicorn -w 1 --threads 600 -b 0.0.0.0:5555 'lookout.dashboard.wsgi:app_from_environment()'
 
 A factory rather than a module-level `app`, so importing this module does no work.
 """

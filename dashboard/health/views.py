@@ -20,6 +20,8 @@ def healthz():
     report = check.check()
     if identity() is None:
         report = {name: report[name] for name in PUBLIC_FIELDS}
+    else:  # this web process's sockets against its caps (live/limits.py)
+        report["live"] = current_app.extensions["lookout.socket_limits"].snapshot()
     response = jsonify(report)
     response.status_code = 200 if report["healthy"] else 503
     response.headers["Cache-Control"] = "no-store"

@@ -8,9 +8,11 @@ what changed since.
 from __future__ import annotations
 
 from flask import current_app, request
-from flask_socketio import Namespace, SocketIO, disconnect, join_room, leave_room, rooms
+from flask_socketio import (ConnectionRefusedError, Namespace, SocketIO, disconnect, join_room,
+                            leave_room)
 
 from lookout.collectors.push import NAMESPACE
+from lookout.dashboard.live.limits import ENVIRON_KEY
 
 STATIC_ROOMS = frozenset({"overview", "tasks", "schedules"})
 ROOM_PREFIXES = ("task:", "worker:")
@@ -42,10 +44,22 @@ class LiveNamespace(Namespace):
         # The auth package registers app.extensions["lookout.socket_auth"]: it returns
         # None for a connection without a valid session or token (the client then reports
         # a connect_error instead of retrying silently), else a re-check kept per socket.
+        # Refusals raise Flask-SocketIO's ConnectionRefusedError, not the builtin one: only
+        # its message reaches the client, as the connect_error data.
         authenticate = current_app.extensions["lookout.socket_auth"]
         check = authenticate(auth)
         if check is None:
             raise ConnectionRefusedError("login required")
+        # Then the per-client cap (live/limits.py); the global one ran at the handshake.
+        address = request.remote_addr or ""
+        ident = check.identity
+        if ident.kind == "noauth":  # everyone is the same identity: tell them by address
+            key, who = ("address", address), address
+        else:
+            key, who = (ident.kind, ident.user_id or ident.token_id), ident.name
+        refused = current_app.extensions["lookout.socket_limits"].claim(_eio_sid(), key, who)
+        if refused is not None:
+            raise ConnectionRefusedError(refused)
         sessions = current_app.extensions["lookout.live_sessions"]
         sessions.add(request.sid, check)
         app = current_app._get_current_object()
@@ -55,16 +69,18 @@ class LiveNamespace(Namespace):
 
     def on_disconnect(self, reason=None):
         current_app.extensions["lookout.live_sessions"].remove(request.sid)
+        current_app.extensions["lookout.socket_limits"].release(_eio_sid())
 
     def on_subscribe(self, data):
         """Join a room; the acknowledgement tells the page whether it worked."""
-        if not current_app.extensions["lookout.live_sessions"].valid(request.sid):
+        sessions = current_app.extensions["lookout.live_sessions"]
+        if not sessions.valid(request.sid):
             disconnect()
             return {"ok": False, "error": "login required"}
         room = valid_room((data or {}).get("room") if isinstance(data, dict) else data)
         if room is None:
             return {"ok": False, "error": "unknown room"}
-        if room not in rooms() and len(rooms()) > MAX_ROOMS_PER_CLIENT:
+        if not sessions.join(request.sid, room, MAX_ROOMS_PER_CLIENT):
             return {"ok": False, "error": "too many rooms"}
         join_room(room)
         return {"ok": True, "room": room}
@@ -73,8 +89,16 @@ class LiveNamespace(Namespace):
         room = valid_room((data or {}).get("room") if isinstance(data, dict) else data)
         if room is None:
             return {"ok": False, "error": "unknown room"}
+        current_app.extensions["lookout.live_sessions"].leave(request.sid, room)
         leave_room(room)
         return {"ok": True, "room": room}
+
+
+def _eio_sid() -> str:
+    """The Engine.IO session under this /live socket (what holds a server thread); the
+    handshake hook (live/limits.py) put it in the environ. Flask-SocketIO's test client
+    skips that hook: its socket stands for itself."""
+    return request.environ.get(ENVIRON_KEY) or request.sid
 
 
 # Registration only records the class; it binds to a server in socketio.init_app().

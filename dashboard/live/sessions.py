@@ -5,7 +5,9 @@ token or a disabled user must not leave a socket receiving task arguments. Each 
 keeps the check its connect handler got (auth/guard.py `socket_auth`); it runs on every
 subscribe and on a sweep every SWEEP_EVERY seconds, and a logout or token revocation in
 this process closes the matching sockets at once. Other web processes notice at their
-next subscribe or sweep.
+next subscribe or sweep. It also keeps the rooms each socket joined, for the per-socket
+room cap: python-socketio's own `rooms()` iterates a dict other threads add a room to on
+every connect, and failed that way under a few hundred connects at once.
 """
 from __future__ import annotations
 
@@ -21,16 +23,34 @@ class LiveSessions:
     def __init__(self, disconnect: Callable[[str], None]):
         self._disconnect = disconnect
         self._checks: dict[str, Callable[[], Any]] = {}
+        self._rooms: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         self._sweeping = False
 
     def add(self, sid: str, check: Callable[[], Any]) -> None:
         with self._lock:
             self._checks[sid] = check
+            self._rooms[sid] = set()
 
     def remove(self, sid: str) -> None:
         with self._lock:
             self._checks.pop(sid, None)
+            self._rooms.pop(sid, None)
+
+    def join(self, sid: str, room: str, most: int) -> bool:
+        """Record that the socket joins `room`; False if that would make more than `most`."""
+        with self._lock:
+            joined = self._rooms.get(sid)
+            if joined is None:  # ended meanwhile: its disconnect is under way
+                return True
+            if room not in joined and len(joined) >= most:
+                return False
+            joined.add(room)
+            return True
+
+    def leave(self, sid: str, room: str) -> None:
+        with self._lock:
+            self._rooms.get(sid, set()).discard(room)
 
     def valid(self, sid: str) -> bool:
         with self._lock:

@@ -166,4 +166,4 @@ def test_serve_refuses_a_public_address_and_names_gunicorn(caplog):
     from lookout.dashboard.server import serve
 
     assert serve(Settings(host="0.0.0.0"), with_collector=False) == 2
-    assert "gunicorn -w 1 --threads 100" in caplog.text
+    assert "gunicorn -w 1 --threads 600" in caplog.text
