@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 TASK_TYPES = frozenset({
@@ -28,11 +29,12 @@ MAX_NUMBER = 1e12
 TRUNCATION_MARKER = "…[truncated {} chars]"
 
 # Field name -> kind. Kinds: "id" (short str), "text" (truncated str; non-str is
-# JSON-encoded), "int", "num", "bool", "opt_str" (short str or None), "loadavg", "signum".
+# JSON-encoded), "int", "num", "bool", "opt_str" (short str or None), "loadavg", "signum",
+# "time" (ISO 8601 text or epoch seconds, kept as epoch seconds; left out if unreadable).
 _TASK_FIELDS: dict[str, str] = {
     "name": "id", "args": "text", "kwargs": "text", "result": "text",
-    "exception": "text", "traceback": "text", "retries": "int", "eta": "opt_str",
-    "expires": "opt_str", "queue": "opt_str", "exchange": "opt_str",
+    "exception": "text", "traceback": "text", "retries": "int", "eta": "time",
+    "expires": "time", "queue": "opt_str", "exchange": "opt_str",
     "routing_key": "opt_str", "root_id": "opt_str", "parent_id": "opt_str",
     "runtime": "num", "requeue": "bool", "terminated": "bool", "expired": "bool",
     "signum": "signum",
@@ -143,9 +145,33 @@ def validate(raw: Any, local_received: float, max_field_size: int) -> Event:
         if name in raw:
             value = raw[name]
             if value is not None:
-                fields[name] = _check(name, field_kind, value, max_field_size)
+                value = _check(name, field_kind, value, max_field_size)
+                if value is not None:  # an unreadable time: the task is still stored
+                    fields[name] = value
     return Event(kind, hostname, timestamp, local_received, int(clock),
                  float(utcoffset) if utcoffset is not None else None, uuid, fields)
+
+
+def epoch_seconds(value: Any) -> float | None:
+    """An eta or expires as epoch seconds, or None when it is no time Lookout can store.
+
+    Celery sends `datetime.isoformat()` text with the sender's offset, or without one when
+    the app does not use UTC; naive text is read as UTC, as the API reads times. Other
+    producers may send epoch seconds. Unreadable is not invalid: the event is kept.
+    """
+    if isinstance(value, str):
+        if len(value) > 64:  # ISO text is at most 32 characters
+            return None
+        try:
+            moment = datetime.fromisoformat(value.strip())
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+            value = moment.timestamp()
+        except (ValueError, OverflowError, OSError):
+            return None
+    elif not _is_number(value):
+        return None
+    return float(value) if 0 <= value < MAX_TIMESTAMP else None
 
 
 def _is_int(value: Any) -> bool:
@@ -199,6 +225,8 @@ def _check(name: str, kind: str, value: Any, limit: int) -> Any:
         return float(value)
     if kind == "bool":
         return bool(value)
+    if kind == "time":
+        return epoch_seconds(value)
     if kind == "signum":
         if _is_int(value) and abs(value) <= MAX_INT:
             return value

@@ -10,6 +10,9 @@ Other rules: `worker` is the host of the best worker-side event (task-sent comes
 client); `timestamp` is the earliest sent/received time, else the earliest of any event;
 `queue` comes from task-sent, or from its routing key when the exchange is the default
 (nameless) one, where a routing key is a queue name; with a named exchange it is not.
+A `parent_id` naming the task itself is ignored: Celery re-sends a retried task from
+inside itself under the same id, so the retry of a top-level task names it as its own
+parent (a retry is one more attempt of the same task, shown by `retries`, not a child).
 
 Known limit of the priority rule: when the newest event of a source type lacks a field that
 an older event of the same type carried, the value kept may depend on arrival order.
@@ -49,13 +52,12 @@ FIELD_SOURCES: dict[str, tuple[str, ...]] = {
     "result": ("task-succeeded",), "runtime": ("task-succeeded",),
     "exception": ("task-failed", "task-retried"),
     "traceback": ("task-failed", "task-retried"),
+    "expired": ("task-revoked",),
 }
-_SHORT_FIELDS = {"eta": 64, "expires": 64}  # narrower columns than the event allows
-# Per event type, precomputed for the hot path: (field, columns of better sources, limit).
-_FIELD_PLAN: dict[str, tuple[tuple[str, tuple[str, ...], int | None], ...]] = {
+# Per event type, precomputed for the hot path: (field, columns of better sources).
+_FIELD_PLAN: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     kind: tuple(
-        (name, tuple(TRANSITIONS[s][2] for s in sources[:sources.index(kind)]),
-         _SHORT_FIELDS.get(name))
+        (name, tuple(TRANSITIONS[s][2] for s in sources[:sources.index(kind)]))
         for name, sources in FIELD_SOURCES.items() if kind in sources)
     for kind in TRANSITIONS
 }
@@ -70,8 +72,8 @@ TASK_COLUMNS = (
     "uuid", "name", "state", "state_ts", "worker", "queue", "exchange", "routing_key",
     "args", "kwargs", "result", "exception", "traceback", "retries", "eta", "expires",
     "root_id", "parent_id", "timestamp", "sent_at", "received_at", "started_at",
-    "succeeded_at", "failed_at", "retried_at", "revoked_at", "rejected_at", "runtime",
-    "queue_wait", "updated_at",
+    "succeeded_at", "failed_at", "retried_at", "revoked_at", "expired", "rejected_at",
+    "runtime", "queue_wait", "updated_at",
 )
 
 
@@ -173,13 +175,13 @@ def _apply_fields(row: dict[str, Any], event: Event) -> None:
     """Take the event's descriptive fields where its type is the best source seen so far."""
     fields = event.fields
     latest = row[TRANSITIONS[event.type][2]]
-    for name, better_columns, limit in _FIELD_PLAN[event.type]:
+    for name, better_columns in _FIELD_PLAN[event.type]:
         value = fields.get(name)
         if value is None:
             if name != "queue" or (value := _queue_from_routing(fields)) is None:
                 continue
-        if limit is not None:
-            value = value[:limit]
+        elif name == "parent_id" and value == event.uuid:
+            continue  # a retry of a top-level task: see the module docstring
         current = row[name]
         if current is None:
             row[name] = value

@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 ROW_TEXT = 200  # characters of args/kwargs/result/exception sent to browsers
 TEXT_FIELDS = ("args", "kwargs", "result", "exception")
-ROW_FIELDS = ("uuid", "name", "state", "worker", "queue", "retries", "root_id", "parent_id",
-              "timestamp", "received_at", "started_at", "succeeded_at", "failed_at",
-              "runtime", "queue_wait", "updated_at", *TEXT_FIELDS)
+ROW_FIELDS = ("uuid", "name", "state", "expired", "worker", "queue", "retries", "root_id",
+              "parent_id", "eta", "timestamp", "received_at", "started_at", "succeeded_at",
+              "failed_at", "runtime", "queue_wait", "updated_at", *TEXT_FIELDS)
 FINISHED = ("SUCCESS", "FAILURE")
 # Rates are averaged over this many seconds: commits do not line up with ticks under
 # load, and a per-tick rate would zig-zag between 0 and twice the truth.

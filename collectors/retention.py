@@ -3,8 +3,9 @@
 Each `prune_step` deletes about `limit` rows, every kind in its own short transaction,
 oldest first: task rows (with their timelines) past `retention` or beyond `max_tasks`,
 rollups and queue samples past `rollup_retention` (kept far longer: they are tiny and
-feed the long-range charts), workers not heard for `worker_retention`, and timeline rows
-whose task is gone. The writer calls it
+feed the long-range charts), workers not heard for `worker_retention`, timeline rows
+whose task is gone, and revoke requests past `retention` (a task they name is finished
+or pruned by then, or was never seen). The writer calls it
 between batches, so with SQLite there is still only one writer at a time.
 """
 from __future__ import annotations
@@ -15,7 +16,14 @@ from typing import Sequence
 from sqlalchemy import Engine, Table, delete, func, select, tuple_
 
 from lookout.core.config import Settings
-from lookout.core.store.models import QueueSample, Task, TaskEvent, TaskRollup, Worker
+from lookout.core.store.models import (
+    QueueSample,
+    RevokeRequest,
+    Task,
+    TaskEvent,
+    TaskRollup,
+    Worker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +32,7 @@ TASK_EVENTS: Table = TaskEvent.__table__
 ROLLUPS: Table = TaskRollup.__table__
 SAMPLES: Table = QueueSample.__table__
 WORKERS: Table = Worker.__table__
+REVOKES: Table = RevokeRequest.__table__
 
 
 class Pruner:
@@ -64,6 +73,12 @@ class Pruner:
                 select(WORKERS.c.hostname).where(
                     WORKERS.c.last_heartbeat < now - self.settings.worker_retention)
                 .order_by(WORKERS.c.last_heartbeat), budget)
+        if budget > 0 and self.settings.retention > 0:
+            budget -= self._delete_keys(
+                REVOKES, (REVOKES.c.task_uuid,),
+                select(REVOKES.c.task_uuid).where(
+                    REVOKES.c.requested_at < now - self.settings.retention)
+                .order_by(REVOKES.c.requested_at), budget)
         if budget > 0:
             budget -= self._delete_orphans(now, budget)
         deleted = self.limit - budget

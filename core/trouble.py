@@ -19,7 +19,6 @@ usually runs (p95 from the rollups), on a worker that is still alive.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, exists, false, func, or_, select
@@ -75,16 +74,6 @@ def workers_by_name(conn, hostnames) -> dict[str, dict[str, Any]]:
     return {row["hostname"]: dict(row) for row in rows.mappings()}
 
 
-def eta_time(text: str | None) -> float | None:
-    """The task's ETA (ISO text in the events) as epoch seconds, if readable."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
 @dataclass(frozen=True)
 class StuckRule:
     """Open longer than `factor` x the name's p95 runtime, at least `minimum`; `default`
@@ -107,7 +96,7 @@ class StuckRule:
         """Why this open task is stuck, or None. A task waiting for its ETA is not."""
         if task.get("state") not in OPEN_STATES:
             return None
-        eta = eta_time(task.get("eta"))
+        eta = task.get("eta")  # epoch seconds
         if eta is not None and eta > now:
             return None
         since = task.get("started_at") or task.get("received_at")

@@ -7,7 +7,7 @@ these models must match them (a test compares the two).
 """
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Float, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -35,8 +35,9 @@ class Task(Base):
     exception: Mapped[str | None] = mapped_column(Text)
     traceback: Mapped[str | None] = mapped_column(Text)
     retries: Mapped[int] = mapped_column(Integer, default=0)
-    eta: Mapped[str | None] = mapped_column(String(64))
-    expires: Mapped[str | None] = mapped_column(String(64))
+    # Epoch seconds, like every time here; the events carry ISO text (collectors/events.py).
+    eta: Mapped[float | None] = mapped_column(Float)
+    expires: Mapped[float | None] = mapped_column(Float)
     root_id: Mapped[str | None] = mapped_column(String(255))
     parent_id: Mapped[str | None] = mapped_column(String(255))
     # First time the task is known to exist (sent, else received, else first event):
@@ -49,6 +50,8 @@ class Task(Base):
     failed_at: Mapped[float | None] = mapped_column(Float)
     retried_at: Mapped[float | None] = mapped_column(Float)
     revoked_at: Mapped[float | None] = mapped_column(Float)
+    # The latest task-revoked's `expired`: null until one is seen. Shown as EXPIRED.
+    expired: Mapped[bool | None] = mapped_column(Boolean)
     rejected_at: Mapped[float | None] = mapped_column(Float)
     runtime: Mapped[float | None] = mapped_column(Float)
     queue_wait: Mapped[float | None] = mapped_column(Float)
@@ -67,6 +70,9 @@ class Task(Base):
         Index("ix_tasks_started_at", "started_at"),
         Index("ix_tasks_runtime", "runtime"),
         Index("ix_tasks_updated_at", "updated_at"),
+        # Partial: only ETA tasks pay for it on insert; `eta >= x` implies the condition.
+        Index("ix_tasks_eta", "eta", sqlite_where=text("eta IS NOT NULL"),
+              postgresql_where=text("eta IS NOT NULL")),
     )
 
 
@@ -230,6 +236,18 @@ class TaskLink(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (Index("ix_task_links_retry_of", "retry_of"),)
+
+
+class RevokeRequest(Base):
+    """A revoke Lookout sent. A worker holding an ETA task announces the revoke only when
+    the ETA comes; till then its events say RECEIVED, and this says a revoke is pending."""
+
+    __tablename__ = "revoke_requests"
+
+    task_uuid: Mapped[str] = mapped_column(String(255), primary_key=True)
+    requested_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_revoke_requests_requested_at", "requested_at"),)
 
 
 class AlertRule(Base):

@@ -146,7 +146,7 @@ class TaskRetrier:
 
     def matches(self, filters: TaskFilters) -> dict[str, Any]:
         """The finished tasks `filters` select (failed ones unless a state is given)."""
-        if filters.states and set(filters.states) - set(FINAL):
+        if filters.states and set(filters.states) - {*FINAL, "EXPIRED"}:
             raise bad_parameter("state", f"only finished tasks are retried ({', '.join(FINAL)})")
         if not filters.states:
             filters = dataclasses.replace(filters, states=("FAILURE",))

@@ -6,18 +6,25 @@ arguments are valid (400), the task or worker exists in the history store (404),
 task is still unfinished where that matters (409); only then is anything broadcast, with
 reply=True and a timeout, and each worker's reply is returned. An unreachable broker is
 503. Read-only mode and roles are checked before this layer, by the views.
+
+A revoke sent is also noted in `revoke_requests`: a worker holding an ETA task announces
+the revoke (task-revoked) only when the ETA comes, and the history shows the task as
+"revoke pending" until then rather than as if the revoke had failed.
 """
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import Any, Callable
 
 from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 
 from lookout.core.broadcast import Broadcaster
 from lookout.core.celery_client import BrokerUnavailable
-from lookout.core.store.models import Task, Worker
+from lookout.core.store.models import RevokeRequest, Task, Worker
 from lookout.dashboard.control.args import (
     WORKER_COMMANDS,
     parse_rate,
@@ -27,8 +34,10 @@ from lookout.dashboard.control.args import (
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, parse_sort
 from lookout.dashboard.web.errors import ApiError, bad_parameter
 
+log = logging.getLogger(__name__)
 tasks = Task.__table__
 workers = Worker.__table__
+revokes = RevokeRequest.__table__
 
 UNFINISHED = ("PENDING", "RECEIVED", "STARTED", "RETRY")
 
@@ -73,7 +82,9 @@ class ControlService:
         if state not in UNFINISHED:
             raise ApiError(409, f"task already finished ({state}): nothing to revoke")
         params = {"terminate": terminate, "signal": signal}
-        return self._send("revoke", {"task_id": task_id, **params}, None, [task_id], params)
+        result = self._send("revoke", {"task_id": task_id, **params}, None, [task_id], params)
+        self.note_revokes([task_id])
+        return result
 
     def bulk_matches(self, filters: TaskFilters) -> dict:
         """The unfinished tasks `filters` select: count, ids (up to the cap), a sample."""
@@ -101,9 +112,29 @@ class ControlService:
             batch = ids[start:start + self.batch_size]
             raw = self._broadcast("revoke", {"task_id": batch, "terminate": terminate,
                                              "signal": signal}, None)
+            self.note_revokes(batch)
             replies.extend(normalise_replies(raw, None, self.reply_timeout))
             progress(start + len(batch), replies)
         return replies
+
+    def note_revokes(self, ids: list[str]) -> None:
+        """Record that a revoke of `ids` was sent (now, the latest request winning). An id
+        longer than any task id (Flower's revoke takes any) names no task to show."""
+        now = self.history.clock()
+        rows = [{"task_uuid": i, "requested_at": now} for i in dict.fromkeys(ids) if len(i) <= 255]
+        if not rows:
+            return
+        # The revoke is sent already: failing to note it (two operators at once, which the
+        # upsert allows for, or a store gone away) must not turn its answer into a 500.
+        try:
+            with self.engine.begin() as conn:
+                dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+                insert = dialect.insert(revokes)
+                conn.execute(insert.on_conflict_do_update(
+                    index_elements=[revokes.c.task_uuid],
+                    set_={"requested_at": insert.excluded.requested_at}), rows)
+        except SQLAlchemyError:
+            log.exception("could not note the revoke of %d tasks", len(rows))
 
     # -- limits --------------------------------------------------------------------
     def rate_limit(self, task_name: str, rate: str | None,

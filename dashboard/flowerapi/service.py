@@ -120,6 +120,7 @@ class FlowerService:
                                            self.control.reply_timeout)
         except BrokerUnavailable as exc:
             raise ApiError(503, str(exc)) from None
+        self.control.note_revokes([task_id])
         return {"message": f"Revoked '{task_id}'", "parameters": params,
                 "replies": normalise_replies(raw, None, self.control.reply_timeout)}
 
@@ -183,7 +184,8 @@ def _chunks(ids: list[str]):
 
 
 def _children(conn, ids: list[str]) -> dict[str, list[str]]:
-    """Ids of the tasks sent with each of `ids` as their parent (a retry is its own)."""
+    """Ids of the tasks sent with each of `ids` as their parent. Flower also lists a
+    top-level task Celery retried as its own child; Lookout keeps no such parent."""
     found: dict[str, list[str]] = {}
     for chunk in _chunks(ids):
         rows = conn.execute(select(tasks.c.parent_id, tasks.c.uuid)

@@ -4,11 +4,13 @@ A Flower task is Celery's `events.state.Task.as_dict()` with the worker's hostna
 epoch timestamp per event type, `timestamp` the time of the event that set the state,
 `clock` that event's Lamport clock, `client` the host that sent the task, `root` and
 `parent` the ids again, `children` the ids of tasks sent with this one as parent. Lookout
-keeps all of it in its tasks row and timeline; this module only renames.
+keeps all of it in its tasks row and timeline; this module only renames, and writes eta
+and expires back as the ISO 8601 text the events carried (Lookout keeps epoch seconds).
 """
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any, Iterable
 
 # Celery's Task._fields, in its order (Flower's task lists move "worker" to the end).
@@ -33,9 +35,17 @@ def flower_task(row: dict, clock: int | None, client: str | None,
     runtime is only what task-succeeded reports, so it is kept for successes only.
     """
     extra = {"clock": clock or 0, "client": client, "children": list(children),
-             "runtime": row.get("runtime") if row.get("succeeded_at") is not None else None}
+             "runtime": row.get("runtime") if row.get("succeeded_at") is not None else None,
+             "eta": iso_time(row.get("eta")), "expires": iso_time(row.get("expires"))}
     return {name: extra[name] if name in extra else row.get(COLUMNS.get(name, name))
             for name in TASK_FIELDS}
+
+
+def iso_time(epoch: float | None) -> str | None:
+    """Epoch seconds as Celery writes an aware datetime: `datetime.isoformat()`. In UTC:
+    the events' text had the sender's offset (UTC unless the app has another timezone),
+    which is not kept; the instant is the same."""
+    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc).isoformat()
 
 
 def timeline_facts(events: Iterable[dict]) -> tuple[int | None, str | None]:

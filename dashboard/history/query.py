@@ -24,9 +24,11 @@ from lookout.dashboard.web.params import (
     reject_unknown,
 )
 
-# Celery's task states (celery.states plus REJECTED, which the events produce).
+# Celery's task states (celery.states plus REJECTED, which the events produce), and
+# EXPIRED: a filter, not a stored state. Celery revokes an expired task (REVOKED, and its
+# task-revoked says expired), so REVOKED keeps every revoke and EXPIRED only those.
 STATES = ("PENDING", "RECEIVED", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED",
-          "REJECTED")
+          "REJECTED", "EXPIRED")
 # API sort key -> (tasks column, nullable). A leading "-" means descending.
 SORTS: dict[str, tuple[str, bool]] = {
     "timestamp": ("timestamp", False),
@@ -34,6 +36,7 @@ SORTS: dict[str, tuple[str, bool]] = {
     "started_at": ("started_at", True),
     "succeeded_at": ("succeeded_at", True),
     "runtime": ("runtime", True),
+    "eta": ("eta", True),
     "queue_wait": ("queue_wait", True),
     "updated_at": ("updated_at", False),
     "name": ("name", True),
@@ -46,7 +49,7 @@ MAX_TEXT = 255  # longest accepted value for an exact-match or search filter
 TASK_LIST_PARAMS = frozenset({
     "state", "name", "worker", "queue", "root_id", "parent_id", "q",
     "after", "before", "received_after", "received_before", "started_after", "started_before",
-    "runtime_min", "runtime_max", "lost", "sort", "limit", "cursor",
+    "eta_min", "eta_max", "runtime_min", "runtime_max", "lost", "sort", "limit", "cursor",
 })
 
 
@@ -119,6 +122,7 @@ def parse_task_query(args) -> TaskQuery:
             ("timestamp", "after", "before", _epoch),
             ("received_at", "received_after", "received_before", _epoch),
             ("started_at", "started_after", "started_before", _epoch),
+            ("eta", "eta_min", "eta_max", _epoch),
             ("runtime", "runtime_min", "runtime_max", _seconds)):
         lo, hi = _optional(args, low, parse), _optional(args, high, parse)
         if lo is not None or hi is not None:

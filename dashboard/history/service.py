@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
 
-from lookout.core.store.models import Task, TaskEvent, TaskLink
+from lookout.collectors.merge import FINAL_STATES
+from lookout.core.store.models import RevokeRequest, Task, TaskEvent, TaskLink
 from lookout.core.trouble import OPEN_STATES, lost_reason, workers_by_name
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, encode_cursor
 from lookout.dashboard.history.rollups import RollupStats
@@ -34,7 +35,7 @@ from lookout.dashboard.web.errors import ApiError
 tasks = Task.__table__
 events = TaskEvent.__table__
 links = TaskLink.__table__
-
+revokes = RevokeRequest.__table__
 
 
 @dataclass
@@ -83,14 +84,17 @@ class HistoryService:
         return TaskPage(items, total, next_cursor)
 
     def _items(self, conn, rows: list[dict]) -> list[dict]:
-        """List items of `rows`, each with `lost` judged now from its worker's row."""
+        """List items of `rows`, each with `lost` judged now from its worker's row and
+        whether Lookout asked for its revoke."""
         workers = workers_by_name(conn, [r["worker"] for r in rows
                                          if r["state"] in OPEN_STATES])
+        requested = revoke_requests(conn, [r["uuid"] for r in rows])
         now = self.clock()
         items = []
         for row in rows:
             item = list_item(row)
             item["lost"] = lost_reason(row, workers.get(row["worker"]), now, self.lost_after)
+            add_revoke_request(item, requested.get(row["uuid"]))
             items.append(item)
         return items
 
@@ -113,8 +117,10 @@ class HistoryService:
                 .where(links.c.retry_of == uuid).order_by(links.c.created_at)
                 .limit(100)).mappings().all()
             worker = workers_by_name(conn, [row["worker"]]).get(row["worker"])
+            requested = revoke_requests(conn, [uuid]).get(uuid)
         task = dict(row)
         task["lost"] = lost_reason(task, worker, self.clock(), self.lost_after)
+        add_revoke_request(task, requested)
         # Retries sent by Lookout (control/retry.py): the events cannot carry the link.
         task["retry_of"] = retry_of
         task["retried_as"] = [dict(r) for r in retried_as]
@@ -210,6 +216,21 @@ def _fetch(conn, where: list, order: tuple, limit: int) -> list[dict]:
     page = select(tasks.c.uuid).where(*where).order_by(*order).limit(limit)
     stmt = select(*list_columns()).where(tasks.c.uuid.in_(page)).order_by(*order)
     return [dict(row) for row in conn.execute(stmt).mappings()]
+
+
+def revoke_requests(conn, uuids: list[str]) -> dict[str, float]:
+    """When Lookout last sent a revoke of each of `uuids` (control/service.py)."""
+    if not uuids:
+        return {}
+    return dict(conn.execute(select(revokes.c.task_uuid, revokes.c.requested_at)
+                             .where(revokes.c.task_uuid.in_(uuids))).all())
+
+
+def add_revoke_request(item: dict, requested_at: float | None) -> None:
+    """`revoke_pending`: asked, and no final event yet. A worker holding an ETA task
+    announces the revoke only when the ETA comes: till then the task is RECEIVED."""
+    item["revoke_requested_at"] = requested_at
+    item["revoke_pending"] = requested_at is not None and item["state"] not in FINAL_STATES
 
 
 def list_item(row) -> dict:

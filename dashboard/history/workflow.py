@@ -78,6 +78,7 @@ def _workflow_node(uuid: str, item: dict | None, state: str | None = None) -> di
             "worker": item.get("worker"), "received_at": item.get("received_at"),
             "started_at": item.get("started_at"), "runtime": item.get("runtime"),
             "retry_count": item.get("retries") or 0, "parent_id": item.get("parent_id"),
+            "expired": item.get("expired"), "revoke_pending": item.get("revoke_pending", False),
             "lost": item.get("lost"), "seen": bool(item), "orphan": False, "deeper": 0,
             "children": [], "retries": []}
 
@@ -88,9 +89,11 @@ def workflow_tree(root_id: str, items: list[dict], retry_of: dict[str, str]
     state; built without recursion, so a chain of any length is fine.
 
     A task hangs under its parent_id; a retry Lookout sent hangs in its original's
-    `retries`, never among its children. A task whose parent is not among `items` (not
-    seen, cut by the limit, or itself: a top-level task that Celery retried names itself
-    as parent) hangs under the root, marked `orphan`; so does a task in a parent_id cycle.
+    `retries`, never among its children, and a retry by Celery is the same task (its
+    `retry_count`). A task whose parent is not among `items` (not seen, cut by the limit,
+    or itself, which the collector no longer stores: Celery's retry of a top-level task
+    names it as its own parent) hangs under the root, marked `orphan`; so does a task in
+    a parent_id cycle.
     Nodes nested deeper than WORKFLOW_DEPTH keep none of their subtree but its size.
     """
     nodes = {item["uuid"]: _workflow_node(item["uuid"], item) for item in items}

@@ -7,10 +7,15 @@ for the pinned CDN builds the page adds their SRI hash, so the browser refuses a
 that differs. Templates render only the page skeleton and pass configuration to the page
 scripts in data-* attributes; no inline script or style anywhere, so a strict CSP can
 forbid both.
+
+The nav ends with the pages only some roles may open (Controls, Audit, Users); each is
+listed only for the roles its view lets in, so nobody is shown a link that answers 403.
 """
 from __future__ import annotations
 
 from flask import current_app, request, url_for
+
+from lookout.dashboard.web.roles import identity
 
 # The bundled builds and their sha384 (identical bytes to the npm packages' dist files
 # and to the pinned CDN URLs below).
@@ -29,6 +34,12 @@ INTEGRITY = {
 NAV = (("Overview", "/"), ("Tasks", "/tasks"), ("Workers", "/workers"),
        ("Queues", "/queues"), ("Retries", "/retries"), ("Schedules", "/schedules"),
        ("Trouble", "/trouble"), ("Failures", "/failures"), ("Alerts", "/alerts"))
+# Role-gated pages: (label, path, element id, least role). The roles mirror the views'
+# require_role calls (control/views.py controls_page, audit/views.py, auth/admin.py);
+# not `control=True`: in read-only mode operators still read these pages.
+RESTRICTED_NAV = (("Controls", "/controls", "controls-link", "operator"),
+                  ("Audit", "/audit", "audit-link", "operator"),
+                  ("Users", "/admin", "admin-link", "admin"))
 
 
 def script_source(library: str, configured_url: str) -> dict:
@@ -39,12 +50,23 @@ def script_source(library: str, configured_url: str) -> dict:
     return {"src": configured_url, "integrity": INTEGRITY.get(configured_url)}
 
 
+def nav_items(path: str, ident) -> list[dict]:
+    """The nav for a page at `path` seen by `ident` (None: not logged in)."""
+    def active(href: str) -> bool:
+        return path == href if href == "/" else path.startswith(href)
+
+    items = [{"label": label, "href": href, "active": active(href), "id": None,
+              "restricted": False} for label, href in NAV]
+    items += [{"label": label, "href": href, "active": active(href), "id": element_id,
+               "restricted": True}
+              for label, href, element_id, role in RESTRICTED_NAV
+              if ident is not None and ident.can(role)]
+    return items
+
+
 def layout_context() -> dict:
     """Context processor: the nav with the active entry, and the script sources."""
     settings = current_app.config["LOOKOUT"]
-    path = request.path
-    nav = [{"label": label, "href": href,
-            "active": path == href if href == "/" else path.startswith(href)}
-           for label, href in NAV]
+    nav = nav_items(request.path, identity())
     return {"nav": nav, "socketio_script": script_source("socketio", settings.socketio_url),
             "chartjs_script": script_source("chartjs", settings.chartjs_url)}

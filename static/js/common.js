@@ -105,6 +105,20 @@
       state || "?");
   }
 
+  /* A task's state as shown: Celery's, but EXPIRED for a revoke that says the task expired,
+     and "revoke pending" beside it while a revoke Lookout sent has not shown in the events
+     (a worker announces an ETA task's revoke only when its ETA comes). */
+  function taskBadge(task) {
+    var badge = stateBadge(task.state === "REVOKED" && task.expired ? "EXPIRED" : task.state);
+    if (!task.revoke_pending) { return badge; }
+    var fmtTime = window.Lookout.fmtTime;  // time.js, loaded after this file
+    return el("span", {}, [badge, " · ", el("span", {className: "badge revoke-pending",
+      "data-testid": "revoke-pending", title: "Lookout sent a revoke" +
+        (task.revoke_requested_at ? " at " + fmtTime(task.revoke_requested_at) : "") +
+        "; the worker confirms it when it next handles the task (an ETA task: at its ETA)."},
+      "revoke pending")]);
+  }
+
   /* ---- connection indicator ---- */
   var indicator = document.getElementById("connection");
   var status = {socket: "connecting", collector: "unknown", health: "", note: "",
@@ -161,6 +175,53 @@
       box.parentNode.insertBefore(el("p", {className: "notice", "data-testid": "chart-notice"},
         "Charts unavailable: Chart.js did not load from " + box.dataset.chartjsSrc +
         ". The figures and tables on this page still update."), box);
+    });
+  }
+
+  /* ---- chart colours ----
+     Charts take their colours from theme.css's variables, read when a chart is built, so
+     they are readable in the dark theme too; when the system theme changes every chart
+     is recoloured. A dataset made with themed() keeps its colour keys for that. */
+  function cssVar(name) {
+    return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  }
+
+  function chartTheme() {
+    return {text: cssVar("--muted"), grid: cssVar("--line"), ok: cssVar("--ok"),
+      info: cssVar("--info"), bad: cssVar("--bad"), warn: cssVar("--warn"),
+      fill: cssVar("--chart-fill"),
+      series: cssVar("--chart-series").split(",").map(function (c) { return c.trim(); })
+        .filter(Boolean)};
+  }
+
+  /* key: "ok", "info", "bad", "warn", "fill", "grid", "text", or a number (nth series colour). */
+  function pick(theme, key) {
+    if (/^\d+$/.test(key)) { return theme.series[Number(key) % theme.series.length] || theme.text; }
+    return theme[key] || theme.text;
+  }
+
+  function paint(dataset, theme) {
+    dataset.borderColor = pick(theme, dataset.themeBorder);
+    dataset.backgroundColor = pick(theme, dataset.themeBackground);
+    return dataset;
+  }
+
+  /* A Chart.js dataset coloured from the theme: themed({label, data}, "ok", "fill"). */
+  function themed(dataset, border, background) {
+    dataset.themeBorder = String(border);
+    dataset.themeBackground = String(background === undefined ? border : background);
+    return paint(dataset, chartTheme());
+  }
+
+  function applyChartTheme() {
+    if (typeof Chart !== "function") { return; }
+    var theme = chartTheme();
+    Chart.defaults.color = theme.text;  // ticks, legend, titles
+    Chart.defaults.borderColor = theme.grid;  // grid lines and axes
+    Object.keys(Chart.instances || {}).forEach(function (id) {
+      var chart = Chart.instances[id];
+      chart.data.datasets.forEach(function (set) { if (set.themeBorder) { paint(set, theme); } });
+      chart.update("none");
     });
   }
 
@@ -244,12 +305,18 @@
   }
 
   noticeMissingCharts();
+  applyChartTheme();
+  if (window.matchMedia) {
+    var dark = window.matchMedia("(prefers-color-scheme: dark)");
+    if (dark.addEventListener) { dark.addEventListener("change", applyChartTheme); }
+  }
   checkHealth();
 
   window.Lookout = {
     config: config, el: el, append: append, setText: setText, clear: clear, api: api,
     taskUrl: taskUrl, fmtDuration: fmtDuration, fmtAgo: fmtAgo,
-    fmtPercent: fmtPercent, stateBadge: stateBadge, live: live, throttle: throttle,
-    showError: showError, checkHealth: checkHealth
+    fmtPercent: fmtPercent, stateBadge: stateBadge, taskBadge: taskBadge, live: live,
+    throttle: throttle,
+    showError: showError, checkHealth: checkHealth, chartTheme: chartTheme, themed: themed
   };
 }());

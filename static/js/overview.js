@@ -24,10 +24,10 @@
     return new Chart(canvas, {
       type: "line",
       data: {labels: labels, datasets: [
-        {label: "tasks finished/s", data: finished, borderColor: "#2f7d32", backgroundColor: "rgba(47,125,50,0.15)",
-          fill: true, pointRadius: 0, borderWidth: 2, tension: 0.2},
-        {label: "events/s", data: events, borderColor: "#3d6fb6", pointRadius: 0, borderWidth: 1,
-          tension: 0.2}
+        L.themed({label: "tasks finished/s", data: finished, fill: true, pointRadius: 0,
+          borderWidth: 2, tension: 0.2}, "ok", "fill"),
+        L.themed({label: "events/s", data: events, pointRadius: 0, borderWidth: 1, tension: 0.2},
+          "info", "grid")
       ]},
       options: {
         animation: false, responsive: true, maintainAspectRatio: false,

@@ -10,7 +10,7 @@
   var windowSelect = document.getElementById("window");
   var chart = null;
   var names = [];
-  var COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
+  var MAX_SERIES = 8;  // the chart draws the deepest queues, one theme colour each
 
   function priorities(byPriority) {
     if (!byPriority) { return "–"; }
@@ -39,7 +39,7 @@
         return (b.messages || 0) - (a.messages || 0) || (a.name < b.name ? -1 : 1);
       });
       items.forEach(function (q) { tbody.appendChild(row(q)); });
-      names = items.map(function (q) { return q.name; }).slice(0, COLORS.length);
+      names = items.map(function (q) { return q.name; }).slice(0, MAX_SERIES);
       root.dataset.loaded = "queues";
     }).catch(L.showError);
   }
@@ -53,8 +53,8 @@
   function drawChart(histories) {
     if (typeof Chart !== "function") { return; }
     var datasets = histories.map(function (h, i) {
-      return {label: h.queue, borderColor: COLORS[i % COLORS.length], backgroundColor: COLORS[i % COLORS.length],
-        pointRadius: 2, stepped: true, data: h.points.map(function (p) { return {x: p.t, y: p.messages}; })};
+      return L.themed({label: h.queue, pointRadius: 2, stepped: true,
+        data: h.points.map(function (p) { return {x: p.t, y: p.messages}; })}, i);
     });
     var range = histories.length ? {min: histories[0].since, max: histories[0].until} : {};
     root.dataset.points = String(datasets.reduce(function (n, d) { return n + d.data.length; }, 0));

@@ -8,7 +8,6 @@
   var root = document.getElementById("retries");
   var windowSelect = document.getElementById("window");
   var chart = null;
-  var COLORS = ["#d97706", "#dc2626", "#2563eb", "#16a34a", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
 
   function cell(value) { return L.el("td", {}, value === null || value === undefined ? "–" : value); }
 
@@ -22,7 +21,7 @@
         tbody.appendChild(L.el("tr", {"data-uuid": t.uuid}, [
           L.el("td", {}, L.el("a", {href: L.taskUrl(t.uuid)}, t.uuid)),
           cell(t.name), cell(t.retries), cell(t.exception),
-          cell(L.fmtTime(t.retried_at)), cell(t.eta), cell(t.worker)]));
+          cell(L.fmtTime(t.retried_at)), cell(L.fmtTime(t.eta)), cell(t.worker)]));
       });
       L.setText("retrying-total", page.total);
     });
@@ -42,8 +41,9 @@
       });
       if (typeof Chart !== "function") { return; }
       var datasets = (data.series || []).map(function (s, i) {
-        return {label: s.name, borderColor: COLORS[i % COLORS.length], backgroundColor: COLORS[i % COLORS.length],
-          pointRadius: 0, data: s.points.map(function (p) { return {x: p.t, y: p.retried}; })};
+        // Warm colours first: the first series is the one retrying most.
+        return L.themed({label: s.name, pointRadius: 0,
+          data: s.points.map(function (p) { return {x: p.t, y: p.retried}; })}, (i + 3) % 8);
       });
       if (!chart) {
         chart = new Chart(document.getElementById("retry-chart"), {

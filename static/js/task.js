@@ -12,18 +12,21 @@
   var FINAL = ["SUCCESS", "FAILURE", "REVOKED", "REJECTED"];
   var OPEN = ["RECEIVED", "STARTED"];  // the states a task can be lost or stuck in
   var TIMES = ["timestamp", "sent_at", "received_at", "started_at", "succeeded_at", "failed_at",
-    "retried_at", "revoked_at", "rejected_at", "updated_at"];
+    "retried_at", "revoked_at", "rejected_at", "updated_at", "eta", "expires",
+    "revoke_requested_at"];
+  // Shown elsewhere: the state badge says expired and revoke pending.
   var SKIP = ["timeline", "children", "retry_history", "traceback", "exception", "uuid",
-    "name", "state", "state_ts", "parent_id", "root_id", "retry_of", "retried_as", "lost"];
+    "name", "state", "state_ts", "parent_id", "root_id", "retry_of", "retried_as", "lost",
+    "expired", "revoke_pending"];
   // Where an SRE looks first, then the lifecycle in the order it happens; fields the API
   // adds later still show, after these.
   var ORDER = ["worker", "queue", "routing_key", "exchange", "args", "kwargs", "result",
     "retries", "runtime", "queue_wait", "eta", "expires", "timestamp", "sent_at",
     "received_at", "started_at", "retried_at", "succeeded_at", "failed_at", "revoked_at",
-    "rejected_at", "updated_at"];
+    "revoke_requested_at", "rejected_at", "updated_at"];
   // Shown only when set: an empty failed_at on a success is noise.
   var OPTIONAL = ["exchange", "eta", "expires", "sent_at", "retried_at", "succeeded_at",
-    "failed_at", "revoked_at", "rejected_at"];
+    "failed_at", "revoked_at", "revoke_requested_at", "rejected_at"];
   var task = null;
 
   function value(key, raw) {
@@ -46,7 +49,7 @@
 
   function showFields() {
     var list = L.clear(document.getElementById("fields"));
-    field(list, "state", [L.stateBadge(task.state), L.el("span", {id: "running"}, running())]);
+    field(list, "state", [L.taskBadge(task), L.el("span", {id: "running"}, running())]);
     var rest = Object.keys(task).filter(function (key) { return ORDER.indexOf(key) < 0; });
     ORDER.concat(rest).forEach(function (key) {
       if (SKIP.indexOf(key) >= 0 || !(key in task)) { return; }
@@ -61,6 +64,7 @@
       .map(function (key) {
         var v = info[key];
         if (key === "runtime" && typeof v === "number") { return "runtime=" + L.fmtDuration(v); }
+        if (key === "eta" && typeof v === "number") { return "eta=" + L.fmtTime(v); }
         return key + "=" + (typeof v === "object" ? JSON.stringify(v) : String(v));
       }).join(", ");
   }
@@ -165,11 +169,13 @@
     task = data;
     document.getElementById("task-missing").hidden = true;
     L.setText("task-name", task.name || "(unknown task)");
+    var shown = task.state === "REVOKED" && task.expired ? "EXPIRED" : task.state;
     var badge = document.getElementById("task-state");
-    badge.className = "badge state-" + String(task.state).replace(/[^A-Z]/g, "");
-    badge.textContent = task.state;
+    badge.className = "badge state-" + String(shown).replace(/[^A-Z]/g, "");
+    badge.textContent = shown + (task.revoke_pending ? " · revoke pending" : "");
     document.title = (task.name || "Task") + " · Lookout";
     root.dataset.state = task.state;
+    root.dataset.revokePending = task.revoke_pending ? "true" : "false";
     showControls();
     showTrouble();
     showFields();

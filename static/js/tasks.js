@@ -11,14 +11,16 @@
 
   var L = window.Lookout;
   var PARAMS = ["state", "name", "worker", "queue", "root_id", "parent_id", "q", "after", "before",
-    "received_after", "received_before", "started_after", "started_before", "runtime_min",
-    "runtime_max", "lost", "sort", "limit", "cursor"];
+    "received_after", "received_before", "started_after", "started_before", "eta_min", "eta_max",
+    "runtime_min", "runtime_max", "lost", "sort", "limit", "cursor"];
+  var FINAL = ["SUCCESS", "FAILURE", "REVOKED", "REJECTED"];
   var OPEN = ["RECEIVED", "STARTED"];  // only these can be lost
   var DEFAULTS = {sort: "-timestamp", limit: "50"};
   var form = document.getElementById("filters");
   var tbody = document.getElementById("tasks-body");
   var rowsById = {};
   var lostById = {};  // pushed rows carry no lost verdict: the last one read from the API
+  var revokeById = {};  // nor Lookout's revoke request: the last one read from the API
   var current = new URLSearchParams();
   var total = 0;
 
@@ -86,8 +88,8 @@
   function lostFilter(params) { return /^(true|1|yes)$/i.test(params.get("lost") || ""); }
 
   function stateCell(task) {
-    if (!task.lost) { return L.stateBadge(task.state); }
-    return L.el("span", {}, [L.stateBadge(task.state), " ", L.el("span", {className: "badge lost",
+    if (!task.lost) { return L.taskBadge(task); }
+    return L.el("span", {}, [L.taskBadge(task), " ", L.el("span", {className: "badge lost",
       title: "Lost: " + task.lost, "data-testid": "lost-badge"}, "lost")]);
   }
 
@@ -98,7 +100,7 @@
       L.el("a", {href: L.taskUrl(task.uuid), className: "mono"}, String(task.uuid).slice(0, 8)),
       L.el("span", {className: "mono clip", title: task.args || ""}, task.args || ""),
       task.worker || "–", task.queue || "–", L.timeEl(task.received_at), L.timeEl(task.started_at),
-      L.fmtDuration(task.runtime), task.retries || 0
+      L.timeEl(task.eta, {"data-testid": "eta"}), L.fmtDuration(task.runtime), task.retries || 0
     ].map(function (cell) { return L.el("td", {}, cell); });
   }
 
@@ -107,6 +109,7 @@
       "data-lost": task.lost ? "true" : null}, cells(task));
     rowsById[task.uuid] = tr;
     lostById[task.uuid] = task.lost || null;
+    revokeById[task.uuid] = task.revoke_requested_at || null;
     return tr;
   }
 
@@ -115,7 +118,12 @@
     if (!("lost" in task)) {  // a pushed row: keep the verdict while the task stays open
       task.lost = OPEN.indexOf(task.state) >= 0 ? lostById[task.uuid] || null : null;
     }
+    if (!("revoke_pending" in task)) {  // pending until a final state arrives
+      task.revoke_requested_at = revokeById[task.uuid] || null;
+      task.revoke_pending = !!task.revoke_requested_at && FINAL.indexOf(task.state) < 0;
+    }
     lostById[task.uuid] = task.lost;
+    revokeById[task.uuid] = task.revoke_requested_at || null;
     L.append(L.clear(tr), cells(task));
     tr.dataset.state = task.state;
     if (task.lost) { tr.dataset.lost = "true"; } else { delete tr.dataset.lost; }
@@ -124,6 +132,7 @@
   function render(page) {
     rowsById = {};
     lostById = {};
+    revokeById = {};
     L.append(L.clear(tbody), page.items.map(makeRow));
     total = page.total;
     L.setText("total", total);
@@ -176,7 +185,9 @@
 
   function matches(task) {
     var states = current.getAll("state").map(function (s) { return s.toUpperCase(); });
-    if (states.length && states.indexOf(task.state) < 0) { return false; }
+    var expired = task.state === "REVOKED" && task.expired;
+    if (states.length && states.indexOf(task.state) < 0 &&
+        !(expired && states.indexOf("EXPIRED") >= 0)) { return false; }
     var exact = ["name", "worker", "queue", "root_id", "parent_id"].every(function (key) {
       return current.get(key) === null || current.get(key) === task[key];
     });
@@ -192,6 +203,7 @@
     return inRange(task.timestamp, "after", "before", epoch) &&
       inRange(task.received_at, "received_after", "received_before", epoch) &&
       inRange(task.started_at, "started_after", "started_before", epoch) &&
+      inRange(task.eta, "eta_min", "eta_max", epoch) &&
       inRange(task.runtime, "runtime_min", "runtime_max", Number);
   }
 
@@ -216,6 +228,7 @@
       var last = tbody.rows[tbody.rows.length - 1];
       delete rowsById[last.dataset.uuid];
       delete lostById[last.dataset.uuid];
+      delete revokeById[last.dataset.uuid];
       tbody.removeChild(last);
     }
     if (fresh.length) { L.setText("total", total); }

@@ -24,7 +24,7 @@
   /* One task: state, name (to its task page), id, runtime, worker, and what is odd about it. */
   function line(node, isRoot) {
     var name = node.name || (node.seen ? "(unknown task)" : isRoot ? "(root not seen)" : "(no event yet)");
-    var parts = [L.stateBadge(node.state), " ",
+    var parts = [L.taskBadge(node), " ",
       L.el("a", {href: L.taskUrl(node.uuid), "data-testid": "workflow-task"}, name), " ",
       shortId(node.uuid)];
     if (node.runtime !== null && node.runtime !== undefined) {

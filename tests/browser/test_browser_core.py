@@ -107,6 +107,37 @@ def test_tasks_filters_paginate_round_trip_and_go_live(page, lookout, artifacts_
     page.screenshot(path=str(artifacts_dir / "tasks.png"), full_page=True)
 
 
+def test_an_eta_task_shows_its_eta_and_a_revoke_stays_pending_until_it(page, lookout,
+                                                                      artifacts_dir):
+    """A worker holds an ETA task and confirms its revoke only when the ETA comes: till
+    then the list and the task page say "revoke pending", not a revoke that failed."""
+    expect = _expect()
+    task_id = unique("eta")
+    lookout.client.send_task("sample.add", args=(1, 2), task_id=task_id, countdown=600,
+                             queue=lookout.worker.queue)
+    eta = lookout.wait_state(task_id, "RECEIVED")["eta"]
+    assert isinstance(eta, float)
+
+    page.goto(f"/tasks?queue={lookout.worker.queue}")
+    page.fill("input[name=eta_min]", str(int(eta) - 1))  # the form takes epoch seconds too
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"eta_min=\d{4}-"))  # sent as ISO 8601
+    expect(page.locator("#tasks-body tr")).to_have_count(1)
+    row = page.locator(f"#tasks-body tr[data-uuid='{task_id}']")
+    expect(row.locator("[data-testid=eta]")).to_have_attribute("datetime", re.compile(r"^\d{4}-"))
+
+    page.goto(f"/tasks/{task_id}")
+    expect(page.locator("#task")).to_have_attribute("data-state", "RECEIVED")
+    page.click("#revoke-button")
+    page.click("#confirm-ok")
+    expect(page.locator("#revoke-form .control-result")).to_have_attribute("data-status", "200")
+    expect(page.locator("#task-state")).to_have_text("RECEIVED · revoke pending")
+    page.goto(f"/tasks?queue={lookout.worker.queue}&state=RECEIVED")
+    expect(row.locator("[data-testid=revoke-pending]")).to_be_visible()
+    page.watch.assert_clean()
+    page.screenshot(path=str(artifacts_dir / "eta-revoke-pending.png"), full_page=True)
+
+
 def test_task_detail_timeline_updates_while_running(page, lookout, artifacts_dir):
     expect = _expect()
     # A countdown puts the start well after the client's task-sent event: with both

@@ -4,6 +4,7 @@ writer is exactly what the receiver would hand it."""
 from __future__ import annotations
 
 import itertools
+from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from lookout.collectors.events import Event, validate
@@ -37,6 +38,43 @@ def lifecycle(uuid: str, t: float, hostname: str = "w1@host", name: str = "proj.
         task("task-succeeded", uuid, t + 0.02 + runtime, hostname, result="3",
              runtime=runtime),
     ]
+
+
+def iso(epoch: float) -> str:
+    """A time as Celery puts it in events: `datetime.isoformat()` of an aware datetime."""
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat()
+
+
+def retried_by_celery(uuid: str, t: float, hostname: str = "w1@a", retries: int = 2,
+                      countdown: float = 0.2) -> list[Event]:
+    """A top-level task that calls `self.retry(countdown=...)` until its last attempt
+    succeeds, as Celery 5.7 reports it (sample.retry on a real worker). Each retry is
+    re-sent from inside the task under the same id, so the retry's task-sent and
+    task-received name the task as its own parent (and carry the retry count and an eta);
+    the retry's task-received is stamped before the task-retried that sent it."""
+    described = dict(name="sample.retry", args="()", kwargs=f"{{'countdown': {countdown}}}",
+                     root_id=uuid)
+    routing = dict(queue="q1", exchange="", routing_key="q1")
+    events = [task("task-sent", uuid, t, "client@web", parent_id=None, retries=0, eta=None,
+                   expires=None, **described, **routing),
+              task("task-received", uuid, t + 0.002, hostname, parent_id=None, retries=0,
+                   eta=None, expires=None, **described),
+              task("task-started", uuid, t + 0.012, hostname)]
+    for n in range(1, retries + 1):
+        base = t + countdown * n
+        eta = iso(base + countdown + 0.01)
+        events += [
+            task("task-received", uuid, base + 0.024, hostname, parent_id=uuid, retries=n,
+                 eta=eta, expires=None, **described),
+            task("task-sent", uuid, base + 0.026, hostname, parent_id=uuid, retries=n,
+                 eta=eta, expires=None, **described, **routing),
+            task("task-retried", uuid, base + 0.03, hostname,
+                 exception="RuntimeError('try again')",
+                 traceback=f"Traceback ... Retry in {countdown}s"),
+            task("task-started", uuid, base + countdown + 0.01, hostname)]
+    events.append(task("task-succeeded", uuid, t + countdown * retries + 0.22, hostname,
+                       result="'retried'", runtime=0.0002))
+    return events
 
 
 def synthetic_stream(tasks: int, hosts: int = 8, per_message: int = 40,

@@ -64,7 +64,8 @@ def task_row(**fields: Any) -> dict:
         "exception": None, "traceback": None, "retries": 0, "eta": None, "expires": None,
         "root_id": None, "parent_id": None, "timestamp": ts, "sent_at": None,
         "received_at": ts, "started_at": None, "succeeded_at": None, "failed_at": None,
-        "retried_at": None, "revoked_at": None, "rejected_at": None, "runtime": None,
+        "retried_at": None, "revoked_at": None, "expired": None, "rejected_at": None,
+        "runtime": None,
         "queue_wait": None, "updated_at": ts,
     }
     if state not in ("PENDING", "RECEIVED", "REVOKED", "REJECTED"):

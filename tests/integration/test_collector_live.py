@@ -76,6 +76,10 @@ def test_collector_records_tasks_and_workers(live):
         assert timeline(engine, failed)[-1] == "task-failed"
 
         assert rows[retried]["retries"] == 2
+        # Celery re-sends a retry from inside the task, naming it as its own parent: a
+        # retry is one more attempt of the same task, never its own child.
+        assert (rows[retried]["root_id"], rows[retried]["parent_id"]) == (retried, None)
+        assert rows[retried]["eta"] > rows[retried]["sent_at"]  # the last countdown's
         events = timeline(engine, retried)
         assert events.count("task-retried") == 2
         assert events.count("task-started") == 3

@@ -121,12 +121,16 @@ def test_revoked_queued_task_never_runs_and_consumers_change(env):
 
     revoke = post(env, f"/tasks/{task_id}/revoke")
     assert revoke.status_code == 200, revoke.get_json()
+    # No worker has the task yet, so none says it is revoked: the history says it was asked.
+    pending = env.client.get(f"/api/v1/tasks/{task_id}").get_json()
+    assert (pending["state"], pending["revoke_pending"]) == ("PENDING", True)
     added = post(env, f"/workers/{env.hostname}/consumers/add", {"queue": other_queue})
     assert added.status_code == 200 and added.get_json()["replies"][0]["ok"]
     wait_for(lambda: other_queue in queues_consumed(env), 10, message="queue consumed")
 
     row = wait_states(env.engine, {task_id: "REVOKED"}, timeout=60)[task_id]
     assert row["started_at"] is None and row["succeeded_at"] is None
+    assert env.client.get(f"/api/v1/tasks/{task_id}").get_json()["revoke_pending"] is False
 
     cancelled = post(env, f"/workers/{env.hostname}/consumers/cancel", {"queue": other_queue})
     assert cancelled.status_code == 200

@@ -108,11 +108,12 @@ def stack(private_redis, tmp_path_factory):
             process.stop()
 
 
-def send(stack: Stack, name: str, *args: Any, **kwargs: Any) -> str:
+def send(stack: Stack, name: str, *args: Any, options: dict | None = None,
+         **kwargs: Any) -> str:
     """Send through Lookout's own API (async-apply) and return the task id."""
     status, body = api(stack.lookout, "POST", f"/api/task/async-apply/{name}",
-                       {"args": list(args), "kwargs": kwargs, "queue": stack.queue},
-                       token=stack.token)
+                       {"args": list(args), "kwargs": kwargs, "queue": stack.queue,
+                        **(options or {})}, token=stack.token)
     assert status == 200, body
     return body["task-id"]
 
@@ -129,13 +130,17 @@ def settled(stack: Stack, task_id: str, state: str) -> tuple[dict, dict]:
 
 # -- reads ---------------------------------------------------------------------------------
 def test_task_info_is_flowers_to_the_value(stack):
+    # Lookout keeps eta and expires as epoch seconds; Flower shows the events' text.
+    eta = send(stack, "flower.add", 1, 1, options={"countdown": 0.3, "expires": 600})
     ids = {send(stack, "flower.add", 2, 3): "SUCCESS",
            send(stack, "flower.fail", "no luck"): "FAILURE",
-           send(stack, "flower.echo", "a", key="value", n=3): "SUCCESS"}
+           send(stack, "flower.echo", "a", key="value", n=3): "SUCCESS", eta: "SUCCESS"}
     for task_id, state in ids.items():
         flower, lookout = settled(stack, task_id, state)
         assert list(lookout) == list(flower)  # the same keys, in the same order
         assert lookout == flower
+        if task_id == eta:
+            assert isinstance(lookout["eta"], str) and isinstance(lookout["expires"], str)
     status, body = api(stack.lookout, "GET", "/api/task/info/no-such-task", token=stack.token)
     assert status == 404 and api(stack.flower, "GET", "/api/task/info/no-such-task")[0] == 404
 

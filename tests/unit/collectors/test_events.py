@@ -114,3 +114,27 @@ def test_lone_surrogates_and_nul_are_escaped_so_every_store_takes_them():
     for value in event.fields.values():
         if isinstance(value, str):
             value.encode("utf-8")  # would raise for a lone surrogate
+
+
+@pytest.mark.parametrize("text, epoch", [
+    ("2023-11-14T22:13:20+00:00", NOW),  # what Celery sends with the default UTC
+    ("2023-11-14T22:13:20.250000+00:00", NOW + 0.25),
+    ("2023-11-14T23:13:20+01:00", NOW),  # another sender's offset, the same instant
+    ("2023-11-14T22:13:20Z", NOW),
+    ("2023-11-14T22:13:20", NOW),  # naive (an app without UTC): read as UTC
+    ("2023-11-14 22:13:20", NOW),
+    (NOW, NOW),  # a producer sending epoch seconds
+])
+def test_eta_and_expires_become_epoch_seconds(text, epoch):
+    event = validate(task_event(eta=text, expires=text), NOW, 100)
+    assert event.fields["eta"] == event.fields["expires"] == epoch
+
+
+@pytest.mark.parametrize("value", ["tomorrow", "", "2023-13-45T99:00:00", "9999-12-31T00:00:00",
+                                   "1969-12-31T23:59:59+00:00", "2023-11-14T22:13:20" * 10,
+                                   True, [1], -5.0, float("inf")])
+def test_an_unreadable_eta_is_left_out_not_refused(value):
+    """The task is still stored, with no eta (NULL), rather than the event lost."""
+    event = validate(task_event(eta=value, expires=value), NOW, 100)
+    assert "eta" not in event.fields and "expires" not in event.fields
+    assert event.fields["name"] == "proj.add"

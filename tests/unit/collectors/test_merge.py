@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from helpers.event_factory import T0, task
+from helpers.event_factory import T0, retried_by_celery, task
 from lookout.collectors import merge
 from lookout.core.store.models import Task, TaskEvent
 
@@ -76,7 +76,25 @@ def sent_only():
                  kwargs="{}", queue="celery", eta="2023-11-14T23:00:00+00:00")]
 
 
-SEQUENCES = [success, failure, retried_twice_then_success, revoked, rejected, sent_only]
+def celery_retry_of_a_top_level_task():
+    return retried_by_celery(U, T0)
+
+
+def expired_at_its_eta():
+    """sample.add sent with countdown=1, expires=0.5: received at once, and at its ETA
+    the worker finds it expired and revokes it (Celery 5.7)."""
+    described = dict(name="sample.add", args="(1, 2)", kwargs="{}", root_id=U, retries=0,
+                     eta="2023-11-14T22:13:21.000000+00:00",
+                     expires="2023-11-14T22:13:20.500000+00:00")
+    return [task("task-sent", U, T0, "client@web", queue="q1", exchange="", routing_key="q1",
+                 **described),
+            task("task-received", U, T0 + 0.006, "w1@a", **described),
+            task("task-revoked", U, T0 + 1.001, "w1@a", terminated=False, signum=None,
+                 expired=True)]
+
+
+SEQUENCES = [success, failure, retried_twice_then_success, revoked, rejected, sent_only,
+             celery_retry_of_a_top_level_task, expired_at_its_eta]
 
 
 def orders(events, limit=5000, seed=7):
@@ -142,9 +160,34 @@ def test_retried_task_keeps_latest_times_and_counts_retries():
     assert row["retries"] == 2
     assert row["received_at"] == T0 + 20.5 and row["started_at"] == T0 + 25
     assert row["retried_at"] == T0 + 20 and row["timestamp"] == T0
-    assert row["eta"] == "2023-11-14T22:13:22+00:00"  # from the latest receive
+    assert row["eta"] == T0 + 2  # 2023-11-14T22:13:22+00:00, from the latest receive
     assert row["exception"] == "Timeout(2)"  # no failure: the latest retry's
     assert row["queue_wait"] == pytest.approx(4.5)
+
+
+def test_a_task_celery_retried_is_never_its_own_parent():
+    row = merge.fold(None, celery_retry_of_a_top_level_task())
+    assert (row["state"], row["retries"], row["root_id"]) == ("SUCCESS", 2, U)
+    assert row["parent_id"] is None  # the retry messages name U itself: not a parent
+    assert row["eta"] == pytest.approx(T0 + 0.61)  # the second retry's countdown
+    child = [e._replace(uuid="child", fields={**e.fields, "parent_id": U})
+             if e.fields.get("parent_id", U) == U else e
+             for e in celery_retry_of_a_top_level_task()]
+    assert merge.fold(None, child)["parent_id"] == U  # a real parent is kept, retried or not
+
+
+def test_expiry_and_other_revokes_are_told_apart():
+    row = merge.fold(None, expired_at_its_eta())
+    assert (row["state"], row["expired"]) == ("REVOKED", True)
+    assert (row["eta"], row["expires"]) == (T0 + 1, T0 + 0.5)
+    assert merge.fold(None, revoked())["expired"] is False
+    assert merge.fold(None, success())["expired"] is None  # no task-revoked: nothing said
+
+
+def test_an_unreadable_eta_is_stored_as_null():
+    events = [task("task-received", U, T0, "w1@a", name="n", eta="soon", expires="never")]
+    row = merge.fold(None, events)
+    assert (row["state"], row["eta"], row["expires"]) == ("RECEIVED", None, None)
 
 
 def test_retries_counted_from_retried_events_when_receives_are_missing():

@@ -11,7 +11,7 @@ from lookout.collectors.stats import CollectorStats
 from lookout.collectors.writer import HistoryWriter
 from lookout.core.config import Settings
 from lookout.core.store import db
-from lookout.core.store.models import QueueSample, Task, TaskEvent, TaskRollup
+from lookout.core.store.models import QueueSample, RevokeRequest, Task, TaskEvent, TaskRollup
 
 DAY = 86400.0
 NOW = T0 + 200 * DAY
@@ -112,6 +112,15 @@ def test_orphan_timeline_rows_are_removed(store):
     prune_all(Pruner(store, settings()))
     assert count(store, TaskEvent, task_uuid="gone") == 0
     assert count(store, TaskEvent, task_uuid="kept") == 4
+
+
+def test_revoke_requests_expire_with_the_history(store):
+    with store.begin() as conn:
+        conn.execute(insert(RevokeRequest.__table__), [
+            {"task_uuid": f"r{age}", "requested_at": NOW - age * DAY} for age in (30, 8, 1)])
+    prune_all(Pruner(store, settings()))
+    with store.connect() as conn:
+        assert conn.execute(select(RevokeRequest.__table__.c.task_uuid)).scalars().all() == ["r1"]
 
 
 def test_nothing_due_deletes_nothing(store):
