@@ -23,9 +23,11 @@ bp = Blueprint("auth", __name__)
 bp.after_request(record_request)
 
 
-@bp.record_once
-def _setup(state) -> None:
-    state.app.extensions["lookout.login_throttle"] = LoginThrottle()
+def _throttle() -> LoginThrottle:
+    extensions = current_app.extensions
+    if "lookout.login_throttle" not in extensions:
+        extensions["lookout.login_throttle"] = LoginThrottle(extensions["lookout.engine"])
+    return extensions["lookout.login_throttle"]
 
 
 def _safe_next(target: str | None) -> str:
@@ -45,15 +47,19 @@ def login():
     if request.method == "GET":
         return render_template("auth/login.html", next=next_url, error=None,
                                first_run=_first_run())
-    throttle: LoginThrottle = current_app.extensions["lookout.login_throttle"]
+    throttle = _throttle()
     username = request.form.get("username", "")[:150]
+    address = request.remote_addr or "?"
     note(actor=username or "?", targets=[], parameters={})
-    if throttle.blocked(request.remote_addr or "?"):
-        return _login_failed("too many failed logins; wait a few minutes", 429)
+    over = throttle.blocked(address, username)
+    if over is not None:
+        what = "from this address" if over == "address" else "for this account"
+        return _login_failed(f"too many failed logins {what}; wait a few minutes", 429)
     result = accounts().authenticate(username, request.form.get("password", ""))
     if result is None:
-        throttle.failed(request.remote_addr or "?")
+        throttle.failed(address, username)
         return _login_failed("wrong username or password", 401)
+    throttle.succeeded(username)
     ident, epoch = result
     session.clear()  # a fresh session (and CSRF token) for the new identity
     session.permanent = True
