@@ -60,8 +60,10 @@ def run_clients(url: str, count: int, offset: int, tokens_file: str) -> None:
         try:
             # Long-polling first, then the websocket upgrade, as browsers connect: a
             # handshake refused for a full server then says why.
-            client.connect(url, namespaces=[namespace], wait_timeout=30, auth=None if squat
-                           else {"token": tokens[index // CLIENTS_PER_TOKEN % len(tokens)]})
+            # The token in the header: handshakes without an identity are refused.
+            headers = {} if squat else {"Authorization": "Bearer " + tokens[
+                index // CLIENTS_PER_TOKEN % len(tokens)]}
+            client.connect(url, namespaces=[namespace], wait_timeout=30, headers=headers)
             if squat:
                 with lock:
                     clients.append(client)

@@ -147,7 +147,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     socketio.init_app(app, async_mode="threading", cors_allowed_origins=[], **live)
     app.extensions["lookout.socket_limits"] = limits = SocketLimits(
         settings.max_sockets, settings.max_sockets_per_client)
-    install_socket_limits(socketio.server, limits)
+    install_socket_limits(socketio.server, limits, authenticated=lambda environ: (
+        guard.handshake_identity(app, environ) is not None))
     security.guard_hosts(app)  # outermost: Socket.IO included
     return app
 

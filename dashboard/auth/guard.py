@@ -6,7 +6,8 @@ People log in with a password and get a session cookie; scripts send
 runs with `--no-auth`, where everyone is an
 admin (for local use only, announced by a log warning and a banner). Socket.IO
 connections skip before_request, so they are checked by `socket_auth`, which the live
-namespace calls on connect. What each role may do is checked by web/roles.py.
+namespace calls on connect, after `handshake_identity` let the Engine.IO session open at
+all. What each role may do is checked by web/roles.py.
 """
 from __future__ import annotations
 
@@ -60,6 +61,19 @@ def guard():
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
     security.check_cross_site(bearer=token is not None)
     return None
+
+
+def handshake_identity(app, environ) -> Identity | None:
+    """Who opens an Engine.IO session, judged at its handshake, before any namespace:
+    a logged-in session cookie, or a token in `Authorization: Bearer` or `?token=`.
+
+    Refusing here (not only in the /live connect) means an anonymous client never holds
+    a socket, on "/" or anywhere else. A token sent only in Socket.IO's `auth` payload
+    arrives after the handshake, so scripts send it as a header (docs/api.md).
+    """
+    with app.request_context(environ):
+        token = _bearer() or request.args.get("token") or None
+        return _resolve(token)
 
 
 def socket_auth(auth):

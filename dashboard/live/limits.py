@@ -127,6 +127,11 @@ class SocketLimits:
         if session is not None:
             self._unclaim(session)
 
+    def refuse_login(self, reason: str) -> str:
+        """Count (and now and then log) a handshake without a valid identity."""
+        with self._lock:
+            return self._refuse("login", reason)
+
     def _full(self) -> str:
         return self._refuse("server_full", f"this server already has its maximum of "
                             f"{self.max_sockets} live connections; try again later")
@@ -141,8 +146,14 @@ class SocketLimits:
 
 
 # -- wiring ------------------------------------------------------------------------------
-def install(server, limits: SocketLimits) -> None:
-    """Count every Engine.IO session of `server` (python-socketio's) in `limits`.
+LOGIN_REQUIRED = ("login required: a session cookie, or an API token in the "
+                  "Authorization: Bearer header (or ?token=)")
+
+
+def install(server, limits: SocketLimits,
+            authenticated: Callable[[dict], bool] = lambda environ: True) -> None:
+    """Count every Engine.IO session of `server` (python-socketio's) in `limits`, and
+    refuse handshakes that `authenticated(environ)` says carry no valid identity.
 
     A refused handshake gets engine.io's 401 with {"message": reason} as its body, which
     clients report as the connect_error data; it was never upgraded, so it held no thread
@@ -152,6 +163,8 @@ def install(server, limits: SocketLimits) -> None:
     connected, disconnected = eio.handlers["connect"], eio.handlers["disconnect"]
 
     def on_connect(eio_sid, environ):
+        if not authenticated(environ):
+            return {"message": limits.refuse_login(LOGIN_REQUIRED)}
         reason, evict = limits.open(eio_sid)
         if reason is not None:
             return {"message": reason}

@@ -22,6 +22,7 @@ from helpers.browser import free_port
 from helpers.support import VENV_BIN, Process, wait_for
 from lookout.core.store.db import make_engine, upgrade
 from lookout.dashboard.auth.accounts import AccountStore
+from lookout.dashboard.live.limits import LOGIN_REQUIRED
 from lookout.dashboard.live.namespace import NAMESPACE
 
 FULL = {"message": "this server already has its maximum of 3 live connections; "
@@ -46,9 +47,9 @@ class Server:
         errors: list = []
         client.on("connect_error", errors.append, namespace=namespace)
         secret = self.tokens[token] if token else None
-        try:
+        try:  # the token goes in the header: the handshake is checked before any namespace
             client.connect(self.url, namespaces=[namespace], wait_timeout=5,
-                           auth={"token": secret} if secret else None)
+                           headers={"Authorization": f"Bearer {secret}"} if secret else {})
         except socketio_client.exceptions.ConnectionError:
             client.disconnect()
             return None, errors[0] if errors else None
@@ -139,12 +140,16 @@ def test_per_client_cap_refuses_that_client_only(server):
 
 
 def test_unauthenticated_clients_are_refused_and_squatters_evicted(server):
-    assert server.connect() == (None, {"message": "login required"})
+    """No identity, no socket: refused at the Engine.IO handshake, before any namespace,
+    "/" included. A valid token that never joins /live still holds a thread: it counts,
+    and once it has squatted CLAIM_WITHIN it is closed to make room for a newcomer."""
+    before = server.live()["refused"].get("login", 0)
+    assert server.connect() == (None, {"message": LOGIN_REQUIRED})
+    assert server.connect(namespace="/") == (None, {"message": LOGIN_REQUIRED})
+    assert server.live()["refused"]["login"] == before + 2
     server.held(0)
 
-    # The default namespace needs no login, but its socket holds a server thread all the
-    # same: it counts. Once squatted CLAIM_WITHIN, it is closed to make room for a newcomer.
-    squatters = [server.connect(namespace="/")[0] for _ in range(2)]
+    squatters = [server.connect("d", namespace="/")[0] for _ in range(2)]
     assert all(squatters)
     assert server.connect("a")[0]
     wait_for(lambda: server.connect("b")[0], 5, 0.1, "a squatter to be evicted")
