@@ -23,6 +23,9 @@ class Target:
         """{'task_events': n, ...}: task events this consumer has kept (or seen)."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the target holds besides its process (stopped by Children)."""
+
     def wait_subscribed(self, broker: str, timeout: float = 60.0) -> None:
         """Send probe events until one shows up: only then is the consumer subscribed."""
         base = self.counts()["task_events"]
@@ -121,3 +124,24 @@ class FlowerTarget(Target):
 
     def close(self) -> None:
         pass
+
+
+class FloorTarget(Target):
+    """benchmarks/floor.py: decode every event, keep nothing (Redis only). The least CPU
+    per event any consumer can spend on this broker; Lookout's target is within 2x."""
+
+    name = "floor"
+
+    def __init__(self, children: Children, broker: str, workdir: Path):
+        import sys
+
+        self.log = workdir / "floor.log"
+        self.counts_file = workdir / "floor-counts.json"
+        self.proc = children.start(
+            [sys.executable, str(Path(__file__).with_name("floor.py")), broker,
+             str(self.counts_file)], log=self.log, env=dict(os.environ))
+        wait_for(self.counts_file.exists, 30, 0.1, "the floor subscriber")
+        self.wait_subscribed(broker)
+
+    def counts(self) -> dict:
+        return json.loads(self.counts_file.read_text())
