@@ -142,7 +142,10 @@ def start_lookout(children: Children, broker: str, workdir: Path, split: bool) -
     port = free_port()
     database = f"sqlite:///{workdir / 'lookout.db'}"
     common = ["--broker", broker, "--database", database]
-    env = {**os.environ, "LOOKOUT_COLLECTOR_NAME": "bench-live"}
+    # Every client comes from 127.0.0.1 with --no-auth: one "client" to the per-client
+    # socket cap (20 by default), which this benchmark is not about.
+    env = {**os.environ, "LOOKOUT_COLLECTOR_NAME": "bench-live",
+           "LOOKOUT_MAX_SOCKETS_PER_CLIENT": "1000"}
     if split:
         queue = broker.rsplit("/", 1)[0] + "/14"
         web = children.start([str(VENV_BIN / "lookout"), "web", *common, "--no-auth",

@@ -44,6 +44,23 @@ class JobLease:
             return False
         return True
 
+    def take_over_from_earlier_self(self) -> bool:
+        """Take the lease from an earlier process of this collector name on this machine.
+
+        A collector restarted after a crash finds its predecessor's lease still running;
+        one process per collector name and machine is all there can be (the spill file's
+        lock sees to that), so that holder is dead and waiting out its expiry is pointless.
+        """
+        prefix = self.holder.rsplit(":", 2)[0] + ":"  # "owner@host:"
+        now = self.clock()
+        with self.engine.begin() as conn:
+            holder = conn.execute(select(Lease.holder).where(Lease.name == self.name)).scalar()
+            if holder is None or holder == self.holder or not holder.startswith(prefix):
+                return False
+            return bool(conn.execute(update(Lease).where(
+                Lease.name == self.name, Lease.holder == holder)
+                .values(holder=self.holder, expires_at=now + self.ttl)).rowcount)
+
     def release(self) -> None:
         try:
             with self.engine.begin() as conn:

@@ -1,10 +1,17 @@
-"""Collector-side live push: coalesce the writer's batch summaries, emit a few times a second.
+"""Collector-side live push: coalesce what changed, emit a few times a second.
 
-The history writer calls a `LivePublisher` after each committed batch (a writer listener).
-The call only merges references into dicts under a lock, so it costs the writer almost
-nothing; a thread named "lookout-push" wakes every `interval` seconds and emits what
-accumulated: one message per room per tick, whatever the event rate. At 10,000 events/s a
-browser still gets two small messages a second, with at most `max_rows` changed rows.
+The receiver hands a `LivePublisher` every batch of validated events as it decodes them
+(`observe`): counters and task rows come from the event stream, folded by
+collectors.live_rows, so what browsers see does not wait for the database (the write lag
+grows under load; the push does not). The history writer still calls it after each
+commit (a writer listener) for worker rows and to fill task rows from the store. Both
+calls only merge into dicts under a lock; a thread named "lookout-push" wakes every
+`interval` seconds and emits what accumulated: one message per room per tick, whatever
+the event rate. At 10,000 events/s a browser still gets two small messages a second.
+
+On Redis every collector of a redundant pair hears every event, so only the one holding
+the "live" lease pushes (the other would double every counter); on RabbitMQ collectors
+sharing a queue each hear their own share, and each pushes it.
 
 The emitter is anything with flask_socketio's `emit(event, data, to=, namespace=)`: the
 web app's `socketio` when collector and web share a process (`lookout run`), or a
@@ -17,7 +24,10 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
+
+from lookout.collectors.lease import JobLease
+from lookout.collectors.live_rows import EarlyRows
 
 # The Socket.IO namespace of the live pages (dashboard/live serves it).
 NAMESPACE = "/live"
@@ -60,8 +70,45 @@ def install_external(collector: Any, settings: Any) -> "LivePublisher | None":
         return None
     channel = live_channel(settings, collector.engine)
     publisher = LivePublisher(external_emitter(settings.message_queue, channel))
-    collector.add_listener(publisher)
+    attach(publisher, collector)
     return publisher.start()
+
+
+def attach(publisher: "LivePublisher", collector: Any) -> None:
+    """Feed `publisher` from `collector`'s decoded events and commits (see module doc)."""
+    publisher.early = True
+    collector.add_observer(publisher.observe)
+    collector.add_listener(publisher)
+    if collector.settings.broker_url.startswith(("redis", "rediss")):
+        publisher.gate = LiveLease(collector.engine, collector.settings.collector_name)
+
+
+class LiveLease:
+    """True while this collector holds the "live" lease; renewed at most every RENEW s."""
+
+    RENEW = 5.0
+
+    def __init__(self, engine: Any, owner: str, clock: Callable[[], float] = time.time):
+        self.lease = JobLease(engine, "live", 3 * self.RENEW, clock, owner)
+        self.clock = clock
+        self._held, self._checked = False, float("-inf")
+
+    def __call__(self) -> bool:
+        now = self.clock()
+        if now - self._checked >= self.RENEW:
+            self._checked = now
+            try:
+                self._held = (self.lease.acquire()
+                              or self.lease.take_over_from_earlier_self())
+            except Exception:  # noqa: BLE001 - the store is away: keep pushing what we hear
+                log.warning("live lease check failed", exc_info=True)
+        return self._held
+
+    def release(self) -> None:
+        """Let the other collector (or this one restarted) take over at once."""
+        if self._held:
+            self._held = False
+            self.lease.release()
 
 
 def slim(row: Mapping[str, Any]) -> dict:
@@ -92,6 +139,10 @@ class LivePublisher:
         self._thread: threading.Thread | None = None
         self._started = self._last_flush = clock()
         self._recent: deque[tuple[float, int, int]] = deque()  # (tick, events, finished)
+        # Set by `attach`: counters and rows from observed events, commits fill the rows.
+        self.early = False
+        self._early_rows = EarlyRows()
+        self.gate: Callable[[], bool] | None = None  # None: always push
         self._reset()
 
     def _reset(self) -> None:
@@ -102,6 +153,15 @@ class LivePublisher:
         self._events = 0
         self._truncated = False
 
+    # -- receive thread ------------------------------------------------------------------
+    def observe(self, events: Iterable[Any]) -> None:
+        """Fold validated events (collectors.events.Event) into counters and rows."""
+        with self._lock:
+            rows, states = self._early_rows.fold(events)
+            self._merge_rows(rows)
+            self._counts.update(states)
+            self._events += len(states)
+
     # -- writer thread ------------------------------------------------------------------
     def __call__(self, summary: Any) -> None:
         """Merge one committed batch's summary (collectors.writer.BatchSummary).
@@ -109,15 +169,19 @@ class LivePublisher:
         Called from the writer thread: only dict updates under the lock, never the network.
         """
         with self._lock:
-            self._merge_rows(summary.tasks)
+            if self.early:  # counted when observed; the store only fills gaps in rows
+                filled = [self._early_rows.fill_from(row) for row in summary.tasks]
+                self._merge_rows(row for row in filled if row is not None)
+            else:
+                self._merge_rows(summary.tasks)
+                self._counts.update(summary.states)
+                self._events += summary.events
             # The writer keeps only the first rows of a huge batch: say so to the pages.
             self._truncated |= bool(summary.tasks_truncated)
             for row in summary.workers:
                 hostname = row.get("hostname")
                 if hostname:
                     self._workers[hostname] = row
-            self._counts.update(summary.states)
-            self._events += summary.events
 
     def _merge_rows(self, rows: Iterable[Mapping]) -> None:
         pending = self._tasks
@@ -139,6 +203,8 @@ class LivePublisher:
             tasks, workers = self._tasks, self._workers
             counts, events, truncated = self._counts, self._events, self._truncated
             self._reset()
+        if self.gate is not None and not self.gate():
+            return 0  # another collector of a Redis pair pushes the same events
         now = self.clock()
         elapsed = max(now - self._last_flush, 1e-3)
         self._last_flush = now
@@ -208,6 +274,9 @@ class LivePublisher:
             self.flush()
         except Exception:  # noqa: BLE001 - shutting down; the history is in the store
             log.warning("final live push failed", exc_info=True)
+        release = getattr(self.gate, "release", None)
+        if release is not None:
+            release()
 
     def __enter__(self) -> "LivePublisher":
         return self.start()

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from celery import Celery
 from celery.events.event import get_exchange
@@ -66,10 +66,12 @@ class _FailFastConnection(Connection):
 class EventReceiver:
     """Consume Celery events into an `EventBuffer`, reconnecting until asked to stop."""
 
-    def __init__(self, settings: Settings, buffer: EventBuffer, stats: CollectorStats):
+    def __init__(self, settings: Settings, buffer: EventBuffer, stats: CollectorStats,
+                 on_events: Callable[[list], None] | None = None):
         self.settings = settings
         self.buffer = buffer
         self.stats = stats
+        self.on_events = on_events  # handed each message's valid events (the live push)
         # Set once the receiver no longer hands events to the buffer (stopping or ended):
         # the service waits for it before draining the writer.
         self.idle = threading.Event()
@@ -222,8 +224,9 @@ class EventReceiver:
         self.stats.messages += 1
         now = time.time()
         token = None if generation is None else (generation, message.delivery_tag)
-        if len(self.buffer) >= self.raw_backlog:
-            # Behind: keep only the body; the writer decodes it when it gets there.
+        if len(self.buffer) >= self.raw_backlog and self.on_events is None:
+            # Behind: keep only the body; the writer decodes it when it gets there. Not
+            # with a live push: pages would then wait for the writer after all.
             body = message.body
             self.buffer.put_raw(RawMessage(
                 body, message.content_type, message.content_encoding, message.accept, now,
@@ -233,6 +236,8 @@ class EventReceiver:
                               message.accept, now)
         if events:
             self.stats.count_received(len(events), now)
+            if self.on_events is not None:
+                self.on_events(events)
         if token is not None or events:
             self.buffer.put(events, token, _size(message.body))
 
@@ -242,6 +247,8 @@ class EventReceiver:
                               raw.local_received)
         if events:
             self.stats.count_received(len(events), raw.local_received)
+            if self.on_events is not None:  # behind: the live push hears them now
+                self.on_events(events)
         return events
 
     def _events(self, body, content_type, content_encoding, accept, now: float) -> list:

@@ -44,6 +44,9 @@ class Collector:
         # Called from the writer thread with each committed batch's summary (the live UI
         # forwards them to browsers). May grow while running: see `add_listener`.
         self.listeners: list[Callable[[Any], None]] = list(listeners)
+        # Called with each list of validated events as they are decoded (before they are
+        # written): the live push (collectors/push.py). May grow: see `add_observer`.
+        self.observers: list[Callable[[list], None]] = []
         self.receiver = EventReceiver(settings, self.buffer, self.stats)
         if settings.backlog_memory > 0:  # before the writer: a spill left by a stop comes first
             self.buffer.attach_spill(SpillFile(
@@ -66,6 +69,18 @@ class Collector:
     def add_listener(self, listener: Callable[[Any], None]) -> None:
         """Subscribe to batch summaries; safe before or after `start()`."""
         self.listeners.append(listener)
+
+    def add_observer(self, observer: Callable[[list], None]) -> None:
+        """Be handed validated events as they are decoded; safe before or after start()."""
+        self.observers.append(observer)
+        self.receiver.on_events = self._observe  # from now on it decodes every message
+
+    def _observe(self, events: list) -> None:
+        for observer in tuple(self.observers):
+            try:
+                observer(events)
+            except Exception:  # noqa: BLE001 - a live push problem must not cost events
+                log.exception("event observer %r failed", observer)
 
     def _notify(self, summary: Any) -> None:
         for listener in tuple(self.listeners):

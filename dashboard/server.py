@@ -101,12 +101,12 @@ def serve(settings: Settings, with_collector: bool) -> int:
 
 def start_collector(settings: Settings, app, socketio, cleanup: ExitStack) -> None:
     """Collector in this process, pushing live updates through the app's own socketio."""
-    from lookout.collectors.push import LivePublisher
+    from lookout.collectors.push import LivePublisher, attach
     from lookout.collectors.service import Collector
 
     publisher = LivePublisher(socketio)
     collector = Collector(settings, engine=app.extensions["lookout.engine"])
-    collector.add_listener(publisher)
+    attach(publisher, collector)
     publisher.start()
     cleanup.callback(publisher.stop)  # after the collector: its last batch gets pushed
     collector.start()
