@@ -192,7 +192,10 @@ def summarise(info: dict[str, Any]) -> dict[str, Any]:
     return {
         "pool": {
             "implementation": pool.get("implementation"),
-            "concurrency": pool.get("max-concurrency"),
+            # Celery's "max-concurrency" is the start-up limit: a pool_grow or shrink
+            # (or the autoscaler) changes the processes, not that number.
+            "concurrency": (len(pool["processes"]) if isinstance(pool.get("processes"), list)
+                            and pool["processes"] else pool.get("max-concurrency")),
             "processes": pool.get("processes"),
             "max_tasks_per_child": pool.get("max-tasks-per-child"),
         } if pool else None,

@@ -228,12 +228,12 @@
   /* Without a socket nothing is pushed: call `resync()` every POLL_MS instead, each time
      after the previous one settled, so the page still follows the API. */
   var POLL_MS = 5000;
-  function pollInstead(resync) {
+  function pollInstead(resync, why) {
     var src = body.dataset.socketioSrc || "its configured URL";
     status.socket = resync ? "polling" : "unavailable";
     status.note = "live updates unavailable" +
       (resync ? ", refreshing every " + POLL_MS / 1000 + " s" : "") +
-      ": the Socket.IO client did not load from " + src;
+      ": " + (why || "the Socket.IO client did not load from " + src);
     body.dataset.live = status.socket;
     showStatus();
     if (!resync) { return; }
@@ -258,6 +258,7 @@
     var socket = io(config.namespace, {path: config.socketPath});
     socket.on("connect", function () {
       status.socket = "live";
+      status.note = "";
       showStatus();
       checkHealth();
       var pending = rooms.length;
@@ -278,7 +279,21 @@
       body.dataset.live = "disconnected";
       showStatus();
     });
-    socket.on("connect_error", function () { status.socket = "reconnecting"; showStatus(); });
+    socket.on("connect_error", function (error) {
+      // A refusal by the server says why (a full server, too many tabs for this account,
+      // login required). A handshake refusal is retried with backoff; one by the live
+      // namespace is final: the page then polls the API instead and shows the reason.
+      var reason = error && error.data && error.data.message || error && error.message;
+      if (!socket.active) {
+        socket.close();
+        pollInstead(resync, reason || "refused by the server");
+        return;
+      }
+      status.socket = "reconnecting";
+      status.note = reason && reason !== "xhr poll error" && reason !== "websocket error"
+        ? "reconnecting: " + reason : "";
+      showStatus();
+    });
     Object.keys(handlers || {}).forEach(function (event) { socket.on(event, handlers[event]); });
     return socket;
   }

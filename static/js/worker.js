@@ -230,6 +230,12 @@
 
   configFilter.addEventListener("input", filterConfig);
   document.getElementById("inspect-refresh").addEventListener("click", loadInspect);
+  // After a control (pool grown, queue added, limit set) ask the worker again at once:
+  // the facts shown are what it answers now, not what it answered before the change.
+  document.addEventListener("lookout:control-done", function () {
+    loadSummary();
+    loadInspect();
+  });
   loadSummary();
   loadInspect();
   L.live(["worker:" + hostname], {worker: L.throttle(loadSummary, 1000)}, loadSummary);

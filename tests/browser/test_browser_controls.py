@@ -173,13 +173,16 @@ def test_operator_grows_and_shrinks_a_worker_pool(page, lookout, artifacts_dir):
     violations = log_in(page, "otto")
     hostname = lookout.worker.hostname
     page.goto(f"/workers/{hostname}")
-    for form in ("#pool-grow-form", "#pool-shrink-form"):
+    concurrency = page.locator('[data-testid="concurrency"]')
+    expect(concurrency).to_have_text("2")
+    for form, after in (("#pool-grow-form", "3"), ("#pool-shrink-form", "2")):
         page.click(f"{form} button[type=submit]")
         expect(page.locator("#confirm-dialog")).to_contain_text(hostname)
         page.click("#confirm-ok")
         result = page.locator(f"{form} .control-result")
         expect(result).to_have_attribute("data-status", "200")
         expect(result.locator(f'tr[data-worker="{hostname}"]')).to_contain_text("ok")
+        expect(concurrency).to_have_text(after)  # asked again at once, not in 10 s
     page.screenshot(path=str(artifacts_dir / "worker.png"), full_page=True)
     assert not page.watch.errors
     assert not violations, violations
