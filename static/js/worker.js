@@ -230,11 +230,13 @@
 
   configFilter.addEventListener("input", filterConfig);
   document.getElementById("inspect-refresh").addEventListener("click", loadInspect);
-  // After a control (pool grown, queue added, limit set) ask the worker again at once:
-  // the facts shown are what it answers now, not what it answered before the change.
+  // After a control (pool grown, queue added, limit set) ask the worker again at once,
+  // and once more shortly: a prefork pool starts the new process in its next maintenance
+  // round, so the first answer can still list the old ones.
   document.addEventListener("lookout:control-done", function () {
     loadSummary();
     loadInspect();
+    setTimeout(loadInspect, 1500);
   });
   loadSummary();
   loadInspect();
