@@ -11,6 +11,16 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# The text index behind `q=` (migration 0011): on SQLite the FTS5 table `tasks_fts` (with
+# its shadow tables tasks_fts_*) and triggers on tasks, on PostgreSQL a pg_trgm GIN index.
+# Neither store can build the other's, so they live outside the models, and
+# `include_name` keeps comparisons of models and database from taking them for drift.
+TEXT_INDEX = ("tasks_fts", "ix_tasks_text_trgm")
+
+
+def include_name(name: str | None, type_: str, parent_names) -> bool:
+    """Alembic's name filter (autogenerate, compare_metadata): all but the text index."""
+    return not (name or "").startswith(TEXT_INDEX)
 
 
 def normalise_url(url: str) -> str:

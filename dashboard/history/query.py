@@ -75,6 +75,8 @@ class TaskFilters:
 
     states: tuple[str, ...] = ()
     name: str | None = None
+    # `name` with `*` (any run of characters): matched case-insensitively (text_search.py).
+    name_pattern: str | None = None
     worker: str | None = None
     queue: str | None = None
     root_id: str | None = None
@@ -127,9 +129,11 @@ def parse_task_query(args) -> TaskQuery:
         lo, hi = _optional(args, low, parse), _optional(args, high, parse)
         if lo is not None or hi is not None:
             ranges.append((column, lo, hi))
+    name = _text(args, "name")
+    pattern = name if name is not None and "*" in name else None
     filters = TaskFilters(
-        states=states,
-        name=_text(args, "name"), worker=_text(args, "worker"), queue=_text(args, "queue"),
+        states=states, name=None if pattern else name, name_pattern=pattern,
+        worker=_text(args, "worker"), queue=_text(args, "queue"),
         root_id=_text(args, "root_id"), parent_id=_text(args, "parent_id"),
         q=_text(args, "q"), ranges=tuple(ranges), lost=_flag(args, "lost"))
     sort = parse_sort(args.get("sort") or DEFAULT_SORT)

@@ -5,26 +5,31 @@ Kept apart from the service so the query shapes that the benchmarks depend on ca
 """
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 from sqlalchemy import and_, func, or_, true
 
 from lookout.core.store.models import Task
 from lookout.core.trouble import lost_clause
 from lookout.dashboard.history.query import Cursor, TaskFilters, TaskQuery
+from lookout.dashboard.history.text_search import like
 
 tasks = Task.__table__
 
 LIST_TEXT = 200  # chars of args/kwargs/result/exception in list items
 LIST_TEXT_FIELDS = ("args", "kwargs", "result", "exception")
-SEARCH_FIELDS = ("args", "kwargs", "result", "exception")
 # Up to this many matching rows, a non-default sort sorts them instead of walking an index.
 SORT_MATCHES_MAX = 100_000
 
 
 def conditions(filters: TaskFilters, dialect: str, indexed: bool = True,
-               lost_after: float = 60.0) -> list:
+               lost_after: float = 60.0, search=None, names: Sequence[str] = ()) -> list:
     """SQL conditions for the filters; all values are bound parameters.
 
     `indexed=False` writes equalities as `col || '' = :v` so that no index serves them.
+    `search` replaces the plain `like` condition of `q` (the service may add the text
+    index's candidates to it), `names` are the task names `name_pattern` matches: both
+    come from text_search.py.
     """
     def col(name: str):
         return tasks.c[name] if indexed else tasks.c[name] + ""
@@ -36,13 +41,15 @@ def conditions(filters: TaskFilters, dialect: str, indexed: bool = True,
         value = getattr(filters, name)
         if value is not None:
             where.append(col(name) == value)
+    if filters.name_pattern is not None:
+        where.append(col("name").in_(names))
     for column, low, high in filters.ranges:
         if low is not None:
             where.append(tasks.c[column] >= low)
         if high is not None:
             where.append(tasks.c[column] <= high)
     if filters.q:
-        where.append(search(filters.q, dialect))
+        where.append(search if search is not None else like(filters.q, dialect, indexed))
     if filters.lost:
         where.append(lost_clause(filters.lost_at, lost_after))
     return where
@@ -60,19 +67,8 @@ def _states(states: tuple[str, ...], state):
                 or_(tasks.c.state != "REVOKED", tasks.c.expired.is_(true())))
 
 
-def search(q: str, dialect: str):
-    """Substring match, case-insensitive, with % and _ in `q` taken literally.
-
-    SQLite's LIKE already ignores ASCII case (and its lower() knows no more than ASCII),
-    so plain LIKE there avoids lower() copies of four text columns per row: 2x faster.
-    """
-    pattern = "%" + q.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
-    if dialect == "sqlite":
-        return or_(*(tasks.c[f].like(pattern, escape="/") for f in SEARCH_FIELDS))
-    return or_(*(tasks.c[f].ilike(pattern, escape="/") for f in SEARCH_FIELDS))
-
-
-def plan(query: TaskQuery, total: int, sort_matches_max: int = SORT_MATCHES_MAX):
+def plan(query: TaskQuery, matches: Callable[[int], int],
+         sort_matches_max: int = SORT_MATCHES_MAX, search_max: int = 0):
     """The sort expression for the page query, and whether to walk the sort index.
 
     A page query either walks the sort column's index, filtering as it goes, or finds the
@@ -81,20 +77,30 @@ def plan(query: TaskQuery, total: int, sort_matches_max: int = SORT_MATCHES_MAX)
     tasks: PostgreSQL walked 800,000 runtime entries (6 s) for `state=FAILURE&sort=-runtime`
     to find none, as failures have no runtime; SQLite sorted 800,000 rows (0.8 s) for
     `state=SUCCESS&sort=-runtime`; both walked the timestamp index back to a six-hour
-    `received_after/before` window a week ago (0.15-0.5 s). So the total (known, cached)
-    decides: up to `sort_matches_max` matching rows are sorted, a bounded cost, with the
-    sort column hidden from the planner as `x + 0`; more are walked, with the equality
-    filters hidden as `x || ''`. Equality filters with the default sort keep their
-    (state|name|worker|queue, timestamp) indexes, which both filter and order.
+    `received_after/before` window a week ago (0.15-0.5 s). So the number of matches
+    decides (`matches(n)`: counted up to n + 1, cached): up to `sort_matches_max` matching
+    rows are sorted, a bounded cost, with the sort column hidden from the planner as
+    `x + 0`; more are walked, with the equality filters hidden as `x || ''`. Equality
+    filters with the default sort keep their (state|name|worker|queue, timestamp) indexes,
+    which both filter and order.
+
+    With `q`, the text index finds the matches only up to `search_max` of them (0: no index
+    serves this `q`); beyond that a match is found sooner by walking the sort index and
+    testing rows (1% of rows or more match) than by fetching every match to sort it.
     """
     column = tasks.c[query.sort.column]
     filters = query.filters
     if filters == TaskFilters():
         return column, False
+    most = min(sort_matches_max, search_max) if filters.q else sort_matches_max
+
+    def few() -> bool:
+        return most > 0 and matches(most) <= most
+
     if query.sort.column == "timestamp":
-        ranged = any(name != "timestamp" for name, _, _ in filters.ranges)
-        return (column + 0 if ranged and total <= sort_matches_max else column), False
-    if total > sort_matches_max:
+        ranged = filters.q or any(name != "timestamp" for name, _, _ in filters.ranges)
+        return (column + 0 if ranged and few() else column), False
+    if not few():
         return column, True
     return (column + "" if query.sort.column in ("name", "state", "worker") else column + 0), False
 

@@ -50,7 +50,8 @@ def retries_page():
 @bp.get("/api/v1/tasks")
 def list_tasks():
     page = _history().list_tasks(parse_task_query(request.args))
-    return jsonify(items=page.items, total=page.total, next_cursor=page.next_cursor)
+    return jsonify(items=page.items, total=page.total, total_exact=page.total_exact,
+                   next_cursor=page.next_cursor)
 
 
 @bp.get("/api/v1/tasks/<task_id>")

@@ -23,6 +23,11 @@
   var revokeById = {};  // nor Lookout's revoke request: the last one read from the API
   var current = new URLSearchParams();
   var total = 0;
+  var totalExact = true;  // false: the API stopped counting at `total` ("10,000+")
+
+  function showTotal() {
+    L.setText("total", totalExact ? total : total.toLocaleString("en-US") + "+");
+  }
 
   function fromUrl() {
     var params = new URLSearchParams(window.location.search), clean = new URLSearchParams();
@@ -135,7 +140,8 @@
     revokeById = {};
     L.append(L.clear(tbody), page.items.map(makeRow));
     total = page.total;
-    L.setText("total", total);
+    totalExact = page.total_exact !== false;
+    showTotal();
     var next = document.getElementById("next-page");
     next.hidden = !page.next_cursor;
     if (page.next_cursor) {
@@ -183,13 +189,24 @@
     return !(current.get(high) !== null && value > parse(current.get(high)));
   }
 
+  /* name= as the API reads it: exact, or with * for any run of characters, any case. */
+  function nameMatches(pattern, name) {
+    if (pattern.indexOf("*") < 0) { return pattern === name; }
+    var parts = pattern.toLowerCase().split("*").map(function (part) {
+      return part.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
+    });
+    return typeof name === "string" &&
+      new RegExp("^" + parts.join("[\\s\\S]*") + "$").test(name.toLowerCase());
+  }
+
   function matches(task) {
     var states = current.getAll("state").map(function (s) { return s.toUpperCase(); });
     var expired = task.state === "REVOKED" && task.expired;
     if (states.length && states.indexOf(task.state) < 0 &&
         !(expired && states.indexOf("EXPIRED") >= 0)) { return false; }
     var exact = ["name", "worker", "queue", "root_id", "parent_id"].every(function (key) {
-      return current.get(key) === null || current.get(key) === task[key];
+      return current.get(key) === null || (key === "name" ? nameMatches(current.get(key), task.name)
+        : current.get(key) === task[key]);
     });
     if (!exact) { return false; }
     var q = current.get("q");
@@ -231,7 +248,7 @@
       delete revokeById[last.dataset.uuid];
       tbody.removeChild(last);
     }
-    if (fresh.length) { L.setText("total", total); }
+    if (fresh.length) { showTotal(); }
   }
 
   function apply() {

@@ -287,6 +287,53 @@ def test_timeline_statements_come_in_few_sizes_that_cover_every_row():
     assert len(sizes) <= 13
 
 
+def test_row_statements_come_in_few_sizes_that_cover_every_row():
+    from lookout.collectors.sql_rows import ROWS_PER_STATEMENT, statement_sizes
+
+    sizes: set[int] = set()
+    for count in range(3 * ROWS_PER_STATEMENT):
+        parts = list(statement_sizes(count))
+        assert sum(parts) == count
+        sizes.update(parts)
+    assert len(sizes) <= ROWS_PER_STATEMENT.bit_length()
+
+
+def test_multi_row_writes_store_what_the_executemany_reference_stores(tmp_path, monkeypatch):
+    """write_rows on SQLite (multi-row INSERT and UPDATE ... FROM VALUES, the hot path)
+    against the executemany it replaced: same rows, same text index, for row counts
+    around each statement size and values of every column type."""
+    from helpers.factories import task_row
+    from lookout.collectors import sql_rows
+
+    table = Task.__table__
+    batches = []
+    for n, count in enumerate((1, 3, 127, 128, 129, 300)):
+        rows = [task_row(uuid=f"b{n}-{i:04d}", args=f"('ärger-{i}',)", expired=(i % 3 == 0)
+                         if i % 2 else None, runtime=i / 7 or None) for i in range(count)]
+        changed = [{**row, "name": "proj.b", "state": "FAILURE", "retries": i,
+                    "exception": f"KeyError('k{i}')", "args": row["args"] if i % 4 else None}
+                   for i, row in enumerate(rows) if i % 2 == 0]
+        batches.append((rows, changed))
+    stored = []
+    for multi_row in (True, False):
+        monkeypatch.setattr(sql_rows, "SQLITE_MULTI_ROW", multi_row)
+        url = f"sqlite:///{tmp_path / f'multi-{multi_row}.db'}"
+        db.upgrade(url)
+        engine = db.make_engine(url)
+        for rows, changed in batches:
+            with engine.begin() as conn:
+                sql_rows.write_rows(conn, table, ("uuid",), rows, [])
+            with engine.begin() as conn:
+                sql_rows.write_rows(conn, table, ("uuid",), [], changed)
+        with engine.connect() as conn:
+            stored.append((
+                [tuple(r) for r in conn.execute(select(table).order_by(table.c.uuid))],
+                conn.exec_driver_sql("SELECT rowid FROM tasks_fts WHERE tasks_fts MATCH "
+                                     "'\"ÄRGER-1\" OR keyerror' ORDER BY 1").scalars().all()))
+        engine.dispose()
+    assert stored[0] == stored[1] and len(stored[0][0]) == 688 and stored[0][1]
+
+
 def test_a_refused_batch_is_bisected_not_written_event_by_event(store):
     """One poison event in 2,000: a few dozen transactions, every other event stored."""
     writer = make_writer(store)

@@ -10,14 +10,20 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from lookout.core.store import db as store_db
-from lookout.core.store.db import make_engine, upgrade
+from lookout.core.store.db import include_name, make_engine, upgrade
 from lookout.core.store.models import Base
+
+
+def schema_diff(conn) -> list:
+    """Models against database; the text index (migration 0011) is outside the models."""
+    context = MigrationContext.configure(conn, opts={"include_name": include_name})
+    return compare_metadata(context, Base.metadata)
 
 
 def test_migrations_match_models(database_url):
     engine = make_engine(database_url)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = schema_diff(conn)
     engine.dispose()
     assert diff == []
 
@@ -36,27 +42,38 @@ def test_upgrade_is_idempotent_and_keeps_rows(sqlite_url):
     assert mode == "wal"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_at_0008(request, tmp_path):
-    """A store of its own migrated to 0008 only: the schema before eta became a float."""
+def store_at(request, tmp_path, revision: str):
+    """A store of its own migrated to `revision` only (SQLite file or PostgreSQL database)."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'old.db'}"
-        upgrade(url, "0008")
+        upgrade(url, revision)
         yield url
         return
     session_url = request.getfixturevalue("pg_database_url")
-    name = f"lookout_0008_{uuid.uuid4().hex[:8]}"
+    name = f"lookout_{revision}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(session_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(session_url).set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(url, "0008")
+        upgrade(url, revision)
         yield url
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_at_0008(request, tmp_path):
+    """The schema before eta became a float."""
+    yield from store_at(request, tmp_path, "0008")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_at_0010(request, tmp_path):
+    """The schema before the text index."""
+    yield from store_at(request, tmp_path, "0010")
 
 
 OLD_TASKS = {  # uuid: (eta, expires, parent_id, revoke event info)
@@ -94,7 +111,7 @@ def test_0009_turns_eta_text_into_epoch_seconds_on_both_backends(store_at_0008):
     with engine.connect() as conn:
         found = {r.uuid: r for r in conn.execute(text(
             "SELECT uuid, eta, expires, parent_id, expired FROM tasks"))}
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        diff = schema_diff(conn)
     assert diff == []  # the tasks table kept every index through the copy
     T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
     assert (found["utc"].eta, found["utc"].expires) == (T0, T0 + 0.25)
@@ -113,3 +130,51 @@ def test_0009_turns_eta_text_into_epoch_seconds_on_both_backends(store_at_0008):
     engine.dispose()
     assert back == {"utc": "2023-11-14T22:13:20+00:00",
                     "naive": "2023-11-14T22:13:20.500000+00:00", "junk": None}
+
+
+def test_0011_indexes_the_text_of_existing_tasks_on_both_backends(store_at_0010):
+    """The text index is built for the rows already stored, and q= then goes through it;
+    the downgrade removes it and leaves the schema of 0010."""
+    from werkzeug.datastructures import MultiDict
+
+    from lookout.dashboard.history.query import parse_task_query
+    from lookout.dashboard.history.service import HistoryService
+
+    engine = make_engine(store_at_0010)
+    fields = ("args", "kwargs", "result", "exception")
+    with engine.begin() as conn:
+        conn.execute(text('INSERT INTO tasks (uuid, state, state_ts, retries, "timestamp", '
+                          'updated_at, args, kwargs, result, exception) VALUES (:uuid, '
+                          "'SUCCESS', 1.0, 0, :ts, 1.0, :args, :kwargs, :result, :exception)"),
+                     [{"uuid": f"old-{field}", "ts": float(i),
+                       **{f: (f"needle-in-{f}" if f == field else None) for f in fields}}
+                      for i, field in enumerate(fields)])
+    upgrade(store_at_0010)
+
+    def found(q: str) -> set[str]:
+        page = HistoryService(engine).list_tasks(parse_task_query(MultiDict({"q": q})))
+        return {item["uuid"] for item in page.items}
+
+    with engine.connect() as conn:
+        assert schema_diff(conn) == []
+        if conn.dialect.name == "sqlite":  # the index itself holds each field's text
+            indexed = conn.exec_driver_sql("SELECT rowid % 4 FROM tasks_fts WHERE tasks_fts "
+                                           "MATCH '\"needle-in\"' ORDER BY 1").scalars().all()
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = conn.execute(text("EXPLAIN SELECT uuid FROM tasks WHERE args ILIKE :p "
+                                     "OR result ILIKE :p"), {"p": "%needle%"}).scalars().all()
+            indexed = [0, 1, 2, 3] if "ix_tasks_text_trgm" in "\n".join(plan) else plan
+            conn.exec_driver_sql("RESET enable_seqscan")
+    assert indexed == [0, 1, 2, 3]
+    assert found("NEEDLE-IN") == {f"old-{f}" for f in fields}
+    assert found("in-result") == {"old-result"}
+
+    command.downgrade(store_db.alembic_config(store_at_0010), "0010")
+    with engine.connect() as conn:
+        leftovers = conn.execute(text(
+            "SELECT name FROM sqlite_master WHERE name LIKE 'tasks_fts%'" if
+            conn.dialect.name == "sqlite" else
+            "SELECT indexname FROM pg_indexes WHERE indexname = 'ix_tasks_text_trgm'")).all()
+    engine.dispose()
+    assert leftovers == []

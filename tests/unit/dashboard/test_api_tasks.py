@@ -326,4 +326,4 @@ def test_text_search_pages_through_every_match_once(client, engine, sort):
     assert sorted(i["uuid"] for i in seen) == sorted(r["uuid"] for r in rows)
     assert_sorted(seen, sort)
     empty = client.get("/api/v1/tasks?q=carol").get_json()
-    assert empty == {"items": [], "total": 0, "next_cursor": None}
+    assert empty == {"items": [], "total": 0, "total_exact": True, "next_cursor": None}
