@@ -38,6 +38,7 @@ bench: install services
 	$(PY) benchmarks/query.py
 	$(PY) benchmarks/live.py
 	$(PY) benchmarks/sockets.py
+	$(PY) benchmarks/pair.py
 
 wheel: install
 	$(PIP) wheel --no-deps --wheel-dir dist .
