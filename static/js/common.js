@@ -152,6 +152,8 @@
           status.collector = response.ok ? "up" : "down";
           status.health = (report.problems || []).join("; ") || "collector connected";
           status.warning = (report.warnings || []).join("; ");
+          // Pages that show the collectors (the Overview) take the same report.
+          document.dispatchEvent(new CustomEvent("lookout:health", {detail: report}));
         });
       })
       .catch(function () { status.collector = "down"; status.health = "server unreachable"; })

@@ -150,6 +150,33 @@
     }
   }
 
+  /* Every collector writing this store and the singleton jobs each one runs (from the
+     /healthz report common.js fetches; anonymous callers get no detail: no panel). */
+  function text(value) {
+    return value === null || value === undefined ? "–" : String(value);
+  }
+
+  function showCollectors(event) {
+    var report = event.detail || {};
+    var panel = document.getElementById("collectors-panel");
+    if (!report.collectors) { panel.hidden = true; return; }
+    var jobs = {};
+    (report.jobs || []).forEach(function (job) {
+      if (job.held) { (jobs[job.collector] = jobs[job.collector] || []).push(job.job); }
+    });
+    L.append(L.clear(document.getElementById("collectors-body")), report.collectors.map(function (c) {
+      var state = c.problem || c.warning || "connected";
+      var tr = row([c.name, L.el("span", {className: "badge " + (c.problem ? "state-FAILURE" :
+        c.warning ? "state-RETRY" : "state-SUCCESS"), title: state}, c.problem ? "down" :
+        c.warning ? "warning" : "up"), c.broker, text(c.events_per_second), text(c.received),
+        text(c.dropped), text(c.buffer_spilled), (jobs[c.name] || []).sort().join(", ") || "–"]);
+      tr.dataset.collector = c.name;
+      return tr;
+    }));
+    panel.hidden = false;
+  }
+  document.addEventListener("lookout:health", showCollectors);
+
   function loadAll() { loadStats(); loadWorkers(); loadQueues(); loadSchedules(); }
 
   function onOverview(message) {

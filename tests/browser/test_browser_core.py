@@ -49,6 +49,10 @@ def test_overview_counters_and_chart_move_live(page, lookout, artifacts_dir):
         "() => Chart.getChart(document.getElementById('rate-chart'))"
         ".data.datasets[0].data.some(v => v > 0)")
     expect(page.locator("#workers-body")).to_contain_text(lookout.worker.hostname)
+    # Every collector of the store, its state and the singleton jobs it runs.
+    collector = page.locator("#collectors-body tr").first
+    expect(collector).to_contain_text("up")
+    expect(collector).to_contain_text("queues")
     page.watch.assert_clean()
     page.screenshot(path=str(artifacts_dir / "overview.png"), full_page=True)
 
