@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from lookout.collectors.queues import QueueSampler
-from lookout.core.celery_client import BrokerUnavailable
 from lookout.core.inspector import Inspector
 from lookout.core.store.models import Task, TaskEvent
 from lookout.dashboard.control.args import parse_signal
@@ -115,11 +114,9 @@ class FlowerService:
         """Revoke any id, as Flower does: a task just sent may not be in the history yet,
         and workers keep revoked ids to drop the task when it arrives."""
         params = {"terminate": terminate, "signal": parse_signal(signal) if terminate else None}
-        try:
-            raw = self.control.broadcaster("revoke", {"task_id": task_id, **params}, None,
-                                           self.control.reply_timeout)
-        except BrokerUnavailable as exc:
-            raise ApiError(503, str(exc)) from None
+        # A broker that is down raises BrokerUnavailable: a 503 from web/errors.py.
+        raw = self.control.broadcaster("revoke", {"task_id": task_id, **params}, None,
+                                       self.control.reply_timeout)
         self.control.note_revokes([task_id])
         return {"message": f"Revoked '{task_id}'", "parameters": params,
                 "replies": normalise_replies(raw, None, self.control.reply_timeout)}
