@@ -50,7 +50,8 @@ class Collector:
         self.receiver = EventReceiver(settings, self.buffer, self.stats)
         if settings.backlog_memory > 0:  # before the writer: a spill left by a stop comes first
             self.buffer.attach_spill(SpillFile(
-                spill_path(settings.data_folder(), settings.collector_name),
+                spill_path(settings.data_folder(), settings.collector_name,
+                           settings.database_url),
                 self.receiver.expand))
         self.writer = HistoryWriter(self.engine, self.buffer, settings, self.stats,
                                     on_commit=self.receiver.on_commit,

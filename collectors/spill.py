@@ -18,12 +18,14 @@ only that line:
     ["r", count, body, base64?, content_type, content_encoding, local_received]
                                                        a message kept undecoded
 
-One collector owns a file at a time (an exclusive `flock`); its name is the collector's.
+One collector owns a file at a time (an exclusive `flock`); it is named after the
+collector and its store.
 """
 from __future__ import annotations
 
 import base64
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -42,10 +44,16 @@ class SpillBusy(RuntimeError):
     """Another running collector owns this spill file."""
 
 
-def spill_path(folder: str | os.PathLike, collector_name: str) -> Path:
-    """The spill file of a collector: one per name, in `folder`."""
+def spill_path(folder: str | os.PathLike, collector_name: str, store: str = "") -> Path:
+    """The spill file of a collector: one per name and store, in `folder`.
+
+    The store's URL is in the name (hashed, its password never written anywhere) so two
+    collectors of different stores on one machine, both named "default" (a demo beside a
+    real one), do not contend for one file, while a restart finds its own again.
+    """
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in collector_name)
-    return Path(folder).expanduser() / f"spill-{safe or 'default'}.jsonl"
+    tag = f"-{hashlib.sha256(store.encode()).hexdigest()[:10]}" if store else ""
+    return Path(folder).expanduser() / f"spill-{safe or 'default'}{tag}.jsonl"
 
 
 class SpillFile:

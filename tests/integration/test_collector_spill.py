@@ -72,7 +72,8 @@ def test_a_stop_with_the_store_away_loses_nothing(broker, request, own_pg, looko
     broker_url = request.getfixturevalue("redis_broker" if broker == "redis" else "amqp_broker")
     url, switch = own_pg
     settings = collector_settings(broker_url, url, backlog_memory=1, stop_timeout=1.0)
-    spill_file = spill_path(settings.data_folder(), settings.collector_name)
+    spill_file = spill_path(settings.data_folder(), settings.collector_name,
+                            settings.database_url)
     engine = store_db.make_engine(url)
 
     collector = Collector(settings).start()

@@ -132,5 +132,11 @@ def test_one_spill_file_per_running_collector(tmp_path):
         other = SpillFile(spill_path(tmp_path, "../other name"), expand)
         assert other.path.parent == tmp_path and other.path.name == "spill-.._other_name.jsonl"
         other.close()
+        # The same name on another store (a demo beside a real deployment) is another file.
+        demo = SpillFile(spill_path(tmp_path, "main", "sqlite:////tmp/demo.db"), expand)
+        real = SpillFile(spill_path(tmp_path, "main", "postgresql://u:secret@db/x"), expand)
+        assert demo.path != real.path and "secret" not in real.path.name
+        demo.close()
+        real.close()
     finally:
         first.close()
