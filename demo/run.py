@@ -45,7 +45,7 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
         "beat": [*celery, "beat", "-s", str(args.data / "celerybeat-schedule"), *quiet],
         # -A: the broker and the beat schedule (Schedules page) come from the demo app.
         "lookout": [str(BIN / "lookout"), "run", "-A", "proj", "--database", args.database,
-                    "--port", str(args.port), "--no-auth"],
+                    "--data-dir", str(args.data), "--port", str(args.port), "--no-auth"],
     }
 
 
