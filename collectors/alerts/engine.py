@@ -24,7 +24,8 @@ from typing import Any, Callable
 from sqlalchemy import Engine, delete, insert, select, update
 
 from lookout.collectors.alerts.notify import deliver
-from lookout.collectors.alerts.rules import EVALUATORS
+from lookout.collectors.alerts.failure_index import FailureIndex
+from lookout.collectors.alerts.rules import EVALUATORS, MAX_FAILURES, new_failure_group
 from lookout.collectors.lease import JobLease
 from lookout.core.alerting import RuleError, validate_rule
 from lookout.core.store.models import Alert, AlertRule
@@ -41,6 +42,7 @@ class AlertEngine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rules_mtime: float | None = None
+        self.failures = FailureIndex(MAX_FAILURES)  # read incrementally: failure_index.py
 
     # -- thread --------------------------------------------------------------------
     def start(self) -> "AlertEngine":
@@ -120,7 +122,10 @@ class AlertEngine:
     def _evaluate_rule(self, rule: AlertRule, now: float) -> list[dict[str, Any]]:
         params = json.loads(rule.params or "{}")
         with self.engine.connect() as conn:
-            found = EVALUATORS[rule.kind](conn, now, params, self.settings)
+            if rule.kind == "new_failure_group":  # keeps fingerprints between rounds
+                found = new_failure_group(conn, now, params, self.settings, self.failures)
+            else:
+                found = EVALUATORS[rule.kind](conn, now, params, self.settings)
             open_alerts = {a.key: a for a in _records(conn, select(Alert.__table__).where(
                 Alert.rule_id == rule.id, Alert.status == "firing"))}
             cooling = {key for (key,) in conn.execute(select(Alert.key).where(

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from sqlalchemy import Connection, func, select
 
 from lookout.core import histogram
-from lookout.core.failures import fingerprint
+from lookout.collectors.alerts.failure_index import FailureIndex
 from lookout.core.store.models import QueueSample, ScheduleStatus, Task, TaskRollup, Worker
 from lookout.core.trouble import (
     StuckRule, lost_clause, lost_reason, open_tasks, usual_runtimes, workers_by_name,
@@ -94,15 +94,19 @@ def worker_offline(conn: Connection, now: float, p: dict, settings) -> Findings:
     return found
 
 
-def new_failure_group(conn: Connection, now: float, p: dict, settings) -> Findings:
-    rows = conn.execute(select(Task.name, Task.exception, Task.traceback, Task.timestamp)
-                        .where(Task.state == "FAILURE",
-                               Task.timestamp >= now - p["window"] - p["lookback"])
-                        .order_by(Task.timestamp.desc()).limit(MAX_FAILURES)).all()
+def new_failure_group(conn: Connection, now: float, p: dict, settings,
+                      index: FailureIndex | None = None) -> Findings:
+    """Failure fingerprints seen in the window and not in the lookback before it.
+
+    `index` (the alert engine's) remembers fingerprints between evaluations; without one
+    the whole horizon is read for this call.
+    """
+    horizon = p["window"] + p["lookback"]
+    index = index if index is not None else FailureIndex(MAX_FAILURES)
+    index.refresh(conn, now, horizon)
     recent: dict[str, dict[str, Any]] = {}
     before: set[str] = set()
-    for name, exception, traceback, at in rows:
-        key = fingerprint(exception, traceback)
+    for name, key, at in index.since(now - horizon):
         if at >= now - p["window"]:
             group = recent.setdefault(key["fingerprint"], {**key, "count": 0,
                                                            "names": Counter()})

@@ -178,3 +178,38 @@ def test_evaluators_find_what_is_wrong(store):
         new = new_failure_group(conn, now, {"window": 600, "lookback": 7 * 86400}, settings)
     assert [message for _, message in new.values()] == [
         "new failure: TimeoutError: db <n> (1x in proj.tasks.add)"]
+
+
+def test_new_failure_groups_are_read_incrementally_with_the_same_findings(store):
+    """The engine's index reads each failure once (by updated_at), not the whole week of
+    failures with their tracebacks every 15 s, and finds what a full read finds."""
+    from helpers.factories import add_task
+    from lookout.collectors.alerts.failure_index import FailureIndex
+    from lookout.collectors.alerts.rules import MAX_FAILURES, new_failure_group
+
+    now = 1_800_000_000.0
+    params = {"window": 600, "lookback": 7 * 86400}
+    settings = Settings()
+    for i in range(30):  # an old, known failure, once every 200 s the day before
+        add_task(store, state="FAILURE", exception=f"KeyError('order {i}')",
+                 timestamp=now - 86400 - 200 * i)
+    index = FailureIndex(MAX_FAILURES)
+    with store.connect() as conn:
+        assert new_failure_group(conn, now, params, settings, index) == {}
+    assert index.last_read == 30
+
+    add_task(store, state="FAILURE", exception="TimeoutError('db 7')", timestamp=now + 10)
+    add_task(store, state="FAILURE", exception="KeyError('order 99')", timestamp=now + 12)
+    with store.connect() as conn:
+        found = new_failure_group(conn, now + 15, params, settings, index)
+        full = new_failure_group(conn, now + 15, params, settings)  # a fresh full read
+    # Only what changed since: the two new ones, and the newest old one again (within
+    # the slack that catches rows committed out of order).
+    assert index.last_read == 3
+    assert found == full
+    assert [message for _, message in found.values()] == [
+        "new failure: TimeoutError: db <n> (1x in proj.tasks.add)"]
+    # A week on, the old failures leave the horizon and are forgotten.
+    with store.connect() as conn:
+        new_failure_group(conn, now + 8 * 86400, params, settings, index)
+    assert index.since(0) == []
