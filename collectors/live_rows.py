@@ -32,7 +32,7 @@ class EarlyRows:
     def fold(self, events: Iterable[Event]) -> tuple[list[dict[str, Any]], list[str]]:
         """Fold new task events in: (changed rows, the resulting state of each new event)."""
         seen, rows = self._seen, self._rows
-        changed: dict[str, dict[str, Any]] = {}
+        by_task: dict[str, list[Event]] = {}
         states: list[str] = []
         for event in events:
             if event.uuid is None or event.type not in merge.TRANSITIONS:
@@ -44,8 +44,12 @@ class EarlyRows:
             if len(seen) > self.seen_cap:
                 del seen[next(iter(seen))]
             states.append(merge.TRANSITIONS[event.type][0])
-            row = merge.fold(rows.pop(event.uuid, None), (event,))
-            rows[event.uuid] = changed[event.uuid] = row
+            by_task.setdefault(event.uuid, []).append(event)
+        # One fold (one row copy) per task per message, as the writer does per batch: a
+        # task.multi message often holds several events of one task.
+        changed: dict[str, dict[str, Any]] = {}
+        for uuid, task_events in by_task.items():
+            rows[uuid] = changed[uuid] = merge.fold(rows.pop(uuid, None), task_events)
         while len(rows) > self.rows_cap:
             del rows[next(iter(rows))]
         return list(changed.values()), states

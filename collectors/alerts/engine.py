@@ -12,6 +12,7 @@ Rules from LOOKOUT_ALERT_RULES_FILE are (re)loaded when the file changes.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -42,7 +43,11 @@ class AlertEngine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._rules_mtime: float | None = None
-        self.failures = FailureIndex(MAX_FAILURES)  # read incrementally: failure_index.py
+        # This engine's evaluators: new failure groups keep their fingerprints between
+        # rounds in an index this engine owns (failure_index.py).
+        self.failures = FailureIndex(MAX_FAILURES)
+        self.evaluators = {**EVALUATORS, "new_failure_group": functools.partial(
+            new_failure_group, index=self.failures)}
 
     # -- thread --------------------------------------------------------------------
     def start(self) -> "AlertEngine":
@@ -122,10 +127,7 @@ class AlertEngine:
     def _evaluate_rule(self, rule: AlertRule, now: float) -> list[dict[str, Any]]:
         params = json.loads(rule.params or "{}")
         with self.engine.connect() as conn:
-            if rule.kind == "new_failure_group":  # keeps fingerprints between rounds
-                found = new_failure_group(conn, now, params, self.settings, self.failures)
-            else:
-                found = EVALUATORS[rule.kind](conn, now, params, self.settings)
+            found = self.evaluators[rule.kind](conn, now, params, self.settings)
             open_alerts = {a.key: a for a in _records(conn, select(Alert.__table__).where(
                 Alert.rule_id == rule.id, Alert.status == "firing"))}
             cooling = {key for (key,) in conn.execute(select(Alert.key).where(
