@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from lookout.collectors.events import Event
 
@@ -172,11 +172,13 @@ class EventBuffer:
             taken = max(taken, self._pending - in_memory)
         return taken
 
-    def put_back(self, events: list[Event], token: Any = None) -> None:
+    def put_back(self, events: list[Event], tokens: Sequence[Any] = ()) -> None:
         """Return an unwritten batch to the front (a writer stopping at its deadline).
 
-        `token` marks a batch the broker will redeliver (its messages stay unacked).
+        A batch with broker `tokens` is the broker's to redeliver (its messages stay
+        unacked); the chunk keeps its last token to say so.
         """
+        token = tokens[-1] if tokens else None
         if events:
             with self._ready:
                 self._chunks.appendleft((events, token, len(events), len(events) * EVENT_BYTES))

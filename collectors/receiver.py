@@ -66,12 +66,12 @@ class _FailFastConnection(Connection):
 class EventReceiver:
     """Consume Celery events into an `EventBuffer`, reconnecting until asked to stop."""
 
-    def __init__(self, settings: Settings, buffer: EventBuffer, stats: CollectorStats,
-                 on_events: Callable[[list], None] | None = None):
+    def __init__(self, settings: Settings, buffer: EventBuffer, stats: CollectorStats):
         self.settings = settings
         self.buffer = buffer
         self.stats = stats
-        self.on_events = on_events  # handed each message's valid events (the live push)
+        # Handed each message's valid events (the live push; Collector.add_observer).
+        self.on_events: Callable[[list], None] | None = None
         # Set once the receiver no longer hands events to the buffer (stopping or ended):
         # the service waits for it before draining the writer.
         self.idle = threading.Event()

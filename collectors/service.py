@@ -136,7 +136,7 @@ class Collector:
         self.writer.stop(left())
         stuck = self.writer.stuck_batch()
         if stuck is not None:
-            self.buffer.put_back(stuck[0], stuck[1][-1] if stuck[1] else None)
+            self.buffer.put_back(*stuck)
         spilled, redelivered, lost = self.buffer.keep_rest()
         self.buffer.close_spill()
         self.stats.dropped += lost

@@ -279,7 +279,7 @@ class HistoryWriter:
                 left = (self._give_up_at or 0.0) - time.monotonic()
                 if left <= 0:
                     self._gave_up = True
-                    self.buffer.put_back(events, tokens[-1] if tokens else None)
+                    self.buffer.put_back(events, tokens)
                     log.error("database still away at the stop deadline: %d events "
                               "unwritten", len(self.buffer))
                     return False
