@@ -66,6 +66,8 @@ _FIELD_PLAN: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
 TIMELINE_FIELDS = ("name", "exception", "traceback", "runtime", "retries", "signum",
                    "terminated", "expired", "requeue", "eta", "queue")
 
+_TIMELINE_FIELD_SET = frozenset(TIMELINE_FIELDS)  # events carry fewer fields than it names
+
 MAX_CLOCK = 2**31 - 1
 
 TASK_COLUMNS = (
@@ -253,7 +255,7 @@ def timeline_values(event: Event) -> tuple:
     """The task_events row for one task event, in `TIMELINE_COLUMNS` order."""
     fields = event.fields
     # task-started carries no fields at all: no dict to build, nothing to encode.
-    info = {k: fields[k] for k in TIMELINE_FIELDS if k in fields} if fields else None
+    info = {k: v for k, v in fields.items() if k in _TIMELINE_FIELD_SET} if fields else None
     # Lamport clocks only order events for display; clamp so a huge one fits INTEGER.
     return (event.uuid, event.type, event.hostname, event.timestamp, event.local_received,
             min(event.clock, MAX_CLOCK), _to_json(info) if info else None)

@@ -35,8 +35,11 @@ def select_in(conn: Connection, table: Table, column: Column, values: Sequence[A
 
 
 def write_rows(conn: Connection, table: Table, keys: Sequence[str],
-               inserts: list[dict[str, Any]], updates: list[dict[str, Any]]) -> None:
+               inserts: list[dict[str, Any]], updates: list[dict[str, Any]],
+               columns: Sequence[str] | None = None) -> None:
     """INSERT the new rows and UPDATE the changed ones (matched on `keys`), each batched.
+
+    `columns`, when given, limits what the UPDATE sets (the keys are always matched).
 
     Rows must hold every column; the columns need no type conversion. SQLite gets
     multi-row statements with positional parameters straight to the driver (SQLAlchemy's
@@ -52,17 +55,17 @@ def write_rows(conn: Connection, table: Table, keys: Sequence[str],
     then updated).
     """
     if conn.dialect.name == "postgresql":
-        _write_rows_pg(conn, table, keys, inserts, updates)
+        _write_rows_pg(conn, table, keys, inserts, updates, columns)
         return
     if not SQLITE_MULTI_ROW:
-        _write_rows_executemany(conn, table, keys, inserts, updates)
+        _write_rows_executemany(conn, table, keys, inserts, updates, columns)
         return
-    columns = tuple(c.name for c in table.columns)
+    every = tuple(c.name for c in table.columns)
     if inserts:
-        _in_statements(conn, inserts, columns,
-                       lambda size: _sqlite_insert(table.name, columns, size))
+        _in_statements(conn, inserts, every,
+                       lambda size: _sqlite_insert(table.name, every, size))
     if updates:
-        order = (*keys, *(c for c in columns if c not in keys))
+        order = (*keys, *(c for c in (columns or every) if c not in keys))
         _in_statements(conn, updates, order,
                        lambda size: _sqlite_update(table.name, order, len(keys), size))
 
@@ -110,7 +113,8 @@ def _sqlite_update(table: str, order: tuple[str, ...], keys: int, size: int) -> 
 
 
 def _write_rows_executemany(conn: Connection, table: Table, keys: Sequence[str],
-                            inserts: list[dict[str, Any]], updates: list[dict[str, Any]]):
+                            inserts: list[dict[str, Any]], updates: list[dict[str, Any]],
+                            set_columns: Sequence[str] | None):
     quote = conn.dialect.identifier_preparer.quote
     name = quote(table.name)
     if inserts:
@@ -119,7 +123,8 @@ def _write_rows_executemany(conn: Connection, table: Table, keys: Sequence[str],
                f"VALUES ({', '.join(['?'] * len(columns))})")
         conn.exec_driver_sql(sql, list(map(_getter(columns), inserts)))
     if updates:
-        columns = [c.name for c in table.columns if c.name not in keys]
+        columns = [c for c in (set_columns or [c.name for c in table.columns])
+                   if c not in keys]
         sql = (f"UPDATE {name} SET {', '.join(f'{quote(c)} = ?' for c in columns)} "
                f"WHERE {' AND '.join(f'{quote(k)} = ?' for k in keys)}")
         conn.exec_driver_sql(sql, list(map(_getter((*columns, *keys)), updates)))
@@ -133,21 +138,27 @@ def _getter(columns: Sequence[str]) -> Callable[[dict[str, Any]], tuple]:
 
 
 def _write_rows_pg(conn: Connection, table: Table, keys: Sequence[str],
-                   inserts: list[dict[str, Any]], updates: list[dict[str, Any]]) -> None:
+                   inserts: list[dict[str, Any]], updates: list[dict[str, Any]],
+                   set_columns: Sequence[str] | None) -> None:
     quote = conn.dialect.identifier_preparer.quote
-    columns = [c.name for c in table.columns]
-    arrays = ", ".join(f"%b::{c.type.compile(conn.dialect)}[]" for c in table.columns)
-    names = ", ".join(quote(c) for c in columns)
 
-    def params(rows):
+    def unnest(columns):
+        arrays = ", ".join(f"%b::{table.c[c].type.compile(conn.dialect)}[]" for c in columns)
+        return f"unnest({arrays})"
+
+    def params(rows, columns):
         return tuple([row[c] for row in rows] for c in columns)
 
+    every = [c.name for c in table.columns]
     if inserts:
+        names = ", ".join(quote(c) for c in every)
         conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({names}) "
-                             f"SELECT * FROM unnest({arrays})", params(inserts))
+                             f"SELECT * FROM {unnest(every)}", params(inserts, every))
     if updates:
+        columns = [*keys, *(c for c in (set_columns or every) if c not in keys)]
+        names = ", ".join(quote(c) for c in columns)
         sets = ", ".join(f"{quote(c)} = v.{quote(c)}" for c in columns if c not in keys)
         match = " AND ".join(f"t.{quote(k)} = v.{quote(k)}" for k in keys)
         conn.exec_driver_sql(f"UPDATE {quote(table.name)} AS t SET {sets} "
-                             f"FROM unnest({arrays}) AS v({names}) WHERE {match}",
-                             params(updates))
+                             f"FROM {unnest(columns)} AS v({names}) WHERE {match}",
+                             params(updates, columns))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from itertools import chain
+from operator import attrgetter
 from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection, Table, func, select
@@ -22,6 +23,7 @@ from lookout.core.store.models import Task, TaskEvent
 TASKS: Table = Task.__table__
 TASK_EVENTS: Table = TaskEvent.__table__
 _IDENTITY = ("task_uuid", "type", "timestamp", "hostname")
+_identity_of = attrgetter("uuid", "type", "timestamp", "hostname")  # merge.identity, in C
 
 
 def tune_connection(conn: Connection) -> None:
@@ -56,7 +58,13 @@ def serialize_merges(conn: Connection) -> None:
 
 
 def unique_events(events: Iterable[Event]) -> tuple[list[Event], int]:
-    """Task events without in-batch copies (first copy kept) and how many were dropped."""
+    """Task events without in-batch copies (first copy kept) and how many were dropped.
+
+    Most batches hold no copy: that is checked with the keys made in C first.
+    """
+    events = list(events)
+    if len(set(map(_identity_of, events))) == len(events):
+        return events, 0
     seen: set[tuple] = set()
     kept: list[Event] = []
     copies = 0
@@ -164,7 +172,7 @@ def save_tasks(conn: Connection, new_events: list[Event]
                       and any(e.type == "task-retried" for e in by_task[u])]
     retries = _stored_retries(conn, retried_before) if retried_before else {}
     inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     merged: dict[str, dict[str, Any]] = {}
     named_late: dict[str, str] = {}
     for uuid in uuids:
@@ -173,8 +181,12 @@ def save_tasks(conn: Connection, new_events: list[Event]
         if old is None:
             inserts.append(row)
         elif row != old:
-            updates.append(row)
+            updates[tuple([c for c in merge.TASK_COLUMNS if row[c] != old[c]])].append(row)
             if old["name"] is None and row["name"]:
                 named_late[uuid] = row["name"]
-    write_rows(conn, TASKS, ("uuid",), inserts, updates)
-    return merged, inserts + updates, named_late
+    write_rows(conn, TASKS, ("uuid",), inserts, [])
+    for columns, rows in updates.items():
+        # Only the changed columns: SQLite rewrites the index entries (and runs the text
+        # index's trigger) of every column an UPDATE sets, changed or not.
+        write_rows(conn, TASKS, ("uuid",), [], rows, columns)
+    return merged, inserts + [r for rows in updates.values() for r in rows], named_late

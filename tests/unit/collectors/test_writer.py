@@ -334,6 +334,24 @@ def test_multi_row_writes_store_what_the_executemany_reference_stores(tmp_path, 
     assert stored[0] == stored[1] and len(stored[0][0]) == 688 and stored[0][1]
 
 
+def test_an_update_limited_to_columns_writes_only_those(store):
+    """save_tasks updates only a row's changed columns (index upkeep): the others keep
+    what is stored even when the row handed over says otherwise."""
+    from helpers.factories import task_row
+    from lookout.collectors import sql_rows
+
+    table = Task.__table__
+    written = [task_row(uuid=f"c{i}", args="(1,)", state="STARTED") for i in range(3)]
+    with store.begin() as conn:
+        sql_rows.write_rows(conn, table, ("uuid",), written, [])
+    changed = [{**row, "state": "SUCCESS", "args": "(2,)"} for row in written[:2]]
+    with store.begin() as conn:
+        sql_rows.write_rows(conn, table, ("uuid",), [], changed, ("state",))
+    stored = {r["uuid"]: (r["state"], r["args"]) for r in rows(store, Task)}
+    assert stored == {"c0": ("SUCCESS", "(1,)"), "c1": ("SUCCESS", "(1,)"),
+                      "c2": ("STARTED", "(1,)")}
+
+
 def test_a_refused_batch_is_bisected_not_written_event_by_event(store):
     """One poison event in 2,000: a few dozen transactions, every other event stored."""
     writer = make_writer(store)
