@@ -25,6 +25,7 @@ log = logging.getLogger("lookout.auth")
 NOAUTH = Identity("local (no auth)", "admin", "noauth")
 # /metrics applies its own policy (LOOKOUT_METRICS_ACCESS): see metrics/views.py.
 PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "health.healthz", "metrics.metrics"})
+HANDSHAKE_IDENTITY = "lookout.handshake_identity"  # environ key: (token, Identity | None)
 
 
 def accounts() -> AccountStore:
@@ -73,7 +74,9 @@ def handshake_identity(app, environ) -> Identity | None:
     """
     with app.request_context(environ):
         token = _bearer() or request.args.get("token") or None
-        return _resolve(token)
+        ident = _resolve(token)
+    environ[HANDSHAKE_IDENTITY] = (token, ident)  # socket_auth's connect reuses it
+    return ident
 
 
 def socket_auth(auth):
@@ -87,7 +90,10 @@ def socket_auth(auth):
         return None
     token = auth.get("token") if isinstance(auth, dict) else None
     token = token if isinstance(token, str) and token else _bearer()
-    ident = _resolve(token)
+    # The connect runs in the handshake's environ: what it resolved for the same token
+    # (a store read) is milliseconds old, and still_valid re-checks it from then on.
+    seen = request.environ.get(HANDSHAKE_IDENTITY)
+    ident = seen[1] if seen is not None and seen[0] == token else _resolve(token)
     if ident is None:
         return None
     store = accounts()

@@ -398,3 +398,29 @@ def test_cookies_are_secure_on_https_and_proxies_are_believed_only_when_trusted(
     assert "Secure" not in login_cookie(proxied)  # plain HTTP through the proxy
     forced = app_on("forced.db", secure_cookies=True)
     assert "Secure" in login_cookie(forced)
+
+
+def test_a_socket_connect_reuses_the_identity_its_handshake_resolved(app):
+    """One store read per connection for the token (handshake), not one more at connect;
+    a different token at connect is resolved on its own."""
+    from werkzeug.test import EnvironBuilder
+
+    from lookout.dashboard.auth import guard
+
+    accounts = app.extensions["lookout.accounts"]
+    _, secret = accounts.add_token("live-script", "viewer")
+    _, other = accounts.add_token("other-script", "operator")
+    reads = []
+    real = accounts.token_identity
+    accounts.token_identity = lambda token: reads.append(token) or real(token)
+    try:
+        environ = EnvironBuilder(path="/socket.io/", base_url="http://127.0.0.1/",
+                                 headers={"Authorization": f"Bearer {secret}"}).get_environ()
+        assert guard.handshake_identity(app, environ).role == "viewer"
+        with app.request_context(environ):
+            assert guard.socket_auth(None).identity.role == "viewer"
+            assert reads == [secret]
+            assert guard.socket_auth({"token": other}).identity.role == "operator"
+            assert reads == [secret, other]
+    finally:
+        del accounts.token_identity
