@@ -19,13 +19,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
+from helpers.pg import create_database, drop_database
 from lookout.core.store import db as store_db
 from lookout.core.store.models import Base
 
 REDIS = "redis://127.0.0.1:6379"
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
@@ -68,18 +67,12 @@ def amqp_broker() -> str:
 @pytest.fixture(scope="session")
 def pg_database_url() -> str:
     """A PostgreSQL database of this session's own, migrated, dropped afterwards."""
-    from sqlalchemy import create_engine
-
-    name = f"lookout_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    store_db.upgrade(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    name, url = create_database("lookout_test")
+    try:
+        store_db.upgrade(url)
+        yield url
+    finally:
+        drop_database(name)
 
 
 def _truncate_all(url: str) -> None:

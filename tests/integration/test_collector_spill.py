@@ -12,8 +12,9 @@ import uuid
 
 import pytest
 from celery import Celery
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
+from helpers.pg import admin_run, create_database, drop_database
 from helpers.support import wait_for
 from helpers.workers import collector_settings, wait_connected
 from lookout.collectors.service import Collector
@@ -23,7 +24,6 @@ from lookout.core.store.models import Task, TaskEvent
 
 pytestmark = pytest.mark.slow
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 EVENTS = 600
 ARGS = "(" + repr("x" * 3000) + ",)"  # 600 events of ~3 KB: well past a 1 MB bound
 
@@ -31,24 +31,18 @@ ARGS = "(" + repr("x" * 3000) + ",)"  # 600 events of ~3 KB: well past a 1 MB bo
 @pytest.fixture
 def own_pg():
     """A migrated PostgreSQL database this test may switch off; (url, switch(on))."""
-    name = f"lookout_spill_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    name, url = create_database("lookout_spill")
     store_db.upgrade(url)
 
     def switch(on: bool) -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(on).lower()}'))
-            if not on:
-                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                  "WHERE datname = :name"), {"name": name})
-    yield url, switch
-    with admin.connect() as conn:
-        conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        admin_run(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(on).lower()}')
+        if not on:
+            admin_run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = :name", name=name)
+    try:
+        yield url, switch
+    finally:
+        drop_database(name)
 
 
 def dispatch(broker: str, count: int) -> list[str]:

@@ -6,11 +6,9 @@ stopped beat and a failing task, and run, disable and enable entries as the admi
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.error
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,10 +19,10 @@ from sqlalchemy import create_engine, text
 
 from helpers.browser import free_port, get_json
 from helpers.django_project import DATABASE_ENTRIES, DjangoProject, wait_json
+from helpers.pg import create_database, drop_database
 from helpers.support import VENV_BIN, wait_for
 
 pytestmark = pytest.mark.slow
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 @dataclass
@@ -85,21 +83,9 @@ def _database(kind: str, root: Path) -> tuple[dict, str, str | None]:
         path = root / "beat.sqlite3"
         return ({"ENGINE": "django.db.backends.sqlite3", "NAME": str(path)},
                 f"sqlite:///{path}", None)
-    name = f"djbeat_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
+    name, url = create_database("djbeat")
     return ({"ENGINE": "django.db.backends.postgresql", "NAME": name, "USER": "postgres",
-             "HOST": "127.0.0.1", "PORT": "5432"},
-            f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", name)
-
-
-def _drop(name: str) -> None:
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+             "HOST": "127.0.0.1", "PORT": "5432"}, url, name)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -130,7 +116,7 @@ def running(request, tmp_path_factory, private_redis) -> Running:
     finally:
         project.stop_all()
         if pg_name:
-            _drop(pg_name)
+            drop_database(pg_name)
 
 
 def test_every_database_entry_is_listed_with_kind_zone_and_next_run(running):

@@ -1,14 +1,13 @@
 """The migrations and the models describe the same schema, on SQLite and PostgreSQL,
 and migrations that convert data do it alike on both."""
-import uuid
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
+from helpers.pg import create_database, drop_database
 from lookout.core.store import db as store_db
 from lookout.core.store.db import include_name, make_engine, upgrade
 from lookout.core.store.models import Base
@@ -49,19 +48,12 @@ def store_at(request, tmp_path, revision: str):
         upgrade(url, revision)
         yield url
         return
-    session_url = request.getfixturevalue("pg_database_url")
-    name = f"lookout_{revision}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(session_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(session_url).set(database=name).render_as_string(hide_password=False)
+    name, url = create_database(f"lookout_{revision}")
     try:
         upgrade(url, revision)
         yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database(name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
