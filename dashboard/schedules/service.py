@@ -2,7 +2,8 @@
 
 The service owns the SQL (Lookout's store: runs, watch records) and talks to the sources.
 A read of the sources is reused for a few seconds, so the page, the Overview's counts and
-the live watcher do not each hit the Django database or Redis.
+the live watcher do not each hit the Django database or Redis; so is the assessment of
+every entry (one history query each), which each of them asks for every few seconds.
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ class ScheduleService:
         self._sources: list | None = None
         self._warnings: list[str] = []
         self._cache: tuple[float, list[SourceReport]] | None = None
+        # (when, run_limit, items, reports) of the last assessment of every entry
+        self._assessment: tuple[float, int, list, list[SourceReport]] | None = None
         self._sender = TaskSender(settings)
 
     # -- the app and its sources ------------------------------------------------------
@@ -76,8 +79,9 @@ class ScheduleService:
         return reports
 
     def _forget(self) -> None:
+        """After a change made here (enable, thresholds): the next read shows it."""
         with self._lock:
-            self._cache = None
+            self._cache = self._assessment = None
 
     def entries(self) -> tuple[list[BeatEntry], list[SourceReport]]:
         """All entries; the app's beat_schedule only where beat has not copied it into
@@ -132,7 +136,14 @@ class ScheduleService:
     def assessed(self, run_limit: int = 20, only: tuple[str, str] | None = None
                  ) -> tuple[list[dict[str, Any]], list[SourceReport]]:
         """Every entry (or `only` the (source, name) one, with its runs listed) as the API
-        shows it, with its health. Entries sharing runs are judged among all entries."""
+        shows it, with its health. Entries sharing runs are judged among all entries.
+        The whole list is reused for SOURCE_TTL seconds."""
+        if only is None:
+            with self._lock:
+                last = self._assessment
+                if (last is not None and last[1] == run_limit
+                        and self.clock() - last[0] < SOURCE_TTL):
+                    return list(last[2]), last[3]
         entries, reports = self.entries()
         watch = self._watch(entries)
         now = self.clock()
@@ -154,6 +165,10 @@ class ScheduleService:
             items.append(describe_entry(entry, runs, verdict, limits, custom, shared))
             if only is not None:
                 items[-1]["runs"] = [run_row(r) for r in runs]
+        if only is None:
+            with self._lock:
+                self._assessment = (now, run_limit, items, reports)
+            return list(items), reports
         return items, reports
 
     def overview(self) -> dict[str, Any]:
@@ -216,6 +231,7 @@ class ScheduleService:
             conn.execute(ScheduleWatch.__table__.update()
                          .where(ScheduleWatch.source == source, ScheduleWatch.name == name)
                          .values(**values, updated_by=actor, updated_at=self.clock()))
+        self._forget()
         return self.detail(source, name, limit=1)["thresholds"]
 
     def record_statuses(self, items: list[dict[str, Any]]) -> None:

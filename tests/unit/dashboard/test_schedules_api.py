@@ -174,6 +174,33 @@ def test_watcher_emits_only_when_a_status_changes(web):
     assert second["changed"] == {"app/a": "missed"} and sent == [first, second]
 
 
+def test_the_assessment_is_reused_for_a_few_seconds(web, monkeypatch):
+    """The page, the Overview card and the watcher each ask every few seconds; one
+    history query per entry is spent once per SOURCE_TTL, and a change made here shows
+    at once."""
+    from lookout.dashboard.schedules import service as service_module
+
+    now = [time.time()]
+    app = web(beat_app(a={"task": "proj.a", "schedule": 10.0},
+                       b={"task": "proj.b", "schedule": 10.0}), clock=lambda: now[0])
+    queries = []
+    real = service_module.entry_runs
+    monkeypatch.setattr(service_module, "entry_runs",
+                        lambda *args: queries.append(args[1]) or real(*args))
+    client = app.test_client()
+    assert items(client)["a"]["last_run"] is None and sorted(queries) == ["proj.a", "proj.b"]
+    engine = app.extensions["lookout.engine"]
+    run = add_task(engine, name="proj.a", args="()", kwargs="{}", timestamp=now[0],
+                   received_at=now[0], state="SUCCESS")
+    assert items(client)["a"]["last_run"] is None and len(queries) == 2  # reused
+    now[0] += service_module.SOURCE_TTL
+    assert items(client)["a"]["last_run"]["uuid"] == run["uuid"] and len(queries) == 4
+    response = client.put("/api/v1/schedules/app/a/thresholds", json={"failures": 3},
+                          headers=csrf_headers(client))
+    assert response.status_code == 200, response.get_json()
+    assert items(client)["a"]["thresholds"]["failures"] == 3
+
+
 def test_django_databases_become_sqlalchemy_urls():
     from lookout.dashboard.schedules.sources.django_beat import django_url
 
