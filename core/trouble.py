@@ -112,12 +112,9 @@ class StuckRule:
 
 def usual_runtimes(conn, since: float) -> dict[str, float]:
     """p95 runtime per task name from the rollups since `since`."""
-    merged: dict[str, dict[int, int]] = {}
     rows = conn.execute(select(TaskRollup.name, TaskRollup.runtime_hist).where(
         TaskRollup.bucket >= since, TaskRollup.runtime_hist.is_not(None)))
-    for name, text in rows:
-        histogram.merge(merged.setdefault(name, {}), histogram.loads(text))
-    return {name: p for name, hist in merged.items()
+    return {name: p for name, hist in histogram.merge_by_name(rows).items()
             if (p := histogram.percentiles(hist, (95,))[95]) is not None}
 
 

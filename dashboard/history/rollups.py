@@ -8,9 +8,7 @@ they cost (2-60 s; see cost_cache.py).
 """
 from __future__ import annotations
 
-import json
 import time
-from collections import defaultdict
 
 from sqlalchemy import Engine, func, literal, select
 
@@ -70,7 +68,7 @@ class RollupStats:
             series_rows = conn.execute(
                 select(point, *(func.sum(rollups.c[c]).label(c) for c in SERIES_COUNTS))
                 .where(in_window).group_by(point).order_by(point)).mappings().all()
-        merged = _merge_histograms(hists)
+        merged = histogram.merge_by_name(hists)
         tasks = [_task_stats(row, merged.get(row["name"], {})) for row in per_name]
         return {
             "window": window,
@@ -81,22 +79,6 @@ class RollupStats:
             "tasks": tasks,
             "series": _series(series_rows, since, now, step),
         }
-
-
-def _merge_histograms(rows) -> dict[str, dict[int, int]]:
-    """Each name's minute histograms summed. Parsing a name's histograms as one JSON array
-    and summing plain dicts is 3x faster than a loads() and merge() per row."""
-    texts: dict[str, list[str]] = defaultdict(list)
-    for name, text in rows:
-        texts[name].append(text)
-    merged = {}
-    for name, chunk in texts.items():
-        total: dict[str, int] = {}
-        for hist in json.loads("[" + ",".join(chunk) + "]"):
-            for index, count in hist.items():
-                total[index] = total.get(index, 0) + count
-        merged[name] = {int(index): count for index, count in total.items()}
-    return merged
 
 
 def _task_stats(row, hist: dict[int, int]) -> dict:

@@ -1,7 +1,8 @@
 """The trouble page's data: lost tasks (core/trouble.py) and stuck ones beside them.
 
 Stuck uses the per-name p95 runtimes of the Overview's stats (cached), so the page costs
-one query for the open tasks and one for their workers.
+one query for the open tasks and one for their workers. The collector's stuck rule reads
+the same minutes through the same merge (core.histogram.merge_by_name), uncached.
 """
 from __future__ import annotations
 
