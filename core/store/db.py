@@ -5,9 +5,13 @@ timeout so a reader never sees "database is locked" during a batch commit.
 """
 from __future__ import annotations
 
+import fcntl
+import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, NullPool, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -76,7 +80,54 @@ def deployment_id(engine: Engine) -> str:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the schema to `revision`; safe to call on every start (no-op when current)."""
+    """Bring the schema to `revision`; safe to call on every start (no-op when current),
+    and from several processes at once: each waits for the one migrating before it."""
     from alembic import command
 
-    command.upgrade(alembic_config(url), revision)
+    with migration_lock(url):
+        command.upgrade(alembic_config(url), revision)
+
+
+# pg_advisory_lock key of migrations ("lkmg" in ASCII); the collectors' merge lock differs.
+MIGRATION_LOCK = 0x6C6B6D67
+
+
+@contextmanager
+def migration_lock(url: str) -> Iterator[None]:
+    """Hold the store's migration lock: a PostgreSQL advisory lock, or on SQLite an
+    exclusive flock on the database's folder.
+
+    `lookout web` and `lookout collect` started together on a new store (one compose
+    file, one systemd target) both ran every migration at once, and all but one failed
+    ("table ... already exists", "duplicate column name"). The folder is locked, not the
+    database file: closing any other descriptor of that file would drop the POSIX locks
+    SQLite's own connections in this process hold on it.
+    """
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+                    conn.commit()
+        finally:
+            engine.dispose()
+        return
+    database = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    folder = Path(database).expanduser().resolve().parent
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the flock

@@ -80,6 +80,34 @@ OLD_TASKS = {  # uuid: (eta, expires, parent_id, revoke event info)
 }
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_processes_starting_together_on_a_new_store_all_migrate_it(backend, tmp_path):
+    """A web and a collector started at once on a new store: without the migration lock
+    all but one failed ("table ... already exists", "duplicate column name")."""
+    import subprocess
+    import sys
+
+    if backend == "sqlite":
+        name, url = None, f"sqlite:///{tmp_path / 'data' / 'new.db'}"
+    else:
+        name, url = create_database("lookout_race")
+    script = "import sys; from lookout.core.store.db import upgrade; upgrade(sys.argv[1])"
+    try:
+        procs = [subprocess.Popen([sys.executable, "-c", script, url],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        results = [(proc.wait(timeout=120), proc.stderr.read()) for proc in procs]
+        for proc in procs:
+            proc.stderr.close()
+        assert [code for code, _ in results] == [0, 0, 0], [err[-500:] for _, err in results]
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            assert not schema_diff(conn)
+        engine.dispose()
+    finally:
+        if name:
+            drop_database(name)
+
+
 def test_0009_turns_eta_text_into_epoch_seconds_on_both_backends(store_at_0008):
     engine = make_engine(store_at_0008)
     insert_task = text('INSERT INTO tasks (uuid, state, state_ts, retries, "timestamp", '
