@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from lookout.collectors.lease import JobLease
 from lookout.collectors.live_rows import EarlyRows
+from lookout.collectors.watched import WatchedTasks
 
 # The Socket.IO namespace of the live pages (dashboard/live serves it).
 NAMESPACE = "/live"
@@ -70,6 +71,7 @@ def install_external(collector: Any, settings: Any) -> "LivePublisher | None":
         return None
     channel = live_channel(settings, collector.engine)
     publisher = LivePublisher(external_emitter(settings.message_queue, channel))
+    publisher.watched = WatchedTasks(settings.message_queue, channel)
     attach(publisher, collector)
     return publisher.start()
 
@@ -143,6 +145,8 @@ class LivePublisher:
         self.early = False
         self._early_rows = EarlyRows()
         self.gate: Callable[[], bool] | None = None  # None: always push
+        # Which task rooms someone watches (collectors/watched.py); None: emit to every one.
+        self.watched: WatchedTasks | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -221,8 +225,10 @@ class LivePublisher:
             newest = rows[-self.max_rows:]
             sent += self._emit("tasks", "tasks", {
                 "t": now, "tasks": newest, "truncated": truncated or len(newest) < len(rows)})
+        watched = self.watched.current() if self.watched is not None else None
         for row in rows:
-            sent += self._emit("task", f"task:{row['uuid']}", {"t": now, "task": row})
+            if watched is None or row["uuid"] in watched:
+                sent += self._emit("task", f"task:{row['uuid']}", {"t": now, "task": row})
         for row in worker_rows:
             sent += self._emit("worker", f"worker:{row['hostname']}", {"t": now, "worker": row})
         return sent
@@ -277,6 +283,8 @@ class LivePublisher:
         release = getattr(self.gate, "release", None)
         if release is not None:
             release()
+        if self.watched is not None:
+            self.watched.close()
 
     def __enter__(self) -> "LivePublisher":
         return self.start()

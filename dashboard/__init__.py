@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
 
     from lookout.collectors.push import live_channel
     from lookout.collectors.queues import QueueSampler
+    from lookout.collectors.watched import WatchedTasks
     from lookout.core.broadcast import CeleryBroadcaster
     from lookout.core.inspector import Inspector
     from lookout.core.sender import TaskSender
@@ -131,7 +132,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     app.extensions["lookout.live_starters"] = [watcher.start]
 
     app.extensions["lookout.live_sessions"] = LiveSessions(
-        lambda sid: socketio.server.disconnect(sid, namespace=NAMESPACE))
+        lambda sid: socketio.server.disconnect(sid, namespace=NAMESPACE),
+        WatchedTasks(settings.message_queue, live_channel(settings, engine))
+        if settings.message_queue else None)
     register_error_handlers(app)
     security.init_app(app)
     app.before_request(refuse_nul)  # does no work: a NUL in any input is a 400

@@ -101,10 +101,14 @@ def serve(settings: Settings, with_collector: bool) -> int:
 
 def start_collector(settings: Settings, app, socketio, cleanup: ExitStack) -> None:
     """Collector in this process, pushing live updates through the app's own socketio."""
-    from lookout.collectors.push import LivePublisher, attach
+    from lookout.collectors.push import LivePublisher, attach, live_channel
     from lookout.collectors.service import Collector
+    from lookout.collectors.watched import WatchedTasks
 
     publisher = LivePublisher(socketio)
+    if settings.message_queue:  # emits go through Redis: only to watched task rooms
+        publisher.watched = WatchedTasks(
+            settings.message_queue, live_channel(settings, app.extensions["lookout.engine"]))
     collector = Collector(settings, engine=app.extensions["lookout.engine"])
     attach(publisher, collector)
     publisher.start()

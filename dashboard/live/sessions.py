@@ -7,12 +7,19 @@ subscribe and on a sweep every SWEEP_EVERY seconds, and a logout or token revoca
 this process closes the matching sockets at once. Other web processes notice at their
 next subscribe or sweep. It also keeps the rooms each socket joined, for the per-socket
 room cap: python-socketio's own `rooms()` iterates a dict other threads add a room to on
-every connect, and failed that way under a few hundred connects at once.
+every connect, and failed that way under a few hundred connects at once. With a message
+queue, the task rooms joined are recorded there too (collectors/watched.py): on join, and
+on every sweep, so a standalone collector emits task rows only to rooms someone watches.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable
+
+from lookout.collectors.watched import TASK_ROOM, WatchedTasks, task_uuids
+
+log = logging.getLogger(__name__)
 
 SWEEP_EVERY = 10.0
 
@@ -20,8 +27,9 @@ SWEEP_EVERY = 10.0
 class LiveSessions:
     """sid -> identity check, for the sockets of this process; safe between threads."""
 
-    def __init__(self, disconnect: Callable[[str], None]):
+    def __init__(self, disconnect: Callable[[str], None], watched: WatchedTasks | None = None):
         self._disconnect = disconnect
+        self._watched = watched
         self._checks: dict[str, Callable[[], Any]] = {}
         self._rooms: dict[str, set[str]] = {}
         self._lock = threading.Lock()
@@ -46,7 +54,9 @@ class LiveSessions:
             if room not in joined and len(joined) >= most:
                 return False
             joined.add(room)
-            return True
+        if room.startswith(TASK_ROOM):
+            self._mark({room[len(TASK_ROOM):]})
+        return True
 
     def leave(self, sid: str, room: str) -> None:
         with self._lock:
@@ -68,8 +78,22 @@ class LiveSessions:
             self._disconnect(sid)
         return len(ended)
 
+    def watched_tasks(self) -> set[str]:
+        """Uuids of the task rooms some socket of this process has joined."""
+        with self._lock:
+            return task_uuids(room for rooms in self._rooms.values() for room in rooms)
+
+    def _mark(self, uuids: set[str]) -> None:
+        if self._watched is None or not uuids:
+            return
+        try:
+            self._watched.mark(uuids)
+        except Exception:  # noqa: BLE001 - Redis away: the live push fails as well
+            log.warning("could not record the watched task rooms", exc_info=True)
+
     def sweep(self) -> int:
-        """Close every socket whose identity no longer holds; returns how many."""
+        """Close every socket whose identity no longer holds; returns how many.
+        Then refresh the record of the task rooms still joined."""
         with self._lock:
             checks = list(self._checks.items())
         ended = 0
@@ -82,6 +106,7 @@ class LiveSessions:
                 self.remove(sid)
                 self._disconnect(sid)
                 ended += 1
+        self._mark(self.watched_tasks())
         return ended
 
     def start_sweeping(self, app, start_task: Callable, sleep: Callable) -> None:

@@ -25,16 +25,26 @@ def test_standalone_collector_pushes_to_lookout_web_via_redis(redis_broker, sqli
     url = f"http://127.0.0.1:{port}"
     client = socketio_client.Client()
     rows: list[dict] = []
+    own_room: list[dict] = []
     client.on("tasks", lambda message: rows.extend(message["tasks"]), namespace=NAMESPACE)
+    client.on("task", lambda message: own_room.append(message["task"]), namespace=NAMESPACE)
+    watched_id = unique("watched")
     try:
         # Healthy means the web process sees the collector's status row as connected.
         wait_for(lambda: get_json(url + "/healthz")[0] == 200, 60, message="both up")
         client.connect(url, namespaces=[NAMESPACE], transports=["websocket"])
         assert client.call("subscribe", {"room": "tasks"}, namespace=NAMESPACE)["ok"]
+        # A task page: the web process records the room, so the collector emits to it.
+        assert client.call("subscribe", {"room": f"task:{watched_id}"},
+                           namespace=NAMESPACE)["ok"]
         with task_client(redis_broker) as app:
             task_id = send(app, worker, "sample.add", 2, 3)
+            app.send_task("sample.add", args=(4, 5), task_id=watched_id, queue=worker.queue)
         wait_for(lambda: any(r["uuid"] == task_id and r["state"] == "SUCCESS" for r in rows),
                  30, message="the task's rows pushed through Redis")
+        wait_for(lambda: any(r["state"] == "SUCCESS" for r in own_room), 30,
+                 message="the watched task's room got its row")
+        assert {r["uuid"] for r in own_room} == {watched_id}
     finally:
         client.disconnect()
         web_code, collector_code = web.stop(), collector.stop()

@@ -167,3 +167,56 @@ def test_serve_refuses_a_public_address_and_names_gunicorn(caplog):
 
     assert serve(Settings(host="0.0.0.0"), with_collector=False) == 2
     assert "gunicorn -w 1 --threads 600" in caplog.text
+
+
+def test_with_a_message_queue_task_rows_go_only_to_watched_rooms(redis_broker):
+    """Each emit through Redis is a round trip: a standalone collector emits a task's row
+    only when some web process has recorded its room as joined (collectors/watched.py),
+    at subscribe and on every sweep; a room nobody refreshes drops out after the TTL.
+    (An app with a message queue cannot be built here: Flask-SocketIO's test client
+    refuses one. tests/integration/test_live_processes.py runs the real processes.)"""
+    import uuid
+
+    from lookout.collectors import watched as watched_module
+    from lookout.collectors.watched import WatchedTasks
+    from lookout.dashboard.live.sessions import LiveSessions
+
+    channel = f"watched-test-{uuid.uuid4().hex}"
+    now = [1_000_000.0]
+    writer = WatchedTasks(redis_broker, channel, clock=lambda: now[0])
+    reader = WatchedTasks(redis_broker, channel, clock=lambda: now[0])
+    sessions = LiveSessions(lambda sid: None, writer)
+    try:
+        sessions.add("sid-1", lambda: True)
+        assert sessions.join("sid-1", "task:t7", 20) and sessions.join("sid-1", "tasks", 20)
+        assert reader.current() == {"t7"}
+
+        class Emits:
+            def __init__(self):
+                self.rooms = []
+
+            def emit(self, event, data, to, namespace):
+                self.rooms.append(to)
+
+        emits = Emits()
+        publisher = LivePublisher(emits)
+        publisher.watched = reader
+        publisher(summary(tasks=[task_row(f"t{i}", "STARTED") for i in range(10)]))
+        publisher.flush()
+        assert [r for r in emits.rooms if r.startswith("task:")] == ["task:t7"]
+
+        now[0] += watched_module.TTL + 1  # not refreshed: nobody watches any more
+        assert reader.current() == set()
+        sessions.sweep()  # the socket still holds the room: the sweep records it again
+        assert reader.current() == {"t7"}
+        sessions.leave("sid-1", "task:t7")
+        now[0] += watched_module.TTL + 1
+        sessions.sweep()
+        assert reader.current() == set()
+        broken = WatchedTasks("redis://127.0.0.1:1/0", "nowhere")
+        assert broken.current() is None  # Redis away: emit to every room, as before
+        broken.close()
+    finally:
+        reader.redis.delete(reader.key)
+        reader.close()
+        writer.close()
