@@ -7,6 +7,8 @@ the load generator at --rate with the send time stamped into each task's args. A
 takes, for every "tasks" message, receive time minus the send time of the newest task
 in it: how stale the freshest row on screen is. Reported: p50/p95/max of that over all
 clients and messages, messages per client per second, and the web process's peak RSS.
+Also the screen's age just before each update (now minus the newest row shown so far):
+updates that come late but fresh look good by the first figure and bad by this one.
 Usage: python benchmarks/live.py [--clients 200] [--rate 10000] [--seconds 20] [--quick]
 """
 from __future__ import annotations
@@ -50,6 +52,7 @@ def run_clients(url: str, count: int, seconds: float, start_at: float) -> dict:
     import socketio
 
     latencies: list[float] = []
+    ages: list[float] = []  # how old the newest row on screen was when the next one came
     messages = [0]
     failures: list[str] = []
     lock = threading.Lock()
@@ -59,6 +62,7 @@ def run_clients(url: str, count: int, seconds: float, start_at: float) -> dict:
         # 100 clients that alone took a whole core and made the clients the bottleneck.
         client = socketio.Client(reconnection=False, handle_sigint=False,
                                  websocket_extra_options={"skip_utf8_validation": True})
+        newest = [None]  # send time of the newest row this client has shown
 
         @client.on("tasks", namespace=NAMESPACE)
         def on_tasks(data):
@@ -69,6 +73,10 @@ def run_clients(url: str, count: int, seconds: float, start_at: float) -> dict:
                 messages[0] += 1
                 if stamps and now >= start_at:
                     latencies.append(now - max(stamps))
+                    if newest[0] is not None:
+                        ages.append(now - newest[0])
+                if stamps:
+                    newest[0] = max(newest[0] or 0.0, max(stamps))
 
         @client.on("overview", namespace=NAMESPACE)
         def on_overview(data):
@@ -93,7 +101,7 @@ def run_clients(url: str, count: int, seconds: float, start_at: float) -> dict:
     print(json.dumps({"connected": len(clients)}), flush=True)
     time.sleep(max(0.0, start_at + seconds - time.time()))
     with lock:
-        return {"latencies": list(latencies), "messages": messages[0],
+        return {"latencies": list(latencies), "ages": list(ages), "messages": messages[0],
                 "clients": len(clients), "failures": failures[:5], "failed": len(failures)}
 
 
@@ -233,7 +241,8 @@ def measure(children: Children, broker: str, url: str, web, opts, workdir: Path)
         outputs = [json.loads(proc.communicate(timeout=120)[0].splitlines()[-1])
                    for proc in procs]
     latencies = [x for out in outputs for x in out["latencies"]]
-    return {"sent": sent, "latencies": latencies, "connected": connected,
+    ages = [x for out in outputs for x in out["ages"]]
+    return {"sent": sent, "latencies": latencies, "ages": ages, "connected": connected,
             "messages": sum(out["messages"] for out in outputs),
             "failures": [f for out in outputs for f in out["failures"]],
             "peak_rss": usage.peak, "cpu": usage.cpu,
@@ -252,6 +261,10 @@ def report(result: dict, opts) -> None:
     print(f"update latency p50           {p50:.3f} s")
     print(f"update latency p95           {p95:.3f} s   target < 1 s")
     print(f"update latency max           {max(lat, default=float('nan')):.3f} s")
+    ages = result["ages"]
+    print(f"screen age before an update  p50 {percentile(ages, 0.5):.3f} s, p95 "
+          f"{percentile(ages, 0.95):.3f} s (the newest row's age when the next came: "
+          "counts the gaps between updates too)")
     wl = result["write_lags"]
     print(f"collector write lag p50/max  {percentile(wl, 0.5):.2f} s / "
           f"{max(wl, default=float('nan')):.2f} s (receive to commit, from collector_status)")
