@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from lookout.collectors.lease import JobLease
 from lookout.collectors.live_rows import EarlyRows
-from lookout.collectors.watched import WatchedTasks
+from lookout.collectors.watched import WatchedTasks, watched_tasks_for
 
 # The Socket.IO namespace of the live pages (dashboard/live serves it).
 NAMESPACE = "/live"
@@ -71,7 +71,7 @@ def install_external(collector: Any, settings: Any) -> "LivePublisher | None":
         return None
     channel = live_channel(settings, collector.engine)
     publisher = LivePublisher(external_emitter(settings.message_queue, channel))
-    publisher.watched = WatchedTasks(settings.message_queue, channel)
+    publisher.watched = watched_tasks_for(settings.message_queue, channel)
     attach(publisher, collector)
     return publisher.start()
 

@@ -61,5 +61,13 @@ class WatchedTasks:
         self.redis.close()
 
 
+def watched_tasks_for(message_queue: str, channel: str) -> WatchedTasks | None:
+    """The record for a Redis message queue; None for no queue or another kind (Kombu's
+    AMQP one): task rows then go to every task room, as before there was a record."""
+    if not message_queue.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    return WatchedTasks(message_queue, channel)
+
+
 def task_uuids(rooms: Iterable[str]) -> set[str]:
     return {room[len(TASK_ROOM):] for room in rooms if room.startswith(TASK_ROOM)}

@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
 
     from lookout.collectors.push import live_channel
     from lookout.collectors.queues import QueueSampler
-    from lookout.collectors.watched import WatchedTasks
+    from lookout.collectors.watched import watched_tasks_for
     from lookout.core.broadcast import CeleryBroadcaster
     from lookout.core.inspector import Inspector
     from lookout.core.sender import TaskSender
@@ -133,7 +133,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
 
     app.extensions["lookout.live_sessions"] = LiveSessions(
         lambda sid: socketio.server.disconnect(sid, namespace=NAMESPACE),
-        WatchedTasks(settings.message_queue, live_channel(settings, engine))
+        watched_tasks_for(settings.message_queue, live_channel(settings, engine))
         if settings.message_queue else None)
     register_error_handlers(app)
     security.init_app(app)

@@ -103,11 +103,11 @@ def start_collector(settings: Settings, app, socketio, cleanup: ExitStack) -> No
     """Collector in this process, pushing live updates through the app's own socketio."""
     from lookout.collectors.push import LivePublisher, attach, live_channel
     from lookout.collectors.service import Collector
-    from lookout.collectors.watched import WatchedTasks
+    from lookout.collectors.watched import watched_tasks_for
 
     publisher = LivePublisher(socketio)
     if settings.message_queue:  # emits go through Redis: only to watched task rooms
-        publisher.watched = WatchedTasks(
+        publisher.watched = watched_tasks_for(
             settings.message_queue, live_channel(settings, app.extensions["lookout.engine"]))
     collector = Collector(settings, engine=app.extensions["lookout.engine"])
     attach(publisher, collector)

@@ -216,6 +216,8 @@ def test_with_a_message_queue_task_rows_go_only_to_watched_rooms(redis_broker):
         broken = WatchedTasks("redis://127.0.0.1:1/0", "nowhere")
         assert broken.current() is None  # Redis away: emit to every room, as before
         broken.close()
+        # Flask-SocketIO's Kombu queue (AMQP) has no record: every room, as before.
+        assert watched_module.watched_tasks_for("amqp://guest@127.0.0.1//", "c") is None
     finally:
         reader.redis.delete(reader.key)
         reader.close()
