@@ -8,14 +8,11 @@ fell seconds behind (py-spy, benchmarks/live.py --split). So every web process r
 the task rooms its sockets joined, in a sorted set scored by when it last saw them (at
 once on subscribe, then on every sweep), and the collector reads the set once per tick
 and emits task rows only to those rooms. A room not refreshed for TTL seconds drops out.
+Scores are the Redis server's own time (TIME), so the machines' clocks need not agree.
 """
 from __future__ import annotations
 
-import logging
-import time
 from typing import Callable, Iterable
-
-log = logging.getLogger(__name__)
 
 TTL = 30.0  # seconds; web processes refresh every LiveSessions sweep (10 s)
 TASK_ROOM = "task:"
@@ -29,20 +26,26 @@ def watched_key(channel: str) -> str:
 class WatchedTasks:
     """Both ends of the record: `mark` (web processes) and `current` (the collector)."""
 
-    def __init__(self, redis_url: str, channel: str, clock: Callable[[], float] = time.time):
+    def __init__(self, redis_url: str, channel: str,
+                 clock: Callable[[], float] | None = None):
         import redis
 
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=2,
                                           socket_connect_timeout=2)
         self.key = watched_key(channel)
-        self.clock = clock
+        self.clock = clock or self._server_time
+
+    def _server_time(self) -> float:
+        seconds, microseconds = self.redis.time()
+        return seconds + microseconds / 1e6
 
     def mark(self, uuids: Iterable[str]) -> None:
         """Record that these tasks' rooms are joined now (web side)."""
+        uuids = list(uuids)
+        if not uuids:
+            return
         now = self.clock()
         scores = {uuid: now for uuid in uuids}
-        if not scores:
-            return
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(self.key, scores)
         pipe.zremrangebyscore(self.key, "-inf", now - TTL)

@@ -216,6 +216,11 @@ def test_with_a_message_queue_task_rows_go_only_to_watched_rooms(redis_broker):
         broken = WatchedTasks("redis://127.0.0.1:1/0", "nowhere")
         assert broken.current() is None  # Redis away: emit to every room, as before
         broken.close()
+        on_server_time = WatchedTasks(redis_broker, channel + "-server-time")
+        on_server_time.mark({"t9"})  # scored by Redis's TIME: web and collector clocks
+        assert on_server_time.current() == {"t9"}  # need not agree
+        on_server_time.redis.delete(on_server_time.key)
+        on_server_time.close()
         # Flask-SocketIO's Kombu queue (AMQP) has no record: every room, as before.
         assert watched_module.watched_tasks_for("amqp://guest@127.0.0.1//", "c") is None
     finally:
