@@ -28,7 +28,7 @@ lint: install
 	$(VENV)/bin/lint-imports --no-cache
 
 test: install services lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=10
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=10 -n 2 --dist loadfile
 
 demo: install services
 	$(PY) demo/run.py
