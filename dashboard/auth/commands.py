@@ -142,7 +142,8 @@ def users_remove(username: str, database_url: str | None) -> None:
     click.echo(f"removed {username}")
 
 
-@users.command("token", help="Create an API token (shown once); same as `tokens add`.")
+@users.command("token", help="Create an API token (shown once). `lookout tokens add` and "
+               "`lookout users token` are the same command.")
 @click.argument("name")
 @click.option("--role", default="viewer", show_default=True, help="Role the token acts with.")
 @DATABASE
