@@ -131,10 +131,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     # Started by the first live connection (live/namespace.py), once per process.
     app.extensions["lookout.live_starters"] = [watcher.start]
 
+    # One store read for the deployment's channel, used by the watched rooms and socketio.
+    channel = live_channel(settings, engine) if settings.message_queue else None
     app.extensions["lookout.live_sessions"] = LiveSessions(
         lambda sid: socketio.server.disconnect(sid, namespace=NAMESPACE),
-        watched_tasks_for(settings.message_queue, live_channel(settings, engine))
-        if settings.message_queue else None)
+        watched_tasks_for(settings.message_queue, channel) if channel else None)
     register_error_handlers(app)
     security.init_app(app)
     app.before_request(refuse_nul)  # does no work: a NUL in any input is a 400
@@ -145,8 +146,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
                       accounts_views.bp, audit_views.bp, health_views.bp, metrics_views.bp,
                       trouble_views.bp, failures_views.bp, alerts_views.bp):
         app.register_blueprint(blueprint)
-    live = {"message_queue": settings.message_queue,
-            "channel": live_channel(settings, engine)} if settings.message_queue else {}
+    live = {"message_queue": settings.message_queue, "channel": channel} if channel else {}
     socketio.init_app(app, async_mode="threading", cors_allowed_origins=[], **live)
     app.extensions["lookout.socket_limits"] = limits = SocketLimits(
         settings.max_sockets, settings.max_sockets_per_client)
