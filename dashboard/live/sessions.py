@@ -17,7 +17,7 @@ import logging
 import threading
 from typing import Any, Callable
 
-from lookout.collectors.watched import TASK_ROOM, WatchedTasks, task_uuids
+from lookout.collectors.watched import WatchedTasks, task_uuids
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,7 @@ class LiveSessions:
             if room not in joined and len(joined) >= most:
                 return False
             joined.add(room)
-        if room.startswith(TASK_ROOM):
-            self._mark({room[len(TASK_ROOM):]})
+        self._mark(task_uuids((room,)))  # nothing for rooms other than task rooms
         return True
 
     def leave(self, sid: str, room: str) -> None:
