@@ -39,15 +39,23 @@ def make_engine(url: str, **kwargs) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        folder = _sqlite_folder(parsed)
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def _sqlite_folder(parsed) -> Path | None:
+    """The folder of a SQLite database file; None for in-memory and URI databases."""
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().resolve().parent
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -119,11 +127,10 @@ def migration_lock(url: str) -> Iterator[None]:
         finally:
             engine.dispose()
         return
-    database = parsed.database if parsed.get_backend_name() == "sqlite" else None
-    if not database or database == ":memory:" or database.startswith("file:"):
+    folder = _sqlite_folder(parsed) if parsed.get_backend_name() == "sqlite" else None
+    if folder is None:
         yield
         return
-    folder = Path(database).expanduser().resolve().parent
     folder.mkdir(parents=True, exist_ok=True)
     handle = os.open(folder, os.O_RDONLY)
     try:
