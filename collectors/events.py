@@ -11,6 +11,8 @@ import math
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
+from lookout.core.failures import WRAPPER_REPR, unwrapped_exception
+
 TASK_TYPES = frozenset({
     "task-sent", "task-received", "task-started", "task-succeeded", "task-failed",
     "task-retried", "task-rejected", "task-revoked",
@@ -147,6 +149,8 @@ def validate(raw: Any, local_received: float, max_field_size: int) -> Event:
             value = _check(name, field_kind, value, max_field_size)
             if value is not None:  # an unreadable time: the task is still stored
                 fields[name] = value
+    if fields.get("exception") == WRAPPER_REPR:  # a hard time limit, a lost worker
+        fields["exception"] = unwrapped_exception(WRAPPER_REPR, fields.get("traceback"))
     return Event(kind, hostname, timestamp, local_received, int(clock),
                  float(utcoffset) if utcoffset is not None else None, uuid, fields)
 

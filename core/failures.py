@@ -22,6 +22,27 @@ _PATTERNS = (
 )
 _FRAME = re.compile(r'File "([^"]+)", line \d+, in (\S+)')
 MAX_MESSAGE = 300
+# What Celery sends as `exception` when the pool hands it an exception still wrapped for
+# pickling (a hard time limit, a lost worker): the wrapper's empty repr, which names no
+# error. The traceback sent with it ends with the real one.
+WRAPPER_REPR = "ExceptionWithTraceback()"
+_LAST_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::\s?(.*))?$")
+
+
+def unwrapped_exception(exception: str, traceback: str | None) -> str:
+    """The real exception of a wrapper's repr, read from the traceback's last line:
+    "billiard.exceptions.TimeLimitExceeded: TimeLimitExceeded(1,)" gives
+    "TimeLimitExceeded(1,)", "ValueError: bad" gives "ValueError('bad')". Anything else,
+    or no traceback, is returned unchanged."""
+    if exception != WRAPPER_REPR or not traceback:
+        return exception
+    match = _LAST_LINE.match(traceback.rstrip().rsplit("\n", 1)[-1].strip())
+    if match is None:
+        return exception
+    kind, message = match.group(1).rsplit(".", 1)[-1], (match.group(2) or "").strip()
+    if message.startswith(kind + "(") and message.endswith(")"):
+        return message  # the message is already the repr (billiard's time limits)
+    return f"{kind}({message!r})" if message else f"{kind}()"
 
 
 def split_exception(text: str | None) -> tuple[str, str]:

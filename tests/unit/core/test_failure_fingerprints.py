@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lookout.core.failures import fingerprint, normalise, split_exception
+from lookout.core.failures import fingerprint, normalise, split_exception, unwrapped_exception
 
 TB = ('Traceback (most recent call last):\n  File "/app/shop.py", line {a}, in run\n'
       '  File "/app/db.py", line {b}, in load\nValueError: x')
@@ -39,3 +39,21 @@ def test_odd_exception_texts():
     assert split_exception("<unprintable>")[0] == "Exception"
     assert split_exception("proj.errors.Boom()") == ("proj.errors.Boom", "")
     assert normalise("'" + "x" * 1000 + "'") == "x" * 300
+
+
+@pytest.mark.parametrize("traceback, shown", [
+    ("Traceback (most recent call last):\n  File \"pool.py\", line 745, in on_hard_timeout\n"
+     "    raise TimeLimitExceeded(job._timeout)\n"
+     "billiard.exceptions.TimeLimitExceeded: TimeLimitExceeded(1,)\n", "TimeLimitExceeded(1,)"),
+    ("Traceback ...\nbilliard.exceptions.WorkerLostError: Worker exited prematurely",
+     "WorkerLostError('Worker exited prematurely')"),
+    ("Traceback ...\nKeyError", "KeyError()"),
+    ("Traceback ...\n  File \"x.py\", line 1, in f\n    not an exception line", None),
+    ("", None),
+    (None, None),
+])
+def test_the_pickling_wrappers_empty_repr_gives_way_to_the_tracebacks_exception(traceback,
+                                                                                 shown):
+    wrapper = "ExceptionWithTraceback()"
+    assert unwrapped_exception(wrapper, traceback) == (shown or wrapper)
+    assert unwrapped_exception("ValueError('x')", traceback) == "ValueError('x')"
