@@ -30,10 +30,12 @@ class EarlyRows:
         self._rows: dict[str, dict[str, Any]] = {}
 
     def fold(self, events: Iterable[Event]) -> tuple[list[dict[str, Any]], list[str]]:
-        """Fold new task events in: (changed rows, the resulting state of each new event)."""
+        """Fold new task events in: (changed rows, the resulting state of each new event but
+        a final transition its task already had, which the store does not count either)."""
         seen, rows = self._seen, self._rows
         by_task: dict[str, list[Event]] = {}
         states: list[str] = []
+        finished: set[tuple[str | None, str]] = set()
         for event in events:
             if event.uuid is None or event.type not in merge.TRANSITIONS:
                 continue
@@ -43,7 +45,8 @@ class EarlyRows:
             seen[key] = None
             if len(seen) > self.seen_cap:
                 del seen[next(iter(seen))]
-            states.append(merge.TRANSITIONS[event.type][0])
+            if not merge.final_repeat(event, rows, finished):  # counted as the store does
+                states.append(merge.TRANSITIONS[event.type][0])
             by_task.setdefault(event.uuid, []).append(event)
         # One fold (one row copy) per task per message, as the writer does per batch: a
         # task.multi message often holds several events of one task.

@@ -22,8 +22,9 @@ this does not arise with real workers.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from json.encoder import c_make_encoder, encode_basestring_ascii
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from lookout.collectors.events import Event
 
@@ -82,6 +83,38 @@ TASK_COLUMNS = (
 def identity(event: Event) -> tuple[str | None, str, float, str]:
     """The key under which two copies of one event are the same (uq_task_events_identity)."""
     return (event.uuid, event.type, event.timestamp, event.hostname)
+
+
+# Final event type -> the row column keeping its latest time.
+FINAL_AT = {kind: column for kind, (state, _, column) in TRANSITIONS.items()
+            if state in FINAL_STATES}
+
+
+def final_repeat(event: Event, before: Mapping[str, Mapping[str, Any]],
+                 finished: set[tuple[str | None, str]]) -> bool:
+    """Whether `event` repeats a final transition its task already had: in its stored row
+    (`before`: uuid -> row) or earlier in the same events (`finished`, which this fills).
+
+    Counters of tasks skip repeats: Celery can send one twice (a hard time limit sends
+    task-failed from the pool, then again from the request's on_timeout).
+    """
+    at = FINAL_AT.get(event.type)
+    if at is None:
+        return False
+    key = (event.uuid, event.type)
+    if key in finished:
+        return True
+    finished.add(key)
+    old = before.get(event.uuid)
+    return old is not None and old[at] is not None
+
+
+def new_states(events: Iterable[Event], before: Mapping[str, Mapping[str, Any]]) -> Counter:
+    """How many new events moved a task to each state, final repeats left out: what the
+    live counters add for these events."""
+    finished: set[tuple[str | None, str]] = set()
+    return Counter(TRANSITIONS[event.type][0] for event in events
+                   if not final_repeat(event, before, finished))
 
 
 def new_row(uuid: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lookout.collectors.events import Event
+from lookout.collectors.merge import final_repeat
 from lookout.core.store.models import MetricLabel, MetricTotal
 
 TASK_COUNTERS = {
@@ -118,8 +119,13 @@ class Totals(dict):
 
 
 def accumulate(events: Iterable[Event], rows: dict[str, dict[str, Any]],
-               caps: LabelCaps) -> Totals:
-    """The batch's additions for its new task events; `rows` are the merged task rows.
+               caps: LabelCaps, before: dict[str, dict[str, Any]] | None = None) -> Totals:
+    """The batch's additions for its new task events; `rows` are the merged task rows,
+    `before` the stored rows they were merged into.
+
+    A task's final transition counts once in celery_task_*_total and celery_task_runtime
+    (a repeat: `merge.final_repeat`); repeats still count in flower_events_total and
+    flower_task_runtime_seconds, which count events, as Flower does.
 
     Events are first tallied per distinct (type, raw labels), and the labels and series
     are worked out once per tally: a batch of thousands of events has a few dozen. Adding
@@ -127,10 +133,13 @@ def accumulate(events: Iterable[Event], rows: dict[str, dict[str, Any]],
     `tests/unit/collectors/test_metrics_tally.py` pins this to the per-event reading.
     Capped label values are admitted in the order their first event came, as per event.
     """
+    before = before or {}
+    finished: set[tuple[str | None, str]] = set()  # (uuid, type) of final events counted
     tallies: dict[tuple, list] = {}  # raw key -> [events, observed values]
     for event in events:
         row = rows.get(event.uuid) or _NO_ROW
         kind = event.type
+        repeat = final_repeat(event, before, finished)
         if kind == "task-succeeded":
             value = event.fields.get("runtime")
         elif kind == "task-started":
@@ -140,7 +149,7 @@ def accumulate(events: Iterable[Event], rows: dict[str, dict[str, Any]],
         exc = event.fields.get("exception") if kind == "task-failed" else None
         key = (kind, row.get("name"), event.hostname,
                row.get("queue") or row.get("routing_key"),
-               None if exc is None else exception_type(exc))
+               None if exc is None else exception_type(exc), repeat)
         tally = tallies.get(key)
         if tally is None:
             tally = tallies[key] = [0, []]
@@ -148,11 +157,12 @@ def accumulate(events: Iterable[Event], rows: dict[str, dict[str, Any]],
         if value is not None:
             tally[1].append(value)
     totals = Totals()
-    for (kind, raw_name, raw_host, raw_queue, exc_type), (count, values) in tallies.items():
+    for key, (count, values) in tallies.items():
+        kind, raw_name, raw_host, raw_queue, exc_type, repeat = key
         name = caps.value("name", raw_name)
         host = caps.value("hostname", raw_host)
         task = {"name": name, "hostname": host, "queue_name": caps.value("queue", raw_queue)}
-        metric = TASK_COUNTERS.get(kind)
+        metric = None if repeat else TASK_COUNTERS.get(kind)
         if metric == "celery_task_failed_total":
             totals.add(metric, {**task, "exception": caps.value(
                 "exception", exc_type or "unknown")}, count)
@@ -161,7 +171,8 @@ def accumulate(events: Iterable[Event], rows: dict[str, dict[str, Any]],
         totals.add("flower_events_total", {"worker": host, "type": kind, "task": name}, count)
         if kind == "task-succeeded":
             runtimes = [v for v in values if isinstance(v, (int, float))]
-            totals.observe_many("celery_task_runtime", task, runtimes)
+            if not repeat:
+                totals.observe_many("celery_task_runtime", task, runtimes)
             totals.observe_many("flower_task_runtime_seconds", {"worker": host, "task": name},
                                 runtimes)
         elif kind == "task-started":

@@ -5,16 +5,23 @@ twice. Events are counted under the task name known once the batch is merged (fr
 batch or the stored row). A task whose received/sent event has not arrived yet is counted
 under the name "" until its name arrives; then `reattribute` moves those counts to the
 name, so per-name stats and charts never show a nameless row for long.
+
+Final transitions (succeeded, failed, revoked, rejected) count tasks, not events: Celery
+can send one twice (a hard time limit sends task-failed from the pool, then again from
+the request's on_timeout), and "2 failed" for one task would be wrong. Each is counted
+once per task, in the minute of the row's `*_at` (the latest event of that type) and
+under the row's name; `count_final_states` moves the count when either changes, so the
+rollups depend on the set of events only, not on their order or batch split.
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Iterable
 
 from sqlalchemy import Connection, Table, delete, tuple_
 
 from lookout.core import histogram
 from lookout.collectors.events import Event
+from lookout.collectors.merge import FINAL_AT
 from lookout.collectors.sql_rows import chunks, select_in, write_rows
 from lookout.core.store.models import TaskEvent, TaskRollup
 
@@ -27,6 +34,9 @@ COUNTED = {
     "task-rejected": "rejected",
 }
 _COUNTERS = tuple(COUNTED.values()) + ("runtime_count",)
+# Final event type -> (rollup column, task row column of its latest time).
+FINAL_COUNTED = {kind: (COUNTED[kind], at) for kind, at in FINAL_AT.items()}
+_FINAL_COLUMNS = tuple(FINAL_COUNTED.values())
 
 
 def bucket_of(timestamp: float) -> int:
@@ -36,11 +46,12 @@ def bucket_of(timestamp: float) -> int:
 
 def accumulate(events: Iterable[Event], names: dict[str, str | None]
                ) -> dict[tuple[str, int], dict[str, Any]]:
-    """Counters per (task name, minute) for new task events; `names` maps uuid -> name."""
+    """Counters per (task name, minute) for new task events that are not final; `names`
+    maps uuid -> name. Final transitions are counted per task by `count_final_states`."""
     acc: dict[tuple[str, int], dict[str, Any]] = {}
     for event in events:
         column = COUNTED.get(event.type)
-        if column is None:
+        if column is None or event.type in FINAL_COUNTED:
             continue
         # `_count(..., sign=1)` inlined: this runs for every new event of a batch.
         key = (names.get(event.uuid) or "", bucket_of(event.timestamp))
@@ -48,14 +59,30 @@ def accumulate(events: Iterable[Event], names: dict[str, str | None]
         if entry is None:
             entry = acc[key] = _new_entry()
         entry[column] += 1
-        if column == "succeeded":
-            runtime = event.fields.get("runtime")
-            if runtime is not None:
-                entry["runtime_count"] += 1
-                entry["runtime_sum"] += runtime
-                index = histogram.bucket_of(runtime)
-                entry["hist"][index] = entry["hist"].get(index, 0) + 1
     return acc
+
+
+def count_final_states(acc: dict, before: dict[str, dict[str, Any]],
+                       after: dict[str, dict[str, Any]]) -> None:
+    """Count each task's final transitions once: under its name, in the minute of the
+    latest event of that type. `before` are the stored rows, `after` the merged ones.
+
+    A task counted before is moved (-1 where it was, +1 where it is now) when a later
+    event of that type or its name arrived; the runtime statistics move with its success.
+    """
+    for uuid, row in after.items():
+        old = before.get(uuid)
+        name = row["name"] or ""
+        for column, at in _FINAL_COLUMNS:
+            latest = row[at]
+            if latest is None:
+                continue
+            if old is not None and old[at] is not None:
+                old_name = old["name"] or ""
+                if old[at] == latest and old_name == name:
+                    continue
+                _count(acc, old_name, old[at], column, old["runtime"], -1)
+            _count(acc, name, latest, column, row["runtime"], 1)
 
 
 def _new_entry() -> dict[str, Any]:
@@ -83,18 +110,18 @@ def reattribute(conn: Connection, acc: dict, named_late: dict[str, str],
     """Move the counts of stored events filed under "" to their task's newly known name.
 
     Only events stored before this batch were counted under ""; this batch's own events
-    are already counted under the name by `accumulate`.
+    are already counted under the name by `accumulate`. Final transitions are not events
+    here: `count_final_states` moves them.
     """
     fresh = {(e.uuid, e.type, e.timestamp, e.hostname) for e in batch}
     for row in select_in(conn, EVENTS, EVENTS.c.task_uuid, sorted(named_late)):
         column = COUNTED.get(row["type"])
         uuid = row["task_uuid"]
-        if column is None or (uuid, row["type"], row["timestamp"], row["hostname"]) in fresh:
+        if column is None or row["type"] in FINAL_COUNTED or \
+                (uuid, row["type"], row["timestamp"], row["hostname"]) in fresh:
             continue
-        runtime = json.loads(row["info"] or "{}").get("runtime") if column == "succeeded" \
-            else None
-        _count(acc, "", row["timestamp"], column, runtime, -1)
-        _count(acc, named_late[uuid], row["timestamp"], column, runtime, 1)
+        _count(acc, "", row["timestamp"], column, None, -1)
+        _count(acc, named_late[uuid], row["timestamp"], column, None, 1)
 
 
 def save_rollups(conn: Connection, acc: dict[tuple[str, int], dict[str, Any]]) -> None:

@@ -11,7 +11,7 @@ import functools
 from collections import defaultdict
 from itertools import chain
 from operator import attrgetter
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 from sqlalchemy import Connection, Table, func, select
 
@@ -155,14 +155,16 @@ def _stored_retries(conn: Connection, uuids: Sequence[str]) -> dict[str, int]:
     return counts
 
 
-def save_tasks(conn: Connection, new_events: list[Event]
-               ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
-    """Merge new events into their task rows and write them.
+class SavedTasks(NamedTuple):
+    """What one batch did to the task rows, for the counters written after them."""
+    merged: dict[str, dict[str, Any]]  # uuid -> the row as written, every task of the batch
+    changed: list[dict[str, Any]]  # rows inserted or changed
+    named_late: dict[str, str]  # uuid -> name, for stored tasks that had none until now
+    before: dict[str, dict[str, Any]]  # uuid -> the stored row the events merged into
 
-    Returns (all merged rows, changed rows, named late): the last maps the uuid of each
-    stored task that had no name until this batch to its name, so rollups counted under
-    "" can be moved to it.
-    """
+
+def save_tasks(conn: Connection, new_events: list[Event]) -> SavedTasks:
+    """Merge new events into their task rows and write them."""
     by_task: dict[str, list[Event]] = defaultdict(list)
     for event in new_events:
         by_task[event.uuid].append(event)
@@ -189,4 +191,5 @@ def save_tasks(conn: Connection, new_events: list[Event]
         # Only the changed columns: SQLite rewrites the index entries (and runs the text
         # index's trigger) of every column an UPDATE sets, changed or not.
         write_rows(conn, TASKS, ("uuid",), [], rows, columns)
-    return merged, inserts + [r for rows in updates.values() for r in rows], named_late
+    changed = inserts + [r for rows in updates.values() for r in rows]
+    return SavedTasks(merged, changed, named_late, existing)

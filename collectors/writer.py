@@ -128,15 +128,16 @@ class HistoryWriter:
                 task_writer.tune_connection(conn)
                 new = task_writer.insert_timeline(conn, task_events)
                 task_writer.serialize_merges(conn)
-                merged, changed, named_late = task_writer.save_tasks(conn, new)
-                names = {uuid: row["name"] for uuid, row in merged.items()}
+                saved = task_writer.save_tasks(conn, new)
+                names = {uuid: row["name"] for uuid, row in saved.merged.items()}
                 counters = rollup_writer.accumulate(new, names)
-                if named_late:
-                    rollup_writer.reattribute(conn, counters, named_late, new)
+                rollup_writer.count_final_states(counters, saved.before, saved.merged)
+                if saved.named_late:
+                    rollup_writer.reattribute(conn, counters, saved.named_late, new)
                 rollup_writer.save_rollups(conn, counters)
                 self.label_caps.load(conn)
-                metrics_writer.save_totals(conn, metrics_writer.accumulate(new, merged,
-                                                                           self.label_caps))
+                metrics_writer.save_totals(conn, metrics_writer.accumulate(
+                    new, saved.merged, self.label_caps, saved.before))
                 self.label_caps.save(conn)
                 summary.workers = worker_writer.save_workers(
                     conn, worker_writer.coalesce(worker_events))
@@ -145,9 +146,9 @@ class HistoryWriter:
             raise
         summary.stored = len(new) + len(worker_events)
         summary.duplicates = copies + len(task_events) - len(new)
-        summary.states = Counter(merge.TRANSITIONS[e.type][0] for e in new)
-        summary.tasks = changed[:SUMMARY_TASK_LIMIT]
-        summary.tasks_truncated = len(changed) > SUMMARY_TASK_LIMIT
+        summary.states = merge.new_states(new, saved.before)
+        summary.tasks = saved.changed[:SUMMARY_TASK_LIMIT]
+        summary.tasks_truncated = len(saved.changed) > SUMMARY_TASK_LIMIT
         return summary
 
     def _write_halves(self, events: Sequence[Event], error: Exception) -> BatchSummary:

@@ -3,6 +3,8 @@ the history, Flower's and celery-exporter's names agree, and a restart of collec
 web continues every counter instead of resetting it."""
 from __future__ import annotations
 
+import json
+import time
 import urllib.request
 
 import pytest
@@ -76,3 +78,29 @@ def test_counters_equal_the_history_and_survive_restarts(lookout):
     wait_for(lambda: total(scrape(lookout.url), "celery_task_succeeded_total",
                            name="sample.add") == succeeded + 1, 20, 0.3, "the next count")
     assert total(scrape(lookout.url), "lookout_collector_events_received_total") > received
+
+
+def test_a_hard_time_limit_counts_one_failure_with_its_real_exception(lookout):
+    """Celery 5.7 sends task-failed twice for one hard time limit, both with the empty
+    repr `ExceptionWithTraceback()`: one failure in the counters and the Overview's stats,
+    both events in Flower's event count, and the exception the traceback names."""
+    task_id = f"time-limit-{time.time_ns()}"
+    lookout.client.send_task("sample.sleep", kwargs={"seconds": 30}, task_id=task_id,
+                             queue=lookout.worker.queue, time_limit=1)
+    task = lookout.wait_state(task_id, "FAILURE")
+    events = wait_for(lambda: (s := scrape(lookout.url)) and total(
+        s, "flower_events_total", type="task-failed", task="sample.sleep") == 2 and s,
+        20, 0.3, "both task-failed events stored")
+    assert [e["type"] for e in lookout.api(f"/api/v1/tasks/{task_id}")["timeline"]
+            ].count("task-failed") == 2  # what Celery sent, kept in the timeline
+    assert total(events, "celery_task_failed_total", name="sample.sleep") == 1
+    assert total(events, "celery_task_failed_total", name="sample.sleep",
+                 exception="TimeLimitExceeded") == 1
+    task = lookout.api(f"/api/v1/tasks/{task_id}")
+    assert task["exception"] == "TimeLimitExceeded(1,)"
+    stats = lookout.api("/api/v1/stats?window=3h")
+    [sleep] = [t for t in stats["tasks"] if t["name"] == "sample.sleep"]
+    assert sleep["counts"]["failed"] == 1
+    failures = lookout.api("/api/v1/failures?window=3h")
+    assert "TimeLimitExceeded" in json.dumps(failures)
+    assert "ExceptionWithTraceback" not in json.dumps(failures)

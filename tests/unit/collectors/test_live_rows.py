@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from helpers.event_factory import T0, lifecycle, task
+from helpers.event_factory import T0, hard_time_limit, lifecycle, task
 from lookout.collectors import merge
 from lookout.collectors.live_rows import EarlyRows
 from lookout.collectors.push import LivePublisher
@@ -39,6 +39,18 @@ def test_rows_folded_from_events_in_any_order_equal_the_writers_and_copies_count
             states += new_states
         assert sorted(states) == sorted(merge.TRANSITIONS[e.type][0] for e in events)
         assert {uuid: rows._rows[uuid] for uuid in expected} == expected
+
+
+def test_a_final_state_sent_twice_counts_once_live_as_in_the_store():
+    for seed in range(5):
+        events = hard_time_limit("tl", T0) + lifecycle("ok", T0)
+        random.Random(seed).shuffle(events)
+        rows, states = EarlyRows(), []
+        for start in range(0, len(events), 2):
+            states += rows.fold(events[start:start + 2])[1]
+        assert sorted(states) == sorted(["PENDING", "RECEIVED", "STARTED", "FAILURE",
+                                        "PENDING", "RECEIVED", "STARTED", "SUCCESS"])
+        assert rows._rows["tl"]["exception"] == "TimeLimitExceeded(1,)"
 
 
 def test_a_commit_fills_what_the_live_row_missed_but_never_turns_it_back():

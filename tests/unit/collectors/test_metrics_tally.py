@@ -19,8 +19,13 @@ TYPES = ("task-sent", "task-received", "task-started", "task-succeeded", "task-f
          "task-retried", "task-revoked", "task-rejected")
 
 
-def per_event(events, rows, caps: mw.LabelCaps) -> mw.Totals:
+FINAL_AT = {"task-succeeded": "succeeded_at", "task-failed": "failed_at",
+            "task-revoked": "revoked_at", "task-rejected": "rejected_at"}
+
+
+def per_event(events, rows, caps: mw.LabelCaps, before) -> mw.Totals:
     totals = mw.Totals()
+    counted = set()
     for event in events:
         row = rows.get(event.uuid) or {}
         name = caps.value("name", row.get("name"))
@@ -28,6 +33,19 @@ def per_event(events, rows, caps: mw.LabelCaps) -> mw.Totals:
         task = {"name": name, "hostname": host,
                 "queue_name": caps.value("queue", row.get("queue") or row.get("routing_key"))}
         metric = mw.TASK_COUNTERS.get(event.type)
+        # A final transition counts once per task: not if stored before, nor a second time.
+        at = FINAL_AT.get(event.type)
+        if at is not None:
+            stored = (before.get(event.uuid) or {}).get(at) is not None
+            if stored or (event.uuid, event.type) in counted:
+                totals.add("flower_events_total", {"worker": host, "type": event.type,
+                                                   "task": name})
+                runtime = event.fields.get("runtime")
+                if event.type == "task-succeeded" and isinstance(runtime, (int, float)):
+                    totals.observe("flower_task_runtime_seconds",
+                                   {"worker": host, "task": name}, runtime)
+                continue
+            counted.add((event.uuid, event.type))
         if metric == "celery_task_failed_total":
             totals.add(metric, {**task, "exception": caps.value(
                 "exception", mw.exception_type(event.fields.get("exception")))})
@@ -67,20 +85,23 @@ def random_batch(rng: random.Random, size: int):
         uuid = f"t{rng.randrange(size // 3 + 5)}"  # some tasks have no row
         events.append(Event(kind, rng.choice(["w1", "w2", "w3", "w4"]), 1e9, 1e9, 0, None,
                             uuid, fields))
-    return events, rows
+    # Stored rows: some tasks already had a final transition, so theirs are repeats.
+    before = {uuid: {at: rng.choice([None, None, 1e9 - 5]) for at in FINAL_AT.values()}
+              for uuid in rows if rng.random() < 0.7}
+    return events, rows, before
 
 
 @pytest.mark.parametrize("seed", range(20))
 def test_tallied_accumulate_equals_the_per_event_rules(seed):
     rng = random.Random(seed)
-    events, rows = random_batch(rng, 400)
+    events, rows, before = random_batch(rng, 400)
     limits = {"name": 3, "hostname": 3, "queue": 2, "exception": 3}
     fast_caps, slow_caps = mw.LabelCaps(limits), mw.LabelCaps(limits)
     fast_caps._admitted = {kind: set() for kind in limits}
     slow_caps._admitted = {kind: set() for kind in limits}
 
-    fast = mw.accumulate(events, rows, fast_caps)
-    slow = per_event(events, rows, slow_caps)
+    fast = mw.accumulate(events, rows, fast_caps, before)
+    slow = per_event(events, rows, slow_caps, before)
 
     assert fast.keys() == slow.keys()
     for key, value in slow.items():
@@ -88,6 +109,11 @@ def test_tallied_accumulate_equals_the_per_event_rules(seed):
     assert fast_caps._admitted == slow_caps._admitted
     assert fast_caps._pending == slow_caps._pending
     assert any(labels for (_, labels) in fast if ("name", mw.OTHER) in labels)
+    # Repeats happened, and counted as events only.
+    failed = sum(1 for e in events if e.type == "task-failed")
+    assert sum(v for (m, _), v in fast.items() if m == "celery_task_failed_total") < failed
+    assert sum(v for (m, labels), v in fast.items() if m == "flower_events_total"
+               and ("type", "task-failed") in labels) == failed
 
 
 def test_bucket_label_matches_prometheus_bounds():

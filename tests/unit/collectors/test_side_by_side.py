@@ -15,7 +15,8 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from helpers.event_factory import T0, event, lifecycle, retried_by_celery, task
+from helpers.event_factory import (T0, event, hard_time_limit, lifecycle, retried_by_celery,
+                                   task)
 from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.stats import CollectorStats
 from lookout.collectors.writer import HistoryWriter
@@ -30,7 +31,7 @@ TABLES = {Task: ("uuid",), TaskEvent: ("task_uuid", "type", "timestamp", "hostna
 
 
 def workload() -> list:
-    """Lifecycles, failures, retries and heartbeats over two workers and two names."""
+    """Lifecycles, failures, retries, hard time limits and heartbeats over two workers."""
     events = []
     for i in range(120):
         host = f"w{i % 2}@pair"
@@ -43,6 +44,8 @@ def workload() -> list:
                             exception="ValueError('boom')", traceback="Traceback ...")]
         elif i % 11 == 0:
             events += retried_by_celery(f"r{i}", t, host)
+        elif i % 13 == 0:  # two task-failed for one task
+            events += hard_time_limit(f"h{i}", t, host)
         else:
             events += lifecycle(f"t{i}", t, host, name=f"proj.job{i % 3}",
                                 runtime=0.001 * (i + 1))

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 
 import pytest
 from sqlalchemy import func, select
 
-from helpers.event_factory import T0, event, lifecycle, task
+from helpers.event_factory import T0, event, hard_time_limit, lifecycle, task
 from helpers.support import wait_for
 from lookout.core import histogram
 from lookout.collectors.buffer import EventBuffer
@@ -15,7 +16,7 @@ from lookout.collectors.stats import CollectorStats
 from lookout.collectors.writer import HistoryWriter
 from lookout.core.config import Settings
 from lookout.core.store import db
-from lookout.core.store.models import Task, TaskEvent, TaskRollup, Worker
+from lookout.core.store.models import MetricTotal, Task, TaskEvent, TaskRollup, Worker
 
 MINUTE = int(T0 // 60) * 60
 
@@ -365,3 +366,37 @@ def test_a_refused_batch_is_bisected_not_written_event_by_event(store):
     assert summary.dropped == 1 and summary.stored == 2000
     assert count(store, Task) == 500 and count(store, TaskEvent) == 2000
     assert len(calls) <= 2 * 11 + 1, len(calls)  # log2(2001) < 11
+
+
+def test_a_hard_time_limit_is_one_failure_in_any_order_and_split(store):
+    """Celery sends task-failed twice for one hard time limit (the pool's, then
+    on_timeout's): the task counts once as failed, in the minute of the later event,
+    whatever the order and batches; the row shows the real exception, not the wrapper."""
+    start = MINUTE + 120 + 58.989  # the two task-failed straddle a minute: :59.999, :00.002
+    writer = make_writer(store)
+    for seed in range(8):
+        rng = random.Random(seed)
+        events = hard_time_limit(f"tl{seed}", start, name=f"proj.slow{seed}")
+        rng.shuffle(events)
+        cut = sorted(rng.sample(range(1, len(events)), rng.randint(0, 3)))
+        for low, high in zip([0, *cut], [*cut, len(events)]):
+            writer.write_batch(events[low:high])
+        writer.write_batch(events[:2])  # copies change nothing
+        [row] = [r for r in rows(store, Task) if r["uuid"] == f"tl{seed}"]
+        assert (row["state"], row["exception"]) == ("FAILURE", "TimeLimitExceeded(1,)")
+        assert "on_timeout" in row["traceback"]  # the later event's, as for any field
+        counts = {r["bucket"]: r for r in rows(store, TaskRollup)
+                  if r["name"] == f"proj.slow{seed}"}
+        assert {bucket: r["failed"] for bucket, r in counts.items() if r["failed"]} == \
+            {MINUTE + 180: 1}, seed
+        assert sum(r["received"] + r["started"] for r in counts.values()) == 2
+        assert {r["name"] for r in rows(store, TaskRollup)} >= {f"proj.slow{seed}"}
+        assert "" not in {r["name"] for r in rows(store, TaskRollup)}
+    totals = {}
+    for r in rows(store, MetricTotal):
+        labels = json.loads(r["labels"])
+        key = (r["metric"], labels.get("type"), labels.get("exception"))
+        totals[key] = totals.get(key, 0) + r["value"]
+    assert totals[("celery_task_failed_total", None, "TimeLimitExceeded")] == 8
+    assert ("celery_task_failed_total", None, "ExceptionWithTraceback") not in totals
+    assert totals[("flower_events_total", "task-failed", None)] == 16  # Flower counts events
