@@ -81,6 +81,11 @@
   function showError() {
     var panel = document.getElementById("error-panel");
     panel.hidden = !task.exception && !task.traceback;
+    // Without a task-failed the exception is the last retry's: say so, and keep its
+    // traceback folded once the task went on to succeed.
+    var failed = task.failed_at !== null && task.failed_at !== undefined;
+    L.setText("error-title", failed ? "Exception" : "Exception of the last retry");
+    document.getElementById("traceback-details").open = failed || task.state !== "SUCCESS";
     L.setText("exception", task.exception || "");
     L.setText("traceback", task.traceback || "");
     var retries = task.retry_history || [];

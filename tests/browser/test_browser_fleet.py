@@ -76,6 +76,8 @@ def test_queue_depth_rises_while_nobody_consumes(page, lookout, redis_broker,
 
 
 def test_retries_and_schedules_pages(page, lookout, artifacts_dir):
+    from playwright.sync_api import expect
+
     waiting = lookout.send("sample.retry", countdown=120)
     task_id = lookout.send("sample.retry", countdown=0.1)
     lookout.wait_state(task_id, "SUCCESS")
@@ -91,6 +93,11 @@ def test_retries_and_schedules_pages(page, lookout, artifacts_dir):
         "() => document.getElementById('rates-body').textContent.includes('sample.retry')",
         timeout=30_000)
     shot(page, artifacts_dir / "retries.png")
+    # The task succeeded after its retries: its exception is labelled the last retry's.
+    page.goto(f"/tasks/{task_id}")
+    expect(page.locator("#error-title")).to_have_text("Exception of the last retry")
+    expect(page.locator("#task-state")).to_have_text("SUCCESS")
+    assert page.locator("#traceback-details").get_attribute("open") is None
     page.goto("/schedules")
     page.wait_for_selector('#schedules[data-loaded="unconfigured"]')
     assert "-A" in page.locator("#how-to").inner_text()
