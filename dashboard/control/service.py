@@ -82,8 +82,9 @@ class ControlService:
         if state not in UNFINISHED:
             raise ApiError(409, f"task already finished ({state}): nothing to revoke")
         params = {"terminate": terminate, "signal": signal}
+        sent_at = self.history.clock()
         result = self._send("revoke", {"task_id": task_id, **params}, None, [task_id], params)
-        self.note_revokes([task_id])
+        self.note_revokes([task_id], sent_at)
         return result
 
     def bulk_matches(self, filters: TaskFilters) -> dict:
@@ -110,18 +111,21 @@ class ControlService:
             if start:
                 time.sleep(self.batch_pause)  # spread the load on broker and workers
             batch = ids[start:start + self.batch_size]
+            sent_at = self.history.clock()
             raw = self._broadcast("revoke", {"task_id": batch, "terminate": terminate,
                                              "signal": signal}, None)
-            self.note_revokes(batch)
+            self.note_revokes(batch, sent_at)
             replies.extend(normalise_replies(raw, None, self.reply_timeout))
             progress(start + len(batch), replies)
         return replies
 
-    def note_revokes(self, ids: list[str]) -> None:
-        """Record that a revoke of `ids` was sent (now, the latest request winning). An id
-        longer than any task id (Flower's revoke takes any) names no task to show."""
-        now = self.history.clock()
-        rows = [{"task_uuid": i, "requested_at": now} for i in dict.fromkeys(ids) if len(i) <= 255]
+    def note_revokes(self, ids: list[str], sent_at: float) -> None:
+        """Record that a revoke of `ids` was sent at `sent_at` (the latest request winning),
+        taken before the broadcast: the reply wait must not make the request look later
+        than the worker's task-revoked. An id longer than any task id (Flower's revoke
+        takes any) names no task to show."""
+        rows = [{"task_uuid": i, "requested_at": sent_at}
+                for i in dict.fromkeys(ids) if len(i) <= 255]
         if not rows:
             return
         # The revoke is sent already: failing to note it (two operators at once, which the

@@ -115,9 +115,10 @@ class FlowerService:
         and workers keep revoked ids to drop the task when it arrives."""
         params = {"terminate": terminate, "signal": parse_signal(signal) if terminate else None}
         # A broker that is down raises BrokerUnavailable: a 503 from web/errors.py.
+        sent_at = self.control.history.clock()
         raw = self.control.broadcaster("revoke", {"task_id": task_id, **params}, None,
                                        self.control.reply_timeout)
-        self.control.note_revokes([task_id])
+        self.control.note_revokes([task_id], sent_at)
         return {"message": f"Revoked '{task_id}'", "parameters": params,
                 "replies": normalise_replies(raw, None, self.control.reply_timeout)}
 

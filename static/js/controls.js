@@ -118,8 +118,17 @@
           "data-testid": "new-task-link"}, data.task_id)]));
       return;
     }
-    L.append(out, L.el("p", {className: "control-done"}, "Sent (" + (data.command || "done") + ")."));
+    L.append(out, L.el("p", {className: "control-done"}, "Sent (" + commandText(data) + ")."));
     L.append(out, repliesTable(data.replies));
+  }
+
+  // "revoke", or "revoke, terminate with SIGKILL" when the running task is killed too.
+  function commandText(data) {
+    var params = data.parameters || {};
+    if (data.command === "revoke" && params.terminate) {
+      return "revoke, terminate with " + (params.signal || "SIGTERM");
+    }
+    return data.command || "done";
   }
 
   function describe(form, payload) {

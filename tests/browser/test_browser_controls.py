@@ -83,6 +83,7 @@ def test_operator_terminates_a_running_task_and_sees_it_revoked(page, lookout, a
 
     result = page.locator("#terminate-form .control-result")
     expect(result).to_have_attribute("data-status", "200")
+    expect(result.locator(".control-done")).to_have_text("Sent (revoke, terminate with SIGTERM).")
     expect(result.locator(f'tr[data-worker="{lookout.worker.hostname}"]')).to_contain_text("ok")
     # No reload: the state arrives through the live socket from the collector's record.
     expect(page.locator("#task-state")).to_have_text("REVOKED", timeout=90_000)

@@ -134,6 +134,29 @@ def test_every_way_lookout_revokes_is_noted(client, etas):
     assert listed["revoked"]["revoke_requested_at"] is None
 
 
+def test_a_revoke_is_noted_when_it_was_sent_not_after_the_reply_wait(make_app, database_url,
+                                                                       etas):
+    now = [NOW]
+    app = make_app(database_url, clock=lambda: now[0])
+
+    def broadcaster(command, arguments, destination, timeout):
+        now[0] += timeout + 5  # the workers' replies took the whole wait, and more
+        return [{"w1@a": {"ok": "flagged"}}]
+    app.extensions["lookout.control"].broadcaster = broadcaster
+    client = app.test_client()
+    sent = {}
+    for uuid, path, body in [
+            ("waiting", "/api/v1/tasks/waiting/revoke", {"terminate": True}),
+            ("plain", "/api/task/revoke/plain", None),  # Flower's
+            ("waiting", "/api/v1/tasks/revoke", {  # bulk, the same task again
+                "filters": {"state": "RECEIVED", "eta_min": str(T0 + 60)},
+                "dry_run": False, "wait": True})]:
+        sent[uuid] = now[0]
+        assert post(client, path, body).status_code == 200
+        assert now[0] > sent[uuid]
+        assert items(client)[uuid]["revoke_requested_at"] == sent[uuid], path
+
+
 def test_the_flower_api_keeps_flowers_eta_text(client, etas):
     info = client.get("/api/task/info/waiting").get_json()
     # Celery's isoformat() of the instant; in UTC, whatever offset the sender used.
