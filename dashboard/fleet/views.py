@@ -14,7 +14,7 @@ from lookout.collectors.queues import QueueSampler
 from lookout.core.config import redact_url
 from lookout.core.inspector import BrokerUnavailable, Inspector
 from lookout.dashboard.fleet.service import FleetService
-from lookout.dashboard.web.errors import ApiError, bad_parameter
+from lookout.dashboard.web.errors import ApiError, bad_parameter, broker_down
 from lookout.dashboard.web.params import parse_limit, parse_window, reject_unknown
 
 bp = Blueprint("fleet", __name__)
@@ -34,8 +34,7 @@ def _sampler() -> QueueSampler:
 
 
 def _broker_down(exc: Exception) -> ApiError:
-    url = redact_url(current_app.config["LOOKOUT"].broker_url)
-    return ApiError(503, f"broker {url} unavailable: {exc}")
+    return broker_down(current_app.config["LOOKOUT"].broker_url, exc)
 
 
 @bp.get("/workers")

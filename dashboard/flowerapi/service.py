@@ -23,11 +23,11 @@ from lookout.dashboard.control.service import ControlService, normalise_replies
 from lookout.dashboard.flowerapi import search
 from lookout.dashboard.flowerapi.params import TaskListQuery
 from lookout.dashboard.flowerapi.shapes import control_message, flower_task, timeline_facts
-from lookout.dashboard.flowerapi.workers import WorkerCache, broker_down
+from lookout.dashboard.flowerapi.workers import WorkerCache
 from lookout.dashboard.history.service import HistoryService
 from lookout.dashboard.history.task_sql import conditions
 from lookout.dashboard.web.cost_cache import CostCache
-from lookout.dashboard.web.errors import ApiError, bad_parameter
+from lookout.dashboard.web.errors import ApiError, bad_parameter, broker_down
 
 tasks = Task.__table__
 events = TaskEvent.__table__

@@ -18,7 +18,7 @@ from lookout.core.celery_client import BrokerUnavailable
 from lookout.core.config import redact_url
 from lookout.core.inspector import Inspector
 from lookout.dashboard.fleet.service import FleetService
-from lookout.dashboard.web.errors import ApiError
+from lookout.dashboard.web.errors import ApiError, broker_down
 
 EVERY_WORKER = ("stats", "active_queues", "registered", "conf")
 ONE_WORKER = EVERY_WORKER + ("scheduled", "active", "reserved", "revoked")
@@ -116,13 +116,6 @@ class WorkerCache:
         while len(self._workers) > MAX_WORKERS:
             oldest = min(self._workers, key=lambda name: self._workers[name]["timestamp"])
             del self._workers[oldest]
-
-
-def broker_down(broker_url: str, exc: Exception) -> ApiError:
-    """The 503 of a broker that did not answer (BrokerUnavailable already names it)."""
-    if isinstance(exc, BrokerUnavailable):
-        return ApiError(503, str(exc))
-    return ApiError(503, f"broker {redact_url(broker_url)} unavailable: {exc}")
 
 
 def _clean(command: str, reply: Any) -> Any:

@@ -5,6 +5,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from lookout.core.celery_client import BrokerUnavailable
+from lookout.core.config import redact_url
 
 
 class ApiError(Exception):
@@ -28,6 +29,14 @@ def error_response(status: int, message: str, parameter: str | None = None):
 
 def bad_parameter(parameter: str, message: str) -> ApiError:
     return ApiError(400, f"{parameter}: {message}", parameter)
+
+
+def broker_down(broker_url: str, exc: Exception) -> ApiError:
+    """The 503 of a broker that did not answer. A BrokerUnavailable already names the
+    broker; kombu's own errors (a queue depth read) get its redacted URL."""
+    if isinstance(exc, BrokerUnavailable):
+        return ApiError(503, str(exc))
+    return ApiError(503, f"broker {redact_url(broker_url)} unreachable: {exc}")
 
 
 def register_error_handlers(app: Flask) -> None:
