@@ -132,7 +132,7 @@ def fold(row: dict[str, Any] | None, events: Iterable[Event],
     `known_retries` is the number of distinct task-retried events already stored for the
     task, which the row alone cannot tell (it keeps only the latest retry's time).
 
-    This runs once per task per batch: the loop inlines `identity` and `_state_key`
+    This runs once per task per batch: the loop inlines `identity` and `state_key`
     (function calls were most of its cost) and skips events without fields.
     """
     seen: set[tuple] = set()
@@ -181,7 +181,7 @@ _KEY_TS, _KEY_STATE = 2, 4
 _AT_KEY_PARTS = tuple((column, _KEY_PARTS[kind]) for column, kind in _AT_TO_TYPE.items())
 
 
-def _state_key(kind: str, timestamp: float) -> tuple:
+def state_key(kind: str, timestamp: float) -> tuple:
     """Orders states: final beats unfinished; any worker-side event beats task-sent;
     then later beats earlier, then rank, then name.
 
@@ -201,7 +201,7 @@ def _worker_key(row: dict[str, Any]) -> tuple | None:
     best = None
     for column, kind in _AT_TO_TYPE.items():
         if kind != "task-sent" and row[column] is not None:
-            key = _state_key(kind, row[column])
+            key = state_key(kind, row[column])
             best = key if best is None or key > best else best
     return None if best is None else best + (row["worker"],)
 
@@ -256,7 +256,7 @@ def _derive(row: dict[str, Any]) -> None:
     for column, (final, worker_side, rank, state) in _AT_KEY_PARTS:
         timestamp = row[column]
         if timestamp is not None:
-            key = (final, worker_side, timestamp, rank, state)  # _state_key, inlined
+            key = (final, worker_side, timestamp, rank, state)  # state_key, inlined
             if best is None or key > best:
                 best = key
     row["state"], row["state_ts"] = best[_KEY_STATE], best[_KEY_TS]

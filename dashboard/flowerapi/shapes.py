@@ -13,6 +13,8 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+from lookout.collectors.merge import TRANSITIONS, state_key
+
 # Celery's Task._fields, in its order (Flower's task lists move "worker" to the end).
 TASK_FIELDS = (
     "uuid", "name", "state", "received", "sent", "started", "rejected", "succeeded",
@@ -49,15 +51,24 @@ def iso_time(epoch: float | None) -> str | None:
 
 
 def timeline_facts(events: Iterable[dict]) -> tuple[int | None, str | None]:
-    """(clock, client) from a task's events: the latest event's clock, the sender's host."""
-    latest, client = None, None
+    """(clock, client) from a task's events: the clock of the event that set the task's
+    state (the collector's own choice, `merge.state_key`), the sender's host.
+
+    Not simply the latest event: a client stamps task-sent after it publishes, so on a
+    fast worker task-sent can carry a later time than task-started; the state (and
+    `timestamp`) are then task-started's, and so is the clock.
+    """
+    best, best_key, client = None, None, None
     for event in events:
-        if latest is None or (event["timestamp"], event["clock"]) >= \
-                (latest["timestamp"], latest["clock"]):
-            latest = event
-        if event["type"] == "task-sent":
+        kind = event["type"]
+        if kind == "task-sent":
             client = event["hostname"]
-    return (latest["clock"] if latest else None), client
+        if kind not in TRANSITIONS:
+            continue
+        key = (*state_key(kind, event["timestamp"]), event["clock"])
+        if best_key is None or key >= best_key:
+            best, best_key = event, key
+    return (best["clock"] if best else None), client
 
 
 def safe_result(value: Any) -> Any:

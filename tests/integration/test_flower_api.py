@@ -119,24 +119,25 @@ def send(stack: Stack, name: str, *args: Any, options: dict | None = None,
 
 
 def late_sent_undone(stack: Stack, task_id: str, flower: dict) -> dict:
-    """Flower's task with the clock and timestamp of its latest event, where a late
-    task-sent had replaced them.
+    """Flower's task with the clock and timestamp of the event that set its state, where
+    a late task-sent had replaced them.
 
     The client publishes task-sent after the task message, so on a busy machine the
     worker's events can reach the subscribers first. Celery's State then merges every
     field of that PENDING event (its state comes first and has no merge rule), so Flower
     shows the task-sent's timestamp, and a clock Celery's receiver made up for it (its own
     clock minus one, as clients' clocks are not synced): Flower's answer depends on arrival
-    order. Lookout shows the latest event's (docs/api.md). Only that case is put back:
-    Flower's timestamp must be the task-sent's own, as Lookout's timeline recorded it.
+    order. Lookout shows the state-setting event's (docs/api.md). Only that case is put
+    back: Flower's timestamp must be the task-sent's own, as Lookout's timeline recorded it.
     """
     status, task = api(stack.lookout, "GET", f"/api/v1/tasks/{task_id}", token=stack.token)
     if status != 200 or flower.get("state") == "PENDING":
         return flower
     sent = [event for event in task["timeline"] if event["type"] == "task-sent"]
-    latest = max(task["timeline"], key=lambda event: (event["timestamp"], event["clock"]))
-    if sent and latest is not sent[0] and flower["timestamp"] == sent[0]["timestamp"]:
-        return {**flower, "clock": latest["clock"], "timestamp": latest["timestamp"]}
+    setter = [event for event in task["timeline"]
+              if event["type"] != "task-sent" and event["timestamp"] == task["state_ts"]]
+    if sent and setter and flower["timestamp"] == sent[0]["timestamp"]:
+        return {**flower, "clock": setter[-1]["clock"], "timestamp": setter[-1]["timestamp"]}
     return flower
 
 

@@ -18,7 +18,7 @@ from celery.events.state import Task as CeleryTask
 from helpers.control import app_with_users, audit_records, login, spy
 from helpers.factories import add_event, add_task, add_worker, set_collector_status
 from helpers.workers import unique
-from lookout.dashboard.flowerapi.shapes import control_message
+from lookout.dashboard.flowerapi.shapes import control_message, timeline_facts
 
 DOWN = "redis://127.0.0.1:1/0"
 WORKER = "celery@flower-unit"
@@ -360,3 +360,18 @@ def test_control_messages_are_flowers():
     assert control_message("rate_limit", "w", {}, silent) == \
         (False, "Failed to set rate limit: 'no reply within 1s'")
     assert control_message("shutdown", "w", {}, silent) == (True, "Shutting down!")
+
+
+def test_the_clock_is_the_state_setting_events_not_a_late_stamped_task_sents():
+    """A client stamps task-sent after publishing: on a fast worker it can carry a later
+    time than task-started. The state (and Flower's `timestamp`) are task-started's, and
+    so is the clock; the client is task-sent's host either way."""
+    def ev(kind, ts, clock, host="w@h"):
+        return {"type": kind, "timestamp": ts, "clock": clock, "hostname": host}
+    running = [ev("task-received", 10.0, 5), ev("task-started", 10.1, 6),
+               ev("task-sent", 10.2, 1, "client@web")]
+    assert timeline_facts(running) == (6, "client@web")
+    done = [*running, ev("task-succeeded", 10.15, 7)]  # final beats any later stamp
+    assert timeline_facts(reversed(done)) == (7, "client@web")
+    assert timeline_facts([ev("task-sent", 9.0, 3, "c@x")]) == (3, "c@x")
+    assert timeline_facts([]) == (None, None)
