@@ -108,6 +108,12 @@ def _no_arguments(arguments: dict) -> dict:
     return {}
 
 
+# What each worker command's JSON body may hold (anything else is a 400).
+WORKER_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "pool_grow": ("n",), "pool_shrink": ("n",), "autoscale": ("min", "max"),
+    "pool_restart": (), "add_consumer": ("queue", "exchange", "routing_key"),
+    "cancel_consumer": ("queue",), "shutdown": (),
+}
 WORKER_COMMANDS: dict[str, Callable[[dict], dict]] = {
     "pool_grow": _pool_step,
     "pool_shrink": _pool_step,

@@ -20,13 +20,13 @@ from lookout.dashboard.audit.recorder import (
     skip,
     write_now,
 )
-from lookout.dashboard.control.args import parse_signal
+from lookout.dashboard.control.args import WORKER_ARGUMENTS, parse_signal
 from lookout.dashboard.control.bulk import BulkRevoke
 from lookout.dashboard.control.retry import TaskRetrier
 from lookout.dashboard.control.service import ControlService
 from lookout.dashboard.history.query import TASK_LIST_PARAMS, parse_task_query
 from lookout.dashboard.web.errors import ApiError, bad_parameter
-from lookout.dashboard.web.params import json_body
+from lookout.dashboard.web.params import json_body, json_flag, reject_unknown
 from lookout.dashboard.web.roles import identity, require_role
 
 bp = Blueprint("control", __name__, url_prefix="/api/v1")
@@ -45,8 +45,12 @@ def operators_only():
     require_role("operator", control=True)
 
 
-def _body() -> dict:
-    return json_body(optional=True)
+def _body(*allowed: str) -> dict:
+    """The JSON body (empty allowed) with only the keys `allowed`: a typo such as
+    `terminat` must be a 400, not a plain revoke that leaves a running task alone."""
+    body = json_body(optional=True)
+    reject_unknown(body, frozenset(allowed))
+    return body
 
 
 def _done(action: str, result: dict):
@@ -70,8 +74,8 @@ def _started(action: str, targets: list[str], parameters: dict) -> None:
 @bp.post("/tasks/<task_id>/revoke")
 @audited("task.revoke")
 def task_revoke(task_id: str):
-    body = _body()
-    params = {"terminate": bool(body.get("terminate")), "signal": body.get("signal")}
+    body = _body("terminate", "signal")
+    params = {"terminate": json_flag(body, "terminate", False), "signal": body.get("signal")}
     _started("task.revoke", [task_id], params)
     return _done("task.revoke", control().revoke(task_id, **params))
 
@@ -79,12 +83,13 @@ def task_revoke(task_id: str):
 @bp.post("/tasks/revoke")
 @audited("tasks.revoke")
 def tasks_revoke():
-    body = _body()
+    body = _body("filters", "dry_run", "terminate", "signal", "expected_count", "wait")
     filters = body.get("filters") or {}
     if not isinstance(filters, dict) or set(filters) - BULK_FILTERS:
         raise bad_parameter("filters", f"an object with keys among: {', '.join(sorted(BULK_FILTERS))}")
-    dry_run = _dry_run(body)  # acting must be asked for explicitly
-    terminate = bool(body.get("terminate"))
+    dry_run = json_flag(body, "dry_run", True)  # acting must be asked for explicitly
+    terminate = json_flag(body, "terminate", False)
+    wait = json_flag(body, "wait", False)
     signal = body.get("signal")
     params = {"filters": filters, "dry_run": dry_run, "terminate": terminate, "signal": signal}
     _started("tasks.revoke", [], params)
@@ -110,7 +115,7 @@ def tasks_revoke():
     if not ids:
         note(action="tasks.revoke", targets=[], parameters=params)
         return jsonify(dry_run=False, count=0, replies=[])
-    return _run_bulk(ids, terminate, signal, params, wait=bool(body.get("wait")))
+    return _run_bulk(ids, terminate, signal, params, wait=wait)
 
 
 def _run_bulk(ids, terminate, signal, params, wait: bool):
@@ -151,11 +156,11 @@ def task_retry(task_id: str):
 @audited("tasks.retry")
 def tasks_retry():
     """Bulk retry by filters (failed tasks unless a state is given): dry run first."""
-    body = _body()
+    body = _body("filters", "dry_run", "expected_count")
     filters = body.get("filters") or {}
     if not isinstance(filters, dict) or set(filters) - BULK_FILTERS:
         raise bad_parameter("filters", f"an object with keys among: {', '.join(sorted(BULK_FILTERS))}")
-    dry_run = _dry_run(body)
+    dry_run = json_flag(body, "dry_run", True)
     params = {"filters": filters, "dry_run": dry_run}
     _started("tasks.retry", [], params)
     query = parse_task_query(MultiDict([(k, v) for k, values in filters.items()
@@ -181,13 +186,6 @@ def tasks_retry():
                    refused_count=matches["refused_count"])
 
 
-def _dry_run(body: dict) -> bool:
-    value = body.get("dry_run", True)
-    if not isinstance(value, bool):
-        raise bad_parameter("dry_run", "true or false")
-    return value
-
-
 def _expected_count(body: dict) -> int | None:
     value = body.get("expected_count")
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
@@ -198,7 +196,7 @@ def _expected_count(body: dict) -> int | None:
 @bp.post("/rate-limits")
 @audited("rate_limit")
 def rate_limit():
-    body = _body()
+    body = _body("task_name", "rate_limit", "destination")
     _started("rate_limit", [str(body.get("task_name"))], body)
     return _done("rate_limit", control().rate_limit(
         body.get("task_name"), body.get("rate_limit"), body.get("destination")))
@@ -207,7 +205,7 @@ def rate_limit():
 @bp.post("/time-limits")
 @audited("time_limit")
 def time_limit():
-    body = _body()
+    body = _body("task_name", "soft", "hard", "destination")
     _started("time_limit", [str(body.get("task_name"))], body)
     return _done("time_limit", control().time_limit(
         body.get("task_name"), body.get("soft"), body.get("hard"), body.get("destination")))
@@ -231,7 +229,7 @@ def worker_command(hostname: str, command: str):
         raise ApiError(404, f"unknown worker command {command[:40]!r} "
                        f"(one of: {', '.join(WORKER_ROUTES)})")
     name = WORKER_ROUTES[command]
-    body = _body()
+    body = _body(*WORKER_ARGUMENTS[name])
     _started(f"worker.{name}", [hostname], body)
     return _done(f"worker.{name}", control().worker_command(hostname, name, body))
 

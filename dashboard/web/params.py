@@ -42,6 +42,17 @@ def reject_unknown(args: Mapping[str, Any], allowed: frozenset[str]) -> None:
             raise bad_parameter(name, f"unknown parameter (allowed: {', '.join(sorted(allowed))})")
 
 
+def json_flag(body: Mapping[str, Any], name: str, default: bool) -> bool:
+    """A JSON true or false; missing or null is `default`. Anything else is a 400: the
+    text "false" is truthy, and for `terminate` that would kill a running task."""
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise bad_parameter(name, "true or false")
+    return value
+
+
 def json_body(optional: bool = False) -> dict:
     """The request's JSON object; `optional` lets an empty body stand for {}."""
     if optional and not request.content_length and not request.is_json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from helpers.control import PASSWORD, app_with_users, csrf_from
-from helpers.factories import add_task
+from helpers.factories import add_task, add_worker
 from lookout.dashboard.history.query import encode_cursor, parse_sort
 
 
@@ -95,6 +95,47 @@ def test_bulk_flags_must_be_what_they_say(make_app, sqlite_url, body, parameter)
         response = client.post(path, json=body, headers={"X-CSRF-Token": csrf})
         assert response.status_code == 400 and \
             response.get_json()["error"]["parameter"] == parameter, (path, response.get_json())
+
+
+@pytest.mark.parametrize("path, body, parameter", [
+    ("/api/v1/tasks/running/revoke", {"terminate": "false"}, "terminate"),  # truthy text
+    ("/api/v1/tasks/running/revoke", {"terminate": 0}, "terminate"),
+    ("/api/v1/tasks/running/revoke", {"terminat": True}, "terminat"),  # a typo
+    ("/api/v1/tasks/revoke", {"filters": {"state": "STARTED"}, "dry_run": False,
+                              "terminate": "no"}, "terminate"),
+    ("/api/v1/tasks/revoke", {"filters": {"state": "STARTED"}, "dry_run": False,
+                              "wait": "yes"}, "wait"),
+    ("/api/v1/tasks/revoke", {"filter": {"state": "STARTED"}, "dry_run": False}, "filter"),
+    ("/api/v1/tasks/retry", {"filters": {}, "dry_run": False, "terminate": True},
+     "terminate"),
+    ("/api/v1/rate-limits", {"task_name": "proj.add", "rate": "1/s"}, "rate"),
+    ("/api/v1/time-limits", {"task_name": "proj.add", "soft": 5, "hrad": 9}, "hrad"),
+    ("/api/v1/workers/celery@w1/pool/grow", {"count": 2}, "count"),
+    ("/api/v1/workers/celery@w1/shutdown", {"now": True}, "now"),
+])
+def test_control_bodies_take_json_booleans_and_known_keys_only(make_app, sqlite_url, path,
+                                                                body, parameter):
+    """Nothing is sent for a body the API cannot read exactly: the text "false" is truthy
+    in Python, and read that way it would terminate a running task."""
+    app = make_app(sqlite_url)
+    sent = []
+    app.extensions["lookout.control"].broadcaster = \
+        lambda command, arguments, destination, timeout: sent.append(command) or []
+    engine = app.extensions["lookout.engine"]
+    add_task(engine, uuid="running", name="proj.add", state="STARTED")
+    add_worker(engine, "celery@w1")
+    client = app.test_client()
+    csrf = csrf_from(client.get("/controls").get_data(as_text=True))
+    response = client.post(path, json=body, headers={"X-CSRF-Token": csrf})
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["parameter"] == parameter
+    assert sent == []
+    # The same request with a real boolean or no typo goes out.
+    response = client.post("/api/v1/tasks/running/revoke", json={"terminate": False},
+                           headers={"X-CSRF-Token": csrf})
+    assert response.status_code == 200 and response.get_json()["parameters"] == {
+        "terminate": False, "signal": None}
+    assert sent == ["revoke"]
 
 
 def test_audit_outcome_filter_names_the_known_values(make_app, sqlite_url):
