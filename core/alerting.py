@@ -81,10 +81,16 @@ def _coerce(kind: str, field: str, raw: Any) -> Any:
     return value
 
 
+RULE_FIELDS = frozenset({"name", "kind", "params", "notify", "cooldown", "enabled"})
+
+
 def validate_rule(raw: Any) -> dict[str, Any]:
     """A checked rule from an API body or a rules file entry; RuleError otherwise."""
     if not isinstance(raw, dict):
         raise RuleError("rule", "an object")
+    unknown = sorted(set(raw) - RULE_FIELDS)
+    if unknown:  # a misspelt "notfiy" would otherwise make a rule that tells no one
+        raise RuleError(unknown[0], f"unknown field (known: {', '.join(sorted(RULE_FIELDS))})")
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 150:
         raise RuleError("name", "a non-empty text up to 150 characters")

@@ -96,7 +96,9 @@ def test_rules_file_and_validation(store, tmp_path):
                        ({"name": "x", "kind": "failure_rate", "params": {"threshold": 2}},
                         "params.threshold"),
                        ({"name": "x", "kind": "lost_tasks", "notify": ["ftp://x"]}, "notify"),
-                       ({"name": "", "kind": "lost_tasks"}, "name")):
+                       ({"name": "", "kind": "lost_tasks"}, "name"),
+                       ({"name": "x", "kind": "lost_tasks", "notfiy": ["mailto:a@b"]},
+                        "notfiy")):
         with pytest.raises(RuleError) as error:
             validate_rule(bad)
         assert error.value.field == field
