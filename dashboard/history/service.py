@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, and_, func, literal, select
 
-from lookout.collectors.merge import FINAL_STATES
 from lookout.core.store.models import RevokeRequest, Task, TaskEvent, TaskLink
 from lookout.core.trouble import OPEN_STATES, lost_reason, workers_by_name
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, encode_cursor
@@ -43,6 +42,7 @@ from lookout.dashboard.history.text_search import (
 from lookout.dashboard.web.cost_cache import CostCache
 from lookout.dashboard.web.errors import ApiError
 
+NOT_STARTED = frozenset({"PENDING", "RECEIVED", "RETRY"})  # what a revoke still stops
 tasks = Task.__table__
 events = TaskEvent.__table__
 links = TaskLink.__table__
@@ -254,10 +254,12 @@ def revoke_requests(conn, uuids: list[str]) -> dict[str, float]:
 
 
 def add_revoke_request(item: dict, requested_at: float | None) -> None:
-    """`revoke_pending`: asked, and no final event yet. A worker holding an ETA task
-    announces the revoke only when the ETA comes: till then the task is RECEIVED."""
+    """`revoke_pending`: asked, and the task has not started. A worker holding an ETA
+    task announces the revoke only when the ETA comes: till then the task is RECEIVED.
+    A running task is never pending: a plain revoke does not stop it (it runs to its
+    end), and a terminate's task-revoked follows at once."""
     item["revoke_requested_at"] = requested_at
-    item["revoke_pending"] = requested_at is not None and item["state"] not in FINAL_STATES
+    item["revoke_pending"] = requested_at is not None and item["state"] in NOT_STARTED
 
 
 def list_item(row) -> dict:

@@ -13,7 +13,7 @@
   var PARAMS = ["state", "name", "worker", "queue", "root_id", "parent_id", "q", "after", "before",
     "received_after", "received_before", "started_after", "started_before", "eta_min", "eta_max",
     "runtime_min", "runtime_max", "lost", "sort", "limit", "cursor"];
-  var FINAL = ["SUCCESS", "FAILURE", "REVOKED", "REJECTED"];
+  var NOT_STARTED = ["PENDING", "RECEIVED", "RETRY"];  // what a revoke still stops
   var OPEN = ["RECEIVED", "STARTED"];  // only these can be lost
   var DEFAULTS = {sort: "-timestamp", limit: "50"};
   var form = document.getElementById("filters");
@@ -123,9 +123,9 @@
     if (!("lost" in task)) {  // a pushed row: keep the verdict while the task stays open
       task.lost = OPEN.indexOf(task.state) >= 0 ? lostById[task.uuid] || null : null;
     }
-    if (!("revoke_pending" in task)) {  // pending until a final state arrives
+    if (!("revoke_pending" in task)) {  // pending until it starts (history/service.py)
       task.revoke_requested_at = revokeById[task.uuid] || null;
-      task.revoke_pending = !!task.revoke_requested_at && FINAL.indexOf(task.state) < 0;
+      task.revoke_pending = !!task.revoke_requested_at && NOT_STARTED.indexOf(task.state) >= 0;
     }
     lostById[task.uuid] = task.lost;
     revokeById[task.uuid] = task.revoke_requested_at || null;

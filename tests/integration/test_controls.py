@@ -30,6 +30,7 @@ from lookout.core.inspector import parse_registered
 from lookout.core.store.db import make_engine, upgrade
 
 pytestmark = pytest.mark.slow
+CONCURRENCY = 2  # the module's worker's pool processes
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def env(redis_broker, tmp_path_factory):
     url = f"sqlite:///{tmp / 'lookout.db'}"
     upgrade(url)
     queue, hostname = unique("ctl-q"), f"{unique('ctl-w')}@test"
-    worker = start_worker(tmp, redis_broker, hostname, queues=queue, concurrency=2)
+    worker = start_worker(tmp, redis_broker, hostname, queues=queue, concurrency=CONCURRENCY)
     engine = make_engine(url)
     settings = collector_settings(redis_broker, url)
     collector = Collector(settings, engine=engine).start()
@@ -215,7 +216,10 @@ def test_pool_grow_and_shrink_change_the_process_count(env):
     def pool_size():
         return len([c for c in main.children() if c.status() != psutil.STATUS_ZOMBIE])
 
-    start = wait_for(pool_size, 10, message="pool processes")
+    # The worker's --concurrency: a terminate in another test kills a child, and the pool
+    # replaces it a moment later, so counting whatever is there now could start at 1.
+    start = CONCURRENCY
+    wait_for(lambda: pool_size() == start, 30, message=f"the pool back at {start} processes")
     assert post(env, f"/workers/{env.hostname}/pool/grow", {"n": 2}).status_code == 200
     wait_for(lambda: pool_size() == start + 2, 15, message=f"{start + 2} pool processes")
     assert post(env, f"/workers/{env.hostname}/pool/shrink", {"n": 2}).status_code == 200

@@ -122,6 +122,17 @@ def test_a_revoke_sent_by_lookout_is_pending_until_its_task_revoked(client, engi
         ("REVOKED", False, NOW)
 
 
+def test_a_revoked_task_that_runs_anyway_is_not_pending(client, engine, etas):
+    """A plain revoke does not stop a running task: once it started, nothing is pending,
+    though the request stays on record."""
+    assert post(client, "/api/v1/tasks/plain/revoke").status_code == 200
+    assert items(client)["plain"]["revoke_pending"] is True
+    write(engine, [task("task-started", "plain", T0 + 5, "w1@a")])
+    item = items(client)["plain"]
+    assert (item["state"], item["revoke_pending"], item["revoke_requested_at"]) == \
+        ("STARTED", False, NOW)
+
+
 def test_every_way_lookout_revokes_is_noted(client, etas):
     bulk = post(client, "/api/v1/tasks/revoke", {
         "filters": {"state": "RECEIVED", "eta_min": str(T0 + 60)}, "dry_run": False,
