@@ -73,6 +73,10 @@
          "events are sent; otherwise the server says why."]
       : ["Revoke task " + t.uuid + " (" + (t.name || "unknown name") + ")?", terminate
          ? "It is running: its worker process is sent SIGTERM." : "A task not yet started will never run."];
+    if (action === "retry" && t.revoke_requested_at) {  // someone meant it not to run
+      lines.push("Lookout sent a revoke of this task at " + L.fmtTime(t.revoke_requested_at) +
+        ": a retry runs it anyway.");
+    }
     var path = "/tasks/" + id + "/" + action;
     var payload = terminate ? {terminate: true} : {};
     controls().confirmAction(title, lines).then(function (yes) {
@@ -139,7 +143,7 @@
   /* ---- the two tables ---- */
   function row(kind, t) {
     var cells = [
-      L.stateBadge(t.state),
+      L.taskBadge(t),  // with "revoke pending" when Lookout revoked a task now lost
       L.el("a", {href: L.taskUrl(t.uuid), className: "task-name"}, t.name || "(unknown)"),
       taskLink(t.uuid, String(t.uuid).slice(0, 8)),
       workerLink(t.worker),

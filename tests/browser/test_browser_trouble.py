@@ -172,10 +172,22 @@ def test_a_killed_workers_task_is_lost_everywhere_and_retried(page, lookout, red
     try:
         task_id = unique("sample-sleep")
         lookout.client.send_task("sample.sleep", args=(120,), task_id=task_id, queue=queue)
+        # And one held for its ETA that an operator revoked: the worker would have dropped
+        # it at its ETA, so the revoke is still pending when the worker dies.
+        revoked_id = unique("sample-add")
+        lookout.client.send_task("sample.add", args=(1, 2), task_id=revoked_id, queue=queue,
+                                 countdown=300)
         lookout.wait_state(task_id, "STARTED")
+        lookout.wait_state(revoked_id, "RECEIVED")
+        page.goto(f"/tasks/{revoked_id}")
+        page.click("#revoke-button")
+        page.click("#confirm-ok")
+        expect(page.locator("#revoke-form .control-result")).to_have_attribute(
+            "data-status", "200")
         doomed.signal(signal.SIGKILL)
-        wait_for(lambda: get_json(f"{lookout.url}/api/v1/tasks/{task_id}")[1]["lost"], 30,
-                 0.3, "the task to be lost")
+        for lost_id in (task_id, revoked_id):
+            wait_for(lambda: get_json(f"{lookout.url}/api/v1/tasks/{lost_id}")[1]["lost"], 30,
+                     0.3, "the task to be lost")
     finally:
         doomed.stop()
 
@@ -199,7 +211,15 @@ def test_a_killed_workers_task_is_lost_everywhere_and_retried(page, lookout, red
     expect(lost).to_be_visible()
     expect(lost.locator('[data-testid="reason"]')).to_contain_text(hostname)
     expect(page.locator(f'[data-testid="stuck-row"][data-uuid="{task_id}"]')).to_have_count(0)
+    # The revoked one says so, and retrying it asks with the revoke in view.
+    revoked = page.locator(f'[data-testid="lost-row"][data-uuid="{revoked_id}"]')
+    expect(revoked.locator('[data-testid="revoke-pending"]')).to_be_visible()
+    expect(lost.locator('[data-testid="revoke-pending"]')).to_have_count(0)
+    revoked.locator('[data-testid="retry"]').click()
+    expect(page.locator("#confirm-dialog")).to_contain_text("a retry runs it anyway")
+    page.click("#confirm-cancel")
     lost.locator('[data-testid="retry"]').click()
+    expect(page.locator("#confirm-dialog")).not_to_contain_text("runs it anyway")
     expect(page.locator("#confirm-dialog")).to_contain_text(task_id)
     page.click("#confirm-ok")
     link = lost.locator('[data-testid="new-task-link"]')
