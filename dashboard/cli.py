@@ -15,6 +15,7 @@ from typing import Any, Callable
 import click
 
 from lookout.core.config import Settings, redact_url
+from lookout.dashboard.auth.commands import store_options
 
 log = logging.getLogger("lookout")
 
@@ -162,14 +163,13 @@ def db() -> None:
 
 
 @db.command("upgrade", help="Apply pending schema migrations (history is kept).")
-@click.option("--database", "database_url", help="SQLAlchemy URL of the store.")
+@store_options
 @handle_errors
-def db_upgrade(database_url: str | None) -> None:
+def db_upgrade(database_url: str) -> None:
     from lookout.core.store.db import upgrade
 
-    settings = Settings.load(database_url=database_url)
-    upgrade(settings.database_url)
-    click.echo(f"schema up to date on {redact_url(settings.database_url)}")
+    upgrade(database_url)
+    click.echo(f"schema up to date on {redact_url(database_url)}")
 
 
 def _add_account_commands() -> None:

@@ -10,14 +10,31 @@ import contextlib
 import functools
 import sys
 from datetime import datetime
-from typing import Callable
+from typing import Any, Callable
 
 import click
 
 from lookout.core.config import Settings, redact_url
 
-DATABASE = click.option("--database", "database_url",
-                        help="SQLAlchemy URL of the store (as for lookout run).")
+
+def store_options(func: Callable) -> Callable:
+    """`--database` and `--data-dir`, as `lookout run` takes them, resolved into the
+    command's `database_url`: the store made by `lookout run --data-dir X` is the one
+    `lookout users add --data-dir X` changes (without it, users went to the default one)."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, data_dir: str | None = None, **kwargs: Any) -> Any:
+        try:
+            settings = Settings.load(database_url=kwargs.get("database_url"), data_dir=data_dir)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        kwargs["database_url"] = settings.database_url
+        return func(*args, **kwargs)
+    wrapper = click.option("--data-dir", "data_dir",
+                           help="Data folder of the default SQLite store (as for lookout "
+                                "run; LOOKOUT_DATA_DIR).")(wrapper)
+    return click.option("--database", "database_url",
+                        help="SQLAlchemy URL of the store (as for lookout run; "
+                             "LOOKOUT_DATABASE_URL).")(wrapper)
 
 
 def _errors(func: Callable) -> Callable:
@@ -60,7 +77,7 @@ def users() -> None:
 
 
 @users.command("list", help="Every user, with role and state.")
-@DATABASE
+@store_options
 @_errors
 def users_list(database_url: str | None) -> None:
     with _accounts(database_url) as accounts:
@@ -80,7 +97,7 @@ def users_list(database_url: str | None) -> None:
 @click.option("--role", default="viewer", show_default=True,
               help="viewer (read), operator (controls), admin (also users and tokens).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
-@DATABASE
+@store_options
 @_errors
 def users_add(username: str, role: str, password_stdin: bool, database_url: str | None) -> None:
     password = _password(password_stdin, "Password")
@@ -92,7 +109,7 @@ def users_add(username: str, role: str, password_stdin: bool, database_url: str 
 @users.command("passwd", help="Set a user's password; ends all their sessions.")
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
-@DATABASE
+@store_options
 @_errors
 def users_passwd(username: str, password_stdin: bool, database_url: str | None) -> None:
     password = _password(password_stdin, "New password")
@@ -104,7 +121,7 @@ def users_passwd(username: str, password_stdin: bool, database_url: str | None) 
 @users.command("role", help="Change a user's role; ends all their sessions.")
 @click.argument("username")
 @click.argument("role", type=click.Choice(["viewer", "operator", "admin"]))
-@DATABASE
+@store_options
 @_errors
 def users_role(username: str, role: str, database_url: str | None) -> None:
     with _accounts(database_url) as accounts:
@@ -114,7 +131,7 @@ def users_role(username: str, role: str, database_url: str | None) -> None:
 
 @users.command("disable", help="Stop a user from logging in; ends their sessions now.")
 @click.argument("username")
-@DATABASE
+@store_options
 @_errors
 def users_disable(username: str, database_url: str | None) -> None:
     with _accounts(database_url) as accounts:
@@ -124,7 +141,7 @@ def users_disable(username: str, database_url: str | None) -> None:
 
 @users.command("enable", help="Let a disabled user log in again.")
 @click.argument("username")
-@DATABASE
+@store_options
 @_errors
 def users_enable(username: str, database_url: str | None) -> None:
     with _accounts(database_url) as accounts:
@@ -134,7 +151,7 @@ def users_enable(username: str, database_url: str | None) -> None:
 
 @users.command("remove", help="Delete a user (the audit trail keeps their name).")
 @click.argument("username")
-@DATABASE
+@store_options
 @_errors
 def users_remove(username: str, database_url: str | None) -> None:
     with _accounts(database_url) as accounts:
@@ -146,7 +163,7 @@ def users_remove(username: str, database_url: str | None) -> None:
                "`lookout users token` are the same command.")
 @click.argument("name")
 @click.option("--role", default="viewer", show_default=True, help="Role the token acts with.")
-@DATABASE
+@store_options
 @_errors
 def users_token(name: str, role: str, database_url: str | None) -> None:
     with _accounts(database_url) as accounts:
@@ -163,7 +180,7 @@ tokens.add_command(users_token, "add")
 
 
 @tokens.command("list", help="Every token: id, name, role, prefix, last use, revoked.")
-@DATABASE
+@store_options
 @_errors
 def tokens_list(database_url: str | None) -> None:
     with _accounts(database_url) as accounts:
@@ -176,7 +193,7 @@ def tokens_list(database_url: str | None) -> None:
 
 @tokens.command("revoke", help="Revoke a token by id; live sockets using it are closed.")
 @click.argument("token_id", type=int)
-@DATABASE
+@store_options
 @_errors
 def tokens_revoke(token_id: int, database_url: str | None) -> None:
     with _accounts(database_url) as accounts:

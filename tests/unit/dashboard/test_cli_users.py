@@ -85,3 +85,31 @@ def test_a_first_run_says_how_to_create_the_first_user(make_app, sqlite_url, cap
     assert any("no user can log in yet" in r.getMessage() for r in caplog.records)
     app.extensions["lookout.accounts"].add_user("ada", "long enough pw", "admin")
     assert "No user exists yet" not in app.test_client().get("/login").get_data(as_text=True)
+
+
+def test_accounts_and_db_commands_take_the_data_dir_as_lookout_run_does(tmp_path, monkeypatch):
+    """`lookout run --data-dir X` keeps its store in X; the account commands given the
+    same --data-dir change that store, not the default one."""
+    from lookout.core.config import Settings
+    from lookout.core.store.db import make_engine
+    from lookout.dashboard.auth.accounts import AccountStore
+
+    monkeypatch.delenv("LOOKOUT_DATABASE_URL", raising=False)
+    monkeypatch.setenv("LOOKOUT_DATA_DIR", str(tmp_path / "default"))  # not this one
+    folder = tmp_path / "mine"
+    runner = CliRunner()
+    result = runner.invoke(lookout, ["db", "upgrade", "--data-dir", str(folder)])
+    assert result.exit_code == 0 and str(folder / "lookout.db") in result.output
+    result = runner.invoke(lookout, ["users", "add", "ada", "--role", "admin",
+                                     "--password-stdin", "--data-dir", str(folder)],
+                           input="correct horse battery staple\n")
+    assert result.exit_code == 0, result.output
+    assert Settings.load(data_dir=str(folder)).database_url.endswith("/mine/lookout.db")
+    engine = make_engine(Settings.load(data_dir=str(folder)).database_url)
+    try:
+        assert [u["username"] for u in AccountStore(engine).list_users()] == ["ada"]
+    finally:
+        engine.dispose()
+    assert not (tmp_path / "default").exists()
+    listed = runner.invoke(lookout, ["users", "list", "--data-dir", str(folder)])
+    assert listed.exit_code == 0 and "ada" in listed.output
