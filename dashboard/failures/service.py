@@ -1,8 +1,8 @@
 """Failures grouped by fingerprint (core/failures.py) over a time window.
 
 Groups are computed from the failed task rows of the window (newest first, at most
-MAX_ROWS), so they follow retention like the rest of the history; a short cache keeps a
-busy page from regrouping on every poll.
+MAX_ROWS), so they follow retention like the rest of the history; a cache keeps a busy
+page from regrouping on every poll while no failure came or went.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from typing import Any, Callable
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from lookout.core.failures import fingerprint
 from lookout.core.store.models import Task
@@ -28,7 +28,15 @@ class FailureGroups:
         self.cache = CostCache()
 
     def groups(self, window: float) -> dict[str, Any]:
-        return self.cache.get_or_compute(window, lambda: self._groups(window))
+        """Cached per window and per (count, newest) of its failures: a new failure is on
+        the page at its next reload (the live page asks when one arrives), and the check is
+        one read of the (state, timestamp) index."""
+        since = self.clock() - window
+        with self.engine.connect() as conn:
+            marker = tuple(conn.execute(
+                select(func.count(), func.max(Task.timestamp))
+                .where(Task.state == "FAILURE", Task.timestamp >= since)).one())
+        return self.cache.get_or_compute((window, marker), lambda: self._groups(window))
 
     def _groups(self, window: float) -> dict[str, Any]:
         now = self.clock()

@@ -2,7 +2,8 @@
  * Failures: failed tasks grouped by fingerprint (/api/v1/failures) over a window kept in the
  * page URL (?window=1h). A group opens to its newest failure's exception and traceback and
  * links to its recent tasks (/api/v1/failures/<fingerprint>, read when opened and at each
- * refresh while open). Reloads every 30 s; open groups stay open. Text only.
+ * refresh while open). Reloads when the live counts bring a failure (at most every 3 s)
+ * and every 30 s; open groups stay open. Text only.
  */
 (function () {
   "use strict";
@@ -187,7 +188,12 @@
 
   showWindow(windowFromUrl());
   refresh();
-  L.live([], {});  // the connection indicator only
+  // New failures arrive with the overview's live counts: reload then (at most every 3 s)
+  // rather than waiting for the 30 s poll, which stays as the fallback.
+  var refreshSoon = L.throttle(function () { if (!document.hidden) { refresh(); } }, 3000);
+  L.live(["overview"], {overview: function (message) {
+    if ((message.counts || {}).FAILURE) { refreshSoon(); }
+  }}, refresh);
   setInterval(function () { if (!document.hidden) { refresh(); } },
     Number(root.dataset.refreshMs) || 30000);
 }());

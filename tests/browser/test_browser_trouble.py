@@ -91,6 +91,11 @@ def test_failures_differing_only_in_numbers_are_one_group(page, lookout, artifac
     expect(page.locator("#window")).to_have_value("7d")
     expect(page.locator('[data-testid="group-row"]').filter(has_text="order <n> not found")
            ).to_have_count(1)
+    # A new failure shows without waiting for the 30 s reload: the live counts bring it.
+    expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
+    lookout.wait_state(lookout.send("sample.fail", "order 31337 not found"), "FAILURE")
+    again = page.locator('[data-testid="group-row"]').filter(has_text="order <n> not found")
+    expect(again.locator('[data-testid="count"]')).to_have_text("4", timeout=15_000)
     page.watch.assert_clean()
 
 
