@@ -110,8 +110,9 @@ class Collector:
         """True while the receive thread runs (it only ends when asked to)."""
         return self._thread is not None and self._thread.is_alive()
 
-    def stop(self, timeout: float | None = None) -> bool:
+    def stop(self, timeout: float | None = None, asked: bool = False) -> bool:
         """Flush for at most `timeout` (LOOKOUT_STOP_TIMEOUT), keep the rest, stop every thread.
+        `asked`: an operator stopped it (SIGTERM, Ctrl-C), so its status row says stopped.
 
         What the writer could not store in time is spilled to disk on Redis (the next
         start writes it first) and left unacked on RabbitMQ (the broker redelivers it).
@@ -151,7 +152,7 @@ class Collector:
                 log.error("receiver thread did not stop within %.1fs", timeout)
         self.queues.stop(left())
         self.alerts.stop(left())
-        self.status.stop(left())
+        self.status.stop(left(), asked=asked)
         if self._own_engine:
             self.engine.dispose()
         log.info("collector stopped: %d events received, %d stored, %d duplicates, "
@@ -200,7 +201,7 @@ def run_collector(settings: Settings) -> int:
                     healthy = False
                     break
         finally:
-            flushed = collector.stop()
+            flushed = collector.stop(asked=stop.is_set() and healthy)
             if publisher is not None:
                 publisher.stop()  # after the collector: its last batch is pushed too
     finally:

@@ -3,7 +3,8 @@
 Web processes answer /healthz from this row alone, so they need no link to the collector
 process; a row whose `updated_at` stops moving means the collector itself is gone. It runs
 on a thread of its own so that a slow batch commit never delays it by much, and a last
-row with `connected` false is written at shutdown.
+row with `connected` false is written at shutdown, saying `stopped` when the stop was
+asked for (SIGTERM, Ctrl-C): /healthz then lists it as stopped rather than down.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class StatusReporter:
         self._samples: deque[tuple[float, int]] = deque()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stopped_on_request = False
 
     def start(self) -> "StatusReporter":
         self.carry_over()
@@ -47,12 +49,14 @@ class StatusReporter:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the thread, then write the final row (the caller says we are offline)."""
+    def stop(self, timeout: float = 10.0, asked: bool = False) -> None:
+        """Stop the thread, then write the final row (the caller says we are offline);
+        `asked`: an operator stopped the collector, it did not fail."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self._stopped_on_request = asked
         self._write_quietly()
 
     def carry_over(self) -> None:
@@ -100,6 +104,8 @@ class StatusReporter:
                        buffer_high_water=self.buffer.high_water,
                        buffer_memory_mb=round(self.buffer.held_bytes / (1 << 20), 1),
                        buffer_spilled=self.buffer.spill_pending)
+        if self._stopped_on_request:
+            payload["stopped"] = True
         return {
             "name": self.settings.collector_name,
             "broker": redact_url(self.settings.broker_url)[:255],

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import signal
 from contextlib import ExitStack
+from typing import Callable
 
 from lookout.core.config import Settings, redact_url
 
@@ -73,8 +74,9 @@ def serve(settings: Settings, with_collector: bool) -> int:
     app = create_app(settings)
     with ExitStack() as cleanup:
         cleanup.callback(app.extensions["lookout.engine"].dispose)
+        interrupted = []
         if with_collector:
-            start_collector(settings, app, socketio, cleanup)
+            start_collector(settings, app, socketio, cleanup, asked=lambda: bool(interrupted))
         elif not settings.message_queue:
             log.warning("no --message-queue: pages show history but get no live updates "
                         "from a collector running elsewhere")
@@ -95,12 +97,15 @@ def serve(settings: Settings, with_collector: bool) -> int:
         except OSError as exc:  # e.g. the port is taken
             log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc)
             return 1
+        interrupted.append(True)  # the server returns (or raises) only on SIGINT/SIGTERM
         log.info("shutting down")
     return 0
 
 
-def start_collector(settings: Settings, app, socketio, cleanup: ExitStack) -> None:
-    """Collector in this process, pushing live updates through the app's own socketio."""
+def start_collector(settings: Settings, app, socketio, cleanup: ExitStack,
+                    asked: Callable[[], bool] = lambda: False) -> None:
+    """Collector in this process, pushing live updates through the app's own socketio;
+    `asked()` tells at shutdown whether an operator stopped the server."""
     from lookout.collectors.push import LivePublisher, attach, live_channel
     from lookout.collectors.service import Collector
     from lookout.collectors.watched import watched_tasks_for
@@ -114,7 +119,7 @@ def start_collector(settings: Settings, app, socketio, cleanup: ExitStack) -> No
     publisher.start()
     cleanup.callback(publisher.stop)  # after the collector: its last batch gets pushed
     collector.start()
-    cleanup.callback(collector.stop)
+    cleanup.callback(lambda: collector.stop(asked=asked()))
 
 
 def _interrupt(signum, frame) -> None:

@@ -1,8 +1,11 @@
 """Health of the whole pipeline as /healthz reports it, read from collector_status rows.
 
 Each collector rewrites its row every second, so a web process on another host can judge
-it: a row not updated for STALE_AFTER seconds means the collector is gone (crashed,
-stopped or stuck), whatever its last `connected` flag said.
+it: a row not updated for STALE_AFTER seconds means the collector is gone (crashed or
+stuck), whatever its last `connected` flag said. One stopped on request (SIGTERM, Ctrl-C)
+wrote `stopped` in its last row: it is listed as stopped, not counted as a problem, so
+moving from `lookout run` to separate collectors, or retiring one of a pair, needs no
+cleanup. At least one collector must be running.
 
 A collector that is connected but has heard nothing for QUIET_AFTER seconds (workers with
 events on send a heartbeat every 2 s) is healthy as far as Lookout goes, yet almost always
@@ -55,6 +58,8 @@ class HealthCheck:
         warnings = [f"collector {c['name']}: {c['warning']}" for c in collectors if c["warning"]]
         if not collectors:
             problems.append("no collector has reported yet")
+        elif not problems and all(c["stopped"] for c in collectors):
+            problems.append("no collector is running (every one was stopped)")
         healthy = not problems
         status = "degraded" if problems else ("warning" if warnings else "ok")
         return {"status": status, "healthy": healthy, "time": now, "database": {"ok": True},
@@ -100,19 +105,23 @@ def _collector(row, now: float, quiet_after: float) -> dict:
     status_age = max(0.0, now - row["updated_at"])
     uptime = max(0.0, row["updated_at"] - row["started_at"])
     stale = status_age > STALE_AFTER
-    if stale:
+    stopped = stale and bool(stats.get("stopped"))
+    if stopped:
+        problem = None
+    elif stale:
         problem = f"status not updated for {status_age:.0f}s"
     elif not row["connected"]:
         problem = "disconnected from broker"
     else:
         problem = None
     received = stats.get("received")
-    warning = None if problem else (_loss_warning(stats)
-                                    or _quiet_warning(row, now, quiet_after))
+    warning = None if problem or stopped else (_loss_warning(stats)
+                                               or _quiet_warning(row, now, quiet_after))
     return {
         "name": row["name"],
         "broker": row["broker"],
-        "up": problem is None,
+        "up": problem is None and not stopped,
+        "stopped": stopped,
         "problem": problem,
         "warning": warning,
         "connected": bool(row["connected"]) and not stale,

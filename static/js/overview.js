@@ -165,10 +165,11 @@
       if (job.held) { (jobs[job.collector] = jobs[job.collector] || []).push(job.job); }
     });
     L.append(L.clear(document.getElementById("collectors-body")), report.collectors.map(function (c) {
-      var state = c.problem || c.warning || "connected";
+      var state = c.problem || c.warning || (c.stopped ? "stopped on request" : "connected");
       var tr = row([c.name, L.el("span", {className: "badge " + (c.problem ? "state-FAILURE" :
-        c.warning ? "state-RETRY" : "state-SUCCESS"), title: state}, c.problem ? "down" :
-        c.warning ? "warning" : "up"), c.broker, text(c.events_per_second), text(c.received),
+        c.warning ? "state-RETRY" : c.stopped ? "state-REVOKED" : "state-SUCCESS"),
+        title: state}, c.problem ? "down" : c.warning ? "warning" : c.stopped ? "stopped" : "up"),
+        c.broker, text(c.events_per_second), text(c.received),
         text(c.dropped), text(c.buffer_spilled), (jobs[c.name] || []).sort().join(", ") || "–"]);
       tr.dataset.collector = c.name;
       return tr;

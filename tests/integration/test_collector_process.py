@@ -4,6 +4,7 @@ resumes; SIGTERM writes everything it holds and exits 0.
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 from sqlalchemy import func, select, text
@@ -20,6 +21,7 @@ from helpers.workers import (
 )
 from lookout.core.store.db import make_engine
 from lookout.core.store.models import TaskEvent
+from lookout.dashboard.health.service import HealthCheck
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +70,10 @@ def test_kill_9_keeps_history_and_a_restart_resumes(tmp_path, redis_worker, sqli
                      message="some of the burst stored")
             procs[0].kill()
             assert procs[0].popen.returncode == -signal.SIGKILL
+            # A killed collector did not stop on request: its stale row is a problem.
+            later = HealthCheck(engine, clock=lambda: time.time() + 60).check()
+            [mine] = [c for c in later["collectors"] if c["name"] == settings.collector_name]
+            assert not mine["stopped"] and mine["problem"].startswith("status not updated")
 
             assert integrity(engine) == "ok"
             before = tasks(engine, burst)
@@ -118,6 +124,11 @@ def test_sigterm_flushes_and_exits_0(tmp_path, redis_worker, sqlite_url):
         # Everything received was written (or recognised as already written).
         assert counters["stored"] + counters["duplicates"] == counters["received"]
         assert integrity(engine) == "ok"
+        # Stopped on request: once its row is stale, /healthz lists it as stopped, not
+        # down (no cleanup when a deployment moves to other collectors).
+        later = HealthCheck(engine, clock=lambda: time.time() + 60).check()
+        [mine] = [c for c in later["collectors"] if c["name"] == settings.collector_name]
+        assert (mine["stopped"], mine["up"], mine["problem"]) == (True, False, None)
     finally:
         proc.stop()
         engine.dispose()

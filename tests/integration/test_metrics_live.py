@@ -9,9 +9,12 @@ import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from helpers.browser import running_lookout
 from helpers.support import wait_for
+from lookout.core.store.db import make_engine
+from lookout.core.store.models import CollectorStatus
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +46,21 @@ def lookout(redis_broker, tmp_path_factory):
         yield running
 
 
+def said_stopped_in(database_url: str) -> None:
+    """`lookout run` stopped by SIGTERM left a status row saying so (health: stopped)."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            stats = [json.loads(s) for s in conn.execute(select(CollectorStatus.stats)).scalars()]
+    finally:
+        engine.dispose()
+    assert stats and all(s.get("stopped") is True for s in stats), stats
+
+
 def test_counters_equal_the_history_and_survive_restarts(lookout):
+    def said_stopped():
+        said_stopped_in(lookout.database_url)
+
     ids = [lookout.send("sample.add", i, i) for i in range(6)]
     failed = lookout.send("sample.fail", "for metrics")
     for task_id in ids:
@@ -69,7 +86,7 @@ def test_counters_equal_the_history_and_survive_restarts(lookout):
                                             "lookout_collector_events_received_total"))
                         >= 4 * len(ids) and n, 10, 0.2, "the collector's counters")
 
-    lookout.restart_server()  # collector and web: a new process, the same store
+    lookout.restart_server(while_down=said_stopped)  # a new process, the same store
     after = scrape(lookout.url)
     assert total(after, "celery_task_succeeded_total", name="sample.add") == succeeded
     assert total(after, "lookout_collector_events_received_total") >= received

@@ -205,6 +205,29 @@ def test_healthz_disconnected_collector_reports_since_when(client, engine):
     assert by_name["second"]["up"]
 
 
+def test_healthz_lists_a_collector_stopped_on_request_as_stopped_not_down(client, engine):
+    """Its last row said `stopped` (SIGTERM, Ctrl-C): no problem while another runs; if
+    none runs, that is the problem."""
+    set_collector_status(engine, connected=False, updated_at=NOW - 300,
+                         stats={"stopped": True})
+    set_collector_status(engine, name="second", updated_at=NOW)
+    response = client.get("/healthz")
+    assert response.status_code == 200, response.get_json()
+    by_name = {c["name"]: c for c in response.get_json()["collectors"]}
+    assert (by_name["default"]["stopped"], by_name["default"]["up"],
+            by_name["default"]["problem"]) == (True, False, None)
+    assert by_name["second"]["up"] and not by_name["second"]["stopped"]
+    set_collector_status(engine, name="second", connected=False, updated_at=NOW - 20,
+                         stats={"stopped": True})
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["problems"] == ["no collector is running (every one was stopped)"]
+    # A row that stopped updating without saying so is down, as before.
+    set_collector_status(engine, name="second", updated_at=NOW - 20)
+    assert client.get("/healthz").get_json()["problems"] == [
+        "collector second: status not updated for 20s"]
+
+
 def test_healthz_without_any_collector_is_503(client):
     response = client.get("/healthz")
     assert response.status_code == 503
