@@ -54,8 +54,10 @@ def json_flag(body: Mapping[str, Any], name: str, default: bool) -> bool:
 
 
 def json_body(optional: bool = False) -> dict:
-    """The request's JSON object; `optional` lets an empty body stand for {}."""
-    if optional and not request.content_length and not request.is_json:
+    """The request's JSON object; `optional` lets an empty body stand for {}, whatever its
+    Content-Type (scripts often send `application/json` on every request, as Flower
+    accepts)."""
+    if optional and not request.get_data(cache=True):
         return {}
     body = request.get_json(silent=True)
     if not isinstance(body, dict):

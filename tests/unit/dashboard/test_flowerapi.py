@@ -264,6 +264,13 @@ def test_session_posts_need_the_csrf_token_and_read_only_refuses(quick):
     assert response.status_code == 503, response.get_json()
     assert [call[0] for call in spy(quick).calls] == ["revoke", "revoke"]
     assert spy(quick).calls[1][1] == {"task_id": "t-2", "terminate": True, "signal": "SIGKILL"}
+    # A script that sends Content-Type: application/json on every request, with no body
+    # (requests.Session with default headers): an empty body is no body, as for Flower.
+    response = client.post("/api/task/revoke/t-2?terminate=true", headers={
+        "X-CSRF-Token": csrf, "Content-Type": "application/json"})
+    assert response.status_code == 503, response.get_json()  # sent, to a broker that is down
+    assert spy(quick).calls[2][1] == {"task_id": "t-2", "terminate": True, "signal": "SIGTERM"}
+    del spy(quick).calls[2:]
 
     quick.config["LOOKOUT"].read_only = True
     response = client.post("/api/task/revoke/t-3", headers=bearer(quick, "admin"))
