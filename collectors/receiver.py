@@ -300,6 +300,7 @@ class EventReceiver:
         stats.connected_since = time.time()
         stats.disconnected_since = None
         stats.connected = True
+        stats.status_due.set()
         log.info("connected to %s", redact_url(self.settings.broker_url))
 
     def _mark_disconnected(self, exc: Exception, retry_in: float) -> None:
@@ -307,6 +308,7 @@ class EventReceiver:
         if stats.connected or stats.disconnected_since is None:
             stats.disconnected_since = time.time()
         stats.connected = False
+        stats.status_due.set()
         stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
         log.warning("broker %s: %s; reconnecting in %.1fs",
                     redact_url(self.settings.broker_url), stats.last_error, retry_in)

@@ -45,6 +45,11 @@ class CollectorStats:
     baseline: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False,
                                   compare=False)
+    # Set by the receive thread when `connected` changes: the status row is written at
+    # once (collectors/status.py), not up to a tick later, so /healthz never calls a
+    # collector that has just connected "disconnected from broker" (or the reverse).
+    status_due: threading.Event = field(default_factory=threading.Event, repr=False,
+                                        compare=False)
 
     def count_received(self, count: int, received_at: float) -> None:
         """Add `count` valid events received at `received_at` (from either thread)."""

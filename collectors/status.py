@@ -53,10 +53,11 @@ class StatusReporter:
         """Stop the thread, then write the final row (the caller says we are offline);
         `asked`: an operator stopped the collector, it did not fail."""
         self._stop.set()
+        self.stats.status_due.set()  # wake it now
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        self._stopped_on_request = asked
+        self._stopped_on_request = self._stopped_on_request or asked
         self._write_quietly()
 
     def carry_over(self) -> None:
@@ -73,9 +74,12 @@ class StatusReporter:
             self.stats.baseline = lifetime
 
     def _run(self) -> None:
+        """Every `interval`, and at once when the connection state changes."""
+        due = self.stats.status_due
         while not self._stop.is_set():
+            due.clear()
             self._write_quietly()
-            self._stop.wait(self.interval)
+            due.wait(self.interval)
 
     def _write_quietly(self) -> None:
         try:

@@ -29,7 +29,8 @@ def test_demo_comes_alive_and_stops_everything_on_ctrl_c(redis_broker, tmp_path)
         wait_for(online, 60, interval=0.5, message="both demo workers online")
         wait_for(lambda: get_json(url + "/api/v1/stats?window=5m")[1]["totals"]["counts"]
                  ["succeeded"] > 0, 60, interval=0.5, message="demo tasks succeeding")
-        assert get_json(url + "/healthz")[0] == 200
+        health = get_json(url + "/healthz")
+        assert health[0] == 200, (health[1]["problems"], health[1]["collectors"])
         children = psutil.Process(demo.pid).children(recursive=True)
         assert len(children) >= 4  # two workers (and their pools), beat, lookout
     finally:
