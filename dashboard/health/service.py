@@ -105,7 +105,8 @@ def _collector(row, now: float, quiet_after: float) -> dict:
     status_age = max(0.0, now - row["updated_at"])
     uptime = max(0.0, row["updated_at"] - row["started_at"])
     stale = status_age > STALE_AFTER
-    stopped = stale and bool(stats.get("stopped"))
+    # Its last row said so: stopped at once, not "disconnected" until the row goes stale.
+    stopped = bool(stats.get("stopped")) and not row["connected"]
     if stopped:
         problem = None
     elif stale:
