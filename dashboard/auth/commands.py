@@ -49,13 +49,13 @@ def _errors(func: Callable) -> Callable:
 
 
 @contextlib.contextmanager
-def _accounts(database_url: str | None):
+def _accounts(database_url: str):
+    """The accounts of the store `store_options` resolved."""
     from lookout.core.store.db import make_engine, upgrade
     from lookout.dashboard.auth.accounts import AccountStore
 
-    settings = Settings.load(database_url=database_url)
-    upgrade(settings.database_url)
-    engine = make_engine(settings.database_url)
+    upgrade(database_url)
+    engine = make_engine(database_url)
     try:
         yield AccountStore(engine)
     finally:
@@ -79,12 +79,11 @@ def users() -> None:
 @users.command("list", help="Every user, with role and state.")
 @store_options
 @_errors
-def users_list(database_url: str | None) -> None:
+def users_list(database_url: str) -> None:
     with _accounts(database_url) as accounts:
         rows = accounts.list_users()
     if not rows:
-        settings = Settings.load(database_url=database_url)
-        click.echo(f"no users in {redact_url(settings.database_url)}; add one with: "
+        click.echo(f"no users in {redact_url(database_url)}; add one with: "
                    "lookout users add NAME --role admin")
     for row in rows:
         state = "disabled" if row["disabled"] else "active"
@@ -99,7 +98,7 @@ def users_list(database_url: str | None) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
 @store_options
 @_errors
-def users_add(username: str, role: str, password_stdin: bool, database_url: str | None) -> None:
+def users_add(username: str, role: str, password_stdin: bool, database_url: str) -> None:
     password = _password(password_stdin, "Password")
     with _accounts(database_url) as accounts:
         accounts.add_user(username, password, role)
@@ -111,7 +110,7 @@ def users_add(username: str, role: str, password_stdin: bool, database_url: str 
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
 @store_options
 @_errors
-def users_passwd(username: str, password_stdin: bool, database_url: str | None) -> None:
+def users_passwd(username: str, password_stdin: bool, database_url: str) -> None:
     password = _password(password_stdin, "New password")
     with _accounts(database_url) as accounts:
         accounts.set_password(username, password)
@@ -123,7 +122,7 @@ def users_passwd(username: str, password_stdin: bool, database_url: str | None) 
 @click.argument("role", type=click.Choice(["viewer", "operator", "admin"]))
 @store_options
 @_errors
-def users_role(username: str, role: str, database_url: str | None) -> None:
+def users_role(username: str, role: str, database_url: str) -> None:
     with _accounts(database_url) as accounts:
         accounts.set_role(username, role)
     click.echo(f"{username} is now {role}; their sessions are ended")
@@ -133,7 +132,7 @@ def users_role(username: str, role: str, database_url: str | None) -> None:
 @click.argument("username")
 @store_options
 @_errors
-def users_disable(username: str, database_url: str | None) -> None:
+def users_disable(username: str, database_url: str) -> None:
     with _accounts(database_url) as accounts:
         accounts.set_disabled(username, True)
     click.echo(f"{username} is disabled; their sessions are ended")
@@ -143,7 +142,7 @@ def users_disable(username: str, database_url: str | None) -> None:
 @click.argument("username")
 @store_options
 @_errors
-def users_enable(username: str, database_url: str | None) -> None:
+def users_enable(username: str, database_url: str) -> None:
     with _accounts(database_url) as accounts:
         accounts.set_disabled(username, False)
     click.echo(f"{username} can log in again")
@@ -153,7 +152,7 @@ def users_enable(username: str, database_url: str | None) -> None:
 @click.argument("username")
 @store_options
 @_errors
-def users_remove(username: str, database_url: str | None) -> None:
+def users_remove(username: str, database_url: str) -> None:
     with _accounts(database_url) as accounts:
         accounts.remove_user(username)
     click.echo(f"removed {username}")
@@ -165,7 +164,7 @@ def users_remove(username: str, database_url: str | None) -> None:
 @click.option("--role", default="viewer", show_default=True, help="Role the token acts with.")
 @store_options
 @_errors
-def users_token(name: str, role: str, database_url: str | None) -> None:
+def users_token(name: str, role: str, database_url: str) -> None:
     with _accounts(database_url) as accounts:
         _, secret = accounts.add_token(name, role, created_by="cli")
     click.echo(secret)
@@ -182,7 +181,7 @@ tokens.add_command(users_token, "add")
 @tokens.command("list", help="Every token: id, name, role, prefix, last use, revoked.")
 @store_options
 @_errors
-def tokens_list(database_url: str | None) -> None:
+def tokens_list(database_url: str) -> None:
     with _accounts(database_url) as accounts:
         rows = accounts.list_tokens()
     for row in rows:
@@ -195,7 +194,7 @@ def tokens_list(database_url: str | None) -> None:
 @click.argument("token_id", type=int)
 @store_options
 @_errors
-def tokens_revoke(token_id: int, database_url: str | None) -> None:
+def tokens_revoke(token_id: int, database_url: str) -> None:
     with _accounts(database_url) as accounts:
         if not accounts.revoke_token(token_id):
             raise LookupError(f"no active token {token_id}")
