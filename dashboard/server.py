@@ -12,7 +12,6 @@ import ipaddress
 import logging
 import signal
 from contextlib import ExitStack
-from typing import Callable
 
 from lookout.core.config import Settings, redact_url
 
@@ -74,9 +73,9 @@ def serve(settings: Settings, with_collector: bool) -> int:
     app = create_app(settings)
     with ExitStack() as cleanup:
         cleanup.callback(app.extensions["lookout.engine"].dispose)
-        interrupted = []
+        collector = None
         if with_collector:
-            start_collector(settings, app, socketio, cleanup, asked=lambda: bool(interrupted))
+            collector = start_collector(settings, app, socketio, cleanup)
         elif not settings.message_queue:
             log.warning("no --message-queue: pages show history but get no live updates "
                         "from a collector running elsewhere")
@@ -97,15 +96,15 @@ def serve(settings: Settings, with_collector: bool) -> int:
         except OSError as exc:  # e.g. the port is taken
             log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc)
             return 1
-        interrupted.append(True)  # the server returns (or raises) only on SIGINT/SIGTERM
         log.info("shutting down")
+        if collector is not None:  # the server ends only on SIGINT/SIGTERM: an asked stop
+            collector.stop(asked=True)
     return 0
 
 
-def start_collector(settings: Settings, app, socketio, cleanup: ExitStack,
-                    asked: Callable[[], bool] = lambda: False) -> None:
-    """Collector in this process, pushing live updates through the app's own socketio;
-    `asked()` tells at shutdown whether an operator stopped the server."""
+def start_collector(settings: Settings, app, socketio, cleanup: ExitStack):
+    """Collector in this process, pushing live updates through the app's own socketio.
+    The cleanup stops it (a no-op after `stop(asked=True)` on a normal shutdown)."""
     from lookout.collectors.push import LivePublisher, attach, live_channel
     from lookout.collectors.service import Collector
     from lookout.collectors.watched import watched_tasks_for
@@ -119,7 +118,8 @@ def start_collector(settings: Settings, app, socketio, cleanup: ExitStack,
     publisher.start()
     cleanup.callback(publisher.stop)  # after the collector: its last batch gets pushed
     collector.start()
-    cleanup.callback(lambda: collector.stop(asked=asked()))
+    cleanup.callback(collector.stop)
+    return collector
 
 
 def _interrupt(signum, frame) -> None:
