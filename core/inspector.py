@@ -58,6 +58,7 @@ class Inspector:
             return future
 
         def target():
+            future.set_running_or_notify_cancel()  # from now on cancel() cannot touch it
             try:
                 future.set_result(func(*args))
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
@@ -102,8 +103,7 @@ class Inspector:
             except BrokerUnavailable as exc:
                 unavailable = exc
                 errors[key] = str(exc)
-            except FutureTimeout:
-                future.cancel()
+            except FutureTimeout:  # its thread ends by itself; its late answer goes nowhere
                 errors[key] = f"no answer within {wait:.1f}s"
             except Exception as exc:  # noqa: BLE001 - report per call, keep the rest
                 errors[key] = f"{type(exc).__name__}: {exc}"
