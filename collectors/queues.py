@@ -18,6 +18,7 @@ from sqlalchemy import Engine, delete, select
 
 from lookout.core.celery_client import connection_options
 from lookout.collectors.lease import JobLease
+from lookout.collectors.threads import join_or_report
 from lookout.core.config import Settings
 from lookout.core.store.models import QueueSample, Task
 
@@ -244,8 +245,11 @@ class QueueSampler:
         self._thread.start()
         return self
 
+    def request_stop(self) -> None:
+        """Let the round in flight finish, then end (see `stop`)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if join_or_report(self._thread, timeout):
             self._thread = None

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select
 from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.events import InvalidEvent, validate
 from lookout.collectors.lease import JobLease
+from lookout.collectors.threads import join_or_report
 from lookout.core.store.models import Task
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,7 @@ class Reconciler:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        join_or_report(self._thread, timeout)
         self.lease.release()
 
     def _run(self) -> None:

@@ -30,6 +30,11 @@ from lookout.core.store.db import make_engine
 
 log = logging.getLogger(__name__)
 
+# How long a side job (queue sampling, alerts, reconciling, status) may take to end its
+# round at stop, whatever is left of the flush timeout: a queue sample waits out an
+# `inspect active_queues` broadcast (1.5 s by default).
+JOB_GRACE = 10.0
+
 
 class Collector:
     """One running collector; use `start()`/`stop()` or `with Collector(settings):`."""
@@ -129,8 +134,12 @@ class Collector:
             return max(0.1, deadline - time.monotonic())
 
         self._should_stop.set()
+        # The side jobs hold no events: told now, they end their round while the writer
+        # flushes, and are waited for before the engine is disposed (below).
+        self.queues.request_stop()
+        self.alerts.request_stop()
         if self.reconciler is not None:  # it feeds the writer: stopped before it
-            self.reconciler.stop(left())
+            self.reconciler.stop(max(left(), JOB_GRACE))
         if self._thread is not None:
             # No more events may enter the buffer once the writer drains it for the last time.
             self.receiver.idle.wait(left())
@@ -150,10 +159,12 @@ class Collector:
             self._thread.join(max(2.0, left()))  # time to ack the last commit
             if self._thread.is_alive():
                 log.error("receiver thread did not stop within %.1fs", timeout)
-        self.queues.stop(left())
-        self.alerts.stop(left())
-        self.status.stop(left(), asked=asked)
+        self.queues.stop(max(left(), JOB_GRACE))
+        self.alerts.stop(max(left(), JOB_GRACE))
+        self.status.stop(max(left(), JOB_GRACE), asked=asked)
         if self._own_engine:
+            # Last: a thread using the engine after this would open a new pool that nobody
+            # closes (each job's stop logs an error when its thread did not end).
             self.engine.dispose()
         log.info("collector stopped: %d events received, %d stored, %d duplicates, "
                  "%d dropped", self.stats.received, self.stats.stored,

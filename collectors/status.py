@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.stats import CollectorStats
+from lookout.collectors.threads import join_or_report
 from lookout.core.config import Settings, redact_url
 from lookout.core.store.models import CollectorStatus
 
@@ -54,8 +55,7 @@ class StatusReporter:
         `asked`: an operator stopped the collector, it did not fail."""
         self._stop.set()
         self.stats.status_due.set()  # wake it now
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if join_or_report(self._thread, timeout):
             self._thread = None
         self._stopped_on_request = self._stopped_on_request or asked
         self._write_quietly()

@@ -28,6 +28,7 @@ from lookout.collectors.alerts.notify import deliver
 from lookout.collectors.alerts.failure_index import FailureIndex
 from lookout.collectors.alerts.rules import EVALUATORS, MAX_FAILURES, new_failure_group
 from lookout.collectors.lease import JobLease
+from lookout.collectors.threads import join_or_report
 from lookout.core.alerting import RuleError, validate_rule
 from lookout.core.store.models import Alert, AlertRule
 
@@ -56,10 +57,13 @@ class AlertEngine:
         self._thread.start()
         return self
 
+    def request_stop(self) -> None:
+        """Let the round in flight finish, then end (see `stop`)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if join_or_report(self._thread, timeout):
             self._thread = None
         self.lease.release()
 

@@ -7,6 +7,7 @@ test's own that stops accepting connections mid-run, Celery's own event dispatch
 """
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 
@@ -108,6 +109,31 @@ def test_a_stop_with_the_store_away_loses_nothing(broker, request, own_pg, looko
         assert again.stop()
         engine.dispose()
     assert not spill_file.exists()
+
+
+def test_a_stop_waits_for_the_queue_sample_in_flight(redis_broker, sqlite_url):
+    """A stop asked while the queue sampler waits out its `inspect active_queues` broadcast
+    (no worker answers: the full 1.5 s) returns only once that round has ended, however
+    short the flush timeout. A sampler still running then would use the disposed engine,
+    whose fresh pool nobody closes (a leaked connection, once seen in CI)."""
+    collector = Collector(collector_settings(redis_broker, sqlite_url, stop_timeout=0.2))
+    asking = threading.Event()
+    ask = collector.queues.active_queues
+
+    def watched_ask():
+        asking.set()
+        return ask()
+
+    collector.queues.active_queues = watched_ask
+    before = set(threading.enumerate())
+    collector.start()
+    try:
+        wait_for(asking.is_set, 30, interval=0.02, message="the sampler's broadcast")
+    finally:
+        assert collector.stop()
+    running = [t.name for t in threading.enumerate()
+               if t not in before and t.is_alive() and t.name.startswith("lookout")]
+    assert running == []
 
 
 def test_rabbitmq_collectors_on_one_queue_share_it_and_store_each_event_once(
