@@ -158,12 +158,20 @@
     document.body.dataset.loaded = String(Date.now());
   }
 
+  // Loads overlap (the socket's resync, a submitted filter, back/forward): only the
+  // newest one's answer is shown, or a late answer to older filters would replace it.
+  var newestLoad = 0;
   function load() {
     current = fromUrl();
     var query = new URLSearchParams(current);
     Object.keys(DEFAULTS).forEach(function (key) { if (!query.has(key)) { query.set(key, DEFAULTS[key]); } });
     L.showError(null);
-    return L.api("/tasks", query).then(render).catch(L.showError);
+    var mine = ++newestLoad;
+    return L.api("/tasks", query).then(function (data) {
+      if (mine === newestLoad) { render(data); }
+    }, function (error) {
+      if (mine === newestLoad) { L.showError(error); }
+    });
   }
   var reload = L.throttle(load, 2000);
 
