@@ -70,6 +70,17 @@ class Task(Base):
         Index("ix_tasks_started_at", "started_at"),
         Index("ix_tasks_runtime", "runtime"),
         Index("ix_tasks_updated_at", "updated_at"),
+        # Partial: only failed tasks pay for it. "This worker's failures" was the slowest
+        # common filter (the worker's every row read to find its few failures, 84-124 ms
+        # cold at 1M tasks); a state equality (not IN) lets both planners use it.
+        Index("ix_tasks_failed_worker_timestamp", "worker", "timestamp",
+              sqlite_where=text("state = 'FAILURE'"),
+              postgresql_where=text("state = 'FAILURE'")),
+        # Partial, failed tasks only: `state=FAILURE&sort=-runtime` ("the longest failures")
+        # sorted 60,000 failures at 1M tasks (110-160 ms); this keeps them in order.
+        Index("ix_tasks_failed_runtime", "runtime", "uuid",
+              sqlite_where=text("state = 'FAILURE'"),
+              postgresql_where=text("state = 'FAILURE'")),
         # Partial: only ETA tasks pay for it on insert; `eta >= x` implies the condition.
         Index("ix_tasks_eta", "eta", sqlite_where=text("eta IS NOT NULL"),
               postgresql_where=text("eta IS NOT NULL")),

@@ -27,6 +27,8 @@ from lookout.dashboard.history.task_sql import (
     SORT_MATCHES_MAX,
     after,
     conditions,
+    failures_by_runtime,
+    likely,
     list_columns,
     plan,
 )
@@ -186,6 +188,8 @@ class HistoryService:
         rows: list = []
         if cursor is None or cursor.value is not None:
             segment = list(where)
+            if failures_by_runtime(query):
+                segment = [likely(condition, conn.dialect.name) for condition in where]
             if sort.nullable:
                 segment.append(column.is_not(None))
             if cursor is not None:
@@ -194,7 +198,7 @@ class HistoryService:
                 else (column.asc(), tasks.c.uuid.asc())
             rows = _fetch(conn, segment, order, want)
         if sort.nullable and len(rows) < want:
-            segment = [*where, column.is_(None)]
+            segment = [*where, (column + 0 if failures_by_runtime(query) else column).is_(None)]
             if cursor is not None and cursor.value is None:
                 segment.append(tasks.c.uuid < cursor.uuid if sort.descending
                                else tasks.c.uuid > cursor.uuid)

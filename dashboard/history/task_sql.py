@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from sqlalchemy import and_, func, or_, true
+from sqlalchemy import and_, func, literal_column, or_, true
 
 from lookout.core.store.models import Task
 from lookout.core.trouble import lost_clause
@@ -59,12 +59,36 @@ def _states(states: tuple[str, ...], state):
     """`state IN (...)`, where EXPIRED stands for the REVOKED tasks whose revoke said
     expired (query.py): still an IN on the state, so its index serves it."""
     if "EXPIRED" not in states:
-        return state.in_(states)
+        # One state as an equality: a partial index's `state = 'FAILURE'` is implied by it,
+        # never by an IN (models.py, ix_tasks_failed_worker_timestamp).
+        return state == states[0] if len(states) == 1 else state.in_(states)
     others = [s for s in states if s != "EXPIRED"]
     if "REVOKED" in others:
         return state.in_(others)
     return and_(state.in_([*others, "REVOKED"]),
                 or_(tasks.c.state != "REVOKED", tasks.c.expired.is_(true())))
+
+
+def failures_by_runtime(query: TaskQuery) -> bool:
+    """`state=FAILURE&sort=[-]runtime` alone: ix_tasks_failed_runtime holds exactly those
+    rows in that order, so the page is its first entries. Its runtime column then stays
+    visible to the planner (not `runtime + 0`) and the state is `likely` to match, except
+    in the segment of failures without a runtime, which SQLite would otherwise look up in
+    the runtime index among every other task without one."""
+    return (query.sort.column == "runtime"
+            and query.filters == TaskFilters(states=("FAILURE",)))
+
+
+def likely(condition, dialect: str):
+    """`condition`, marked on SQLite as true for most rows (`likelihood(..., 0.9)`).
+
+    SQLite keeps no statistics unless someone runs ANALYZE, and without them it takes any
+    equality on an index to match about ten rows: it would find the failures through the
+    (state, timestamp) index and sort them all rather than read the partial index in
+    order. The mark changes only that estimate; PostgreSQL has statistics (and no such
+    function).
+    """
+    return func.likelihood(condition, literal_column("0.9")) if dialect == "sqlite" else condition
 
 
 def plan(query: TaskQuery, matches: Callable[[int], int],
@@ -90,7 +114,7 @@ def plan(query: TaskQuery, matches: Callable[[int], int],
     """
     column = tasks.c[query.sort.column]
     filters = query.filters
-    if filters == TaskFilters():
+    if filters == TaskFilters() or failures_by_runtime(query):
         return column, False
     most = min(sort_matches_max, search_max) if filters.q else sort_matches_max
 
