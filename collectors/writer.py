@@ -23,6 +23,7 @@ from lookout.collectors import merge, metrics_writer, rollup_writer, task_writer
 from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.events import Event
 from lookout.collectors.lease import JobLease
+from lookout.collectors.planner_statistics import PlannerStatistics
 from lookout.collectors.retention import Pruner
 from lookout.collectors.stats import CollectorStats
 from lookout.core.config import Settings
@@ -83,6 +84,7 @@ class HistoryWriter:
         self.listeners = list(listeners)
         self.prune_interval = prune_interval
         self.pruner = Pruner(engine, settings)
+        self.statistics = PlannerStatistics(engine)
         # Collectors side by side on one store: one of them prunes.
         self.prune_lease = JobLease(engine, "retention", max(30.0, 6 * prune_interval),
                                     time.time, settings.collector_name)
@@ -290,7 +292,8 @@ class HistoryWriter:
             delay = min(delay * 2, self.settings.reconnect_max_backoff)
 
     def _maybe_prune(self) -> None:
-        """Prune a little when idle-ish: never while a backlog is waiting."""
+        """Prune a little when idle-ish, never while a backlog is waiting; and refresh the
+        planner's statistics when due (planner_statistics.py)."""
         now = time.monotonic()
         if (now - self._last_prune < self.prune_interval
                 or len(self.buffer) > self.settings.batch_size // 4):
@@ -299,5 +302,6 @@ class HistoryWriter:
         try:
             if self.prune_lease.acquire():
                 self.pruner.prune_step(time.time())
+                self.statistics.refresh_if_due()
         except Exception:  # noqa: BLE001 - pruning is housekeeping; retry next time
             log.exception("pruning failed")

@@ -42,6 +42,9 @@ def make_engine(url: str, **kwargs) -> Engine:
         folder = _sqlite_folder(parsed)
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
+            # A connection reads the planner's statistics when it opens, never again: the
+            # collector refreshes them now and then (collectors/planner_statistics.py).
+            kwargs.setdefault("pool_recycle", 600)
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
