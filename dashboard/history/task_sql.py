@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from sqlalchemy import and_, func, literal_column, or_, true
+from sqlalchemy import and_, func, literal, literal_column, or_, true
 
 from lookout.core.store.models import Task
 from lookout.core.trouble import lost_clause
@@ -59,9 +59,12 @@ def _states(states: tuple[str, ...], state):
     """`state IN (...)`, where EXPIRED stands for the REVOKED tasks whose revoke said
     expired (query.py): still an IN on the state, so its index serves it."""
     if "EXPIRED" not in states:
-        # One state as an equality: a partial index's `state = 'FAILURE'` is implied by it,
-        # never by an IN (models.py, ix_tasks_failed_worker_timestamp).
-        return state == states[0] if len(states) == 1 else state.in_(states)
+        # One state as an equality with the value written out: a partial index's
+        # `state = 'FAILURE'` is implied by it, never by an IN, nor (PostgreSQL's generic
+        # plans) by `state = $1` (models.py, ix_tasks_failed_*). States are validated names.
+        if len(states) == 1:
+            return state == literal(states[0], literal_execute=True)
+        return state.in_(states)
     others = [s for s in states if s != "EXPIRED"]
     if "REVOKED" in others:
         return state.in_(others)
