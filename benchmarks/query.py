@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from sqlalchemy import text
 
+from lookout.collectors.planner_statistics import PlannerStatistics
 from lookout.core.config import Settings
 from lookout.core.store import db as store_db
 from lookout.core.store.models import Task
@@ -46,7 +47,8 @@ def make_row(i: int, rows: int, rnd: random.Random) -> dict:
     state = rnd.choice(STATES)
     started = ts + rnd.random() * 0.2 if state not in ("PENDING", "RECEIVED", "REVOKED",
                                                        "REJECTED") else None
-    runtime = rnd.lognormvariate(-1, 1.2) if state == "SUCCESS" else None
+    # As the collector stores them: a failure's runtime is from started to failed.
+    runtime = rnd.lognormvariate(-1, 1.2) if state in ("SUCCESS", "FAILURE") else None
     return {
         "uuid": str(uuidlib.UUID(int=rnd.getrandbits(128), version=4)),
         "name": rnd.choice(NAMES), "state": state, "state_ts": ts + 1,
@@ -60,8 +62,8 @@ def make_row(i: int, rows: int, rnd: random.Random) -> dict:
         "retries": 1 if state == "RETRY" else 0, "eta": None, "expires": None,
         "root_id": None, "parent_id": None, "timestamp": ts, "sent_at": None,
         "received_at": ts, "started_at": started,
-        "succeeded_at": started + runtime if runtime is not None else None,
-        "failed_at": ts + 1 if state == "FAILURE" else None,
+        "succeeded_at": started + runtime if state == "SUCCESS" else None,
+        "failed_at": started + runtime if state == "FAILURE" else None,
         "retried_at": ts + 1 if state == "RETRY" else None,
         "revoked_at": ts + 1 if state == "REVOKED" else None, "expired": None,
         "rejected_at": ts + 1 if state == "REJECTED" else None,
@@ -76,6 +78,7 @@ def fill(url: str, rows: int, refill: bool) -> None:
         have = conn.execute(text("SELECT count(*) FROM tasks")).scalar_one()
     if have == rows and not refill:
         print(f"  reusing {have} rows")
+        statistics_as_the_collector_takes_them(engine)
         engine.dispose()
         return
     rnd = random.Random(42)
@@ -98,11 +101,23 @@ def fill(url: str, rows: int, refill: bool) -> None:
         else:
             with engine.begin() as conn:
                 conn.execute(Task.__table__.insert(), batch)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE tasks" if engine.dialect.name == "postgresql"
-                          else "ANALYZE"))
+    if engine.dialect.name == "postgresql":  # as autovacuum would have, in time
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE tasks"))
+    statistics_as_the_collector_takes_them(engine)
     print(f"  filled {rows} rows in {time.perf_counter() - began:.1f}s")
     engine.dispose()
+
+
+def statistics_as_the_collector_takes_them(engine) -> None:
+    """SQLite plans by its statistics: the store gets those the collector would take
+    (`ANALYZE tasks`, collectors/planner_statistics.py), not a whole-database ANALYZE as
+    this script once ran (a Lookout store then had none at all: see benchmarks/README.md)."""
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS sqlite_stat1"))
+            conn.execute(text("DROP TABLE IF EXISTS sqlite_stat4"))
+        PlannerStatistics(engine, check_every=0.0).refresh_if_due()
 
 
 def prepare(url: str) -> None:
