@@ -182,6 +182,22 @@ def test_no_sideways_scroll_at_800px(page, lookout, artifacts_dir):
     page.watch.assert_clean()
 
 
+def test_the_nav_keeps_one_line_beside_a_long_connection_state(page, lookout, artifacts_dir):
+    """At 1,400 px, signed in as admin (the longest nav), a long connection state once
+    pushed "Users" onto a second nav line; now the state and account move down instead."""
+    log_in(page, "ada")
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.goto("/workers")
+    page.locator("#connection").evaluate(
+        "n => { n.textContent = 'collector down: disconnected from broker'; }")
+    tops = page.locator('nav[aria-label="Main"] a').evaluate_all(
+        "links => links.map(a => Math.round(a.getBoundingClientRect().top))")
+    assert len(tops) == 12 and len(set(tops)) == 1, tops
+    assert no_sideways_scroll(page)
+    shot(page, artifacts_dir / "nav-1400.png")
+    page.watch.assert_clean()
+
+
 BACKGROUND = "() => getComputedStyle(document.body).backgroundColor"
 CHART = "() => { const c = Chart.getChart(document.getElementById('rate-chart'));" \
         " return [Chart.defaults.color, c.data.datasets[0].borderColor]; }"
