@@ -303,5 +303,5 @@ class HistoryWriter:
             if self.prune_lease.acquire():
                 self.pruner.prune_step(time.time())
                 self.statistics.refresh_if_due()
-        except Exception:  # noqa: BLE001 - pruning is housekeeping; retry next time
-            log.exception("pruning failed")
+        except Exception:  # noqa: BLE001 - housekeeping; retry next time
+            log.exception("pruning or planner statistics failed")
