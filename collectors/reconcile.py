@@ -7,7 +7,8 @@ result backend, the task's real outcome is there. Every INTERVAL seconds the hol
 been quiet for SETTLE seconds; a final state found there becomes an ordinary event
 (task-succeeded / task-failed / task-revoked from hostname RECONCILER, stamped with the
 backend's date_done) handed to the writer, so the row, timeline, rollups and metrics
-follow the usual path. Each task is asked again at most every RECHECK seconds.
+follow the usual path. Each task is asked again at most every RECHECK seconds. A REVOKED
+there is believed only for a task that has not started (see `_event`).
 """
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ class Reconciler:
         events = []
         for row in self.candidates(now):
             self._asked[row["uuid"]] = now
-            event = self._event(row["uuid"], now)
+            event = self._event(row["uuid"], row["state"], now)
             if event is not None:
                 events.append(event)
         if len(self._asked) > 100_000:  # forget old asks: memory stays bounded
@@ -105,10 +106,14 @@ class Reconciler:
             log.info("reconciled %d task(s) from the result backend", len(events))
         return len(events)
 
-    def _event(self, task_id: str, now: float):
+    def _event(self, task_id: str, state: str, now: float):
         meta = self.app.AsyncResult(task_id).backend.get_task_meta(task_id)
         kind = FINAL_EVENTS.get(meta.get("status"))
-        if kind is None:
+        if kind is None or (kind == "task-revoked" and state == "STARTED"):
+            # A plain revoke leaves a running task running, yet every worker not running
+            # it writes REVOKED if the backend says PENDING, which it does for a running
+            # task unless task_track_started is on (Celery 5.7, worker/control.py). The
+            # task reports its own end; a terminate's task-revoked comes from its worker.
             return None
         stamp = _epoch(meta.get("date_done")) or now
         raw: dict[str, Any] = {"type": kind, "uuid": task_id, "hostname": RECONCILER,

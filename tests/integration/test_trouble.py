@@ -216,3 +216,48 @@ def test_a_task_whose_final_events_were_missed_is_reconciled_from_the_backend(
         worker.stop()
         app.close()
         engine.dispose()
+
+
+def test_a_running_task_revoked_without_terminate_is_not_reconciled_as_revoked(
+        redis_broker, tmp_path):
+    """A plain revoke of a running task: the worker running it carries on, but another
+    worker, which finds the task PENDING in the backend (Celery records STARTED only with
+    task_track_started), writes REVOKED there. Found by a new user: the reconciler then
+    turned the running task REVOKED (its Terminate button gone) and counted it twice when it
+    succeeded. The backend's REVOKED is only trusted for a task that has not started."""
+    from celery import Celery
+
+    from lookout.collectors.reconcile import Reconciler
+
+    url = f"sqlite:///{tmp_path / 'lookout.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    queue = unique("rev-q")
+    env = {"LOOKOUT_TEST_BACKEND": redis_broker}
+    runner = start_worker(tmp_path, redis_broker, f"{unique('rev-a')}@test", queues=queue,
+                          concurrency=1, env=env)
+    other = start_worker(tmp_path, redis_broker, f"{unique('rev-b')}@test",
+                         queues=unique("rev-idle"), concurrency=1, env=env)
+    app = Celery("sample_tasks", broker=redis_broker, backend=redis_broker,
+                 set_as_current=False)
+    settings = collector_settings(redis_broker, url)
+    settings.extra["celery_app"] = app
+    collector = Collector(settings, engine=engine).start()
+    try:
+        wait_connected(engine, settings.collector_name)
+        with task_client(redis_broker) as celery:
+            task_id = unique("rev")
+            celery.send_task("sample.sleep", args=(20,), task_id=task_id, queue=queue)
+            wait_states(engine, {task_id: "STARTED"})
+            app.control.revoke(task_id)  # no terminate: it runs on
+            wait_for(lambda: app.AsyncResult(task_id).state == "REVOKED", 30, 0.2,
+                     "the idle worker to write REVOKED in the backend")
+        reconciler = Reconciler(engine, collector.buffer, settings, app, settle=0)
+        assert reconciler.run_once() == 0
+        assert wait_states(engine, {task_id: "STARTED"})[task_id]["state"] == "STARTED"
+    finally:
+        collector.stop()
+        runner.stop()
+        other.stop()
+        app.close()
+        engine.dispose()
