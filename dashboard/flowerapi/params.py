@@ -81,7 +81,7 @@ def arguments(allowed: frozenset[str]) -> dict[str, Any]:
 
 
 def query(allowed: frozenset[str]) -> dict[str, str]:
-    reject_unknown(request.args, allowed)
+    reject_unknown(request.args, allowed, repeatable=None)
     return request.args.to_dict()
 
 

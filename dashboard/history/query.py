@@ -105,7 +105,7 @@ def parse_task_query(args) -> TaskQuery:
     the next page of the same query; repeating the parameters exactly is fine too, but
     a cursor with other filters, sort or limit is a 400 (it would page another list).
     """
-    reject_unknown(args, TASK_LIST_PARAMS)
+    reject_unknown(args, TASK_LIST_PARAMS, repeatable=frozenset({"state"}))
     own = sorted((k, v) for k, v in args.items(multi=True) if k != "cursor")
     raw_cursor = args.get("cursor")
     if raw_cursor:

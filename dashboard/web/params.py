@@ -35,11 +35,21 @@ def refuse_nul() -> None:
                                     "contains a NUL character")
 
 
-def reject_unknown(args: Mapping[str, Any], allowed: frozenset[str]) -> None:
-    """Refuse parameters we do not know: a typo like `satte=` must not silently match all."""
+def reject_unknown(args: Mapping[str, Any], allowed: frozenset[str],
+                   repeatable: frozenset[str] | None = frozenset()) -> None:
+    """Refuse parameters we do not know: a typo like `satte=` must not silently match all.
+    And a one-value parameter given twice (`worker=a&worker=b` read as `worker=a` was a
+    wrong answer, found by a new user); `repeatable` names those that take several, None
+    lets every one repeat (the Flower API: Flower reads one of them without a word)."""
     for name in args:
         if name not in allowed:
             raise bad_parameter(name, f"unknown parameter (allowed: {', '.join(sorted(allowed))})")
+    getlist = getattr(args, "getlist", None)  # a query string; a JSON body cannot repeat
+    if repeatable is None or getlist is None:
+        return
+    for name in args:
+        if name not in repeatable and len(getlist(name)) > 1:
+            raise bad_parameter(name, "given more than once: it takes one value")
 
 
 def json_flag(body: Mapping[str, Any], name: str, default: bool) -> bool:
