@@ -31,11 +31,11 @@ MAX_NUMBER = 1e12
 TRUNCATION_MARKER = "…[truncated {} chars]"
 
 # Field name -> kind. Kinds: "id" (short str), "text" (truncated str; non-str is
-# JSON-encoded), "int", "num", "bool", "opt_str" (short str or None), "loadavg", "signum",
+# JSON-encoded), "end_text" (text cut in the middle: `truncate`), "int", "num", "bool", "opt_str" (short str or None), "loadavg", "signum",
 # "time" (ISO 8601 text or epoch seconds, kept as epoch seconds; left out if unreadable).
 _TASK_FIELDS: dict[str, str] = {
     "name": "id", "args": "text", "kwargs": "text", "result": "text",
-    "exception": "text", "traceback": "text", "retries": "int", "eta": "time",
+    "exception": "text", "traceback": "end_text", "retries": "int", "eta": "time",
     "expires": "time", "queue": "opt_str", "exchange": "opt_str",
     "routing_key": "opt_str", "root_id": "opt_str", "parent_id": "opt_str",
     "runtime": "num", "requeue": "bool", "terminated": "bool", "expired": "bool",
@@ -72,12 +72,18 @@ class Event(NamedTuple):
         return self.uuid is not None
 
 
-def truncate(text: str, limit: int) -> str:
-    """Cut `text` to `limit` characters, appending a marker that says how much was cut."""
+def truncate(text: str, limit: int, keep_end: bool = False) -> str:
+    """Cut `text` to `limit` characters, with a marker that says how much was cut: at the
+    end, or with `keep_end` in the middle, keeping the first quarter and the last three
+    (a traceback's end names the innermost frame and the exception)."""
     text = storable(text)
     if len(text) <= limit:
         return text
-    return text[:limit] + TRUNCATION_MARKER.format(len(text) - limit)
+    marker = TRUNCATION_MARKER.format(len(text) - limit)
+    if not keep_end:
+        return text[:limit] + marker
+    head = limit // 4
+    return text[:head] + marker + text[len(text) - (limit - head):]
 
 
 def storable(text: str) -> str:
@@ -205,13 +211,13 @@ def _short(value: Any, name: str) -> str:
 
 
 def _check(name: str, kind: str, value: Any, limit: int) -> Any:
-    if kind == "text":
+    if kind == "text" or kind == "end_text":
         if not isinstance(value, str):
             try:
                 value = json.dumps(value, default=repr)
             except (TypeError, ValueError):
                 value = repr(value)
-        return truncate(value, limit)
+        return truncate(value, limit, keep_end=kind == "end_text")
     if kind == "id" or kind == "opt_str":
         if not isinstance(value, str):
             raise InvalidEvent(f"bad {name}", type(value).__name__)

@@ -26,6 +26,8 @@ MAX_MESSAGE = 300
 # pickling (a hard time limit, a lost worker): the wrapper's empty repr, which names no
 # error. The traceback sent with it ends with the real one.
 WRAPPER_REPR = "ExceptionWithTraceback()"
+# The collector's mark on a text it cut short (collectors/events.TRUNCATION_MARKER).
+_CUT = re.compile(r"…\[truncated \d+ chars\]$")
 _LAST_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::\s?(.*))?$")
 
 
@@ -46,8 +48,14 @@ def unwrapped_exception(exception: str, traceback: str | None) -> str:
 
 
 def split_exception(text: str | None) -> tuple[str, str]:
-    """('KeyError', "'x'") from the event's repr "KeyError('x')"."""
+    """('KeyError', "'x'") from the event's repr "KeyError('x')"; a repr the collector cut
+    short (its closing parenthesis gone) still names its type."""
     text = (text or "").strip()
+    cut = _CUT.search(text)
+    if cut is not None:  # closed again, its quote too: it groups as if it were whole
+        text = text[:cut.start()]
+        quote = text.partition("(")[2][:1]
+        text += (quote if quote in ("'", '"') else "") + ")"
     match = _TYPE.match(text)
     if match is None:
         return "Exception", text

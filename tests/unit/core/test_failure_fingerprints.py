@@ -57,3 +57,27 @@ def test_the_pickling_wrappers_empty_repr_gives_way_to_the_tracebacks_exception(
     wrapper = "ExceptionWithTraceback()"
     assert unwrapped_exception(wrapper, traceback) == (shown or wrapper)
     assert unwrapped_exception("ValueError('x')", traceback) == "ValueError('x')"
+
+
+def test_a_failure_cut_short_by_the_collector_keeps_its_type_and_frame():
+    """Found by a new user: a 30,000-character ValueError message, cut to the field limit
+    by the collector, grouped as type "Exception" with the raw repr as message, and its
+    traceback had lost the innermost frame (only its start was kept)."""
+    from lookout.collectors.events import validate
+
+    frames = "".join(f'  File "/srv/lib/layer{i}.py", line {i}, in step{i}\n    go()\n'
+                     for i in range(2000))
+    raw = {"type": "task-failed", "uuid": "u-1", "hostname": "w@h", "timestamp": 1.0,
+           "exception": "ValueError('" + "x" * 30_000 + "')",
+           "traceback": "Traceback (most recent call last):\n" + frames +
+                        '  File "/srv/app/proj.py", line 9, in boom\n    raise ValueError(s)\n'
+                        "ValueError: " + "x" * 300 + "\n"}
+    event = validate(raw, 1.0, 16_384)
+    exception, traceback = event.fields["exception"], event.fields["traceback"]
+    assert len(exception) < 16_500 and len(traceback) < 16_500  # both were cut
+    assert traceback.startswith("Traceback (most recent call last):")
+    assert traceback.rstrip().endswith("x" * 300)
+    group = fingerprint(exception, traceback)
+    assert split_exception(exception)[0] == "ValueError"
+    assert group == fingerprint("ValueError('" + "x" * 20_000 + "')", traceback)
+    assert "proj.py:boom" in str(group)
