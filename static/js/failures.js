@@ -42,7 +42,7 @@
   }
 
   function groupRow(g) {
-    var message = [L.el("span", {className: "mono", "data-testid": "message"}, g.message || "")];
+    var message = [L.el("span", {className: "mono message", "data-testid": "message"}, g.message || "")];
     if (g.frame) {
       message.push(L.el("br"), L.el("span", {className: "muted small mono", "data-testid": "frame"},
         "in " + g.frame));

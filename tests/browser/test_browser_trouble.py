@@ -96,6 +96,16 @@ def test_failures_differing_only_in_numbers_are_one_group(page, lookout, artifac
     lookout.wait_state(lookout.send("sample.fail", "order 31337 not found"), "FAILURE")
     again = page.locator('[data-testid="group-row"]').filter(has_text="order <n> not found")
     expect(again.locator('[data-testid="count"]')).to_have_text("4", timeout=15_000)
+
+    # A long message wraps inside its cell (a new user saw it run past the card's edge).
+    lookout.wait_state(lookout.send("sample.fail", "y" * 3000), "FAILURE")
+    page.reload()
+    message = page.locator('[data-testid="group-row"]').filter(has_text="yyyy").locator(
+        '[data-testid="message"]')
+    expect(message).to_have_count(1)
+    card = page.locator("#groups-table").locator("xpath=..")
+    assert message.evaluate("m => m.getBoundingClientRect().right") <= card.evaluate(
+        "c => c.getBoundingClientRect().right")
     page.watch.assert_clean()
 
 
