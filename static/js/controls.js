@@ -132,7 +132,15 @@
   }
 
   function describe(form, payload) {
-    var lines = [form.dataset.confirm || "Send this command?"];
+    var first = form.dataset.confirm || "Send this command?";
+    if (form.dataset.workers !== undefined) {  // says which workers, as the body does
+      var named = payload.destination || [];
+      first += " on " + (named.length ? named.join(", ") : "every worker") + "?";
+      if (form.id === "rate-limit-form" && !payload.rate_limit) {
+        first += " No rate given: the task's rate limit is removed.";
+      }
+    }
+    var lines = [first];
     Object.keys(payload).forEach(function (key) {
       lines.push(key + ": " + JSON.stringify(payload[key]));
     });

@@ -189,6 +189,30 @@ def test_operator_grows_and_shrinks_a_worker_pool(page, lookout, artifacts_dir):
     assert not violations, violations
 
 
+def test_limit_dialogs_name_the_workers_they_go_to(page, lookout):
+    """The confirm dialog said "on every worker" while the body named one (a new user's
+    find); it now says what is sent, and that an empty rate removes the limit."""
+    expect = _expect()
+    log_in(page, "otto")
+    hostname = lookout.worker.hostname
+    dialog = page.locator("#confirm-dialog")
+    for path, workers, said in (("/controls", "nosuch@host", "on nosuch@host?"),
+                                ("/controls", "", "on every worker?"),
+                                (f"/workers/{hostname}#limits", None, f"on {hostname}?")):
+        page.goto(path)
+        form = page.locator("#rate-limit-form")
+        form.locator("input[name=task_name]").fill("sample.echo")
+        if workers is not None:
+            form.locator("input[name=destination]").fill(workers)
+        form.locator("button[type=submit]").click()
+        expect(dialog).to_contain_text("Set this rate limit " + said)
+        expect(dialog).to_contain_text("the task's rate limit is removed")
+        page.click("#confirm-cancel")
+        expect(dialog).to_be_hidden()
+        expect(form.locator(".control-result")).to_be_empty()  # nothing was sent
+    assert not page.watch.errors
+
+
 def test_admin_adds_a_user_and_a_token(page, lookout):
     expect = _expect()
     violations = log_in(page, "ada")
