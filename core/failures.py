@@ -20,6 +20,8 @@ _PATTERNS = (
     (re.compile(r"\\?'(?:[^'\\]|\\.)*\\?'|\"(?:[^\"\\]|\\.)*\""), "<str>"),
     (re.compile(r"(?<![\w<])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"), "<n>"),
 )
+# Installed packages and the standard library (in a venv too), as tracebacks show them.
+_LIBRARY = re.compile(r"[/\\](?:site|dist)-packages[/\\]|[/\\]lib[/\\]python\d[\d.]*[/\\]|^<frozen ")
 _FRAME = re.compile(r'File "([^"]+)", line \d+, in (\S+)')
 MAX_MESSAGE = 300
 # What Celery sends as `exception` when the pool hands it an exception still wrapped for
@@ -73,10 +75,14 @@ def normalise(message: str) -> str:
 
 
 def innermost_frame(traceback: str | None) -> str:
+    """The innermost frame of the project itself: a task whose retries ran out ends in
+    Celery's `raise_with_context`, a failed HTTP call in the client library; the group is
+    named after the code that called them. All library frames: the innermost one."""
     frames = _FRAME.findall(traceback or "")
     if not frames:
         return ""
-    path, function = frames[-1]
+    own = [frame for frame in frames if not _LIBRARY.search(frame[0])]
+    path, function = (own or frames)[-1]
     return f"{path.rsplit('/', 1)[-1]}:{function}"
 
 

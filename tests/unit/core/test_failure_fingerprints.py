@@ -81,3 +81,25 @@ def test_a_failure_cut_short_by_the_collector_keeps_its_type_and_frame():
     assert split_exception(exception)[0] == "ValueError"
     assert group == fingerprint("ValueError('" + "x" * 20_000 + "')", traceback)
     assert "proj.py:boom" in str(group)
+
+
+def test_a_group_is_named_after_the_projects_own_innermost_frame():
+    """A task whose retries ran out ends in Celery's raise_with_context (found by a new
+    user: the group pointed at serialization.py); a library's error at its caller."""
+    retried = (
+        'Traceback (most recent call last):\n'
+        '  File "/venv/lib/python3.11/site-packages/celery/app/trace.py", line 453, in trace_task\n'
+        '  File "/srv/proj/tasks.py", line 19, in flaky\n    raise self.retry(exc=exc)\n'
+        '  File "/venv/lib/python3.11/site-packages/celery/app/task.py", line 743, in retry\n'
+        '  File "/venv/lib/python3.11/site-packages/celery/utils/serialization.py", line 263,'
+        ' in raise_with_context\nValueError: flaky 3\n')
+    assert fingerprint("ValueError('flaky 3')", retried)["frame"] == "tasks.py:flaky"
+    stdlib = ('Traceback (most recent call last):\n'
+              '  File "/srv/proj/tasks.py", line 5, in parse\n'
+              '  File "/usr/lib/python3.11/json/decoder.py", line 355, in raw_decode\n'
+              'json.decoder.JSONDecodeError: Expecting value\n')
+    assert fingerprint("JSONDecodeError('x')", stdlib)["frame"] == "tasks.py:parse"
+    only_library = ('Traceback (most recent call last):\n'
+                    '  File "/venv/lib/python3.11/site-packages/kombu/a.py", line 1, in go\n'
+                    'OSError: x\n')
+    assert fingerprint("OSError('x')", only_library)["frame"] == "a.py:go"
