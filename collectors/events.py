@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from lookout.core.failures import WRAPPER_REPR, unwrapped_exception
+from lookout.core.truncation import TRUNCATION_MARKER
 
 TASK_TYPES = frozenset({
     "task-sent", "task-received", "task-started", "task-succeeded", "task-failed",
@@ -28,7 +29,6 @@ MAX_ID = 255
 MAX_INT = 2**63 - 1
 MAX_TIMESTAMP = 1e10
 MAX_NUMBER = 1e12
-TRUNCATION_MARKER = "…[truncated {} chars]"
 
 # Field name -> kind. Kinds: "id" (short str), "text" (truncated str; non-str is
 # JSON-encoded), "end_text" (text cut in the middle: `truncate`), "int", "num", "bool", "opt_str" (short str or None), "loadavg", "signum",

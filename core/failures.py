@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from lookout.core.truncation import CUT_MARK
+
 _TYPE = re.compile(r"\s*([A-Za-z_][\w.]*)\s*(?:\((.*)\))?\s*$", re.S)
 _PATTERNS = (
     (re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
@@ -28,8 +30,6 @@ MAX_MESSAGE = 300
 # pickling (a hard time limit, a lost worker): the wrapper's empty repr, which names no
 # error. The traceback sent with it ends with the real one.
 WRAPPER_REPR = "ExceptionWithTraceback()"
-# The collector's mark on a text it cut short (collectors/events.TRUNCATION_MARKER).
-_CUT = re.compile(r"…\[truncated \d+ chars\]$")
 _LAST_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::\s?(.*))?$")
 
 
@@ -53,7 +53,7 @@ def split_exception(text: str | None) -> tuple[str, str]:
     """('KeyError', "'x'") from the event's repr "KeyError('x')"; a repr the collector cut
     short (its closing parenthesis gone) still names its type."""
     text = (text or "").strip()
-    cut = _CUT.search(text)
+    cut = CUT_MARK.search(text)
     if cut is not None:  # closed again, its quote too: it groups as if it were whole
         text = text[:cut.start()]
         quote = text.partition("(")[2][:1]

@@ -21,13 +21,13 @@ from sqlalchemy import Engine, insert, select
 
 from lookout.core.store.models import Task, TaskLink
 from lookout.core.trouble import lost_reason, workers_by_name
+from lookout.core.truncation import was_cut
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, parse_sort
 from lookout.dashboard.web.errors import ApiError, bad_parameter
 
 FINAL = ("SUCCESS", "FAILURE", "REVOKED", "REJECTED")
 CELERY_REPR_CAP = 1024  # Celery's argsrepr_maxsize / kwargsrepr_maxsize defaults
 MAX_LINKS = 20  # retries of retries followed back for routing
-LOOKOUT_MARKER = "…[truncated "  # collectors/events.py TRUNCATION_MARKER
 COLUMNS = (Task.uuid, Task.name, Task.state, Task.args, Task.kwargs, Task.queue,
            Task.exchange, Task.routing_key, Task.worker, Task.started_at, Task.received_at,
            Task.timestamp)
@@ -41,7 +41,7 @@ def rebuild(text: str | None, expected: type, what: str) -> Any:
     """The Python value an args/kwargs text stands for, or RetryRefused."""
     if text is None or text == "":
         return () if expected is tuple else {}
-    if LOOKOUT_MARKER in text:
+    if was_cut(text):
         raise RetryRefused(f"its {what} were cut by Lookout's max field size")
     if len(text) >= CELERY_REPR_CAP - 3:
         raise RetryRefused(f"its {what} reached Celery's {CELERY_REPR_CAP}-character repr "
