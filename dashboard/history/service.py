@@ -185,11 +185,11 @@ class HistoryService:
         sort column or an equal expression that keeps it away from its index (`plan`).
         """
         sort, cursor, want = query.sort, query.cursor, query.limit + 1
+        failures = failures_by_runtime(query)  # read from their partial index: see there
         rows: list = []
         if cursor is None or cursor.value is not None:
-            segment = list(where)
-            if failures_by_runtime(query):
-                segment = [likely(condition, conn.dialect.name) for condition in where]
+            segment = [likely(condition, conn.dialect.name) for condition in where] \
+                if failures else list(where)
             if sort.nullable:
                 segment.append(column.is_not(None))
             if cursor is not None:
@@ -198,7 +198,7 @@ class HistoryService:
                 else (column.asc(), tasks.c.uuid.asc())
             rows = _fetch(conn, segment, order, want)
         if sort.nullable and len(rows) < want:
-            segment = [*where, (column + 0 if failures_by_runtime(query) else column).is_(None)]
+            segment = [*where, (column + 0 if failures else column).is_(None)]
             if cursor is not None and cursor.value is None:
                 segment.append(tasks.c.uuid < cursor.uuid if sort.descending
                                else tasks.c.uuid > cursor.uuid)
