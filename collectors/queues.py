@@ -67,7 +67,7 @@ def measure(broker_url: str, names: Iterable[str],
 
     names = sorted(set(names))
     with Connection(broker_url, connect_timeout=connect_timeout,
-                    **connection_options(broker_conf or {})) as conn:
+                    **connection_options(broker_url, broker_conf or {})) as conn:
         conn.ensure_connection(max_retries=1)
         if conn.transport.driver_type == "redis":
             return _measure_redis(conn, names)

@@ -132,7 +132,7 @@ class EventReceiver:
 
     def _connection(self) -> Connection:
         # With -A proj: the project's transport options, SSL and login method.
-        options = connection_options(self.settings.broker_conf)
+        options = connection_options(self.settings.broker_url, self.settings.broker_conf)
         return _FailFastConnection(self.settings.broker_url, heartbeat=AMQP_HEARTBEAT,
                                    connect_timeout=5, **options)
 

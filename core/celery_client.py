@@ -18,6 +18,19 @@ BROKER_CONF_KEYS = ("broker_transport_options", "broker_use_ssl", "broker_login_
                     "broker_heartbeat", "timezone", "enable_utc")
 
 
+# Bounds for every Redis socket Lookout opens, where the user's transport options do not
+# set them: kombu's Redis transport leaves them unbounded. A broker address that accepts
+# TCP but never answers (a proxy or load balancer whose Redis is gone, a half-open
+# connection, the port taken by another service) otherwise blocks the caller forever in
+# redis-py's connect handshake: the receiver would keep reporting "connected" through the
+# outage and ignore stop requests, a revoke would hang its web thread. Redis answers in
+# milliseconds; five seconds of silence is an outage. An idle pub/sub subscription is not
+# cut by them: redis-py reads subscription messages without a timeout.
+REDIS_SOCKET_BOUNDS = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0,
+                       "socket_keepalive": True}
+_REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel")
+
+
 class BrokerUnavailable(Exception):
     """The broker refused or timed out the connection, so nothing was sent."""
 
@@ -38,10 +51,17 @@ def app_broker_conf(celery_app: Any) -> dict[str, Any]:
     return {key: conf.get(key) for key in BROKER_CONF_KEYS if conf.get(key) is not None}
 
 
-def connection_options(broker_conf: dict[str, Any]) -> dict[str, Any]:
+def transport_options(broker_url: str, broker_conf: dict[str, Any]) -> dict[str, Any]:
+    """The user's transport options, with REDIS_SOCKET_BOUNDS where they set none."""
+    options = dict(broker_conf.get("broker_transport_options") or {})
+    if broker_url.partition("://")[0].lower() in _REDIS_SCHEMES:
+        options = {**REDIS_SOCKET_BOUNDS, **options}
+    return options
+
+
+def connection_options(broker_url: str, broker_conf: dict[str, Any]) -> dict[str, Any]:
     """kombu.Connection keyword arguments for `app_broker_conf`'s settings."""
-    options: dict[str, Any] = {
-        "transport_options": dict(broker_conf.get("broker_transport_options") or {})}
+    options: dict[str, Any] = {"transport_options": transport_options(broker_url, broker_conf)}
     if broker_conf.get("broker_use_ssl"):
         options["ssl"] = broker_conf["broker_use_ssl"]
     if broker_conf.get("broker_login_method"):
@@ -68,6 +88,8 @@ class PrivateCeleryApp:
 
                 app = Celery(self.name, broker=self.broker_url, set_as_current=False)
                 app.conf.update(self.broker_conf)
+                app.conf.broker_transport_options = transport_options(self.broker_url,
+                                                                      self.broker_conf)
                 app.conf.broker_connection_timeout = self.connect_timeout
                 app.conf.broker_connection_retry_on_startup = False
                 self._app = app

@@ -4,6 +4,7 @@ nothing sent while it was away.
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
@@ -119,3 +120,58 @@ def test_amqp_events_sent_while_collector_is_down_arrive(amqp_worker, sqlite_url
     finally:
         engine.dispose()
 
+
+
+@pytest.fixture
+def silenceable_redis(private_redis):
+    """The module's redis-server behind a proxy that can turn into a black hole."""
+    from helpers.proxy import SilenceableProxy
+
+    host, port = private_redis.removeprefix("redis://").split(":")
+    proxy = SilenceableProxy((host, int(port)))
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def test_a_broker_that_accepts_but_never_answers_is_an_outage(silenceable_redis,
+                                                               sqlite_url):
+    """Behind a proxy whose Redis is gone, connections are accepted and never answered:
+    the collector must still notice the outage, and still stop when asked (unbounded
+    sockets left it "connected" and deaf to stop, waiting in redis-py's handshake)."""
+    broker = f"redis://127.0.0.1:{silenceable_redis.port}/0"
+    settings = collector_settings(broker, sqlite_url)
+    engine = make_engine(sqlite_url)
+    collector = Collector(settings, engine=engine)
+    try:
+        collector.start()
+        wait_for(lambda: collector.stats.connected, 20, message="connected")
+        silenced_at = time.monotonic()
+        silenceable_redis.silence()
+        wait_for(lambda: not collector.stats.connected, 15, interval=0.05,
+                 message="outage noticed")
+        assert time.monotonic() - silenced_at < 12  # a 5 s socket bound, plus slack
+        assert "Timeout" in collector.stats.last_error
+        stop_asked = time.monotonic()
+        collector.stop()
+        assert time.monotonic() - stop_asked < 15
+        assert not [t.name for t in threading.enumerate()
+                    if t.name.startswith("lookout-") and t.is_alive()]
+    finally:
+        collector.stop()
+        engine.dispose()
+
+
+def test_a_control_command_to_a_silent_broker_fails_instead_of_hanging(silenceable_redis):
+    """A revoke or rate limit from the UI must answer (503) when the broker is silent,
+    not hold a web thread forever."""
+    from lookout.core.broadcast import CeleryBroadcaster
+    from lookout.core.celery_client import BrokerUnavailable
+
+    broadcast = CeleryBroadcaster(f"redis://127.0.0.1:{silenceable_redis.port}/0")
+    silenceable_redis.silence()
+    asked = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match="unreachable"):
+        broadcast("ping", {}, None, timeout=1.0)
+    assert time.monotonic() - asked < 15

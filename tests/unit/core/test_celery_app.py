@@ -8,7 +8,12 @@ from celery import Celery
 from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.receiver import EventReceiver
 from lookout.collectors.stats import CollectorStats
-from lookout.core.celery_client import PrivateCeleryApp, app_broker_conf, connection_options
+from lookout.core.celery_client import (
+    REDIS_SOCKET_BOUNDS,
+    PrivateCeleryApp,
+    app_broker_conf,
+    connection_options,
+)
 from lookout.core.config import Settings
 from lookout.dashboard.cli import build_settings, lookout
 
@@ -43,7 +48,7 @@ def test_an_explicit_broker_wins_but_the_connection_settings_still_apply():
 def test_every_connection_lookout_makes_uses_them():
     settings = Settings.load({})
     settings.use_celery_app(project_app(), broker_explicit=False)
-    options = connection_options(settings.broker_conf)
+    options = connection_options(settings.broker_url, settings.broker_conf)
     assert options["transport_options"]["global_keyprefix"] == "proj:"
     assert options["ssl"] == {"ssl_cert_reqs": "required"}
     receiver = EventReceiver(settings, EventBuffer(), CollectorStats())
@@ -62,7 +67,23 @@ def test_an_app_without_connection_settings_adds_nothing():
     bare = Celery("bare", broker="amqp://guest@rabbit//", set_as_current=False)
     conf = app_broker_conf(bare)
     assert not conf["broker_transport_options"] and not conf["broker_use_ssl"]
-    assert connection_options(conf) == {"transport_options": {}}
+    assert connection_options(bare.conf.broker_url, conf) == {"transport_options": {}}
+
+
+def test_every_redis_connection_has_bounded_sockets_unless_the_app_sets_its_own():
+    """A silent Redis address must not block Lookout forever (test_collector_faults)."""
+    options = connection_options("redis://127.0.0.1:6379/0", {})["transport_options"]
+    assert options == REDIS_SOCKET_BOUNDS
+    assert connection_options("rediss://h:6380/0", {})["transport_options"] == options
+    assert connection_options("sentinel://h:26379", {})["transport_options"] == options
+    own = {"broker_transport_options": {"socket_timeout": 30, "global_keyprefix": "p:"}}
+    mixed = connection_options("redis://h:6379/0", own)["transport_options"]
+    assert mixed["socket_timeout"] == 30 and mixed["global_keyprefix"] == "p:"
+    assert mixed["socket_connect_timeout"] == REDIS_SOCKET_BOUNDS["socket_connect_timeout"]
+    private = PrivateCeleryApp("redis://h:6379/0", "probe", broker_conf=own).get()
+    assert private.conf.broker_transport_options["socket_timeout"] == 30
+    assert private.conf.broker_transport_options["socket_connect_timeout"] == 5.0
+    assert connection_options("amqp://guest@rabbit//", {}) == {"transport_options": {}}
 
 
 @pytest.mark.parametrize("broker_flag, expected", [
