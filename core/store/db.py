@@ -20,6 +20,15 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Neither store can build the other's, so they live outside the models, and
 # `include_name` keeps comparisons of models and database from taking them for drift.
 TEXT_INDEX = ("tasks_fts", "ix_tasks_text_trgm")
+# libpq waits forever by default: for a connection to a host that does not answer, and
+# on an established connection whose peer vanished (host down, network cut) until the
+# kernel gives up many minutes later. Every collector thread and web request then hangs
+# in psycopg, and a stopping collector with them. These bounds turn both into errors
+# (the collector spills, the web answers 503) unless the URL sets its own: a connection
+# gets 5 s to open, and a silent peer is dropped after about a minute (keepalive probes
+# from 30 s idle, every 10 s, 3 missed).
+POSTGRESQL_SOCKET_BOUNDS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30,
+                            "keepalives_interval": 10, "keepalives_count": 3}
 
 
 def include_name(name: str | None, type_: str, parent_names) -> bool:
@@ -50,6 +59,11 @@ def make_engine(url: str, **kwargs) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if parsed.get_backend_name() == "postgresql":
+        connect_args = kwargs.setdefault("connect_args", {})
+        for name, value in POSTGRESQL_SOCKET_BOUNDS.items():
+            if name not in parsed.query:
+                connect_args.setdefault(name, value)
     return create_engine(url, **kwargs)
 
 

@@ -32,6 +32,10 @@ class SilenceableProxy:
         self._silent.set()
         self._shut_all()
 
+    def resume(self) -> None:
+        """Forward new connections again (the silent ones stay unanswered)."""
+        self._silent.clear()
+
     def close(self) -> None:
         self._closed.set()
         self._shut_all()

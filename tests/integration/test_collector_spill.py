@@ -46,6 +46,22 @@ def own_pg():
         drop_database(name)
 
 
+@pytest.fixture
+def silenceable_pg(own_pg):
+    """`own_pg` reached through a proxy that can turn silent: (url, proxy)."""
+    from sqlalchemy.engine import make_url
+
+    from helpers.proxy import SilenceableProxy
+
+    url, _switch = own_pg
+    direct = make_url(url)
+    proxy = SilenceableProxy((direct.host or "127.0.0.1", direct.port or 5432))
+    try:
+        yield direct.set(host="127.0.0.1", port=proxy.port).render_as_string(False), proxy
+    finally:
+        proxy.close()
+
+
 def dispatch(broker: str, count: int) -> list[str]:
     app = Celery("spill-test", broker=broker, set_as_current=False)
     ids = [str(uuid.uuid4()) for _ in range(count)]
@@ -60,6 +76,15 @@ def dispatch(broker: str, count: int) -> list[str]:
     finally:
         app.close()
     return ids
+
+
+def wait_all_stored(engine, ids: list[str]) -> None:
+    def stored() -> int:
+        with engine.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(Task)
+                               .where(Task.uuid.in_(ids)))
+    wait_for(lambda: stored() == len(ids), 60, interval=0.2,
+             message=f"all {len(ids)} events stored after the restart")
 
 
 @pytest.mark.parametrize("broker", ["redis", "amqp"])
@@ -96,12 +121,7 @@ def test_a_stop_with_the_store_away_loses_nothing(broker, request, own_pg, looko
     switch(True)
     again = Collector(settings).start()
     try:
-        def stored() -> int:
-            with engine.connect() as conn:
-                return conn.scalar(select(func.count()).select_from(Task)
-                                   .where(Task.uuid.in_(ids)))
-        wait_for(lambda: stored() == EVENTS, 60, interval=0.2,
-                 message=f"all {EVENTS} events stored after the restart")
+        wait_all_stored(engine, ids)
         with engine.connect() as conn:
             args = set(conn.scalars(select(Task.args).where(Task.uuid.in_(ids))))
         assert args == {ARGS}
@@ -161,4 +181,38 @@ def test_rabbitmq_collectors_on_one_queue_share_it_and_store_each_event_once(
     finally:
         for collector in collectors:
             assert collector.stop()
+        engine.dispose()
+
+
+def test_a_stop_with_the_store_silent_ends_and_loses_nothing(redis_broker, silenceable_pg,
+                                                              lookout_data_dir):
+    """A store that accepts connections and never answers (a proxy whose PostgreSQL is
+    gone): without connect timeouts every collector thread waited in psycopg forever and
+    the stop never returned. Now the stop ends and spills, and the next start stores it."""
+    url, proxy = silenceable_pg
+    settings = collector_settings(redis_broker, url, backlog_memory=1, stop_timeout=1.0)
+    engine = store_db.make_engine(url)
+    collector = Collector(settings).start()
+    try:
+        wait_connected(engine, settings.collector_name)
+        engine.dispose()
+        proxy.silence()
+        ids = dispatch(redis_broker, EVENTS)
+        wait_for(lambda: collector.stats.messages >= EVENTS, 30, interval=0.05,
+                 message="every event received by the collector")
+    finally:
+        started = time.monotonic()
+        stopped = threading.Thread(target=collector.stop, name="test-stop", daemon=True)
+        stopped.start()
+        stopped.join(90)
+    assert not stopped.is_alive(), "the stop did not return within 90 s"
+    assert time.monotonic() - started < 60
+    assert collector.stats.dropped == 0
+
+    proxy.resume()
+    again = Collector(settings).start()
+    try:
+        wait_all_stored(engine, ids)
+    finally:
+        assert again.stop()
         engine.dispose()

@@ -198,3 +198,24 @@ def test_0011_indexes_the_text_of_existing_tasks_on_both_backends(store_at_0010)
             "SELECT indexname FROM pg_indexes WHERE indexname = 'ix_tasks_text_trgm'")).all()
     engine.dispose()
     assert leftovers == []
+
+
+def test_postgresql_connections_are_bounded_unless_the_url_says_otherwise(pg_database_url):
+    """A silent PostgreSQL must not hang the collector (test_collector_spill); a URL's
+    own libpq settings still win."""
+    from lookout.core.store.db import POSTGRESQL_SOCKET_BOUNDS
+
+    def parameters(url: str) -> dict[str, str]:
+        engine = make_engine(url)
+        try:
+            with engine.connect() as conn:
+                return conn.connection.driver_connection.info.get_parameters()
+        finally:
+            engine.dispose()
+
+    default = parameters(pg_database_url)
+    assert default["connect_timeout"] == str(POSTGRESQL_SOCKET_BOUNDS["connect_timeout"])
+    assert default["keepalives_idle"] == "30"
+    sep = "&" if "?" in pg_database_url else "?"
+    own = parameters(f"{pg_database_url}{sep}connect_timeout=17")
+    assert own["connect_timeout"] == "17" and own["keepalives_idle"] == "30"
