@@ -299,6 +299,7 @@ class EventReceiver:
         stats = self.stats
         stats.connected_since = time.time()
         stats.disconnected_since = None
+        stats.last_error = None  # like last_write_error: what is wrong now, not history
         stats.connected = True
         stats.status_due.set()
         log.info("connected to %s", redact_url(self.settings.broker_url))

@@ -70,6 +70,7 @@ def test_redis_outage_is_reported_and_survived(tmp_path, sqlite_url):
                              and s["connected"] and s, 30, message="reconnected by itself")
             assert again["connected_since"] > first["connected_since"]
             assert again["disconnected_since"] is None
+            assert again["stats"]["last_error"] is None  # the outage is over
             after = send(app, worker, "sample.add", 2, 2)
             rows = wait_states(engine, {before: "SUCCESS", after: "SUCCESS"}, timeout=90)
         assert rows[after]["worker"] == worker.hostname
