@@ -25,10 +25,12 @@ TEXT_INDEX = ("tasks_fts", "ix_tasks_text_trgm")
 # kernel gives up many minutes later. Every collector thread and web request then hangs
 # in psycopg, and a stopping collector with them. These bounds turn both into errors
 # (the collector spills, the web answers 503) unless the URL sets its own: a connection
-# gets 5 s to open, and a silent peer is dropped after about a minute (keepalive probes
-# from 30 s idle, every 10 s, 3 missed).
+# gets 5 s to open, and a silent peer is dropped after about a minute: keepalive probes
+# from 30 s idle, every 10 s, 3 missed, while waiting for an answer; a request the peer
+# never acknowledged, after 60 s (tcp_user_timeout). A slow query is neither.
 POSTGRESQL_SOCKET_BOUNDS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 30,
-                            "keepalives_interval": 10, "keepalives_count": 3}
+                            "keepalives_interval": 10, "keepalives_count": 3,
+                            "tcp_user_timeout": 60_000}
 
 
 def include_name(name: str | None, type_: str, parent_names) -> bool:

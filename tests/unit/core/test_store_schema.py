@@ -215,7 +215,7 @@ def test_postgresql_connections_are_bounded_unless_the_url_says_otherwise(pg_dat
 
     default = parameters(pg_database_url)
     assert default["connect_timeout"] == str(POSTGRESQL_SOCKET_BOUNDS["connect_timeout"])
-    assert default["keepalives_idle"] == "30"
+    assert default["keepalives_idle"] == "30" and default["tcp_user_timeout"] == "60000"
     sep = "&" if "?" in pg_database_url else "?"
     own = parameters(f"{pg_database_url}{sep}connect_timeout=17")
     assert own["connect_timeout"] == "17" and own["keepalives_idle"] == "30"
