@@ -153,6 +153,10 @@
     first.delete("cursor");
     document.getElementById("first-page").href = "?" + first;
     document.getElementById("first-page").hidden = !current.has("cursor");
+    // Cursors lead forward only; the page before is the history entry "Next" came from.
+    var previous = previousPage();
+    document.getElementById("previous-page").hidden = previous === null;
+    if (previous !== null) { document.getElementById("previous-page").href = "?" + previous; }
     var how = document.body.dataset.live === "polling" ? "at each refresh" : "live";
     L.setText("live-note", (liveInserts() ? "new tasks appear " : "shown rows update ") + how);
     document.body.dataset.loaded = String(Date.now());
@@ -175,10 +179,18 @@
   }
   var reload = L.throttle(load, 2000);
 
-  function navigate(search) {
-    window.history.pushState(null, "", window.location.pathname + (search ? "?" + search : ""));
+  function navigate(search, state) {
+    window.history.pushState(state || null, "",
+      window.location.pathname + (search ? "?" + search : ""));
     fillForm(fromUrl());
     load();
+  }
+
+  /* The query string of the page "Next page" was followed from (this entry's state),
+     or null: opened directly, or filters changed since. */
+  function previousPage() {
+    var state = window.history.state;
+    return state && typeof state.previous === "string" ? state.previous : null;
   }
 
   /* ---- live rows: the API's filters, evaluated on a pushed row ---- */
@@ -285,11 +297,17 @@
     });
   });
   document.getElementById("reset").addEventListener("click", function () { navigate(""); });
-  ["next-page", "first-page"].forEach(function (id) {
-    document.getElementById(id).addEventListener("click", function (event) {
-      event.preventDefault();
-      navigate(this.getAttribute("href").slice(1));
-    });
+  document.getElementById("next-page").addEventListener("click", function (event) {
+    event.preventDefault();
+    navigate(this.getAttribute("href").slice(1), {previous: String(current)});
+  });
+  document.getElementById("first-page").addEventListener("click", function (event) {
+    event.preventDefault();
+    navigate(this.getAttribute("href").slice(1));
+  });
+  document.getElementById("previous-page").addEventListener("click", function (event) {
+    event.preventDefault();
+    window.history.back();  // that entry is the page before, with its own "previous"
   });
   window.addEventListener("popstate", function () { fillForm(fromUrl()); load(); });
 

@@ -95,9 +95,25 @@ def test_tasks_filters_paginate_round_trip_and_go_live(page, lookout, artifacts_
     expect(other.locator("#tasks-body tr")).to_have_count(2)
     assert other.locator("#tasks-body tr").evaluate_all(
         "rows => rows.map(r => r.dataset.uuid)") == second
+    expect(other.locator("#previous-page")).to_be_hidden()  # no page before it here
     other.close()
     page.go_back()
     expect(rows.first).to_have_attribute("data-uuid", first[0])
+    expect(page.locator("#previous-page")).to_be_hidden()
+
+    # "Previous page" walks back the pages "Next page" went through, one at a time.
+    page.click("#next-page")
+    expect(rows.first).to_have_attribute("data-uuid", second[0])
+    page.click("#next-page")
+    expect(rows).to_have_count(1)  # the fifth task
+    third = rows.first.get_attribute("data-uuid")
+    assert third not in first + second
+    page.click("#previous-page")
+    expect(rows.first).to_have_attribute("data-uuid", second[0])
+    expect(page.locator("#previous-page")).to_be_visible()
+    page.click("#previous-page")
+    expect(rows.first).to_have_attribute("data-uuid", first[0])
+    expect(page.locator("#previous-page")).to_be_hidden()
 
     # On the first page, a new matching task appears without a reload.
     page.goto(f"/tasks?queue={queue}&q={marker}")
