@@ -3,7 +3,11 @@
 A task RECEIVED or STARTED on a worker is *lost* when that worker
   - said goodbye (worker-offline) more than OFFLINE_GRACE ago: a warm shutdown finishes its
     tasks first, so one still open was killed or its last events were missed;
-  - has sent nothing for `lost_after` (kill -9, a crashed host, a partition);
+  - has sent nothing for `lost_after` (kill -9, a crashed host, a partition) while
+    Lookout was listening: some collector connected to the broker, its status row fresh,
+    for at least that long. Silence heard by nobody (every collector down, disconnected
+    or just reconnected) says nothing about the worker: judging it lost then offered a
+    retry of a task still running, which ran it twice (found in an outage trial);
   - started again after the task began (a new worker-online or pid): the old process,
     and the task with it, is gone.
 A slow task on a worker that keeps sending heartbeats is never lost, however long it runs
@@ -24,14 +28,34 @@ from typing import Any
 from sqlalchemy import and_, exists, false, func, or_, select
 
 from lookout.core import histogram
-from lookout.core.store.models import Task, TaskRollup, Worker
+from lookout.core.store.models import CollectorStatus, Task, TaskRollup, Worker
 
 OPEN_STATES = ("RECEIVED", "STARTED")
 OFFLINE_GRACE = 10.0  # a task's last events may trail its worker's worker-offline
+# A collector's status row is rewritten every second; older than this, the collector is
+# gone (crashed, killed or hung). /healthz judges collectors by the same age.
+STATUS_STALE_AFTER = 10.0
 
 
 def _since(task=Task):
     return func.coalesce(task.started_at, task.received_at, task.timestamp)
+
+
+def _listening(now: float, lost_after: float):
+    """SQL: some collector has been hearing the broker for the last `lost_after` s."""
+    status = CollectorStatus.__table__
+    return exists(select(status.c.name).where(
+        status.c.connected.is_(True), status.c.updated_at >= now - STATUS_STALE_AFTER,
+        status.c.connected_since <= now - lost_after))
+
+
+def listening_since(conn, now: float) -> float | None:
+    """Since when Lookout has heard the broker without a break: the earliest
+    `connected_since` of the collectors now connected with a fresh status row."""
+    status = CollectorStatus.__table__
+    return conn.execute(select(func.min(status.c.connected_since)).where(
+        status.c.connected.is_(True),
+        status.c.updated_at >= now - STATUS_STALE_AFTER)).scalar()
 
 
 def lost_clause(now: float, lost_after: float):
@@ -39,7 +63,7 @@ def lost_clause(now: float, lost_after: float):
     worker = Worker.__table__.alias("lost_worker")
     gone = or_(
         and_(worker.c.online == false(), worker.c.last_heartbeat < now - OFFLINE_GRACE),
-        worker.c.last_heartbeat < now - lost_after,
+        and_(worker.c.last_heartbeat < now - lost_after, _listening(now, lost_after)),
         and_(worker.c.online_since.is_not(None), _since() < worker.c.online_since),
     )
     return and_(Task.state.in_(OPEN_STATES),
@@ -48,15 +72,16 @@ def lost_clause(now: float, lost_after: float):
 
 
 def lost_reason(task: dict[str, Any], worker: dict[str, Any] | None, now: float,
-                lost_after: float) -> str | None:
-    """Why this task is lost, in words, or None if it is not."""
+                lost_after: float, *, listening: float | None) -> str | None:
+    """Why this task is lost, in words, or None if it is not. `listening` is
+    `listening_since(conn, now)`: a silent worker counts only if someone was listening."""
     if worker is None or task.get("state") not in OPEN_STATES:
         return None
     since = task.get("started_at") or task.get("received_at") or task.get("timestamp")
     heard = now - worker["last_heartbeat"]
     if not worker["online"] and heard > OFFLINE_GRACE:
         return f"its worker {worker['hostname']} went offline {heard:.0f} s ago"
-    if heard > lost_after:
+    if heard > lost_after and listening is not None and listening <= now - lost_after:
         return (f"its worker {worker['hostname']} has not been heard for {heard:.0f} s "
                 f"(lost after {lost_after:g} s)")
     online_since = worker.get("online_since")

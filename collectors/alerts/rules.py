@@ -15,7 +15,8 @@ from lookout.core import histogram
 from lookout.collectors.alerts.failure_index import FailureIndex
 from lookout.core.store.models import QueueSample, ScheduleStatus, Task, TaskRollup, Worker
 from lookout.core.trouble import (
-    StuckRule, lost_clause, lost_reason, open_tasks, usual_runtimes, workers_by_name,
+    StuckRule, listening_since, lost_clause, lost_reason, open_tasks, usual_runtimes,
+    workers_by_name,
 )
 
 Findings = dict[str, tuple[float, str]]
@@ -129,7 +130,7 @@ def lost_tasks(conn: Connection, now: float, p: dict, settings) -> Findings:
         return {}
     workers = workers_by_name(conn, [r["worker"] for r in rows])
     reason = lost_reason(dict(rows[0]), workers.get(rows[0]["worker"]), now,
-                         settings.lost_after)
+                         settings.lost_after, listening=listening_since(conn, now))
     return {"*": (float(len(rows)), f"{len(rows)} lost task(s), e.g. {rows[0]['uuid']}: "
                                     f"{reason}")}
 
@@ -139,8 +140,10 @@ def stuck_tasks(conn: Connection, now: float, p: dict, settings) -> Findings:
     workers = workers_by_name(conn, [r["worker"] for r in rows])
     usual = usual_runtimes(conn, _minutes(86400, now))
     rule = StuckRule.from_settings(settings)
+    listening = listening_since(conn, now)
     stuck = [(r, why) for r in rows
-             if not lost_reason(r, workers.get(r["worker"]), now, settings.lost_after)
+             if not lost_reason(r, workers.get(r["worker"]), now, settings.lost_after,
+                                listening=listening)
              and (why := rule.reason(r, usual.get(r["name"] or ""), now))]
     if len(stuck) < max(1, p["min_count"]):
         return {}

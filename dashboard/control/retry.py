@@ -20,7 +20,7 @@ from typing import Any, Callable
 from sqlalchemy import Engine, insert, select
 
 from lookout.core.store.models import Task, TaskLink
-from lookout.core.trouble import lost_reason, workers_by_name
+from lookout.core.trouble import listening_since, lost_reason, workers_by_name
 from lookout.core.truncation import was_cut
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, parse_sort
 from lookout.dashboard.web.errors import ApiError, bad_parameter
@@ -119,9 +119,11 @@ class TaskRetrier:
                     if origin is not None:
                         row.update(origin)
             workers = workers_by_name(conn, [r["worker"] for r in found.values()])
-        now = self.clock()
+            now = self.clock()
+            listening = listening_since(conn, now)
         for row in found.values():  # a lost task died with its worker: it may be retried
-            row["lost"] = lost_reason(row, workers.get(row["worker"]), now, self.lost_after)
+            row["lost"] = lost_reason(row, workers.get(row["worker"]), now, self.lost_after,
+                                      listening=listening)
         return [found[i] for i in ids if i in found]
 
     def retry(self, task_id: str, actor: str | None) -> dict[str, Any]:

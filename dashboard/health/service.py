@@ -21,10 +21,11 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from lookout.core.store.models import CollectorStatus, Lease
+from lookout.core.trouble import STATUS_STALE_AFTER
 
 statuses = CollectorStatus.__table__
 
-STALE_AFTER = 10.0
+STALE_AFTER = STATUS_STALE_AFTER  # one age for /healthz and lost tasks (core.trouble)
 QUIET_AFTER = 180.0
 QUIET_HINT = ("connected, but no worker has been heard for {minutes} minutes: wrong broker, "
               "or workers without events? (start them with -E)")

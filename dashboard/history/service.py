@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, and_, func, literal, select
 
 from lookout.core.store.models import RevokeRequest, Task, TaskEvent, TaskLink
-from lookout.core.trouble import OPEN_STATES, lost_reason, workers_by_name
+from lookout.core.trouble import OPEN_STATES, listening_since, lost_reason, workers_by_name
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, encode_cursor
 from lookout.dashboard.history.rollups import RollupStats
 from lookout.dashboard.history.workflow import WORKFLOW_LIMIT, workflow_members, workflow_tree
@@ -118,10 +118,12 @@ class HistoryService:
                                          if r["state"] in OPEN_STATES])
         requested = revoke_requests(conn, [r["uuid"] for r in rows])
         now = self.clock()
+        listening = listening_since(conn, now)
         items = []
         for row in rows:
             item = list_item(row)
-            item["lost"] = lost_reason(row, workers.get(row["worker"]), now, self.lost_after)
+            item["lost"] = lost_reason(row, workers.get(row["worker"]), now, self.lost_after,
+                                       listening=listening)
             add_revoke_request(item, requested.get(row["uuid"]))
             items.append(item)
         return items
@@ -146,8 +148,10 @@ class HistoryService:
                 .limit(100)).mappings().all()
             worker = workers_by_name(conn, [row["worker"]]).get(row["worker"])
             requested = revoke_requests(conn, [uuid]).get(uuid)
+            now = self.clock()
+            listening = listening_since(conn, now)
         task = dict(row)
-        task["lost"] = lost_reason(task, worker, self.clock(), self.lost_after)
+        task["lost"] = lost_reason(task, worker, now, self.lost_after, listening=listening)
         add_revoke_request(task, requested)
         # Retries sent by Lookout (control/retry.py): the events cannot carry the link.
         task["retry_of"] = retry_of

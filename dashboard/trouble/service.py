@@ -11,7 +11,13 @@ from typing import Any, Callable
 
 from sqlalchemy import Engine
 
-from lookout.core.trouble import StuckRule, lost_reason, open_tasks, workers_by_name
+from lookout.core.trouble import (
+    StuckRule,
+    listening_since,
+    lost_reason,
+    open_tasks,
+    workers_by_name,
+)
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, parse_sort
 from lookout.dashboard.history.service import list_item
 
@@ -36,16 +42,23 @@ class TroubleService:
         with self.engine.connect() as conn:
             rows = open_tasks(conn, MAX_OPEN)
             workers = workers_by_name(conn, [r["worker"] for r in rows])
+            listening = listening_since(conn, now)
         usual = self.usual_runtimes()
         stuck = []
         for row in rows:
-            if lost_reason(row, workers.get(row["worker"]), now, self.settings.lost_after):
+            if lost_reason(row, workers.get(row["worker"]), now, self.settings.lost_after,
+                           listening=listening):
                 continue
             reason = self.rule.reason(row, usual.get(row["name"] or ""), now)
             if reason:
                 stuck.append({**list_item(row), "lost": None, "stuck": reason})
         return {"lost": lost.items, "lost_total": lost.total, "stuck": stuck[:limit],
                 "stuck_total": len(stuck), "examined": len(rows),
+                # Silence counts only while someone listens (core/trouble.py): the page
+                # says when it cannot, rather than showing no lost tasks as good news.
+                "listening_since": listening,
+                "silence_judged": listening is not None
+                and listening <= now - self.settings.lost_after,
                 "settings": {"lost_after": self.settings.lost_after,
                              "stuck_factor": self.rule.factor,
                              "stuck_min": self.rule.minimum,

@@ -20,11 +20,18 @@
 
   function secs(value) { return value === null || value === undefined ? "–" : value + " s"; }
 
-  function showRules(s) {
+  function showRules(s, judged) {
     L.setText("rules", "Lost: its worker went offline, restarted or was not heard for " +
-      secs(s.lost_after) + ". Stuck: open over " + s.stuck_factor + " × its name's p95 " +
-      "runtime (at least " + secs(s.stuck_min) + "; " + secs(s.stuck_default) +
-      " with no history), worker alive.");
+      secs(s.lost_after) + " while a collector listened. Stuck: open over " + s.stuck_factor +
+      " × its name's p95 runtime (at least " + secs(s.stuck_min) + "; " +
+      secs(s.stuck_default) + " with no history), worker alive.");
+    var note = document.getElementById("not-listening");
+    note.hidden = judged !== false;
+    if (judged === false) {
+      note.textContent = "No collector has been hearing the broker for the last " +
+        secs(s.lost_after) + ": a silent worker's tasks are not called lost until one has " +
+        "(the silence may be Lookout's, not the worker's). See /healthz.";
+    }
   }
 
   function openFor(t) {
@@ -167,7 +174,7 @@
   }
 
   function render(data) {
-    showRules(data.settings || {});
+    showRules(data.settings || {}, data.silence_judged);
     showTable("lost", data.lost || [], data.lost_total);
     showTable("stuck", data.stuck || [], data.stuck_total);
     var listed = {};
