@@ -9,12 +9,15 @@ the same writer run early.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import current_app, g, request
 
 from lookout.dashboard.audit.service import SECRET_KEYS, AuditService
+from lookout.dashboard.web.errors import STORE_UNAVAILABLE
 
+log = logging.getLogger(__name__)
 TARGET_ARGS = ("task_id", "hostname", "token_id")  # URL parts naming what is acted on
 
 
@@ -59,7 +62,15 @@ def record_request(response):
     message = None
     if response.status_code >= 400 and response.is_json:
         message = ((response.get_json(silent=True) or {}).get("error") or {}).get("message")
-    write_now(response.status_code, message)
+    try:
+        write_now(response.status_code, message)
+    except STORE_UNAVAILABLE as exc:
+        # The store is away (a refused login, a 503 from the store itself): the record
+        # goes to the log, whole, and the answer stays what it was instead of a 500.
+        log.error("audit record not written, store unavailable (%s): %s %s by %s -> %s %s",
+                  type(exc).__name__, request.method, request.path,
+                  g.get("identity").name if g.get("identity") else "anonymous",
+                  response.status_code, {**(g.get("audit") or {}), "message": message})
     return response
 
 

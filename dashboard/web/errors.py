@@ -12,7 +12,15 @@ from lookout.core.celery_client import BrokerUnavailable
 from lookout.core.config import redact_url
 
 log = logging.getLogger(__name__)
+# What SQLAlchemy raises when the database refuses, drops or times out a connection.
+STORE_UNAVAILABLE = (OperationalError, DisconnectionError, PoolTimeout)
 STORE_RETRY_AFTER = "5"  # seconds; a store outage is usually a restart or failover
+_STORE_DOWN_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    f'<meta http-equiv="refresh" content="{STORE_RETRY_AFTER}">'
+    "<title>Lookout: store unavailable</title></head><body><h1>Store unavailable</h1>"
+    "<p>{message}.</p><p>This page tries again every "
+    f"{STORE_RETRY_AFTER} seconds.</p></body></html>")
 
 
 class ApiError(Exception):
@@ -56,21 +64,28 @@ def register_error_handlers(app: Flask) -> None:
         # Anything that sends to the broker (run now, retry, Flower's apply) fails fast.
         return error_response(503, str(exc))
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(DisconnectionError)
-    @app.errorhandler(PoolTimeout)
     def _store_down(exc: Exception):
         # The database refused, timed out or was locked past the busy timeout: a 503 that
         # says so (scripts retry, an SRE looks at the store), not "error in the application".
+        # The driver's text names the database host and name: the log gets it, the
+        # answer (perhaps to an anonymous visitor, before any login check) does not.
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
         log.warning("store unavailable for %s %s: %s", request.method, request.path, detail)
-        message = f"store unavailable: {detail}"
+        message = ("store unavailable: the database did not answer "
+                   f"({type(getattr(exc, 'orig', None) or exc).__name__}; details in the "
+                   "server log)")
         if _wants_json():
             response = error_response(503, message)
-        else:
+        elif request.path == "/metrics":
             response = app.response_class(message + "\n", 503, mimetype="text/plain")
+        else:  # a page: it tries again by itself, so an open tab recovers with the store
+            response = app.response_class(_STORE_DOWN_PAGE.format(message=message), 503,
+                                          mimetype="text/html")
         response.headers["Retry-After"] = STORE_RETRY_AFTER
         return response
+
+    for error in STORE_UNAVAILABLE:
+        app.register_error_handler(error, _store_down)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

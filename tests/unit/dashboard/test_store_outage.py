@@ -34,8 +34,8 @@ def test_api_reads_answer_503_json_naming_the_store(app_on_a_store_gone_away, pa
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     message = response.get_json()["error"]["message"]
-    assert message.startswith("store unavailable: ")
-    assert "not currently accepting connections" in message
+    assert message.startswith("store unavailable: the database did not answer")
+    assert "lookout_gone" not in message and "127.0.0.1" not in message  # log only
 
 
 def test_metrics_scrape_is_a_plain_503(app_on_a_store_gone_away):
@@ -43,3 +43,25 @@ def test_metrics_scrape_is_a_plain_503(app_on_a_store_gone_away):
     assert response.status_code == 503
     assert response.mimetype == "text/plain"
     assert response.get_data(as_text=True).startswith("store unavailable: ")
+
+
+def test_the_login_page_retries_by_itself_and_names_no_host(app_on_a_store_gone_away,
+                                                             caplog):
+    client = app_on_a_store_gone_away.test_client()
+    response = client.get("/login")  # reads the store (is there any user yet?)
+    assert response.status_code == 503 and response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert '<meta http-equiv="refresh" content="5">' in page
+    assert "lookout_gone" not in page and "127.0.0.1" not in page
+    assert "not currently accepting connections" in caplog.text  # what the log keeps
+
+
+def test_a_post_whose_audit_record_cannot_be_written_keeps_its_answer(
+        app_on_a_store_gone_away, caplog):
+    """The audit hook runs after the view: with the store away it failed the request
+    with a 500 ("error while handling an error"). The record goes to the log instead."""
+    response = app_on_a_store_gone_away.test_client().post(
+        "/login", data={"username": "ada", "password": "x"})
+    assert response.status_code == 403  # no CSRF token: refused, as with the store up
+    assert "audit record not written, store unavailable" in caplog.text
+    assert "POST /login" in caplog.text
