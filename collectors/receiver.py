@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 DRAIN_TIMEOUT = 0.25  # bounds how long a stop request or a pending ack waits
 FIRST_BACKOFF = 0.5
 AMQP_HEARTBEAT = 10  # seconds; detects a half-open connection to RabbitMQ
+# Redis has no heartbeat: a broker that stops answering (hung, SIGSTOPped, a network cut
+# the kernel has not noticed) leaves a subscriber waiting for messages that never come.
+# A PING this often, answered within the 5 s socket bound, turns that into an outage.
+REDIS_PING_INTERVAL = 5.0
 MAX_PREFETCH = 65535  # AMQP's prefetch_count is a 16-bit field
 FINAL_ACK_WAIT = 30.0  # how long a stopping receiver waits for the writer's last commit
 # Pending events beyond which messages are buffered undecoded (see collectors.buffer): at
@@ -161,17 +165,21 @@ class EventReceiver:
         self._drain(conn)
         self._mark_connected()
         control_channel = conn.channel()
-        app.control.broadcast("heartbeat", connection=conn, channel=control_channel)
+        _broadcast(app, "heartbeat", conn, control_channel)
         next_enable = 0.0
         next_tick = time.monotonic() + 1.0
+        next_ping = time.monotonic() + REDIS_PING_INTERVAL
         while not should_stop.is_set():
             now = time.monotonic()
             if now >= next_enable:
-                app.control.broadcast("enable_events", connection=conn, channel=control_channel)
+                _broadcast(app, "enable_events", conn, control_channel)
                 next_enable = now + self.settings.enable_events_interval
             if now >= next_tick:
                 conn.heartbeat_check()
                 next_tick = now + 1.0
+            if not amqp and now >= next_ping:
+                control_channel.client.ping()  # raises on a silent broker: reconnect
+                next_ping = now + REDIS_PING_INTERVAL
             self._drain(conn)
             if amqp:
                 self._ack(channel)
@@ -317,6 +325,20 @@ class EventReceiver:
             log.error("queue %r exists with other arguments (expiry or max length changed?): "
                       "delete it or choose another event_queue_name",
                       self.settings.event_queue_name)
+
+
+def _broadcast(app, command: str, conn: Connection, channel) -> None:
+    """Send a control command (no reply) on `channel`, so on the receiver's fail-fast
+    connection. `app.control.broadcast` would publish through the app's own producer pool
+    whatever channel it is given (kombu's Mailbox prefers its pool), with Celery's
+    retry-forever policy and, on Redis, no socket bound: on a hung broker it waited for
+    good, the receiver deaf to stop requests. The bound mailbox without a pool publishes
+    on the channel. (kombu's `Mailbox._broadcast` is what Celery's own `broadcast` calls;
+    pinned by tests/integration/test_collector_faults.py.)
+    """
+    mailbox = app.control.mailbox(conn)
+    mailbox._producer_pool = None
+    mailbox._broadcast(command, {}, None, False, 1.0, channel=channel)
 
 
 def _estimate_events(body: Any) -> int:

@@ -14,7 +14,8 @@ app = Celery("sample_tasks", broker=os.environ.get("LOOKOUT_TEST_BROKER",
              backend=BACKEND)
 app.conf.update(
     task_send_sent_event=True,
-    worker_send_task_events=True,
+    # LOOKOUT_TEST_EVENTS=0: a worker whose task events someone must switch on.
+    worker_send_task_events=os.environ.get("LOOKOUT_TEST_EVENTS", "1") == "1",
     task_ignore_result=BACKEND is None,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,

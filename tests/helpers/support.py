@@ -89,12 +89,15 @@ class Process:
 
 def start_worker(tmp_path: Path, broker: str, hostname: str, queues: str = "celery",
                  concurrency: int = 2, extra: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> Process:
-    """A real `celery worker -E` on the sample tasks; returns once it says it is ready."""
-    args = [str(VENV_BIN / "celery"), "-A", "helpers.sample_tasks", "worker", "-E",
+                 env: dict[str, str] | None = None, events: bool = True) -> Process:
+    """A real `celery worker -E` on the sample tasks; returns once it says it is ready.
+    `events=False`: without -E, as a worker whose events someone must switch on."""
+    args = [str(VENV_BIN / "celery"), "-A", "helpers.sample_tasks", "worker",
+            *(["-E"] if events else []),
             "-n", hostname, "-Q", queues, "-c", str(concurrency), "-l", "INFO",
             "--without-gossip", "--without-mingle", *(extra or [])]
     proc = Process(args, tmp_path / f"worker-{hostname}.log",
-                   env={"LOOKOUT_TEST_BROKER": broker, **(env or {})})
+                   env={"LOOKOUT_TEST_BROKER": broker,
+                        "LOOKOUT_TEST_EVENTS": "1" if events else "0", **(env or {})})
     proc.wait_output("ready.", timeout=60)
     return proc

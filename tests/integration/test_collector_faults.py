@@ -176,3 +176,39 @@ def test_a_control_command_to_a_silent_broker_fails_instead_of_hanging(silenceab
     with pytest.raises(BrokerUnavailable, match="unreachable"):
         broadcast("ping", {}, None, timeout=1.0)
     assert time.monotonic() - asked < 15
+
+
+def test_a_hung_redis_is_an_outage_and_its_return_a_reconnect(tmp_path, sqlite_url):
+    """A Redis that stops answering on an open connection (SIGSTOP: hung, or a network
+    cut the kernel has not noticed) sends no error at all. The collector pings it, so it
+    reports the outage within seconds instead of staying "connected" to silence, and the
+    control broadcasts no longer wait for it (they went through Celery's producer pool,
+    which retried forever)."""
+    import os
+    import signal
+
+    port = free_port()
+    broker = f"redis://127.0.0.1:{port}/0"
+    redis_proc = start_redis(tmp_path, port, "hung")
+    engine = make_engine(sqlite_url)
+    settings = collector_settings(broker, sqlite_url, reconnect_max_backoff=1.0)
+    collector = Collector(settings, engine=engine)
+    try:
+        collector.start()
+        wait_for(lambda: collector.stats.connected, 20, message="connected")
+        os.kill(redis_proc.popen.pid, signal.SIGSTOP)
+        hung_at = time.monotonic()
+        wait_for(lambda: not collector.stats.connected, 25, interval=0.05,
+                 message="the hung broker noticed")
+        assert time.monotonic() - hung_at < 20  # a ping every 5 s, a 5 s socket bound
+        assert "Timeout" in collector.stats.last_error
+        os.kill(redis_proc.popen.pid, signal.SIGCONT)
+        wait_for(lambda: collector.stats.connected, 30, message="reconnected after SIGCONT")
+        stop_asked = time.monotonic()
+        collector.stop()
+        assert time.monotonic() - stop_asked < 15
+    finally:
+        os.kill(redis_proc.popen.pid, signal.SIGCONT)
+        collector.stop()
+        redis_proc.stop()
+        engine.dispose()

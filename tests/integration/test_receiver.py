@@ -233,3 +233,31 @@ def test_raw_messages_without_valid_events_do_not_end_a_batch_early():
     assert len(buffer) == 0
     assert dict(stats.rejected) == {"not json": 1, "missing hostname": 1}
     assert stats.received == 1 and stats.last_event_at == 123.0
+
+
+@pytest.mark.parametrize("broker", ["redis", "amqp"])
+def test_a_worker_started_without_events_is_switched_on_by_the_collector(
+        broker, request, tmp_path, sqlite_url):
+    """The collector's enable_events broadcast (sent on its own fail-fast channel, not
+    through Celery's producer pool) reaches a worker started without -E."""
+    from helpers.support import start_worker, wait_for
+    from helpers.workers import collector_settings, task_client, unique, wait_states
+    from lookout.collectors.service import Collector
+    from lookout.core.store.db import make_engine
+
+    broker_url = request.getfixturevalue("redis_broker" if broker == "redis" else "amqp_broker")
+    hostname, queue = f"{unique('quiet')}@test", unique("quiet-q")
+    worker = start_worker(tmp_path, broker_url, hostname, queues=queue, events=False)
+    engine = make_engine(sqlite_url)
+    try:
+        with Collector(collector_settings(broker_url, sqlite_url), engine=engine), \
+                task_client(broker_url) as app:
+            task_id = unique("quiet-add")
+            wait_for(lambda: "enabled by remote" in worker.output(), 30,
+                     message="the worker says its events were switched on")
+            app.send_task("sample.add", args=(2, 3), task_id=task_id, queue=queue)
+            rows = wait_states(engine, {task_id: "SUCCESS"}, timeout=60)
+        assert rows[task_id]["worker"] == hostname
+    finally:
+        worker.stop()
+        engine.dispose()
