@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
 
 from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.queues import QueueSampler
@@ -60,7 +61,8 @@ class Collector:
                 self.receiver.expand))
         self.writer = HistoryWriter(self.engine, self.buffer, settings, self.stats,
                                     on_commit=self.receiver.on_commit,
-                                    listeners=[self._notify])
+                                    listeners=[self._notify],
+                                    prepare=settings.extra.get("store_upgrade"))
         self.status = StatusReporter(self.engine, settings, self.stats, self.buffer)
         self.queues = QueueSampler.from_settings(settings, self.engine)
         self.alerts = AlertEngine(self.engine, settings)
@@ -178,6 +180,27 @@ class Collector:
         self.stop()
 
 
+def _live_publisher(collector: Collector, settings: Settings, waiting: bool):
+    """With a message queue, web processes elsewhere get live updates from this one.
+
+    Imported only then: the push module pulls in Flask-SocketIO, python-socketio and
+    engineio (about 17 MB of RSS) that a collector without listeners never uses. The
+    channel is named after the store's deployment id: while the store is away at start
+    this returns None (asked again each second; `waiting`: already said so), the events
+    meanwhile kept for the writer as usual.
+    """
+    if not settings.message_queue:
+        return None
+    from lookout.collectors.push import install_external
+
+    try:
+        return install_external(collector, settings)
+    except sa_exc.SQLAlchemyError as exc:
+        if not waiting:
+            log.warning("live updates to web processes wait for the store: %s", exc)
+        return None
+
+
 def run_collector(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT, then flush and return 0 (1 if events could not be written)."""
     stop = threading.Event()
@@ -199,10 +222,7 @@ def run_collector(settings: Settings) -> int:
         # With a message queue, web processes elsewhere get live updates from this one.
         # Imported only then: the push module pulls in Flask-SocketIO, python-socketio and
         # engineio (about 17 MB of RSS) that a collector without listeners never uses.
-        publisher = None
-        if settings.message_queue:
-            from lookout.collectors.push import install_external
-            publisher = install_external(collector, settings)
+        publisher = _live_publisher(collector, settings, waiting=False)
         collector.start()
         healthy = True
         try:
@@ -211,6 +231,8 @@ def run_collector(settings: Settings) -> int:
                     log.error("receiver thread ended unexpectedly")
                     healthy = False
                     break
+                if publisher is None and settings.message_queue:  # the store back yet?
+                    publisher = _live_publisher(collector, settings, waiting=True)
         finally:
             flushed = collector.stop(asked=stop.is_set() and healthy)
             if publisher is not None:

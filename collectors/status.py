@@ -42,9 +42,10 @@ class StatusReporter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopped_on_request = False
+        self._carried = False  # lifetime totals read from the last row (carry_over)
 
     def start(self) -> "StatusReporter":
-        self.carry_over()
+        self._carried = self.carry_over()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="lookout-status", daemon=True)
         self._thread.start()
@@ -60,18 +61,25 @@ class StatusReporter:
         self._stopped_on_request = self._stopped_on_request or asked
         self._write_quietly()
 
-    def carry_over(self) -> None:
-        """Continue the lifetime counters of this collector name's last row."""
+    def carry_over(self) -> bool:
+        """Continue the lifetime counters of this collector name's last row. False when
+        the store could not be read: tried again before each write, as writing totals
+        that start at 0 over the row would lose them (a start during a store outage)."""
         try:
             with self.engine.connect() as conn:
                 text = conn.execute(select(CollectorStatus.stats).where(
                     CollectorStatus.name == self.settings.collector_name)).scalar()
+        except Exception as exc:  # noqa: BLE001 - store away, or no table yet
+            log.warning("could not read earlier collector totals (again before the next "
+                        "status write): %s", exc)
+            return False
+        try:
             lifetime = json.loads(text or "{}").get("lifetime")
-        except Exception as exc:  # noqa: BLE001 - no row, no table yet, bad JSON: start at 0
-            log.warning("could not read earlier collector totals: %s", exc)
-            return
+        except (ValueError, AttributeError):  # a row no Lookout wrote: start at 0
+            lifetime = None
         if isinstance(lifetime, dict):
             self.stats.baseline = lifetime
+        return True
 
     def _run(self) -> None:
         """Every `interval`, and at once when the connection state changes."""
@@ -83,6 +91,10 @@ class StatusReporter:
 
     def _write_quietly(self) -> None:
         try:
+            if not self._carried:
+                self._carried = self.carry_over()
+                if not self._carried:
+                    return
             self.write()
         except Exception as exc:  # noqa: BLE001 - a database outage must not stop us
             log.warning("could not write collector status: %s", exc)

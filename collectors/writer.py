@@ -75,8 +75,12 @@ class HistoryWriter:
     def __init__(self, engine: Engine, buffer: EventBuffer, settings: Settings,
                  stats: CollectorStats, on_commit: Callable[[list[Any]], None] | None = None,
                  listeners: Iterable[Callable[[BatchSummary], None]] = (),
-                 prune_interval: float = 5.0) -> None:
+                 prune_interval: float = 5.0,
+                 prepare: Callable[[], None] | None = None) -> None:
         self.engine = engine
+        # Run (and retried like a write) before the first batch: the schema upgrade of a
+        # collector that started while its store was away (cli.collect).
+        self.prepare = prepare
         self.buffer = buffer
         self.settings = settings
         self.stats = stats
@@ -270,6 +274,9 @@ class HistoryWriter:
         delay = FIRST_BACKOFF
         while True:
             try:
+                if self.prepare is not None:
+                    self.prepare()
+                    self.prepare = None
                 self.write_batch(events, tokens)
                 if self.stats.last_write_error is not None:
                     self.stats.last_write_error = None  # the store is back

@@ -119,11 +119,22 @@ def lookout() -> None:
 @click.pass_context
 @handle_errors
 def collect(ctx: click.Context, **values: Any) -> None:
+    from sqlalchemy.exc import OperationalError
+
     from lookout.collectors.service import run_collector
     from lookout.core.store.db import upgrade
 
     settings = build_settings(ctx, **values)
-    upgrade(settings.database_url)
+    try:
+        upgrade(settings.database_url)
+    except OperationalError as exc:
+        # On Redis every event published while no collector listens is gone: start
+        # anyway, hold events in memory then the spill file, and let the writer upgrade
+        # the schema once the store answers (retried like a write).
+        log.error("store %s unavailable at start (%s): collecting anyway; events wait "
+                  "and are written once it answers", redact_url(settings.database_url),
+                  str(exc.orig or exc).strip().splitlines()[0][:200])
+        settings.extra["store_upgrade"] = functools.partial(upgrade, settings.database_url)
     log.info("collecting from %s into %s", redact_url(settings.broker_url),
              redact_url(settings.database_url))
     sys.exit(run_collector(settings))

@@ -216,3 +216,78 @@ def test_a_stop_with_the_store_silent_ends_and_loses_nothing(redis_broker, silen
     finally:
         assert again.stop()
         engine.dispose()
+
+
+def test_a_collector_started_while_its_store_is_away_keeps_what_it_hears(
+        redis_broker, tmp_path, lookout_data_dir):
+    """`lookout collect` used to exit with a traceback when its store was down at start
+    (its schema upgrade failed), and on Redis every event until someone restarted it
+    was gone. Now it collects anyway and upgrades the schema once the store answers:
+    here a new database, never migrated, switched off until the events are sent."""
+    from helpers.pg import admin_run, create_database, drop_database
+    from helpers.support import VENV_BIN, Process
+    from helpers.workers import collector_env
+
+    name, url = create_database("lookout_late")
+    admin_run(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    settings = collector_settings(redis_broker, url)
+    # With a message queue too: its channel is named from the store, asked again later.
+    env = {**collector_env(settings), "LOOKOUT_MESSAGE_QUEUE": redis_broker}
+    proc = Process([str(VENV_BIN / "lookout"), "collect", "--broker", redis_broker,
+                    "--database", url], tmp_path / "collect.log", env=env)
+    engine = store_db.make_engine(url)
+    try:
+        wait_for(lambda: "unavailable at start" in proc.output()
+                 and "connected to redis" in proc.output(), 60, interval=0.1,
+                 message=f"collecting with the store away:\n{proc.output()[-2000:]}")
+        assert proc.popen.poll() is None
+        assert "live updates to web processes wait for the store" in proc.output()
+        ids = dispatch(redis_broker, 100)
+        admin_run(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        wait_all_stored(engine, ids)
+        assert proc.stop() == 0
+    finally:
+        proc.stop()
+        engine.dispose()
+        drop_database(name)
+
+
+def test_a_start_during_a_store_outage_keeps_the_lifetime_totals(own_pg):
+    """The status reporter reads the last row's lifetime totals at start; with the store
+    away it used to start from 0 and, once the store answered, write 0-based totals over
+    them (counters such as `dropped` lost). Now it reads them before its first write."""
+    from lookout.collectors.buffer import EventBuffer
+    from lookout.collectors.stats import CollectorStats
+    from lookout.collectors.status import StatusReporter
+
+    url, switch = own_pg
+    settings = collector_settings("redis://127.0.0.1:6379/0", url)
+    engine = store_db.make_engine(url)
+    reporter = StatusReporter(engine, settings, CollectorStats(received=3), EventBuffer())
+    try:
+        StatusReporter(engine, settings, CollectorStats(received=7, dropped=2),
+                       EventBuffer()).write()
+        engine.dispose()
+        switch(False)
+        reporter.start()
+        switch(True)
+        wait_for(lambda: lifetime(engine, settings.collector_name).get("received") == 10, 20,
+                 message="totals continued from the last row")
+        assert lifetime(engine, settings.collector_name)["dropped"] == 2
+    finally:
+        reporter.stop()
+        engine.dispose()
+
+
+def lifetime(engine, name: str) -> dict:
+    import json
+
+    from lookout.core.store.models import CollectorStatus
+
+    try:
+        with engine.connect() as conn:
+            text = conn.execute(select(CollectorStatus.stats)
+                                .where(CollectorStatus.name == name)).scalar()
+    except Exception:  # noqa: BLE001 - the store may still be switching back on
+        return {}
+    return json.loads(text or "{}").get("lifetime") or {}
