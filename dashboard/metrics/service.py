@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import Engine, func, select
 
 from lookout.core.store.models import CollectorStatus, MetricTotal, QueueSample
+from lookout.core.trouble import STATUS_STALE_AFTER
 from lookout.dashboard.metrics.families import families
 
 
@@ -94,7 +95,8 @@ def _queues(rows) -> Iterator:
 
 def _collectors(rows, now: float) -> Iterator:
     connected = GaugeMetricFamily("lookout_collector_connected",
-                                  "1 while the collector is connected to the broker",
+                                  "1 while the collector is connected to the broker "
+                                  "(0 once its status is stale: killed or hung)",
                                   labels=["collector"])
     lag = GaugeMetricFamily("lookout_collector_write_lag_seconds",
                             "Seconds from receiving to storing the last batch",
@@ -115,7 +117,10 @@ def _collectors(rows, now: float) -> Iterator:
         name = row["name"]
         stats = json.loads(row["stats"] or "{}")
         lifetime = stats.get("lifetime") or {}
-        connected.add_metric([name], float(bool(row["connected"])))
+        # A SIGKILLed collector's last row still says connected; /healthz calls a row
+        # this old down, and so does the gauge (a stale 1 kept alerts quiet).
+        fresh = now - row["updated_at"] <= STATUS_STALE_AFTER
+        connected.add_metric([name], float(bool(row["connected"]) and fresh))
         lag.add_metric([name], float(stats.get("write_lag") or 0.0))
         pending.add_metric([name], float(stats.get("buffer_pending") or 0))
         age.add_metric([name], max(0.0, now - row["updated_at"]))

@@ -2,10 +2,13 @@
 with prometheus_client's own parser; label caps; the access policy."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers.event_factory import T0, lifecycle, task
+from helpers.factories import set_collector_status
 from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.stats import CollectorStats
 from lookout.collectors.writer import HistoryWriter
@@ -99,6 +102,18 @@ def test_collector_and_worker_gauges(sqlite_url, make_app):
     assert samples["lookout_collector_events_rejected_total"] == {
         labels(collector="c1", reason="bad-json"): 1.0}
     assert samples["lookout_collector_connected"] == {labels(collector="c1"): 0.0}
+
+
+def test_a_killed_collectors_last_connected_row_scrapes_as_not_connected(sqlite_url,
+                                                                          make_app):
+    """SIGKILL leaves a row that says connected; the gauge follows /healthz's staleness."""
+    app = make_app(sqlite_url)
+    engine = app.extensions["lookout.engine"]
+    set_collector_status(engine, "alive")
+    set_collector_status(engine, "killed", updated_at=time.time() - 60)
+    samples = scrape(app.test_client())
+    assert samples["lookout_collector_connected"] == {labels(collector="alive"): 1.0,
+                                                      labels(collector="killed"): 0.0}
 
 
 def test_access_policy(sqlite_url, make_app):
