@@ -122,7 +122,7 @@
   /* ---- connection indicator ---- */
   var indicator = document.getElementById("connection");
   var status = {socket: "connecting", collector: "unknown", health: "", note: "",
-    warning: ""};
+    warning: "", downLabel: "collector down"};
   var LABELS = {live: "live", reconnecting: "reconnecting…", connecting: "connecting…",
     down: "collector down", quiet: "live · no worker heard"};
 
@@ -135,10 +135,23 @@
     // Connected, yet no worker heard for minutes: wrong broker, or workers without -E.
     if (state === "live" && status.warning) { state = "quiet"; }
     indicator.dataset.state = state;
-    indicator.textContent = status.note ? (down ? "collector down; " : "") + status.note
-      : LABELS[state];
+    indicator.textContent = status.note ? (down ? status.downLabel + "; " : "") + status.note
+      : (state === "down" ? status.downLabel : LABELS[state]);
     indicator.title = [status.note, status.warning, status.health].filter(Boolean)
       .join(" · ") || "Live updates";
+  }
+
+  /* What is down, in the words an on-call person acts on: the store (status "down"), the
+     broker (a collector that runs but cannot reach it), or the collector itself (its
+     status row stale, or none running). Anonymous callers get no problems: the status. */
+  function downLabel(report) {
+    if (report.status === "down") { return "store unreachable"; }
+    var problems = (report.problems || []).join("; ");
+    if (problems && problems.indexOf("status not updated") < 0 &&
+        problems.indexOf("no collector") < 0 && problems.indexOf("disconnected from broker") >= 0) {
+      return "broker unreachable";
+    }
+    return "collector down";
   }
 
   /* Ask /healthz now, then again in 10 s, or in 2 s while the collector is down so the
@@ -150,13 +163,18 @@
       .then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (report) {
           status.collector = response.ok ? "up" : "down";
-          status.health = (report.problems || []).join("; ") || "collector connected";
+          status.downLabel = downLabel(report);
+          status.health = (report.problems || []).join("; ") ||
+            (response.ok ? "collector connected" : status.downLabel);
           status.warning = (report.warnings || []).join("; ");
           // Pages that show the collectors (the Overview) take the same report.
           document.dispatchEvent(new CustomEvent("lookout:health", {detail: report}));
         });
       })
-      .catch(function () { status.collector = "down"; status.health = "server unreachable"; })
+      .catch(function () {
+        status.collector = "down";
+        status.health = status.downLabel = "web server unreachable";
+      })
       .then(function () {
         showStatus();
         healthTimer = setTimeout(checkHealth, status.collector === "down" ? 2000 : 10000);

@@ -6,6 +6,7 @@ expect(); the Celery side is real tasks on a real `celery worker -E`.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -289,6 +290,21 @@ def test_indicator_says_collector_down_when_none_reports(browser, tmp_path, arti
         expect(page.locator("#connection")).to_have_attribute("data-state", "down")
         expect(page.locator("#connection")).to_have_text("collector down")
         (artifacts_dir / "collector-down.png").write_bytes(page.screenshot())
+
+        # A collector that runs but cannot reach its broker: the broker is what is down.
+        from helpers.factories import set_collector_status
+        from lookout.core.store.db import make_engine
+
+        engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+        try:
+            set_collector_status(engine, "c1", connected=False, connected_since=None,
+                                 disconnected_since=time.time() - 30)
+        finally:
+            engine.dispose()
+        page.reload()
+        expect(page.locator("#connection")).to_have_text("broker unreachable")
+        expect(page.locator("#connection")).to_have_attribute(
+            "title", re.compile("disconnected from broker"))
     finally:
         context.close()
         assert web.stop() == 0
