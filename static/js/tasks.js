@@ -24,6 +24,12 @@
   var current = new URLSearchParams();
   var total = 0;
   var totalExact = true;  // false: the API stopped counting at `total` ("10,000+")
+  // Live inserts: the newest `timestamp` the last API answer held, and the tasks added
+  // (and counted) since, so a task pushed again after it left the page is not new again.
+  var loadedNewest = -Infinity;
+  var liveAdded = {};
+  var liveCount = 0;
+  var LIVE_ADDED_MAX = 5000;
 
   function showTotal() {
     L.setText("total", totalExact ? total : total.toLocaleString("en-US") + "+");
@@ -111,7 +117,8 @@
 
   function makeRow(task) {
     var tr = L.el("tr", {"data-uuid": task.uuid, "data-state": task.state,
-      "data-lost": task.lost ? "true" : null}, cells(task));
+      "data-timestamp": String(task.timestamp), "data-lost": task.lost ? "true" : null},
+      cells(task));
     rowsById[task.uuid] = tr;
     lostById[task.uuid] = task.lost || null;
     revokeById[task.uuid] = task.revoke_requested_at || null;
@@ -138,6 +145,9 @@
     rowsById = {};
     lostById = {};
     revokeById = {};
+    liveAdded = {};
+    liveCount = 0;
+    loadedNewest = page.items.length ? page.items[0].timestamp : -Infinity;
     L.append(L.clear(tbody), page.items.map(makeRow));
     total = page.total;
     totalExact = page.total_exact !== false;
@@ -194,6 +204,14 @@
   }
 
   /* ---- live rows: the API's filters, evaluated on a pushed row ---- */
+  function filtered() {  // any filter a task's change can make it match
+    var any = false;
+    current.forEach(function (value, key) {
+      if (["sort", "limit", "cursor"].indexOf(key) < 0) { any = true; }
+    });
+    return any;
+  }
+
   function liveInserts() {
     // A pushed row comes with no lost verdict (and a task just heard from is not lost).
     return !current.has("cursor") && (current.get("sort") || DEFAULTS.sort) === "-timestamp" &&
@@ -244,22 +262,43 @@
       inRange(task.runtime, "runtime_min", "runtime_max", Number);
   }
 
+  /* A pushed row not on screen is new to the list only if the task was first seen after
+     the list loaded (newest first: `timestamp` is when it was first seen). An older task
+     pushed because it changed (it finished, retried) was counted already, or now matches
+     the filters for the first time: its place and the total come from the API then. */
   function onTasks(message) {
     var limit = Number(current.get("limit") || DEFAULTS.limit);
     var fresh = [];
+    var resync = false;
     message.tasks.forEach(function (task) {
       if (rowsById[task.uuid]) {
         updateRow(task);
-      } else if (liveInserts() && matches(task)) {
-        fresh.push(task);
+      } else if (liveInserts() && matches(task) && !liveAdded[task.uuid]) {
+        if (task.timestamp > loadedNewest) {
+          fresh.push(task);
+        } else if (filtered()) {
+          resync = true;
+        }
       }
     });
-    if (message.truncated && liveInserts()) { reload(); return; }
+    // The API again: rows were left out, an older task may now match, or the memory of
+    // live additions grew large (a page open for hours under load).
+    if ((message.truncated || resync || liveCount > LIVE_ADDED_MAX) && liveInserts()) {
+      reload();
+      return;
+    }
     fresh.sort(function (a, b) { return a.timestamp - b.timestamp; });
     total += fresh.length;
-    // Under load only the newest page-full can stay on screen: build only those.
+    fresh.forEach(function (task) { liveAdded[task.uuid] = true; });
+    liveCount += fresh.length;
+    // Under load only the newest page-full can stay on screen: build only those, each
+    // in its place (an event delayed in transit can make a task arrive after a newer one).
     fresh.slice(-limit).forEach(function (task) {
-      tbody.insertBefore(makeRow(task), tbody.firstChild);
+      var before = tbody.firstChild;
+      while (before && Number(before.dataset.timestamp) > task.timestamp) {
+        before = before.nextSibling;
+      }
+      tbody.insertBefore(makeRow(task), before);
     });
     while (tbody.rows.length > limit) {
       var last = tbody.rows[tbody.rows.length - 1];

@@ -308,3 +308,32 @@ def test_indicator_says_collector_down_when_none_reports(browser, tmp_path, arti
     finally:
         context.close()
         assert web.stop() == 0
+
+
+def test_a_task_that_changes_off_the_page_does_not_jump_to_the_top_or_count_twice(
+        page, lookout):
+    """A pushed row not on the page used to be taken for a new task: an older task that
+    finished jumped above newer ones and the total grew by one each time (an outage
+    trial saw 783 where the API said 677). Now an older task's change resyncs the list
+    from the API when filters are set, and is left alone on later pages otherwise."""
+    expect = _expect()
+    digits = str(int(time.time() * 1000))[-7:]  # in each task's args: the filter below
+    slow = lookout.send("sample.sleep", float(f"4.{digits}"))
+    lookout.wait_state(slow, "STARTED")
+    quick = [lookout.send("sample.sleep", float(f"0.0{digits}")),
+             lookout.send("sample.sleep", float(f"0.1{digits}"))]
+    for task_id in quick:
+        lookout.wait_state(task_id, "SUCCESS")
+    page.goto(f"/tasks?q={digits}&limit=2")
+    expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
+    rows = page.locator("#tasks-body tr")
+    expect(rows).to_have_count(2)
+    expect(page.locator("#total")).to_have_text("3")
+    assert slow not in rows.evaluate_all("rows => rows.map(r => r.dataset.uuid)")
+    loaded = page.locator("body").get_attribute("data-loaded")
+
+    lookout.wait_state(slow, "SUCCESS")  # pushed: a change of a task below the page
+    expect(page.locator("body")).not_to_have_attribute("data-loaded", loaded, timeout=10_000)
+    expect(page.locator("#total")).to_have_text("3")
+    assert rows.evaluate_all("rows => rows.map(r => r.dataset.uuid)") == quick[::-1]
+    page.watch.assert_clean()
