@@ -2,7 +2,7 @@
 
 People log in with a password and get a session cookie; scripts send
 `Authorization: Bearer <token>`. Every request except the login page, static files,
-/healthz and /metrics (which has its own policy) needs one of the two, unless the app
+/healthz, /readyz and /metrics (its own policy) needs one of the two, unless the app
 runs with `--no-auth`, where everyone is an
 admin (for local use only, announced by a log warning and a banner). Socket.IO
 connections skip before_request, so they are checked by `socket_auth`, which the live
@@ -24,7 +24,8 @@ from lookout.dashboard.web.roles import ROLES, Identity, identity
 log = logging.getLogger("lookout.auth")
 NOAUTH = Identity("local (no auth)", "admin", "noauth")
 # /metrics applies its own policy (LOOKOUT_METRICS_ACCESS): see metrics/views.py.
-PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "health.healthz", "metrics.metrics"})
+PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "health.healthz", "health.readyz",
+                              "metrics.metrics"})
 HANDSHAKE_IDENTITY = "lookout.handshake_identity"  # environ key: (token, Identity | None)
 
 

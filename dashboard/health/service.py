@@ -37,6 +37,15 @@ class HealthCheck:
         self.clock = clock
         self.quiet_after = quiet_after
 
+    def store_answers(self) -> bool:
+        """Whether the store answers `SELECT 1` (the web's readiness)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            return False
+        return True
+
     def check(self) -> dict:
         """The /healthz report: status ok|warning|degraded|down, healthy, database,
         collectors, problems, warnings.

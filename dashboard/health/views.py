@@ -1,4 +1,9 @@
-"""/healthz: 200 when healthy, 503 otherwise (for load balancers and orchestrators)."""
+"""/healthz: the whole pipeline, 200 when healthy, 503 otherwise (for monitoring and
+alerts); /readyz: whether this web process can serve (for load balancers and probes).
+
+Routing on /healthz would take the dashboard away exactly during an incident (a broker
+or collector outage makes it 503), when on-call needs it most; /readyz only asks the
+store, without which no page or API answer can be served."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
@@ -24,5 +29,16 @@ def healthz():
         report["live"] = current_app.extensions["lookout.socket_limits"].snapshot()
     response = jsonify(report)
     response.status_code = 200 if report["healthy"] else 503
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/readyz")
+def readyz():
+    """Public, no detail: 200 {"ready": true} while this process reaches its store."""
+    check: HealthCheck = current_app.extensions["lookout.health"]
+    ready = check.store_answers()
+    response = jsonify(ready=ready, time=check.clock())
+    response.status_code = 200 if ready else 503
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -65,3 +65,15 @@ def test_a_post_whose_audit_record_cannot_be_written_keeps_its_answer(
     assert response.status_code == 403  # no CSRF token: refused, as with the store up
     assert "audit record not written, store unavailable" in caplog.text
     assert "POST /login" in caplog.text
+
+
+def test_readyz_follows_the_store_alone(make_app, sqlite_url, app_on_a_store_gone_away):
+    """Load balancers route on /readyz: 200 while the web can serve, whatever the broker
+    and collectors do (/healthz is 503 then), 503 without its store. Public, no detail."""
+    up = make_app(sqlite_url, auth=True).test_client()
+    assert up.get("/healthz").status_code == 503  # no collector anywhere
+    ready = up.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["ready"] is True
+    assert set(ready.get_json()) == {"ready", "time"}
+    gone = app_on_a_store_gone_away.test_client().get("/readyz")
+    assert gone.status_code == 503 and gone.get_json()["ready"] is False
