@@ -20,6 +20,9 @@ from lookout.core.trouble import STATUS_STALE_AFTER
 from lookout.dashboard.metrics.families import families
 
 
+QUEUE_SAMPLE_STALE_MIN = 60.0  # seconds; see MetricsService.collect
+
+
 class MetricsService:
     def __init__(self, engine: Engine, fleet, settings, clock: Callable[[], float] = time.time):
         self.engine = engine
@@ -36,8 +39,13 @@ class MetricsService:
         with self.engine.connect() as conn:
             totals = conn.execute(select(MetricTotal.metric, MetricTotal.labels,
                                          MetricTotal.value)).all()
+            # A depth sampled before the broker went away is not today's depth: past a few
+            # sampling intervals the series is left out (Prometheus marks it stale).
+            fresh_after = self.clock() - max(QUEUE_SAMPLE_STALE_MIN,
+                                             3 * self.settings.queue_sample_interval)
             newest = (select(QueueSample.queue, func.max(QueueSample.timestamp).label("t"))
-                      .group_by(QueueSample.queue).subquery())
+                      .group_by(QueueSample.queue)
+                      .having(func.max(QueueSample.timestamp) >= fresh_after).subquery())
             queues = conn.execute(
                 select(QueueSample.queue, QueueSample.messages, QueueSample.consumers)
                 .join(newest, (QueueSample.queue == newest.c.queue)
@@ -82,7 +90,8 @@ class _Scrape:
 
 def _queues(rows) -> Iterator:
     length = GaugeMetricFamily("celery_queue_length", "Messages waiting in the queue "
-                               "(the collector's last sample)", labels=["queue_name"])
+                               "(the collector's last sample; absent once it is stale)",
+                               labels=["queue_name"])
     consumers = GaugeMetricFamily("celery_active_consumer_count", "Consumers of the queue "
                                   "(RabbitMQ; absent on Redis)", labels=["queue_name"])
     for queue, messages, count in rows:

@@ -157,3 +157,18 @@ def test_shipped_dashboard_and_alert_rules_use_only_exposed_metrics(sqlite_url, 
         suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
         exposed.update(family.name + s for s in suffixes.get(family.type, ()))
     assert used <= exposed, sorted(used - exposed)
+
+
+def test_a_stale_queue_sample_is_left_out(sqlite_url, make_app):
+    """A depth sampled before the broker went away must not read as today's depth."""
+    from lookout.core.store.models import QueueSample
+
+    app = make_app(sqlite_url)
+    engine = app.extensions["lookout.engine"]
+    now = time.time()
+    with engine.begin() as conn:
+        conn.execute(QueueSample.__table__.insert(), [
+            {"queue": "fresh", "timestamp": now - 5, "messages": 3, "consumers": 1},
+            {"queue": "stale", "timestamp": now - 600, "messages": 7, "consumers": 1}])
+    samples = scrape(app.test_client())
+    assert samples["celery_queue_length"] == {labels(queue_name="fresh"): 3.0}
