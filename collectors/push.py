@@ -215,7 +215,9 @@ class LivePublisher:
         finished = sum(counts.get(state, 0) for state in FINISHED)
         events_rate, finished_rate = self._rates(now, events, finished)
         worker_rows = [dict(row) for row in workers.values()]
-        sent = 0
+        # Every page listens for this: its absence means live updates stopped (a message
+        # queue outage, no collector) and its return that the page must resync (common.js).
+        sent = self._emit("beat", "beat", {"t": now})
         sent += self._emit("overview", "overview", {
             "t": now, "interval": round(elapsed, 3), "events": events,
             "events_per_second": events_rate, "tasks_per_second": finished_rate,

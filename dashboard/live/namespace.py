@@ -14,7 +14,7 @@ from flask_socketio import (ConnectionRefusedError, Namespace, SocketIO, disconn
 from lookout.collectors.push import NAMESPACE
 from lookout.dashboard.live.limits import ENVIRON_KEY
 
-STATIC_ROOMS = frozenset({"overview", "tasks", "schedules"})
+STATIC_ROOMS = frozenset({"overview", "tasks", "schedules", "beat"})
 ROOM_PREFIXES = ("task:", "worker:")
 MAX_ROOM_LENGTH = 300
 # A page needs two or three rooms; the cap stops one client from joining thousands.

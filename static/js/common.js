@@ -124,7 +124,8 @@
   var status = {socket: "connecting", collector: "unknown", health: "", note: "",
     warning: "", downLabel: "collector down"};
   var LABELS = {live: "live", reconnecting: "reconnecting…", connecting: "connecting…",
-    down: "collector down", quiet: "live · no worker heard"};
+    down: "collector down", quiet: "live · no worker heard",
+    stalled: "live updates stalled"};
 
   function showStatus() {
     if (!indicator) { return; }
@@ -132,12 +133,16 @@
     // A dead collector outranks a live socket, or no socket at all (polling the API then
     // shows nothing new either); while reconnecting, the socket is the news.
     var state = down && (status.socket === "live" || status.note) ? "down" : status.socket;
+    // Connected, yet no beat from the collector (a message queue outage): nothing is new.
+    if (state === "live" && status.stalled) { state = "stalled"; }
     // Connected, yet no worker heard for minutes: wrong broker, or workers without -E.
     if (state === "live" && status.warning) { state = "quiet"; }
     indicator.dataset.state = state;
     indicator.textContent = status.note ? (down ? status.downLabel + "; " : "") + status.note
       : (state === "down" ? status.downLabel : LABELS[state]);
-    indicator.title = [status.note, status.warning, status.health].filter(Boolean)
+    var stalledWhy = state === "stalled" ? "connected, but nothing from the collector for " +
+      BEAT_STALL_MS / 1000 + " s: the message queue between collector and web may be down" : "";
+    indicator.title = [status.note, stalledWhy, status.warning, status.health].filter(Boolean)
       .join(" · ") || "Live updates";
   }
 
@@ -276,6 +281,8 @@
       return null;
     }
     var socket = io(config.namespace, {path: config.socketPath});
+    rooms = rooms.concat(["beat"]);
+    watchBeats(socket, resync);
     socket.on("connect", function () {
       status.socket = "live";
       status.note = "";
@@ -316,6 +323,28 @@
     });
     Object.keys(handlers || {}).forEach(function (event) { socket.on(event, handlers[event]); });
     return socket;
+  }
+
+  /* The collector's push sends a "beat" every half second, events or not. With the
+     socket up but no beat for BEAT_STALL_MS, updates have stopped somewhere between the
+     collector and this web process (a message queue outage): the indicator says so, and
+     when beats come back the page reloads what it missed from the API. */
+  var BEAT_STALL_MS = 10000;
+  function watchBeats(socket, resync) {
+    var lastBeat = Date.now();
+    socket.on("connect", function () { lastBeat = Date.now(); });
+    socket.on("beat", function () {
+      lastBeat = Date.now();
+      if (status.stalled) {
+        status.stalled = false;
+        showStatus();
+        if (resync) { resync(); }
+      }
+    });
+    setInterval(function () {
+      var stalled = status.socket === "live" && Date.now() - lastBeat > BEAT_STALL_MS;
+      if (stalled !== !!status.stalled) { status.stalled = stalled; showStatus(); }
+    }, 2000);
   }
 
   /* Run fn at most once per `wait` ms, always eventually with the latest call. */

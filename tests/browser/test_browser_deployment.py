@@ -87,3 +87,64 @@ def test_dns_rebinding_gets_only_400s(browser, lonely_lookout, artifacts_dir):
     assert results["socket"] == 400, results
     # The same Lookout still answers its own name.
     assert get_json(lonely_lookout + "/api/v1/tasks")[0] == 200
+
+
+def test_a_message_queue_outage_is_shown_and_its_gap_filled_after(browser, redis_broker,
+                                                                 tmp_path, artifacts_dir):
+    """Collector and web apart, linked by a message-queue Redis that goes away: the page
+    said "live" while nothing came, and never showed what happened meanwhile. The
+    collector's beat stops reaching it, so it says "live updates stalled"; when beats
+    come back it reloads from the API, and the task run meanwhile is there."""
+    from playwright.sync_api import expect
+
+    from helpers.workers import launch_worker, send, task_client, unique
+
+    queue_port = free_port()
+    queue_url = f"redis://127.0.0.1:{queue_port}/0"
+
+    def message_queue(label: str) -> Process:
+        server = Process(["redis-server", "--port", str(queue_port), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                         tmp_path / f"queue-{label}.log")
+        server.wait_output("Ready to accept connections", timeout=20)
+        return server
+
+    queue = message_queue("first")
+    lookout = str(VENV_BIN / "lookout")
+    database = f"sqlite:///{tmp_path / 'lookout.db'}"
+    common = ["--database", database, "--message-queue", queue_url]
+    worker = launch_worker(tmp_path, redis_broker)
+    port = free_port()
+    collector = Process([lookout, "collect", "--broker", redis_broker, *common],
+                        tmp_path / "collect.log",
+                        env={"LOOKOUT_COLLECTOR_NAME": unique("mq-outage")})
+    web = Process([lookout, "web", "--port", str(port), "--no-auth", *common],
+                  tmp_path / "web.log", env={"LOOKOUT_ALLOWED_HOSTS": ""})
+    url = f"http://127.0.0.1:{port}"
+    page = browser.new_page()
+    try:
+        wait_for(lambda: get_json(url + "/healthz", timeout=2)[0] == 200, 60, interval=0.2,
+                 message="collector and web up")
+        page.goto(f"{url}/tasks?queue={worker.queue}")
+        indicator = page.locator("#connection")
+        expect(indicator).to_have_attribute("data-state", "live", timeout=20_000)
+
+        queue.stop()
+        expect(indicator).to_have_attribute("data-state", "stalled", timeout=30_000)
+        expect(indicator).to_have_text("live updates stalled")
+        (artifacts_dir / "stalled.png").write_bytes(page.screenshot())
+        with task_client(redis_broker) as app:
+            meanwhile = send(app, worker, "sample.add", 1, 2)
+        wait_for(lambda: get_json(f"{url}/api/v1/tasks/{meanwhile}")[1].get("state")
+                 == "SUCCESS", 30, message="the task stored during the outage")
+        assert page.locator(f"#tasks-body tr[data-uuid='{meanwhile}']").count() == 0
+
+        queue = message_queue("again")
+        expect(indicator).to_have_attribute("data-state", "live", timeout=90_000)
+        expect(page.locator(f"#tasks-body tr[data-uuid='{meanwhile}']")).to_be_visible()
+    finally:
+        page.close()
+        web.stop()
+        collector.stop()
+        worker.process.stop()
+        queue.stop()

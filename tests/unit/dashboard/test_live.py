@@ -82,7 +82,7 @@ def test_updates_are_coalesced_per_tick_and_reach_only_their_rooms(app):
         publisher(summary(tasks=[task_row(f"t{i % 10}", "STARTED" if i < 990 else "SUCCESS")],
                           workers=[{"hostname": f"w{i % 2}", "active": i}],
                           states={"STARTED": 1} if i < 990 else {"SUCCESS": 1}, events=2))
-    assert publisher.flush() == 1 + 1 + 10 + 2  # overview, tasks, 10 task rooms, 2 workers
+    assert publisher.flush() == 1 + 1 + 1 + 10 + 2  # beat, overview, tasks, 10 tasks, 2 workers
 
     seen = received(overview)
     tick = seen.pop("overview")
@@ -111,7 +111,7 @@ def test_row_caps_keep_the_newest_and_say_so(app):
     publisher = LivePublisher(socketio, max_rows=5, max_task_rooms=20)
     publisher(summary(tasks=[task_row(f"t{i}", "RECEIVED", args="x" * 1000)
                              for i in range(50)]))
-    assert publisher.flush() == 1 + 1 + 20
+    assert publisher.flush() == 1 + 1 + 1 + 20  # beat, overview, tasks, 20 task rooms
     [message] = received(client, "tasks")
     assert [row["uuid"] for row in message["tasks"]] == [f"t{i}" for i in range(45, 50)]
     assert message["truncated"] is True
