@@ -64,6 +64,11 @@
   }
 
   function taskLink(name) {
+    if (!name) {  // tasks whose task-sent and task-received were never heard
+      return L.el("span", {className: "muted", title: "Tasks Lookout knows only from later " +
+        "events (their task-sent and task-received were missed), so without a name"},
+        "(name unknown)");
+    }
     return L.el("a", {href: "/tasks?" + new URLSearchParams({name: name})}, name);
   }
 
