@@ -219,9 +219,6 @@ def run_collector(settings: Settings) -> int:
             previous[number] = signal.signal(number, request_stop)
     try:
         collector = Collector(settings)
-        # With a message queue, web processes elsewhere get live updates from this one.
-        # Imported only then: the push module pulls in Flask-SocketIO, python-socketio and
-        # engineio (about 17 MB of RSS) that a collector without listeners never uses.
         publisher = _live_publisher(collector, settings, waiting=False)
         collector.start()
         healthy = True
