@@ -90,9 +90,15 @@
   }
 
   function showWorkers(data) {
-    var online = 0, offline = 0;
+    var online = 0, offline = 0, missed = 0;
     var rows = data.items.map(function (w) {
-      if (w.status === "online") { online += 1; } else { offline += 1; }
+      if (w.status === "online") {
+        online += 1;
+      } else if (w.status === "heartbeat-missed") {
+        missed += 1;  // silent, not gone: it said no goodbye (the table says the same)
+      } else {
+        offline += 1;
+      }
       return row([L.el("a", {href: "/workers/" + encodeURIComponent(w.hostname)}, w.hostname),
         L.el("span", {className: "badge worker-" + w.status}, w.status),
         w.active === null ? "–" : w.active, w.processed === null ? "–" : w.processed,
@@ -100,6 +106,8 @@
     });
     L.setText("workers-online", online);
     L.setText("workers-offline", offline);
+    L.setText("workers-missed", missed);
+    document.getElementById("workers-missed-note").hidden = missed === 0;
     L.append(L.clear(document.getElementById("workers-body")), rows);
   }
 

@@ -221,6 +221,12 @@ def test_a_killed_workers_task_is_lost_everywhere_and_retried(page, lookout, red
     expect(page.locator('[data-testid="stuck-banner"]')).to_be_hidden()
     shot(page, artifacts_dir / "task-lost.png")
 
+    # The Overview counts the silent worker as the Workers table shows it, not as offline.
+    page.goto("/")
+    expect(page.locator("#workers-missed-note")).to_be_visible()
+    expect(page.locator(f'#workers-body tr:has(a:text-is("{hostname}")) .badge')).to_have_text(
+        "heartbeat-missed")
+
     page.goto("/trouble")
     lost = page.locator(f'[data-testid="lost-row"][data-uuid="{task_id}"]')
     expect(lost).to_be_visible()
