@@ -13,6 +13,7 @@ import time
 from sqlalchemy import Engine, func, select
 
 from lookout.core.store.models import QueueSample, Task, Worker
+from lookout.core.trouble import listening_since
 from lookout.dashboard.history.service import list_item
 from lookout.dashboard.history.task_sql import list_columns
 from lookout.dashboard.web.cost_cache import CostCache
@@ -38,25 +39,28 @@ class FleetService:
 
     # -- workers -------------------------------------------------------------------
     def list_workers(self) -> list[dict]:
+        now = self.clock()
         with self.engine.connect() as conn:
             rows = conn.execute(select(workers).order_by(workers.c.hostname)).mappings().all()
-        now = self.clock()
-        return [_worker(row, now) for row in rows]
+            listening = listening_since(conn, now)
+        return [_worker(row, now, listening) for row in rows]
 
     def page_workers(self, status: str | None, limit: int, after: str | None) -> dict:
         """A page of workers by hostname (keyset: `after` is the last hostname seen), with
-        the total; `status` keeps one of online, heartbeat-missed, offline."""
+        the total; `status` keeps one of online, heartbeat-missed, offline, unknown."""
         query = select(workers).order_by(workers.c.hostname)
         if after is not None:
             query = query.where(workers.c.hostname > after)
         now = self.clock()
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(workers)).scalar_one()
+            listening = listening_since(conn, now)
             if status is None:
                 rows = conn.execute(query.limit(limit + 1)).mappings().all()
-                items = [_worker(row, now) for row in rows]
+                items = [_worker(row, now, listening) for row in rows]
             else:  # liveness is judged in Python (receive times); fleets are small
-                items = [w for w in (_worker(row, now) for row in conn.execute(query).mappings())
+                items = [w for w in (_worker(row, now, listening)
+                                     for row in conn.execute(query).mappings())
                          if w["status"] == status][:limit + 1]
         more = len(items) > limit
         items = items[:limit]
@@ -77,7 +81,9 @@ class FleetService:
                 tasks.c.worker == hostname).group_by(tasks.c.state)
             counts = self.counts.get_or_compute(("worker task counts", hostname),
                                                 lambda: dict(conn.execute(by_state).all()))
-        worker = _worker(row, self.clock())
+            now = self.clock()
+            listening = listening_since(conn, now)
+        worker = _worker(row, now, listening)
         worker["recent_tasks"] = [list_item(r) for r in recent_rows]
         worker["task_counts"] = dict(counts)
         return worker
@@ -121,15 +127,23 @@ def _bucket(rows, step: float) -> list[dict]:
     return points
 
 
-def _worker(row, now: float) -> dict:
-    """Liveness from collector receive time, so worker clock skew cannot fake it."""
+def _worker(row, now: float, listening: float | None) -> dict:
+    """Liveness from collector receive time, so worker clock skew cannot fake it.
+
+    A missed heartbeat means something only if a collector was listening for it
+    (`listening`: core.trouble.listening_since): with none, every worker would look silent
+    and on-call would restart healthy workers. Their status is "unknown" then.
+    """
     worker = dict(row)
     age = max(0.0, now - row["last_heartbeat"])
     freq = row["freq"] or 2.0
+    window = 2 * freq + HEARTBEAT_GRACE
     if not row["online"]:
         status = "offline"
-    elif age <= 2 * freq + HEARTBEAT_GRACE:
+    elif age <= window:
         status = "online"
+    elif listening is None or listening > now - window:
+        status = "unknown"
     else:
         status = "heartbeat-missed"
     worker["status"] = status

@@ -54,7 +54,7 @@ def queues_page():
                            sample_interval=settings.queue_sample_interval)
 
 
-WORKER_STATUSES = ("online", "heartbeat-missed", "offline")
+WORKER_STATUSES = ("online", "heartbeat-missed", "offline", "unknown")
 
 
 @bp.get("/api/v1/workers")

@@ -90,12 +90,14 @@
   }
 
   function showWorkers(data) {
-    var online = 0, offline = 0, missed = 0;
+    var online = 0, offline = 0, missed = 0, unknown = 0;
     var rows = data.items.map(function (w) {
       if (w.status === "online") {
         online += 1;
       } else if (w.status === "heartbeat-missed") {
         missed += 1;  // silent, not gone: it said no goodbye (the table says the same)
+      } else if (w.status === "unknown") {
+        unknown += 1;  // silent while no collector listened: nothing known either way
       } else {
         offline += 1;
       }
@@ -108,6 +110,8 @@
     L.setText("workers-offline", offline);
     L.setText("workers-missed", missed);
     document.getElementById("workers-missed-note").hidden = missed === 0;
+    L.setText("workers-unknown", unknown);
+    document.getElementById("workers-unknown-note").hidden = unknown === 0;
     L.append(L.clear(document.getElementById("workers-body")), rows);
   }
 

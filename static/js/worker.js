@@ -10,7 +10,8 @@
   var root = document.getElementById("worker");
   var hostname = root.dataset.hostname;
   var path = "/workers/" + encodeURIComponent(hostname);
-  var HEALTH = {"online": "online", "offline": "offline", "heartbeat-missed": "heartbeat missed"};
+  var HEALTH = {"online": "online", "offline": "offline", "heartbeat-missed": "heartbeat missed",
+    "unknown": "unknown (no collector listening)"};
   // Worker-wide settings that limit work, shown on the Limits tab when changed.
   var WORKER_LIMITS = [["worker_concurrency", "Concurrency"],
     ["worker_prefetch_multiplier", "Prefetch multiplier"],

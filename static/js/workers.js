@@ -7,7 +7,8 @@
   var L = window.Lookout;
   var table = document.getElementById("workers-table");
   var tbody = document.getElementById("workers-body");
-  var HEALTH = {"online": "online", "offline": "offline", "heartbeat-missed": "heartbeat missed"};
+  var HEALTH = {"online": "online", "offline": "offline", "heartbeat-missed": "heartbeat missed",
+    "unknown": "unknown (no collector listening)"};
 
   function loadavg(values) {
     return Array.isArray(values) ? values.map(function (v) { return Number(v).toFixed(2); }).join(" ") : "–";

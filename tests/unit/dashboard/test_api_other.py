@@ -24,6 +24,7 @@ def app(make_app, database_url):
 
 # -- workers ---------------------------------------------------------------------------
 def test_worker_status_is_judged_from_receive_time_and_freq(client, engine):
+    set_collector_status(engine, updated_at=NOW, connected_since=NOW - 600)  # listening
     add_worker(engine, "w-fresh", last_heartbeat=NOW - 1)
     add_worker(engine, "w-grace", freq=5.0, last_heartbeat=NOW - 11)  # 2*5 + 2 s grace
     add_worker(engine, "w-late", freq=5.0, last_heartbeat=NOW - 13)
@@ -35,6 +36,25 @@ def test_worker_status_is_judged_from_receive_time_and_freq(client, engine):
     ages = {w["hostname"]: w["heartbeat_age"] for w in items}
     assert ages["w-late"] == 13.0 and ages["w-fresh"] == 1.0
     assert items[0]["loadavg"] == [0.1, 0.2, 0.3]
+
+
+@pytest.mark.parametrize("collector", [
+    None, {"updated_at": NOW - 60, "connected_since": NOW - 600},  # none; killed
+    {"updated_at": NOW, "connected_since": NOW - 3},  # reconnected 3 s ago
+], ids=["none", "stale", "just-reconnected"])
+def test_a_missed_heartbeat_nobody_listened_for_is_unknown(client, engine, collector):
+    """With no collector hearing the broker every worker looks silent: on-call would
+    restart healthy workers. Goodbyes and fresh heartbeats still count."""
+    if collector is not None:
+        set_collector_status(engine, **collector)
+    add_worker(engine, "w-late", freq=2.0, last_heartbeat=NOW - 30)
+    add_worker(engine, "w-fresh", last_heartbeat=NOW - 1)
+    add_worker(engine, "w-gone", online=False, last_heartbeat=NOW - 30)
+    items = client.get("/api/v1/workers").get_json()["items"]
+    assert {w["hostname"]: w["status"] for w in items} == {
+        "w-late": "unknown", "w-fresh": "online", "w-gone": "offline"}
+    unknown = client.get("/api/v1/workers?status=unknown").get_json()["items"]
+    assert [w["hostname"] for w in unknown] == ["w-late"]
 
 
 def test_worker_detail_has_its_recent_tasks_and_counts_by_state(client, engine):
@@ -284,6 +304,7 @@ def test_workers_page_by_hostname_and_filter_by_status(make_app, sqlite_url):
     app = make_app(sqlite_url)
     engine = app.extensions["lookout.engine"]
     now = clock.time()
+    set_collector_status(engine, connected_since=now - 3600)  # listening all along
     for i in range(5):
         add_worker(engine, hostname=f"w{i}@h", last_heartbeat=now - (600 if i % 2 else 0),
                    online=True)
