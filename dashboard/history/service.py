@@ -37,6 +37,7 @@ from lookout.dashboard.history.text_search import (
     fts_candidates,
     fts_count,
     fts_hits,
+    fts_members,
     has_index,
     like,
     matching_names,
@@ -51,6 +52,9 @@ links = TaskLink.__table__
 revokes = RevokeRequest.__table__
 
 COUNT_LIMIT = 10_000  # totals are exact up to this many matches; beyond, a lower bound
+# SQLite: fields holding a `q` up to which its hits filter as a set (`_search`); building
+# the set of 50,000 takes a few ms, counting hits that far about 2.5 (1M tasks).
+FTS_SET_MAX = 50_000
 
 
 @dataclass
@@ -82,14 +86,14 @@ class HistoryService:
             query = dataclasses.replace(query, filters=dataclasses.replace(
                 query.filters, lost_at=self.clock()))
         filters = query.filters
+        alone = filters == TaskFilters(q=filters.q)
         with self.engine.connect() as conn:
-            search, search_max, count_alone = self._search(conn, filters.q)
+            search, search_max, count_alone = self._search(conn, filters.q, alone)
             names = () if filters.name_pattern is None else self.counts.get_or_compute(
                 ("names", filters.name_pattern),
                 lambda: matching_names(conn, filters.name_pattern))
             where = conditions(filters, dialect, lost_after=self.lost_after, search=search,
                                names=names)
-            alone = filters == TaskFilters(q=filters.q)
             counted = self._count(conn, filters, where, COUNT_LIMIT,
                                   count_alone if alone else None)
 
@@ -210,15 +214,17 @@ class HistoryService:
             rows = rows + _fetch(conn, segment, (uuid_order,), want - len(rows))
         return rows
 
-    def _search(self, conn, q: str | None) -> tuple:
+    def _search(self, conn, q: str | None, alone: bool) -> tuple:
         """For `q`: the condition (None: the plain `like`), how many matches its index
         finds at most (0: no index serves it; see `plan`), and a count of `q` alone that
         is cheaper than counting the condition (or None).
 
         SQLite asks the FTS5 table first how many fields hold `q`: up to COUNT_LIMIT, the
         candidates are fetched by rowid; more, and walking an index while testing rows finds
-        a page sooner (1% of all rows or more match). PostgreSQL's planner makes that choice
-        for ILIKE and its GIN index itself.
+        a page sooner (1% of all rows or more match), testing them against the set of hits
+        while it holds at most FTS_SET_MAX (fts_members), by LIKE alone beyond. A `q` with
+        no other filter has no other index to walk: no set then (`alone`). PostgreSQL's
+        planner makes that choice for ILIKE and its GIN index itself.
         """
         if not q or len(q) < MIN_INDEXED:
             return None, 0, None
@@ -228,9 +234,12 @@ class HistoryService:
             return None, 0, None
         if conn.dialect.name != "sqlite":
             return None, COUNT_LIMIT, None
-        hits = self.counts.get_or_compute(("fts", q), lambda: fts_hits(conn, q, COUNT_LIMIT))
-        if hits > COUNT_LIMIT:
+        most = COUNT_LIMIT if alone else FTS_SET_MAX
+        hits = self.counts.get_or_compute(("fts", q, most), lambda: fts_hits(conn, q, most))
+        if hits > most:
             return None, 0, lambda most: fts_count(q, most)
+        if hits > COUNT_LIMIT:
+            return and_(fts_members(q), like(q, "sqlite")), 0, lambda most: fts_count(q, most)
         return and_(fts_candidates(q), like(q, "sqlite")), COUNT_LIMIT, None
 
     def _count(self, conn, filters: TaskFilters, where: list, most: int, count=None) -> int:

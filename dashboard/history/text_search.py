@@ -90,6 +90,17 @@ def fts_candidates(q: str):
     return literal_column("tasks.rowid").in_(rowids)
 
 
+def fts_members(q: str):
+    """SQLite: the tasks one of whose fields holds `q` by the trigram index, as a filter
+    that never drives the query (`rowid + 0`): another index (a name, a state) is walked
+    and each of its entries checked against the set of hits, rows read only for members
+    (AND it with `like`). For a `q` in more fields than can be fetched one by one but few
+    enough to hold as a set: `q=u43&name=...` at 1M tasks counted its 450 matches in
+    5.5 ms this way, where reading the name's 20,000 rows to test LIKE took 23."""
+    rowids = select(_fts.c.rowid.op(">>")(2)).where(_match(_phrase(q)))
+    return (literal_column("tasks.rowid") + 0).in_(rowids)
+
+
 def matching_names(conn, pattern: str) -> list[str]:
     """The distinct task names `pattern` matches: `*` is any run of characters, the rest
     literal and case-insensitive (`proj.reports.*`, `*report*`, `*.send`)."""

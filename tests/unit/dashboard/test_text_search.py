@@ -135,6 +135,33 @@ def test_totals_are_exact_up_to_the_limit_then_a_lower_bound(client, engine, mon
     assert len(seen) == len(set(seen)) == 13 and seen == sorted(seen, reverse=True)
 
 
+@pytest.mark.parametrize("set_max", [100, 10], ids=["hits-as-a-set", "too-many-for-a-set"])
+def test_a_common_q_with_another_filter_answers_the_same_through_the_set_of_hits(
+        client, engine, monkeypatch, set_max):
+    """Between COUNT_LIMIT and FTS_SET_MAX index hits, SQLite filters by the set of hits
+    while another index (here the name's) is walked: same answers as LIKE alone, pages
+    and totals included."""
+    monkeypatch.setattr(service, "COUNT_LIMIT", 5)
+    monkeypatch.setattr(service, "FTS_SET_MAX", set_max)
+    used = []
+    members = service.fts_members
+    monkeypatch.setattr(service, "fts_members", lambda q: used.append(q) or members(q))
+    wanted = {add_task(engine, name="proj.report", args=f"('needle-{i}',)",
+                       timestamp=T0 + i)["uuid"] for i in range(0, 40, 2)}
+    add_tasks(engine, 20, start=T0 + 1, step=2, name="proj.other", args="('needle',)")
+    add_tasks(engine, 10, start=T0 + 100, name="proj.report", args="('hay',)")
+    seen, cursor = [], None
+    for _ in range(10):
+        body = client.get("/api/v1/tasks?limit=6&q=NEEDLE&name=proj.report" +
+                          (f"&cursor={cursor}" if cursor else "")).get_json()
+        assert (body["total"], body["total_exact"]) == (5, False)  # COUNT_LIMIT, "5+"
+        seen += [item["uuid"] for item in body["items"]]
+        if not (cursor := body["next_cursor"]):
+            break
+    assert len(seen) == len(set(seen)) and set(seen) == wanted
+    assert bool(used) == (engine.dialect.name == "sqlite" and set_max == 100)
+
+
 def test_name_patterns_match_prefix_substring_and_suffix(client, engine):
     names = ["proj.reports.daily", "proj.reports.weekly", "proj.mail.send", "other.Report_x",
              "other.reportsx"]
