@@ -41,21 +41,25 @@ def _since(task=Task):
     return func.coalesce(task.started_at, task.received_at, task.timestamp)
 
 
+def _listeners(now: float) -> tuple:
+    """SQL conditions on collector_status: a collector connected now, its row fresh."""
+    status = CollectorStatus.__table__
+    return status.c.connected.is_(True), status.c.updated_at >= now - STATUS_STALE_AFTER
+
+
 def _listening(now: float, lost_after: float):
     """SQL: some collector has been hearing the broker for the last `lost_after` s."""
     status = CollectorStatus.__table__
     return exists(select(status.c.name).where(
-        status.c.connected.is_(True), status.c.updated_at >= now - STATUS_STALE_AFTER,
-        status.c.connected_since <= now - lost_after))
+        *_listeners(now), status.c.connected_since <= now - lost_after))
 
 
 def listening_since(conn, now: float) -> float | None:
     """Since when Lookout has heard the broker without a break: the earliest
     `connected_since` of the collectors now connected with a fresh status row."""
     status = CollectorStatus.__table__
-    return conn.execute(select(func.min(status.c.connected_since)).where(
-        status.c.connected.is_(True),
-        status.c.updated_at >= now - STATUS_STALE_AFTER)).scalar()
+    return conn.execute(select(func.min(status.c.connected_since))
+                        .where(*_listeners(now))).scalar()
 
 
 def lost_clause(now: float, lost_after: float):

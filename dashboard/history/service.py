@@ -9,6 +9,7 @@ Counts are cached per filter set for a time that grows with their cost (cost_cac
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import json
 import time
@@ -236,10 +237,11 @@ class HistoryService:
             return None, COUNT_LIMIT, None
         most = COUNT_LIMIT if alone else FTS_SET_MAX
         hits = self.counts.get_or_compute(("fts", q, most), lambda: fts_hits(conn, q, most))
+        count_alone = functools.partial(fts_count, q)
         if hits > most:
-            return None, 0, lambda most: fts_count(q, most)
+            return None, 0, count_alone
         if hits > COUNT_LIMIT:
-            return and_(fts_members(q), like(q, "sqlite")), 0, lambda most: fts_count(q, most)
+            return and_(fts_members(q), like(q, "sqlite")), 0, count_alone
         return and_(fts_candidates(q), like(q, "sqlite")), COUNT_LIMIT, None
 
     def _count(self, conn, filters: TaskFilters, where: list, most: int, count=None) -> int:
