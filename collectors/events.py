@@ -31,7 +31,8 @@ MAX_TIMESTAMP = 1e10
 MAX_NUMBER = 1e12
 
 # Field name -> kind. Kinds: "id" (short str), "text" (truncated str; non-str is
-# JSON-encoded), "end_text" (text cut in the middle: `truncate`), "int", "num", "bool", "opt_str" (short str or None), "loadavg", "signum",
+# JSON-encoded), "end_text" (text cut in the middle: `truncate`), "int", "num", "bool",
+# "opt_str" (short str or None), "loadavg", "signum",
 # "time" (ISO 8601 text or epoch seconds, kept as epoch seconds; left out if unreadable).
 _TASK_FIELDS: dict[str, str] = {
     "name": "id", "args": "text", "kwargs": "text", "result": "text",

@@ -122,7 +122,7 @@ def collect(ctx: click.Context, **values: Any) -> None:
     from sqlalchemy.exc import OperationalError
 
     from lookout.collectors.service import run_collector
-    from lookout.core.store.db import upgrade
+    from lookout.core.store.db import error_line, upgrade
 
     settings = build_settings(ctx, **values)
     try:
@@ -133,7 +133,7 @@ def collect(ctx: click.Context, **values: Any) -> None:
         # the schema once the store answers (retried like a write).
         log.error("store %s unavailable at start (%s): collecting anyway; events wait "
                   "and are written once it answers", redact_url(settings.database_url),
-                  str(exc.orig or exc).strip().splitlines()[0][:200])
+                  error_line(exc, 200))
         settings.extra["store_upgrade"] = functools.partial(upgrade, settings.database_url)
     log.info("collecting from %s into %s", redact_url(settings.broker_url),
              redact_url(settings.database_url))

@@ -69,6 +69,14 @@ def make_engine(url: str, **kwargs) -> Engine:
     return create_engine(url, **kwargs)
 
 
+def error_line(exc: BaseException, limit: int = 300) -> str:
+    """The database driver's own first line of a SQLAlchemy error (host, database and
+    reason: for logs, not for answers), or its type when the driver said nothing."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return (lines[0] if lines else type(cause).__name__)[:limit]
+
+
 def _sqlite_folder(parsed) -> Path | None:
     """The folder of a SQLite database file; None for in-memory and URI databases."""
     database = parsed.database

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from lookout.core.celery_client import BrokerUnavailable
 from lookout.core.config import redact_url
+from lookout.core.store.db import error_line
 
 log = logging.getLogger(__name__)
 # What SQLAlchemy raises when the database refuses, drops or times out a connection.
@@ -69,8 +70,8 @@ def register_error_handlers(app: Flask) -> None:
         # says so (scripts retry, an SRE looks at the store), not "error in the application".
         # The driver's text names the database host and name: the log gets it, the
         # answer (perhaps to an anonymous visitor, before any login check) does not.
-        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
-        log.warning("store unavailable for %s %s: %s", request.method, request.path, detail)
+        log.warning("store unavailable for %s %s: %s", request.method, request.path,
+                    error_line(exc))
         message = ("store unavailable: the database did not answer "
                    f"({type(getattr(exc, 'orig', None) or exc).__name__}; details in the "
                    "server log)")
