@@ -151,12 +151,12 @@
      status row stale, or none running). Anonymous callers get no problems: the status. */
   function downLabel(report) {
     if (report.status === "down") { return "store unreachable"; }
-    var problems = (report.problems || []).join("; ");
-    if (problems && problems.indexOf("status not updated") < 0 &&
-        problems.indexOf("no collector") < 0 && problems.indexOf("disconnected from broker") >= 0) {
-      return "broker unreachable";
-    }
-    return "collector down";
+    var collectors = report.collectors || [], stale = false, cutOff = false;
+    collectors.forEach(function (c) {
+      if (c.stale) { stale = true; }
+      if (!c.stale && !c.stopped && !c.connected) { cutOff = true; }
+    });
+    return cutOff && !stale ? "broker unreachable" : "collector down";
   }
 
   /* Ask /healthz now, then again in 10 s, or in 2 s while the collector is down so the
