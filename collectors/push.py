@@ -15,8 +15,11 @@ sharing a queue each hear their own share, and each pushes it.
 
 The emitter is anything with flask_socketio's `emit(event, data, to=, namespace=)`: the
 web app's `socketio` when collector and web share a process (`lookout run`), or a
-write-only `SocketIO(message_queue=url)` in a standalone collector, whose messages reach
-every web process subscribed to the same Redis channel.
+write-only manager in a standalone collector (collectors/message_queue.py), whose messages
+reach every web process subscribed to the same Redis channel. That manager drops what it
+cannot publish without a word, so the push thread checks the queue itself (a probe), puts
+the answer in the collector's status row for /healthz, and skips its emits while the
+queue is unreachable instead of waiting on each one.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from lookout.collectors.lease import JobLease
 from lookout.collectors.live_rows import EarlyRows
+from lookout.collectors.message_queue import MessageQueueProbe, external_emitter, probe_for
 from lookout.collectors.watched import WatchedTasks, watched_tasks_for
 
 # The Socket.IO namespace of the live pages (dashboard/live serves it).
@@ -54,13 +58,6 @@ def live_channel(settings: Any, engine: Any) -> str:
     return settings.message_queue_channel or f"lookout-{deployment_id(engine)}"
 
 
-def external_emitter(message_queue: str, channel: str):
-    """A write-only Socket.IO emitter for a process that serves no clients itself."""
-    from flask_socketio import SocketIO
-
-    return SocketIO(message_queue=message_queue, channel=channel, async_mode="threading")
-
-
 def install_external(collector: Any, settings: Any) -> "LivePublisher | None":
     """In a standalone collector, push to web processes through the message queue.
 
@@ -72,6 +69,8 @@ def install_external(collector: Any, settings: Any) -> "LivePublisher | None":
     channel = live_channel(settings, collector.engine)
     publisher = LivePublisher(external_emitter(settings.message_queue, channel))
     publisher.watched = watched_tasks_for(settings.message_queue, channel)
+    publisher.probe = probe_for(settings.message_queue, channel)
+    publisher.stats = collector.stats
     attach(publisher, collector)
     return publisher.start()
 
@@ -147,6 +146,10 @@ class LivePublisher:
         self.gate: Callable[[], bool] | None = None  # None: always push
         # Which task rooms someone watches (collectors/watched.py); None: emit to every one.
         self.watched: WatchedTasks | None = None
+        # The message queue's check (collectors/message_queue.py), and the collector's
+        # counters its answer goes to (`live`, shown by /healthz); None: in process.
+        self.probe: MessageQueueProbe | None = None
+        self.stats: Any = None
         self._reset()
 
     def _reset(self) -> None:
@@ -207,6 +210,8 @@ class LivePublisher:
             tasks, workers = self._tasks, self._workers
             counts, events, truncated = self._counts, self._events, self._truncated
             self._reset()
+        if not self._queue_reachable():
+            return 0  # dropped: pages resync from the API when the beats come back
         if self.gate is not None and not self.gate():
             return 0  # another collector of a Redis pair pushes the same events
         now = self.clock()
@@ -235,6 +240,15 @@ class LivePublisher:
         for row in worker_rows:
             sent += self._emit("worker", f"worker:{row['hostname']}", {"t": now, "worker": row})
         return sent
+
+    def _queue_reachable(self) -> bool:
+        """Ask the probe (it caches its answer) and report the answer in the stats."""
+        if self.probe is None:
+            return True
+        answer = self.probe.check()
+        if self.stats is not None:
+            self.stats.live = answer
+        return answer["ok"] is not False
 
     def _rates(self, now: float, events: int, finished: int) -> tuple[float, float]:
         """Events/s and finished tasks/s over the last RATE_WINDOW seconds."""
@@ -288,6 +302,8 @@ class LivePublisher:
             release()
         if self.watched is not None:
             self.watched.close()
+        if self.probe is not None:
+            self.probe.close()
 
     def __enter__(self) -> "LivePublisher":
         return self.start()

@@ -183,11 +183,10 @@ class Collector:
 def _live_publisher(collector: Collector, settings: Settings, waiting: bool):
     """With a message queue, web processes elsewhere get live updates from this one.
 
-    Imported only then: the push module pulls in Flask-SocketIO, python-socketio and
-    engineio (about 17 MB of RSS) that a collector without listeners never uses. The
-    channel is named after the store's deployment id: while the store is away at start
-    this returns None (asked again each second; `waiting`: already said so), the events
-    meanwhile kept for the writer as usual.
+    Imported only then: the push module pulls in python-socketio and engineio, which a
+    collector without listeners never uses. The channel is named after the store's
+    deployment id: while the store is away at start this returns None (asked again each
+    second; `waiting`: already said so), the events meanwhile kept for the writer as usual.
     """
     if not settings.message_queue:
         return None

@@ -40,6 +40,9 @@ class CollectorStats:
     disconnected_since: float | None = None
     last_error: str | None = None  # broker side: owned by the receive thread
     last_write_error: str | None = None  # database side: owned by the writer thread
+    # The message queue to web processes as the push thread last found it (a standalone
+    # collector with LOOKOUT_MESSAGE_QUEUE): {"ok", "subscribers", "error"}; else None.
+    live: dict | None = None
     # Lifetime totals of earlier runs under this collector name (from its last status
     # row): /metrics counters continue across restarts instead of dropping to zero.
     baseline: dict = field(default_factory=dict)
@@ -82,6 +85,7 @@ class CollectorStats:
             "write_lag": round(self.write_lag, 3),
             "last_error": self.last_error,
             "last_write_error": self.last_write_error,
+            "live": self.live,
             "lifetime": self._lifetime(rejected),
         }
 

@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     """
     from flask import Flask
 
+    from lookout.collectors.message_queue import probe_for
     from lookout.collectors.push import live_channel
     from lookout.collectors.queues import QueueSampler
     from lookout.collectors.watched import watched_tasks_for
@@ -133,6 +134,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
 
     # One store read for the deployment's channel, used by the watched rooms and socketio.
     channel = live_channel(settings, engine) if settings.message_queue else None
+    if channel:  # /healthz checks the queue live updates cross (collectors/message_queue.py)
+        app.extensions["lookout.health"].message_queue = probe_for(settings.message_queue,
+                                                                    channel)
     app.extensions["lookout.live_sessions"] = LiveSessions(
         lambda sid: socketio.server.disconnect(sid, namespace=NAMESPACE),
         watched_tasks_for(settings.message_queue, channel) if channel else None)

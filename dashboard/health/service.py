@@ -11,6 +11,11 @@ A collector that is connected but has heard nothing for QUIET_AFTER seconds (wor
 events on send a heartbeat every 2 s) is healthy as far as Lookout goes, yet almost always
 means a mistake an SRE should see at once: the wrong broker (or virtual host, or database
 number), or workers started without `-E`. That is a warning: status "warning", still 200.
+
+With collector and web apart, live updates cross a message queue (Redis pub/sub) that
+drops what it cannot deliver without a word. The web process asks it directly (a probe)
+and each collector reports what it found; either one failing to reach it is a problem:
+every live page is frozen, even though collecting goes on.
 """
 from __future__ import annotations
 
@@ -27,6 +32,8 @@ statuses = CollectorStatus.__table__
 
 STALE_AFTER = STATUS_STALE_AFTER  # one age for /healthz and lost tasks (core.trouble)
 QUIET_AFTER = 180.0
+MESSAGE_QUEUE_DOWN = ("message queue unreachable from {side}: live updates stopped "
+                      "({error})")
 QUIET_HINT = ("connected, but no worker has been heard for {minutes} minutes: wrong broker, "
               "or workers without events? (start them with -E)")
 
@@ -36,6 +43,8 @@ class HealthCheck:
         self.engine = engine
         self.clock = clock
         self.quiet_after = quiet_after
+        # A MessageQueueProbe (set by create_app when LOOKOUT_MESSAGE_QUEUE is on Redis).
+        self.message_queue = None
 
     def store_answers(self) -> bool:
         """Whether the store answers `SELECT 1` (the web's readiness)."""
@@ -54,6 +63,7 @@ class HealthCheck:
         of them fresh and connected to its broker; warnings do not make it unhealthy.
         """
         now = self.clock()
+        queue = None if self.message_queue is None else self.message_queue.check()
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
@@ -62,7 +72,8 @@ class HealthCheck:
         except SQLAlchemyError as exc:
             return {"status": "down", "healthy": False, "time": now,
                     "database": {"ok": False, "error": type(exc).__name__},
-                    "collectors": [], "problems": ["database unreachable"]}
+                    "message_queue": queue, "collectors": [],
+                    "problems": ["database unreachable", *_queue_problems(queue, [])]}
         collectors = [_collector(row, now, self.quiet_after) for row in rows]
         problems = [f"collector {c['name']}: {c['problem']}" for c in collectors if c["problem"]]
         warnings = [f"collector {c['name']}: {c['warning']}" for c in collectors if c["warning"]]
@@ -70,11 +81,25 @@ class HealthCheck:
             problems.append("no collector has reported yet")
         elif not problems and all(c["stopped"] for c in collectors):
             problems.append("no collector is running (every one was stopped)")
+        problems += _queue_problems(queue, collectors)
         healthy = not problems
         status = "degraded" if problems else ("warning" if warnings else "ok")
         return {"status": status, "healthy": healthy, "time": now, "database": {"ok": True},
-                "collectors": collectors, "jobs": _jobs(leases, now),
+                "message_queue": queue, "collectors": collectors, "jobs": _jobs(leases, now),
                 "problems": problems, "warnings": warnings}
+
+
+def _queue_problems(queue: dict | None, collectors: list[dict]) -> list[str]:
+    """The message queue as this web process and each running collector found it."""
+    problems = []
+    if queue is not None and queue["ok"] is False:
+        problems.append(MESSAGE_QUEUE_DOWN.format(side="this web process",
+                                                  error=queue["error"]))
+    for c in collectors:
+        if c["up"] and c["live"] and c["live"].get("ok") is False:
+            problems.append(f"collector {c['name']}: " + MESSAGE_QUEUE_DOWN.format(
+                side="it", error=c["live"].get("error")))
+    return problems
 
 
 def _quiet_warning(row, now: float, quiet_after: float) -> str | None:
@@ -161,6 +186,8 @@ def _collector(row, now: float, quiet_after: float) -> dict:
         "buffer_spilled": stats.get("buffer_spilled", 0),
         "last_error": stats.get("last_error"),
         "last_write_error": stats.get("last_write_error"),
+        # The message queue to web processes as this collector found it, or None.
+        "live": stats.get("live") if isinstance(stats.get("live"), dict) else None,
     }
 
 

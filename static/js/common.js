@@ -147,16 +147,21 @@
   }
 
   /* What is down, in the words an on-call person acts on: the store (status "down"), the
-     broker (a collector that runs but cannot reach it), or the collector itself (its
-     status row stale, or none running). Anonymous callers get no problems: the status. */
+     broker (a collector that runs but cannot reach it), the collector itself (its status
+     row stale, or none running), or the message queue that carries live updates from a
+     collector to the web (either side cannot reach it). Anonymous callers get no detail. */
   function downLabel(report) {
     if (report.status === "down") { return "store unreachable"; }
-    var collectors = report.collectors || [], stale = false, cutOff = false;
+    var collectors = report.collectors || [], stale = false, cutOff = false, running = false;
+    var queueDown = !!report.message_queue && report.message_queue.ok === false;
     collectors.forEach(function (c) {
       if (c.stale) { stale = true; }
       if (!c.stale && !c.stopped && !c.connected) { cutOff = true; }
+      if (c.up) { running = true; }
+      if (c.up && c.live && c.live.ok === false) { queueDown = true; }
     });
-    return cutOff && !stale ? "broker unreachable" : "collector down";
+    if (cutOff && !stale) { return "broker unreachable"; }
+    return queueDown && running && !stale ? "message queue unreachable" : "collector down";
   }
 
   /* Ask /healthz now, then again in 10 s, or in 2 s while the collector is down so the

@@ -182,10 +182,15 @@
       if (job.held) { (jobs[job.collector] = jobs[job.collector] || []).push(job.job); }
     });
     L.append(L.clear(document.getElementById("collectors-body")), report.collectors.map(function (c) {
-      var state = c.problem || c.warning || (c.stopped ? "stopped on request" : "connected");
+      // Collecting, but its live updates cannot reach the web processes.
+      var noLive = c.up && c.live && c.live.ok === false ?
+        "message queue unreachable: live updates stopped (" + c.live.error + ")" : "";
+      var state = c.problem || noLive || c.warning ||
+        (c.stopped ? "stopped on request" : "connected");
       var tr = row([c.name, L.el("span", {className: "badge " + (c.problem ? "state-FAILURE" :
-        c.warning ? "state-RETRY" : c.stopped ? "state-REVOKED" : "state-SUCCESS"),
-        title: state}, c.problem ? "down" : c.warning ? "warning" : c.stopped ? "stopped" : "up"),
+        noLive || c.warning ? "state-RETRY" : c.stopped ? "state-REVOKED" : "state-SUCCESS"),
+        title: state}, c.problem ? "down" : noLive ? "up, no live" : c.warning ? "warning" :
+        c.stopped ? "stopped" : "up"),
         c.broker, text(c.events_per_second), text(c.received),
         text(c.dropped), text(c.buffer_spilled), (jobs[c.name] || []).sort().join(", ") || "–"]);
       tr.dataset.collector = c.name;

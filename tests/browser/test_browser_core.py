@@ -292,19 +292,33 @@ def test_indicator_says_collector_down_when_none_reports(browser, tmp_path, arti
         (artifacts_dir / "collector-down.png").write_bytes(page.screenshot())
 
         # A collector that runs but cannot reach its broker: the broker is what is down.
-        from helpers.factories import set_collector_status
-        from lookout.core.store.db import make_engine
+        def set_status(**fields):
+            from helpers.factories import set_collector_status
+            from lookout.core.store.db import make_engine
 
-        engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
-        try:
-            set_collector_status(engine, "c1", connected=False, connected_since=None,
-                                 disconnected_since=time.time() - 30)
-        finally:
-            engine.dispose()
+            engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+            try:
+                set_collector_status(engine, "c1", **fields)
+            finally:
+                engine.dispose()
+
+        set_status(connected=False, connected_since=None, disconnected_since=time.time() - 30)
         page.reload()
         expect(page.locator("#connection")).to_have_text("broker unreachable")
         expect(page.locator("#connection")).to_have_attribute(
             "title", re.compile("disconnected from broker"))
+
+        # Collecting, but its live updates cannot reach the web: the message queue is.
+        set_status(stats={"live": {"ok": False, "subscribers": None,
+                                   "error": "ConnectionError: refused"}})
+        page.reload()
+        expect(page.locator("#connection")).to_have_text("message queue unreachable")
+        expect(page.locator("#connection")).to_have_attribute(
+            "title", re.compile("live updates stopped"))
+        page.goto(url + "/")
+        expect(page.locator("#collectors-body tr[data-collector=c1]")).to_contain_text(
+            "up, no live")
+        (artifacts_dir / "message-queue-down.png").write_bytes(page.screenshot())
     finally:
         context.close()
         assert web.stop() == 0

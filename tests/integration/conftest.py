@@ -28,3 +28,16 @@ def redis_worker(redis_broker, tmp_path_factory) -> Iterator[RunningWorker]:
 @pytest.fixture(scope="module")
 def amqp_worker(amqp_broker, tmp_path_factory) -> Iterator[RunningWorker]:
     yield from _module_worker(tmp_path_factory, amqp_broker, "amqp-worker")
+
+
+@pytest.fixture
+def silenceable_redis(private_redis):
+    """The module's redis-server behind a proxy that can turn into a black hole."""
+    from helpers.proxy import SilenceableProxy
+
+    host, port = private_redis.removeprefix("redis://").split(":")
+    proxy = SilenceableProxy((host, int(port)))
+    try:
+        yield proxy
+    finally:
+        proxy.close()

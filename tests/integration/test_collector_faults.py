@@ -123,19 +123,6 @@ def test_amqp_events_sent_while_collector_is_down_arrive(amqp_worker, sqlite_url
 
 
 
-@pytest.fixture
-def silenceable_redis(private_redis):
-    """The module's redis-server behind a proxy that can turn into a black hole."""
-    from helpers.proxy import SilenceableProxy
-
-    host, port = private_redis.removeprefix("redis://").split(":")
-    proxy = SilenceableProxy((host, int(port)))
-    try:
-        yield proxy
-    finally:
-        proxy.close()
-
-
 def test_a_broker_that_accepts_but_never_answers_is_an_outage(silenceable_redis,
                                                                sqlite_url):
     """Behind a proxy whose Redis is gone, connections are accepted and never answered:
