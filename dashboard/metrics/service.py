@@ -115,6 +115,10 @@ def _collectors(rows, now: float) -> Iterator:
     age = GaugeMetricFamily("lookout_collector_status_age_seconds",
                             "Seconds since the collector last wrote its status",
                             labels=["collector"])
+    queue_up = GaugeMetricFamily("lookout_collector_message_queue_up",
+                                 "1 while the collector reaches the message queue to web "
+                                 "processes (absent without one, or once its status is "
+                                 "stale)", labels=["collector"])
     counters = {name: CounterMetricFamily(f"lookout_collector_events_{name}",
                                           f"Events {name} by the collector",
                                           labels=["collector"])
@@ -133,8 +137,11 @@ def _collectors(rows, now: float) -> Iterator:
         lag.add_metric([name], float(stats.get("write_lag") or 0.0))
         pending.add_metric([name], float(stats.get("buffer_pending") or 0))
         age.add_metric([name], max(0.0, now - row["updated_at"]))
+        live = stats.get("live")
+        if fresh and isinstance(live, dict):
+            queue_up.add_metric([name], float(live.get("ok") is True))
         for key, family in counters.items():
             family.add_metric([name], float(lifetime.get(key) or 0))
         for reason, count in sorted((lifetime.get("rejected_by_reason") or {}).items()):
             rejected.add_metric([name, reason], float(count))
-    yield from (connected, lag, pending, age, *counters.values(), rejected)
+    yield from (connected, lag, pending, age, queue_up, *counters.values(), rejected)

@@ -116,6 +116,20 @@ def test_a_killed_collectors_last_connected_row_scrapes_as_not_connected(sqlite_
                                                       labels(collector="killed"): 0.0}
 
 
+def test_the_message_queue_gauge_follows_each_collectors_own_check(sqlite_url, make_app):
+    """Present for collectors that push through a message queue, while their row is fresh."""
+    app = make_app(sqlite_url)
+    engine = app.extensions["lookout.engine"]
+    set_collector_status(engine, "reaches", stats={"live": {"ok": True, "subscribers": 2}})
+    set_collector_status(engine, "cut-off", stats={"live": {"ok": False, "error": "x"}})
+    set_collector_status(engine, "in-process")  # `lookout run`: no queue, no series
+    set_collector_status(engine, "killed", updated_at=time.time() - 60,
+                         stats={"live": {"ok": True}})
+    samples = scrape(app.test_client())
+    assert samples["lookout_collector_message_queue_up"] == {
+        labels(collector="reaches"): 1.0, labels(collector="cut-off"): 0.0}
+
+
 def test_access_policy(sqlite_url, make_app):
     local = make_app(sqlite_url, auth=True)
     client = local.test_client()
