@@ -109,7 +109,27 @@ def handle_errors(func: Callable) -> Callable:
     return wrapper
 
 
-@click.group(help="Lookout: live monitoring, durable history and control for Celery.")
+class LookoutGroup(click.Group):
+    """Every command, `celery -A proj lookout ...` too: a store that does not answer is
+    one line naming it and exit status 1, not a driver traceback on the terminal."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from sqlalchemy.exc import OperationalError
+
+            from lookout.core.store.db import error_line
+
+            if not isinstance(exc, OperationalError):
+                raise
+            raise click.ClickException(
+                f"store unavailable: {error_line(exc)} (this command needs it; "
+                "`lookout collect` alone starts without it and waits)") from None
+
+
+@click.group(cls=LookoutGroup,
+             help="Lookout: live monitoring, durable history and control for Celery.")
 def lookout() -> None:
     pass
 

@@ -6,17 +6,27 @@ A factory rather than a module-level `app`, so importing this module does no wor
 """
 from __future__ import annotations
 
+import logging
 import os
 
 
 def app_from_environment():
     """Settings from the environment, the Celery app of LOOKOUT_CELERY_APP, schema upgraded."""
-    from lookout.core.config import Settings
-    from lookout.core.store.db import upgrade
+    from sqlalchemy.exc import OperationalError
+
+    from lookout.core.config import Settings, redact_url
+    from lookout.core.store.db import error_line, upgrade
     from lookout.dashboard import create_app
     from lookout.dashboard.cli import bind_celery_app
 
     settings = Settings.load()
     bind_celery_app(settings, None, broker_explicit=bool(os.environ.get("LOOKOUT_BROKER_URL")))
-    upgrade(settings.database_url)
-    return create_app(settings)
+    try:
+        upgrade(settings.database_url)
+        return create_app(settings)
+    except OperationalError as exc:  # one line to read above gunicorn's traceback
+        logging.getLogger("lookout.wsgi").error(
+            "store %s unavailable at start: %s; the web process needs it (a process "
+            "manager restarting gunicorn is enough)", redact_url(settings.database_url),
+            error_line(exc))
+        raise

@@ -113,3 +113,19 @@ def test_accounts_and_db_commands_take_the_data_dir_as_lookout_run_does(tmp_path
     assert not (tmp_path / "default").exists()
     listed = runner.invoke(lookout, ["users", "list", "--data-dir", str(folder)])
     assert listed.exit_code == 0 and "ada" in listed.output
+
+
+def test_a_store_that_does_not_answer_is_one_line_and_exit_status_1(tmp_path):
+    """Any command needing the store, the web server included: the driver's own reason,
+    no traceback (an on-call reading a process manager's log wants the line, not 40)."""
+    from helpers.browser import free_port
+
+    refused = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
+    runner = CliRunner()
+    for command in (["users", "list"], ["web", "--no-auth", "--port", str(free_port())],
+                    ["db", "upgrade"]):
+        result = runner.invoke(lookout, [*command, "--database", refused])
+        assert result.exit_code == 1, (command, result.output)
+        assert result.output.startswith("Error: store unavailable: connection failed"), \
+            result.output
+        assert "Connection refused" in result.output and "Traceback" not in result.output
