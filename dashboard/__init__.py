@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     from lookout.dashboard.failures.service import FailureGroups
     from lookout.dashboard.live.limits import SocketLimits
     from lookout.dashboard.live.limits import install as install_socket_limits
+    from lookout.dashboard.live.message_queue import client_manager
     from lookout.dashboard.live.sessions import LiveSessions
     from lookout.dashboard.metrics import views as metrics_views
     from lookout.dashboard.metrics.service import MetricsService
@@ -150,8 +151,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
                       accounts_views.bp, audit_views.bp, health_views.bp, metrics_views.bp,
                       trouble_views.bp, failures_views.bp, alerts_views.bp):
         app.register_blueprint(blueprint)
-    live = {"message_queue": settings.message_queue, "channel": channel} if channel else {}
-    socketio.init_app(app, async_mode="threading", cors_allowed_origins=[], **live)
+    socketio.init_app(app, async_mode="threading", cors_allowed_origins=[],
+                      client_manager=client_manager(settings.message_queue, channel))
     app.extensions["lookout.socket_limits"] = limits = SocketLimits(
         settings.max_sockets, settings.max_sockets_per_client)
     install_socket_limits(socketio.server, limits, authenticated=lambda environ: (

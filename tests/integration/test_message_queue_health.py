@@ -209,3 +209,58 @@ def test_a_standalone_collector_and_web_both_report_the_queue_they_share(redis_b
         web_code, collector_code = web.stop(), collector.stop()
     assert web_code == 0, web.output()[-2000:]
     assert collector_code == 0, collector.output()[-2000:]
+
+
+def test_a_web_process_subscribes_again_within_seconds_of_the_queue_coming_back(tmp_path,
+                                                                                sqlite_url):
+    """python-socketio's listener doubled its wait after each failed attempt, up to 60 s:
+    after a 17 s outage it tried again only at 31 s, pages frozen meanwhile. Lookout's
+    retries every second, and logs the outage once, not at every attempt."""
+    import socketio as socketio_client
+
+    from helpers.support import VENV_BIN, Process
+    from lookout.collectors.push import NAMESPACE
+
+    port = free_port()
+    mq = f"redis://127.0.0.1:{port}/0"
+    channel = unique("web-channel")
+
+    def redis_server() -> Process:
+        server = Process(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                         tmp_path / "redis.log")
+        wait_for(lambda: redis.Redis.from_url(mq, socket_connect_timeout=1).ping(), 20,
+                 message="redis-server up")
+        return server
+
+    def subscribers() -> int:
+        with redis.Redis.from_url(mq, socket_connect_timeout=1) as client:
+            return dict(client.pubsub_numsub(channel))[channel.encode()]
+
+    server = redis_server()
+    web_port = free_port()
+    web = Process([str(VENV_BIN / "lookout"), "web", "--port", str(web_port), "--no-auth",
+                   "--database", sqlite_url, "--message-queue", mq],
+                  tmp_path / "web.log", env={"LOOKOUT_MESSAGE_QUEUE_CHANNEL": channel})
+    client = socketio_client.Client()
+    try:
+        from helpers.browser import get_json
+
+        wait_for(lambda: get_json(f"http://127.0.0.1:{web_port}/readyz")[0] == 200, 60,
+                 message="web up")
+        client.connect(f"http://127.0.0.1:{web_port}", namespaces=[NAMESPACE],
+                       transports=["websocket"])
+        wait_for(lambda: subscribers() == 1, 20, message="the web process subscribed")
+        server.stop()
+        time.sleep(17)  # the outage itself: the old listener's retries spread to 15 and 31 s
+        server = redis_server()
+        back = time.monotonic()
+        wait_for(lambda: subscribers() == 1, 8, message="subscribed again")
+        assert time.monotonic() - back < 8
+        wait_for(lambda: "live updates from collectors resume" in web.output(), 10,
+                 message="the end of the outage logged")
+        assert web.output().count("message queue unreachable") == 1, web.output()[-3000:]
+    finally:
+        client.disconnect()
+        assert web.stop() == 0, web.output()[-2000:]
+        server.stop()
