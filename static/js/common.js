@@ -332,19 +332,18 @@
 
   /* The collector's push sends a "beat" every half second, events or not. With the
      socket up but no beat for BEAT_STALL_MS, updates have stopped somewhere between the
-     collector and this web process (a message queue outage): the indicator says so, and
-     when beats come back the page reloads what it missed from the API. */
-  var BEAT_STALL_MS = 10000;
+     collector and this web process (a message queue outage): the indicator says so. When
+     beats come back after any gap over BEAT_GAP_MS (a short outage, which /healthz may
+     have reported before the stall showed), the page reloads what it missed from the API. */
+  var BEAT_STALL_MS = 10000, BEAT_GAP_MS = 3000;
   function watchBeats(socket, resync) {
     var lastBeat = Date.now();
     socket.on("connect", function () { lastBeat = Date.now(); });
     socket.on("beat", function () {
+      var missed = status.stalled || Date.now() - lastBeat > BEAT_GAP_MS;
       lastBeat = Date.now();
-      if (status.stalled) {
-        status.stalled = false;
-        showStatus();
-        if (resync) { resync(); }
-      }
+      if (status.stalled) { status.stalled = false; showStatus(); }
+      if (missed && resync) { resync(); }
     });
     setInterval(function () {
       var stalled = status.socket === "live" && Date.now() - lastBeat > BEAT_STALL_MS;

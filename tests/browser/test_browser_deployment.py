@@ -6,6 +6,8 @@ attacker's DNS) gets nothing but 400s, not even the Socket.IO stream.
 """
 from __future__ import annotations
 
+import re
+
 from typing import Iterator
 
 import pytest
@@ -92,9 +94,10 @@ def test_dns_rebinding_gets_only_400s(browser, lonely_lookout, artifacts_dir):
 def test_a_message_queue_outage_is_shown_and_its_gap_filled_after(browser, redis_broker,
                                                                  tmp_path, artifacts_dir):
     """Collector and web apart, linked by a message-queue Redis that goes away: the page
-    said "live" while nothing came, and never showed what happened meanwhile. The
-    collector's beat stops reaching it, so it says "live updates stalled"; when beats
-    come back it reloads from the API, and the task run meanwhile is there."""
+    said "live" while nothing came, and never showed what happened meanwhile. Now it
+    says "message queue unreachable" (from /healthz; "live updates stalled" when only the
+    beats stop); when beats come back it reloads from the API, and the task run
+    meanwhile is there."""
     from playwright.sync_api import expect
 
     from helpers.workers import launch_worker, send, task_client, unique
@@ -130,9 +133,11 @@ def test_a_message_queue_outage_is_shown_and_its_gap_filled_after(browser, redis
         expect(indicator).to_have_attribute("data-state", "live", timeout=20_000)
 
         queue.stop()
-        expect(indicator).to_have_attribute("data-state", "stalled", timeout=30_000)
-        expect(indicator).to_have_text("live updates stalled")
-        (artifacts_dir / "stalled.png").write_bytes(page.screenshot())
+        # Both ends find the queue gone: /healthz says so, and the indicator names it.
+        expect(indicator).to_have_text("message queue unreachable", timeout=30_000)
+        expect(indicator).to_have_attribute("title", re.compile(
+            "message queue unreachable from this web process: live updates stopped"))
+        (artifacts_dir / "message-queue-down.png").write_bytes(page.screenshot())
         with task_client(redis_broker) as app:
             meanwhile = send(app, worker, "sample.add", 1, 2)
         wait_for(lambda: get_json(f"{url}/api/v1/tasks/{meanwhile}")[1].get("state")
@@ -148,3 +153,40 @@ def test_a_message_queue_outage_is_shown_and_its_gap_filled_after(browser, redis
         collector.stop()
         worker.process.stop()
         queue.stop()
+
+
+def test_beats_that_never_arrive_say_live_updates_stalled(browser, redis_broker, tmp_path):
+    """Both ends reach the queue, yet nothing arrives: here the collector and the web
+    process were given different channels (LOOKOUT_MESSAGE_QUEUE_CHANNEL), a mistake
+    /healthz cannot see. The page's own beat watch says so."""
+    from playwright.sync_api import expect
+
+    from helpers.workers import unique
+
+    lookout = str(VENV_BIN / "lookout")
+    common = ["--database", f"sqlite:///{tmp_path / 'lookout.db'}",
+              "--message-queue", redis_broker]
+    port = free_port()
+    collector = Process([lookout, "collect", "--broker", redis_broker, *common],
+                        tmp_path / "collect.log",
+                        env={"LOOKOUT_COLLECTOR_NAME": unique("stall"),
+                             "LOOKOUT_MESSAGE_QUEUE_CHANNEL": unique("collector-side")})
+    web = Process([lookout, "web", "--port", str(port), "--no-auth", *common],
+                  tmp_path / "web.log",
+                  env={"LOOKOUT_MESSAGE_QUEUE_CHANNEL": unique("web-side")})
+    page = browser.new_page()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: get_json(url + "/healthz", timeout=2)[0] == 200, 60, interval=0.2,
+                 message="collector and web up")
+        page.goto(url + "/tasks")
+        indicator = page.locator("#connection")
+        expect(indicator).to_have_attribute("data-state", "live", timeout=20_000)
+        expect(indicator).to_have_text("live updates stalled", timeout=30_000)
+        expect(indicator).to_have_attribute("title", re.compile(
+            "nothing from the collector for 10 s"))
+        assert get_json(url + "/healthz")[0] == 200  # nothing /healthz could have said
+    finally:
+        page.close()
+        web.stop()
+        collector.stop()
