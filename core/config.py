@@ -193,15 +193,18 @@ class Settings:
         setattr(self, name, value)
 
     def trusted_hosts(self) -> list[str] | None:
-        """The Host names to answer to, or None for any (LOOKOUT_ALLOWED_HOSTS=*)."""
+        """The Host names to answer to, or None for any (LOOKOUT_ALLOWED_HOSTS=*).
+
+        The loopback names are always among them: a DNS-rebinding page sends its own name
+        as Host, never these, and `curl http://127.0.0.1:5555/metrics` on the machine
+        itself (the default metrics access) must keep working once the public name is set.
+        """
         names = [n.strip() for n in self.allowed_hosts.split(",") if n.strip()]
         if "*" in names:
             return None
-        if not names:
-            names = ["localhost", "127.0.0.1", "::1"]
-            if self.host not in ("0.0.0.0", "::", ""):
-                names.append(self.host)
-        return names
+        if not names and self.host not in ("0.0.0.0", "::", ""):
+            names.append(self.host)
+        return ["localhost", "127.0.0.1", "::1", *names]
 
     def use_celery_app(self, celery_app: Any, broker_explicit: bool) -> None:
         """Take the broker and how to reach it from the user's app (`-A proj`).

@@ -48,6 +48,12 @@ def host_name(host_header: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+# Probes answer whatever Host they are sent (a load balancer's or Kubernetes' health check
+# names the pod's address): anonymous callers get only the verdict there, nothing a
+# rebinding page could use.
+ANY_HOST_PATHS = frozenset({"/readyz", "/healthz", "/healthcheck"})
+
+
 class TrustedHostMiddleware:
     """WSGI: answer 400 to a Host this deployment does not answer to, before anything.
 
@@ -62,7 +68,8 @@ class TrustedHostMiddleware:
 
     def __call__(self, environ, start_response):
         host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-        if self.trusted is not None and host_name(host) not in self.trusted:
+        if (self.trusted is not None and host_name(host) not in self.trusted
+                and environ.get("PATH_INFO") not in ANY_HOST_PATHS):
             return json_error(start_response, "400 Bad Request", (
                 f"host {host[:100]!r} is not allowed here (LOOKOUT_ALLOWED_HOSTS)"))
         path = environ.get("PATH_INFO", "")

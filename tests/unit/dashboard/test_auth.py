@@ -293,16 +293,33 @@ def test_read_only_and_no_auth_never_change_users_or_tokens(sqlite_url, redis_br
     ("", "evil.example:5555", False), ("", "127.0.0.1.evil.example", False),
     ("lookout.example.com", "lookout.example.com", True),
     ("lookout.example.com", "LOOKOUT.example.com:443", True),
-    ("lookout.example.com", "localhost", False),
+    # Loopback names stay allowed once the public name is set (a rebinding page sends its
+    # own name): the machine's own curl and the default loopback /metrics keep working.
+    ("lookout.example.com", "localhost", True),
+    ("lookout.example.com", "127.0.0.1:5555", True),
+    ("lookout.example.com", "10.0.0.5:5555", False),
     ("*", "anything.example", True),
 ])
 def test_only_allowed_host_names_are_answered(make_app, sqlite_url, allowed, host, ok):
     client = make_app(sqlite_url, allowed_hosts=allowed).test_client()
-    for path in ("/tasks", "/api/v1/tasks", "/socket.io/?EIO=4&transport=polling"):
+    for path in ("/tasks", "/api/v1/tasks", "/socket.io/?EIO=4&transport=polling",
+                 "/metrics"):
         response = client.get(path, headers={"Host": host})
         assert (response.status_code != 400) == ok, (path, response.status_code)
         if not ok:
             assert "not allowed here" in response.get_json()["error"]["message"]
+
+
+def test_probes_answer_any_host_with_the_verdict_only(make_app, sqlite_url):
+    """A load balancer's or Kubernetes' health check sends the pod's address as Host."""
+    client = make_app(sqlite_url, allowed_hosts="lookout.example.com",
+                      auth=True).test_client()
+    for path in ("/readyz", "/healthz", "/healthcheck"):
+        response = client.get(path, headers={"Host": "10.0.0.5:5555"})
+        assert response.status_code in (200, 503), (path, response.status_code)
+        assert "ready" in response.get_json() or set(response.get_json()) == {
+            "status", "healthy", "time"}, response.get_json()
+    assert client.get("/tasks", headers={"Host": "10.0.0.5:5555"}).status_code == 400
 
 
 def test_logout_ends_every_copy_of_the_session_and_its_sockets(app):
