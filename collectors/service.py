@@ -128,6 +128,8 @@ class Collector:
         if self._stopped:
             return True
         self._stopped = True
+        if asked:  # the receiver's disconnect below is this stop, not a broker outage
+            self.status.stopping_on_request()
         if timeout is None:
             timeout = self.settings.stop_timeout
         deadline = time.monotonic() + timeout

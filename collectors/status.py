@@ -61,6 +61,13 @@ class StatusReporter:
         self._stopped_on_request = self._stopped_on_request or asked
         self._write_quietly()
 
+    def stopping_on_request(self) -> None:
+        """Every row from now on says `stopped`. /healthz believes it only of a row that
+        is no longer connected, so the collector stays "up" while it flushes, and its
+        receiver's disconnect (written at once) reads as stopped, not as "disconnected
+        from broker": a rolling restart must not make /healthz unhealthy, even briefly."""
+        self._stopped_on_request = True
+
     def carry_over(self) -> bool:
         """Continue the lifetime counters of this collector name's last row. False when
         the store could not be read: tried again before each write, as writing totals

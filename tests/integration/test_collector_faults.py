@@ -199,3 +199,34 @@ def test_a_hung_redis_is_an_outage_and_its_return_a_reconnect(tmp_path, sqlite_u
         collector.stop()
         redis_proc.stop()
         engine.dispose()
+
+
+def test_a_stop_on_request_never_writes_a_disconnected_row_that_is_not_stopped(
+        redis_broker, sqlite_url):
+    """The receiver disconnects before the final row: that row, written at once, said
+    "disconnected from broker" and /healthz was 503 for a moment of every rolling restart
+    (seen in a trial). Every row written while stopping on request says stopped."""
+    import json
+
+    settings = collector_settings(redis_broker, sqlite_url)
+    engine = make_engine(sqlite_url)
+    collector = Collector(settings, engine=engine)
+    written: list[tuple[bool, bool]] = []
+    write = collector.status.write
+
+    def recorded():
+        row = collector.status.row()
+        written.append((row["connected"], bool(json.loads(row["stats"]).get("stopped"))))
+        write()
+    collector.status.write = recorded
+    try:
+        collector.start()
+        wait_connected(engine, settings.collector_name)
+        written.clear()  # before it connected, rows said not connected: rightly so
+        collector.stop(asked=True)
+        disconnected = [stopped for connected, stopped in written if not connected]
+        assert disconnected and all(disconnected), written
+        assert status(engine, settings.collector_name)["connected"] is False
+    finally:
+        collector.stop()
+        engine.dispose()
