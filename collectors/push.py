@@ -85,12 +85,18 @@ def attach(publisher: "LivePublisher", collector: Any) -> None:
 
 
 class LiveLease:
-    """True while this collector holds the "live" lease; renewed at most every RENEW s."""
+    """True while this collector holds the "live" lease; renewed at most every RENEW s.
 
-    RENEW = 5.0
+    Short, unlike the other jobs' leases: when the holder dies, the other collector of the
+    pair takes over within TTL + RENEW (10 s), before a page's beat watch calls live
+    updates stalled (10 s without a beat); the lease costs one small write every RENEW s.
+    """
+
+    RENEW = 2.0
+    TTL = 8.0
 
     def __init__(self, engine: Any, owner: str, clock: Callable[[], float] = time.time):
-        self.lease = JobLease(engine, "live", 3 * self.RENEW, clock, owner)
+        self.lease = JobLease(engine, "live", self.TTL, clock, owner)
         self.clock = clock
         self._held, self._checked = False, float("-inf")
 

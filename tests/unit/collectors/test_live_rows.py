@@ -119,3 +119,27 @@ def test_the_live_lease_goes_to_one_of_a_pair_and_to_a_restarted_self_at_once(sq
         assert west()
     finally:
         engine.dispose()
+
+
+def test_a_dead_live_holder_is_replaced_before_pages_call_updates_stalled(sqlite_url):
+    """Pages say "live updates stalled" after 10 s without a beat; the pair's other
+    collector must be pushing by then (a trial saw 19 s with the former 15 s lease)."""
+    from lookout.collectors.push import LiveLease
+    from lookout.core.store.db import make_engine
+
+    now = [1000.0]
+    engine = make_engine(sqlite_url)
+    try:
+        east = LiveLease(engine, "east", clock=lambda: now[0])
+        west = LiveLease(engine, "west", clock=lambda: now[0])
+        assert east() and not west()
+        died_at = now[0]  # east renewed at 1000, then was SIGKILLed
+        taken_at = None
+        while taken_at is None and now[0] < died_at + 30:
+            now[0] += 0.5  # west asks every push tick; it checks every RENEW s
+            if west():
+                taken_at = now[0]
+        assert taken_at is not None and taken_at - died_at <= LiveLease.TTL + LiveLease.RENEW
+        assert taken_at - died_at < 10.0
+    finally:
+        engine.dispose()
