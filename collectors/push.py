@@ -88,12 +88,12 @@ class LiveLease:
     """True while this collector holds the "live" lease; renewed at most every RENEW s.
 
     Short, unlike the other jobs' leases: when the holder dies, the other collector of the
-    pair takes over within TTL + RENEW (10 s), before a page's beat watch calls live
+    pair takes over within TTL + RENEW (9 s), before a page's beat watch calls live
     updates stalled (10 s without a beat); the lease costs one small write every RENEW s.
     """
 
     RENEW = 2.0
-    TTL = 8.0
+    TTL = 7.0
 
     def __init__(self, engine: Any, owner: str, clock: Callable[[], float] = time.time):
         self.lease = JobLease(engine, "live", self.TTL, clock, owner)
