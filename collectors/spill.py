@@ -72,7 +72,8 @@ class SpillFile:
         except OSError:
             self._out.close()
             raise SpillBusy(f"{self.path} is in use by another collector: give each "
-                            "collector on this machine its own LOOKOUT_COLLECTOR_NAME") from None
+                            "collector on this machine its own name (--name or "
+                            "LOOKOUT_COLLECTOR_NAME)") from None
         size = os.fstat(self._out.fileno()).st_size
         if size:
             with open(self.path, "rb") as handle:

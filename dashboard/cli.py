@@ -31,14 +31,27 @@ def settings_options(func: Callable) -> Callable:
                      help="Folder for Lookout's own files: the default SQLite store, the "
                           "collector's spill file (LOOKOUT_DATA_DIR; default "
                           "~/.local/share/lookout)."),
-        click.option("--retention", help="Keep raw task history this long, e.g. 7d."),
-        click.option("--max-tasks", type=int, help="Keep at most this many task rows."),
-        click.option("--rollup-retention", help="Keep per-minute rollups this long."),
-        click.option("--max-field-size", type=int, help="Longest text field kept."),
         click.option("--message-queue",
                      help="Redis URL linking collector and web processes for live updates."),
         click.option("-A", "--app", "celery_app", help="Celery app (module or module:attr)."),
         click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def collector_options(func: Callable) -> Callable:
+    """Options of the commands that run a collector (`collect`, `run`)."""
+    options = [
+        click.option("--name", "collector_name",
+                     help="This collector's name, its own on this machine and store: two "
+                          "collectors side by side need two names (LOOKOUT_COLLECTOR_NAME; "
+                          "default 'default')."),
+        click.option("--retention", help="Keep raw task history this long, e.g. 7d."),
+        click.option("--max-tasks", type=int, help="Keep at most this many task rows."),
+        click.option("--rollup-retention", help="Keep per-minute rollups this long."),
+        click.option("--max-field-size", type=int, help="Longest text field kept."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -110,8 +123,9 @@ def handle_errors(func: Callable) -> Callable:
 
 
 class LookoutGroup(click.Group):
-    """Every command, `celery -A proj lookout ...` too: a store that does not answer is
-    one line naming it and exit status 1, not a driver traceback on the terminal."""
+    """Every command, `celery -A proj lookout ...` too: a store that does not answer, or a
+    collector name already running here, is one line and exit status 1, not a traceback
+    on the terminal."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -119,8 +133,11 @@ class LookoutGroup(click.Group):
         except Exception as exc:
             from sqlalchemy.exc import OperationalError
 
+            from lookout.collectors.spill import SpillBusy
             from lookout.core.store.db import error_line
 
+            if isinstance(exc, SpillBusy):  # a second collector of the same name
+                raise click.ClickException(str(exc)) from None
             if not isinstance(exc, OperationalError):
                 raise
             raise click.ClickException(
@@ -136,6 +153,7 @@ def lookout() -> None:
 
 @lookout.command(help="Consume Celery events and record them in the store.")
 @settings_options
+@collector_options
 @click.pass_context
 @handle_errors
 def collect(ctx: click.Context, **values: Any) -> None:
@@ -176,6 +194,7 @@ def web(ctx: click.Context, **values: Any) -> None:
 
 @lookout.command(help="Collector and web server together in one process.")
 @settings_options
+@collector_options
 @web_options
 @click.pass_context
 @handle_errors

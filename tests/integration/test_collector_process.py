@@ -197,3 +197,37 @@ def test_a_redis_pair_loses_nothing_when_one_is_killed_and_restarted(tmp_path, r
         for proc in procs:
             proc.stop()
         engine.dispose()
+
+
+def test_a_second_collector_of_the_same_name_is_one_line_and_a_named_one_runs(
+        redis_broker, tmp_path):
+    """`lookout collect` twice on one machine (the README's "one or more"): the second of
+    the same name is refused in one line naming the fix, not a 40-line traceback; with
+    `--name` it runs beside the first."""
+    settings = collector_settings(redis_broker, f"sqlite:///{tmp_path / 'pair.db'}")
+    first = start_collector(tmp_path, settings, "first")
+    lookout = str(VENV_BIN / "lookout")
+    command = [lookout, "collect", "--broker", redis_broker, "--database",
+               settings.database_url]
+    env = collector_env(settings)
+    twin = Process(command, tmp_path / "collect-twin.log", env=env)
+    named = None
+    try:
+        wait_for(lambda: twin.popen.poll() is not None, 60, message="the twin refused")
+        assert twin.popen.returncode == 1
+        assert "Traceback" not in twin.output()
+        (error,) = [line for line in twin.output().splitlines() if line.startswith("Error:")]
+        assert "in use by another collector" in error and "--name" in error
+        named = Process([*command, "--name", "second"], tmp_path / "collect-named.log",
+                        env=env)
+        engine = make_engine(settings.database_url)
+        try:
+            wait_for(lambda: (status(engine, "second") or {}).get("connected"), 60,
+                     message="the collector named second connected")
+        finally:
+            engine.dispose()
+        assert named.popen.poll() is None and first.popen.poll() is None
+    finally:
+        for process in (twin, named, first):
+            if process is not None:
+                process.stop()

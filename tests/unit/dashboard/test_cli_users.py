@@ -129,3 +129,16 @@ def test_a_store_that_does_not_answer_is_one_line_and_exit_status_1(tmp_path):
         assert result.output.startswith("Error: store unavailable: connection failed"), \
             result.output
         assert "Connection refused" in result.output and "Traceback" not in result.output
+
+
+def test_each_command_offers_the_options_it_uses():
+    """The web process keeps no history of its own: no retention or collector name there."""
+    runner = CliRunner()
+    collector_only = ("--name", "--retention", "--max-tasks", "--rollup-retention",
+                      "--max-field-size")
+    helps = {command: runner.invoke(lookout, [command, "--help"]).output
+             for command in ("collect", "run", "web")}
+    for option in collector_only:
+        assert option in helps["collect"] and option in helps["run"], option
+        assert option not in helps["web"], option
+    assert "--message-queue" in helps["web"] and "--port" not in helps["collect"]
