@@ -15,7 +15,7 @@ from typing import Any, Callable
 import click
 
 from lookout.core.config import Settings, redact_url
-from lookout.dashboard.auth.commands import store_options
+from lookout.dashboard.web.commands import store_options
 
 log = logging.getLogger("lookout")
 
@@ -222,15 +222,18 @@ def db_upgrade(database_url: str) -> None:
     click.echo(f"schema up to date on {redact_url(database_url)}")
 
 
-def _add_account_commands() -> None:
-    """`lookout users ...` and `lookout tokens ...` live with the accounts they manage."""
+def _add_store_commands() -> None:
+    """`lookout users|tokens ...` live with the accounts they manage, `lookout collectors
+    ...` with the health report."""
     from lookout.dashboard.auth.commands import tokens, users
+    from lookout.dashboard.health.commands import collectors
 
     lookout.add_command(users)
     lookout.add_command(tokens)
+    lookout.add_command(collectors)
 
 
-_add_account_commands()
+_add_store_commands()
 
 
 def main() -> None:

@@ -89,6 +89,23 @@ class HealthCheck:
                 "problems": problems, "warnings": warnings}
 
 
+    def forget(self, name: str) -> None:
+        """Remove a collector that will not come back (its row keeps /healthz at 503).
+
+        Refused while it still reports: it would write its row again within a second.
+        """
+        now = self.clock()
+        with self.engine.begin() as conn:
+            updated = conn.execute(select(statuses.c.updated_at)
+                                   .where(statuses.c.name == name)).scalar()
+            if updated is None:
+                raise LookupError(f"no collector named {name!r} has reported to this store")
+            if now - updated <= STALE_AFTER:
+                raise ValueError(f"collector {name!r} reported {max(0.0, now - updated):.0f}s "
+                                 "ago: it is running; stop it first")
+            conn.execute(statuses.delete().where(statuses.c.name == name))
+
+
 def _queue_problems(queue: dict | None, collectors: list[dict]) -> list[str]:
     """The message queue as this web process and each running collector found it."""
     problems = []
@@ -170,8 +187,9 @@ def _collector(row, now: float, quiet_after: float) -> dict:
         "last_event_at": row["last_event_at"],
         "last_event_age": (round(now - row["last_event_at"], 3)
                            if row["last_event_at"] is not None else None),
-        # The collector averages its rate over the last few seconds (collectors/status.py).
-        "events_per_second": stats.get("events_per_sec"),
+        # The collector averages its rate over the last few seconds (collectors/status.py);
+        # a dead or stopped one's last rate is not a rate now.
+        "events_per_second": None if stale or stopped else stats.get("events_per_sec"),
         "events_per_second_avg": (round(received / uptime, 3)
                                   if isinstance(received, (int, float)) and uptime else None),
         "received": received,

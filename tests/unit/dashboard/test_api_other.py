@@ -205,13 +205,15 @@ def test_healthz_does_not_warn_too_early(client, engine, fields):
 
 
 def test_healthz_stale_status_row_means_down_even_if_it_says_connected(client, engine):
-    set_collector_status(engine, connected=True, updated_at=NOW - 11)
+    set_collector_status(engine, connected=True, updated_at=NOW - 11,
+                         stats={"events_per_sec": 85.45})
     response = client.get("/healthz")
     assert response.status_code == 503
     body = response.get_json()
     assert not body["healthy"] and body["collectors"][0]["stale"]
     assert not body["collectors"][0]["connected"]
     assert "not updated for 11s" in body["problems"][0]
+    assert body["collectors"][0]["events_per_second"] is None  # its last rate is not now
 
 
 def test_healthz_disconnected_collector_reports_since_when(client, engine):

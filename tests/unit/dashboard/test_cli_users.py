@@ -142,3 +142,36 @@ def test_each_command_offers_the_options_it_uses():
         assert option in helps["collect"] and option in helps["run"], option
         assert option not in helps["web"], option
     assert "--message-queue" in helps["web"] and "--port" not in helps["collect"]
+
+
+def test_collectors_list_and_forget_one_that_will_not_come_back(sqlite_url):
+    """A SIGKILLed collector that is never restarted kept /healthz at 503 until someone
+    deleted its row in SQL; `lookout collectors forget` does it, and only for a dead one."""
+    import time
+
+    from helpers.factories import set_collector_status
+    from lookout.core.store.db import make_engine, upgrade
+
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    try:
+        set_collector_status(engine, "alive")
+        set_collector_status(engine, "gone", updated_at=time.time() - 600)
+    finally:
+        engine.dispose()
+    runner = CliRunner()
+
+    def run(*args):
+        return runner.invoke(lookout, ["collectors", *args, "--database", sqlite_url])
+
+    listed = run("list")
+    assert listed.exit_code == 0, listed.output
+    lines = {line.split()[0]: line for line in listed.output.splitlines()}
+    assert " up " in lines["alive"] and "down: status not updated" in lines["gone"]
+    running = run("forget", "alive")
+    assert running.exit_code == 1 and "it is running; stop it first" in running.output
+    unknown = run("forget", "nobody")
+    assert unknown.exit_code == 1 and "no collector named 'nobody'" in unknown.output
+    forgotten = run("forget", "gone")
+    assert forgotten.exit_code == 0 and "forgot collector gone" in forgotten.output
+    assert [line.split()[0] for line in run("list").output.splitlines()] == ["alive"]
