@@ -216,10 +216,17 @@ def db() -> None:
 @store_options
 @handle_errors
 def db_upgrade(database_url: str) -> None:
-    from lookout.core.store.db import upgrade
+    from lookout.core.store.db import schema_revision, upgrade
 
+    before = schema_revision(database_url)
     upgrade(database_url)
-    click.echo(f"schema up to date on {redact_url(database_url)}")
+    after = schema_revision(database_url)
+    where = redact_url(database_url)
+    if before == after:
+        click.echo(f"schema already up to date on {where} (revision {after})")
+    else:
+        click.echo(f"schema upgraded on {where}: revision {before or 'none (empty store)'} "
+                   f"-> {after}")
 
 
 def _add_store_commands() -> None:

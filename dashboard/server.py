@@ -21,7 +21,8 @@ log = logging.getLogger("lookout.server")
 # `gunicorn -w 1` per port behind a load balancer with sticky sessions (nginx ip_hash),
 # all given the same LOOKOUT_MESSAGE_QUEUE as the `lookout collect` feeding them.
 GUNICORN_HINT = ("LOOKOUT_MESSAGE_QUEUE=redis://... gunicorn -w 1 --threads 600 "
-                 "-b {host}:{port} 'lookout.dashboard.wsgi:app_from_environment()', "
+                 "--limit-request-line 8190 -b {host}:{port} "
+                 "'lookout.dashboard.wsgi:app_from_environment()', "
                  "with `lookout collect --message-queue redis://...` running the collector")
 
 

@@ -22,8 +22,26 @@ TIMEOUT = 5.0
 
 
 def text_of(alert: dict[str, Any], event: str) -> str:
-    mark = "FIRING" if event == "firing" else "RESOLVED"
-    return f"[{mark}] {alert['rule_name']}: {alert['message']}"
+    """One line for a chat or a subject. A resolution says so in its words: repeating the
+    firing text alone ("due 41 s ago and not received") read as if it were still true."""
+    if event == "firing":
+        return f"[FIRING] {alert['rule_name']}: {alert['message']}"
+    fired, resolved = alert.get("fired_at"), alert.get("resolved_at")
+    lasted = (f" after {duration(resolved - fired)}"
+              if isinstance(fired, (int, float)) and isinstance(resolved, (int, float)) else "")
+    return f"[RESOLVED] {alert['rule_name']}: cleared{lasted} (was: {alert['message']})"
+
+
+def duration(seconds: float) -> str:
+    """41 s, 3 min 5 s, 2 h 10 min: how long an alert fired."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min" + (f" {seconds} s" if seconds else "")
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h" + (f" {minutes} min" if minutes else "")
 
 
 def deliver(channel: str, alert: dict[str, Any], event: str, settings) -> dict[str, Any]:

@@ -114,6 +114,18 @@ def deployment_id(engine: Engine) -> str:
         return conn.scalar(select(Deployment.id).order_by(Deployment.created_at).limit(1))
 
 
+def schema_revision(url: str) -> str | None:
+    """The Alembic revision the store is at; None for a store without Lookout's schema."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the schema to `revision`; safe to call on every start (no-op when current),
     and from several processes at once: each waits for the one migrating before it."""

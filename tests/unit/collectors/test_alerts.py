@@ -57,9 +57,13 @@ def test_worker_offline_fires_once_resolves_once_and_cools_down(store):
         engine.tick()  # still down: no second notification
         assert hook.events() == [("firing", "w1@h")]
         assert "has not been heard" in hook.received[0]["text"]
+        now[0] += 185
         heard(store, "w1@h", now[0])
         engine.tick()
         assert hook.events() == [("firing", "w1@h"), ("resolved", "w1@h")]
+        resolved = hook.received[1]["text"]
+        assert resolved.startswith("[RESOLVED] workers: cleared after 3 min 5 s (was: ")
+        assert "has not been heard" in resolved
         now[0] += 400  # down again within the cool-down: quiet
         engine.tick()
         assert len(hook.received) == 2

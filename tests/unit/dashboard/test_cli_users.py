@@ -175,3 +175,13 @@ def test_collectors_list_and_forget_one_that_will_not_come_back(sqlite_url):
     forgotten = run("forget", "gone")
     assert forgotten.exit_code == 0 and "forgot collector gone" in forgotten.output
     assert [line.split()[0] for line in run("list").output.splitlines()] == ["alive"]
+
+
+def test_db_upgrade_says_what_it_did(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    runner = CliRunner()
+    first = runner.invoke(lookout, ["db", "upgrade", "--database", url])
+    assert first.exit_code == 0, first.output
+    assert "schema upgraded on" in first.output and "none (empty store) ->" in first.output
+    again = runner.invoke(lookout, ["db", "upgrade", "--database", url])
+    assert again.exit_code == 0 and "schema already up to date" in again.output
