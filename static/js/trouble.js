@@ -20,17 +20,23 @@
 
   function secs(value) { return value === null || value === undefined ? "–" : value + " s"; }
 
-  function showRules(s, judged) {
+  function showRules(s, judged, since) {
     L.setText("rules", "Lost: its worker went offline, restarted or was not heard for " +
       secs(s.lost_after) + " while a collector listened. Stuck: open over " + s.stuck_factor +
       " × its name's p95 runtime (at least " + secs(s.stuck_min) + "; " +
       secs(s.stuck_default) + " with no history), worker alive.");
     var note = document.getElementById("not-listening");
     note.hidden = judged !== false;
-    if (judged === false) {
-      note.textContent = "No collector has been hearing the broker for the last " +
-        secs(s.lost_after) + ": a silent worker's tasks are not called lost until one has " +
-        "(the silence may be Lookout's, not the worker's). See /healthz.";
+    if (judged === false && since !== null && since !== undefined) {
+      // Just started (or reconnected): listening, but not yet for long enough.
+      note.textContent = "Collectors have been hearing the broker for " +
+        secs(Math.max(0, Math.round(Date.now() / 1000 - since))) + " only: a silent " +
+        "worker's tasks are called lost once they have listened for " + secs(s.lost_after) +
+        " (until then the silence may be Lookout's, not the worker's).";
+    } else if (judged === false) {
+      note.textContent = "No collector is hearing the broker now: a silent worker's tasks " +
+        "are not called lost until one has for " + secs(s.lost_after) +
+        " (the silence may be Lookout's, not the worker's). See /healthz.";
     }
   }
 
@@ -174,7 +180,7 @@
   }
 
   function render(data) {
-    showRules(data.settings || {}, data.silence_judged);
+    showRules(data.settings || {}, data.silence_judged, data.listening_since);
     showTable("lost", data.lost || [], data.lost_total);
     showTable("stuck", data.stuck || [], data.stuck_total);
     var listed = {};

@@ -285,3 +285,42 @@ def test_alerts_page_adds_a_rule_and_shows_its_firing(page, lookout, artifacts_d
     assert page.locator("#rules-body b").count() == 0  # markup in a name stays text
     shot(page, artifacts_dir / "alerts.png")
     page.watch.assert_clean()
+
+
+def test_the_trouble_page_tells_just_started_from_not_listening(browser, tmp_path):
+    """Within a minute of starting, the page said no collector had been hearing the
+    broker while both were connected (seen in a trial). Now it says how long they have
+    listened, and keeps "no collector is hearing" for when none is."""
+    import time
+
+    from helpers.browser import free_port
+    from helpers.factories import set_collector_status
+    from helpers.support import VENV_BIN, Process
+    from lookout.core.store.db import make_engine, upgrade
+
+    expect = _expect()
+    url = f"sqlite:///{tmp_path / 'trouble.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    port = free_port()
+    web = Process([str(VENV_BIN / "lookout"), "web", "--database", url, "--port", str(port),
+                   "--no-auth"], tmp_path / "web.log")
+    context = browser.new_context()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: get_json(base + "/readyz")[0] == 200, 30, message="web up")
+        set_collector_status(engine, "c1", connected_since=time.time() - 5)
+        page = context.new_page()
+        page.goto(base + "/trouble")
+        note = page.locator("#not-listening")
+        expect(note).to_have_text(re.compile(
+            r"^Collectors have been hearing the broker for \d+ s only: .* once they have "
+            r"listened for 60 s"))
+        set_collector_status(engine, "c1", connected=False, connected_since=None,
+                             disconnected_since=time.time() - 30)
+        page.reload()
+        expect(note).to_have_text(re.compile("^No collector is hearing the broker now"))
+    finally:
+        context.close()
+        engine.dispose()
+        assert web.stop() == 0
