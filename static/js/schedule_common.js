@@ -39,19 +39,29 @@
     return d + "d" + (h % 24 ? " " + (h % 24) + "h" : "");
   }
 
-  function relative(at) {
+  /* Until `tolerance` s past its due time a run is simply due: beat sends it on its next
+     tick and its events take a moment to arrive, so every healthy run would otherwise
+     flash red "overdue by 2s". The entry's own late_after is that tolerance. */
+  function relative(at, tolerance) {
     var diff = at - Date.now() / 1000;
-    return diff >= 0 ? "in " + span(diff) : "overdue by " + span(diff);
+    if (diff >= 0) { return "in " + span(diff); }
+    return -diff <= (tolerance || 0) ? "due now" : "overdue by " + span(diff);
   }
 
   function ago(at) { return span(Date.now() / 1000 - at) + " ago"; }
 
-  /* A span whose text follows the clock: tick() rewrites every [data-rel-at] once a second. */
-  function relSpan(at, kind, attrs) {
-    var node = L.el("span", attrs || {}, kind === "ago" ? ago(at) : relative(at));
+  function overdue(node, now) {
+    return Number(node.dataset.relAt) + Number(node.dataset.relTolerance || 0) < now;
+  }
+
+  /* A span whose text follows the clock: tick() rewrites every [data-rel-at] once a second.
+     `tolerance`: seconds past due that still read "due now" (see relative). */
+  function relSpan(at, kind, attrs, tolerance) {
+    var node = L.el("span", attrs || {}, kind === "ago" ? ago(at) : relative(at, tolerance));
     node.dataset.relAt = String(at);
     node.dataset.relKind = kind || "due";
-    if (kind !== "ago") { node.classList.toggle("overdue", at < Date.now() / 1000); }
+    node.dataset.relTolerance = String(tolerance || 0);
+    if (kind !== "ago") { node.classList.toggle("overdue", overdue(node, Date.now() / 1000)); }
     return node;
   }
 
@@ -60,8 +70,8 @@
     Array.prototype.forEach.call(document.querySelectorAll("[data-rel-at]"), function (node) {
       var at = Number(node.dataset.relAt);
       if (node.dataset.relKind === "ago") { node.textContent = ago(at); return; }
-      node.textContent = relative(at);
-      node.classList.toggle("overdue", at < now);
+      node.textContent = relative(at, Number(node.dataset.relTolerance || 0));
+      node.classList.toggle("overdue", overdue(node, now));
     });
   }
 

@@ -92,7 +92,8 @@
     if (!none(item.start_time)) { field(list, "start time", L.fmtTime(item.start_time)); }
     if (!none(item.expires_at)) { field(list, "expires", L.fmtTime(item.expires_at)); }
     field(list, "next run", none(item.next_run_at) ? null : [
-      item.next_run_local || "", " ", S.relSpan(item.next_run_at, "due", {className: "small rel"}),
+      item.next_run_local || "", " ", S.relSpan(item.next_run_at, "due", {className: "small rel"},
+      (item.thresholds || {}).late_after),
       L.el("span", {className: "muted small block"}, "your time: " + L.fmtTime(item.next_run_at))],
     {"data-testid": "next-run"});
     var last = item.last_run;

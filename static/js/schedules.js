@@ -186,7 +186,8 @@
     }
     return cell([L.el("span", {title: "in the zone you chose (" + L.tzLabel() + "): " + L.fmtTime(item.next_run_at)},
       item.next_run_local || L.fmtTime(item.next_run_at)),
-    L.el("br"), S.relSpan(item.next_run_at, "due", {className: "small rel"})],
+    L.el("br"), S.relSpan(item.next_run_at, "due", {className: "small rel"},
+      (item.thresholds || {}).late_after)],
     {"data-testid": "next-run"});
   }
 

@@ -104,6 +104,15 @@ def test_retries_and_schedules_pages(page, lookout, artifacts_dir):
     page.wait_for_selector('#schedules[data-loaded="unconfigured"]')
     assert "-A" in page.locator("#how-to").inner_text()
     shot(page, artifacts_dir / "schedules.png")
+    # A run a few seconds past due is "due now", not red: beat sends it on its next tick
+    # and its events take a moment (a trial saw every healthy 10 s entry flash red).
+    due = page.evaluate("""() => {
+        var S = window.LookoutSchedules, now = Date.now() / 1000;
+        var soon = S.relSpan(now - 3, "due", {}, 10), late = S.relSpan(now - 30, "due", {}, 10);
+        return [soon.textContent, soon.classList.contains("overdue"), late.textContent,
+                late.classList.contains("overdue")];
+    }""")
+    assert due == ["due now", False, "overdue by 30s", True], due
     assert page.watch.errors == []
 
 
