@@ -70,16 +70,20 @@
       lines.forEach(function (line) {
         L.append(body, typeof line === "string" ? L.el("p", {}, line) : line);
       });
+      // Escape closes a modal <dialog> by itself: that is a "no" too, and its listeners
+      // must go with it, or the next dialog's OK also confirmed this abandoned action.
       function done(answer) {
         dialog.querySelector(".confirm-ok").removeEventListener("click", ok);
         dialog.querySelector(".confirm-cancel").removeEventListener("click", cancel);
-        dialog.close();
+        dialog.removeEventListener("close", cancel);
+        if (dialog.open) { dialog.close(); }
         resolve(answer);
       }
       function ok() { done(true); }
       function cancel() { done(false); }
       dialog.querySelector(".confirm-ok").addEventListener("click", ok);
       dialog.querySelector(".confirm-cancel").addEventListener("click", cancel);
+      dialog.addEventListener("close", cancel);
       dialog.showModal();
     });
   }

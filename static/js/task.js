@@ -135,6 +135,18 @@
       button.disabled = finished;
       button.title = finished ? "The task has already finished (" + task.state + ")." : "";
     });
+    // Revoke does not stop a task that is running (Celery only skips it when it would
+    // start): a trial clicked Revoke on a running task and expected it to stop.
+    var revoke = document.getElementById("revoke-form");
+    if (revoke && !finished) {
+      var running = task.state === "STARTED";
+      revoke.dataset.confirm = "Revoke task " + task.uuid + "? " + (running
+        ? "It is running now: revoke does not stop it, it only keeps it from running " +
+          "again (a retry or a redelivery). To stop it now, use Terminate."
+        : "A task not yet started will never run.");
+      document.getElementById("revoke-button").title = running
+        ? "Running: Revoke will not stop it; Terminate does." : "";
+    }
     // Retry is the other way round: a finished task is sent again, and a lost one (its
     // worker died with it: no event will ever finish it).
     var retry = document.getElementById("retry-button");

@@ -72,6 +72,14 @@ def test_operator_terminates_a_running_task_and_sees_it_revoked(page, lookout, a
     page.goto(f"/tasks/{task_id}")
     expect(page.locator("#task-state")).to_have_text("STARTED")
     expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
+    # Revoke alone would not stop it: the button and its confirmation say so.
+    expect(page.locator("#revoke-button")).to_have_attribute(
+        "title", "Running: Revoke will not stop it; Terminate does.")
+    page.click("#revoke-button")
+    expect(page.locator("#confirm-dialog")).to_contain_text(
+        "It is running now: revoke does not stop it")
+    page.keyboard.press("Escape")
+    expect(page.locator("#confirm-dialog")).to_be_hidden()
 
     page.select_option("#terminate-signal", "SIGTERM")
     page.click("#terminate-button")
@@ -97,6 +105,9 @@ def test_operator_terminates_a_running_task_and_sees_it_revoked(page, lookout, a
     expect(row).to_contain_text(task_id)
     expect(row).to_contain_text("otto")
     expect(row).to_contain_text("SIGTERM")
+    # The revoke abandoned with Escape was never sent (the next dialog's OK used to send it).
+    expect(page.locator('#audit-body tr[data-action="task.revoke"]', has_text=task_id)
+           ).to_have_count(1)
     assert not page.watch.errors and not page.watch.dialogs
     assert not violations, violations
 
