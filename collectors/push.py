@@ -144,7 +144,7 @@ class LivePublisher:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._started = self._last_flush = clock()
+        self._last_flush = clock()
         self._recent: deque[tuple[float, int, int]] = deque()  # (tick, events, finished)
         # Set by `attach`: counters and rows from observed events, commits fill the rows.
         self.early = False
@@ -216,15 +216,15 @@ class LivePublisher:
             tasks, workers = self._tasks, self._workers
             counts, events, truncated = self._counts, self._events, self._truncated
             self._reset()
+        now = self.clock()
+        elapsed = max(now - self._last_flush, 1e-3)
+        self._last_flush = now  # what was dropped below is not counted as a quiet time
         if not self._queue_reachable():
             return 0  # dropped: pages resync from the API when the beats come back
         if self.gate is not None and not self.gate():
             return 0  # another collector of a Redis pair pushes the same events
-        now = self.clock()
-        elapsed = max(now - self._last_flush, 1e-3)
-        self._last_flush = now
         finished = sum(counts.get(state, 0) for state in FINISHED)
-        events_rate, finished_rate = self._rates(now, events, finished)
+        events_rate, finished_rate = self._rates(now, elapsed, events, finished)
         worker_rows = [dict(row) for row in workers.values()]
         # Every page listens for this: its absence means live updates stopped (a message
         # queue outage, no collector) and its return that the page must resync (common.js).
@@ -256,15 +256,19 @@ class LivePublisher:
             self.stats.live = answer
         return answer["ok"] is not False
 
-    def _rates(self, now: float, events: int, finished: int) -> tuple[float, float]:
-        """Events/s and finished tasks/s over the last RATE_WINDOW seconds."""
+    def _rates(self, now: float, elapsed: float, events: int,
+               finished: int) -> tuple[float, float]:
+        """Events/s and finished tasks/s over the ticks of the last RATE_WINDOW seconds,
+        divided by the time those ticks covered. A collector that has just taken the live
+        lease over (or just started) has a tick or two: dividing by the whole window drew
+        a dip to a quarter of the rate on every takeover (seen in a trial)."""
         recent = self._recent
-        recent.append((now, events, finished))
+        recent.append((now, elapsed, events, finished))
         while recent[0][0] <= now - RATE_WINDOW:
             recent.popleft()
-        span = max(min(RATE_WINDOW, now - self._started), 1e-3)
-        return (round(sum(r[1] for r in recent) / span, 2),
-                round(sum(r[2] for r in recent) / span, 2))
+        span = max(sum(r[1] for r in recent), 1e-3)
+        return (round(sum(r[2] for r in recent) / span, 2),
+                round(sum(r[3] for r in recent) / span, 2))
 
     def _emit(self, event: str, room: str, data: dict) -> int:
         self.emitter.emit(event, data, to=room, namespace=self.namespace)

@@ -19,8 +19,10 @@
   function makeChart() {
     var canvas = document.getElementById("rate-chart");
     if (!canvas || typeof Chart !== "function") { return null; }
+    // Gaps, not zeros, before the first live point: a flat 0 across the chart read as
+    // "nothing ran" while tasks were running (the chart shows only what arrived live).
     var labels = [], finished = [], events = [];
-    for (var i = 0; i < POINTS; i += 1) { labels.push(""); finished.push(0); events.push(0); }
+    for (var i = 0; i < POINTS; i += 1) { labels.push(""); finished.push(null); events.push(null); }
     return new Chart(canvas, {
       type: "line",
       data: {labels: labels, datasets: [

@@ -49,6 +49,9 @@ def test_overview_counters_and_chart_move_live(page, lookout, artifacts_dir):
     page.wait_for_function(
         "() => Chart.getChart(document.getElementById('rate-chart'))"
         ".data.datasets[0].data.some(v => v > 0)")
+    # Before the first live points the chart has gaps, not a line at 0 ("nothing ran").
+    assert page.evaluate("() => Chart.getChart(document.getElementById('rate-chart'))"
+                         ".data.datasets[0].data[0]") is None
     expect(page.locator("#workers-body")).to_contain_text(lookout.worker.hostname)
     # Every collector of the store, its state and the singleton jobs it runs.
     collector = page.locator("#collectors-body tr").first

@@ -135,6 +135,25 @@ def test_rates_are_averaged_so_uneven_commits_do_not_zigzag(app):
     client.disconnect(NAMESPACE)
 
 
+def test_a_collector_that_takes_the_live_lease_over_reports_the_rate_at_once(app):
+    """The pair's other collector pushed until now; this one heard the same events and
+    dropped them. Its first rates must be the rate (200/s), not a dip to 50/s."""
+    client = connect(app, "overview")
+    now = [100.0]
+    holder = [False]
+    publisher = LivePublisher(socketio, clock=lambda: now[0])
+    publisher.gate = lambda: holder[0]
+    rates = []
+    for tick in range(12):
+        now[0] += 0.5
+        holder[0] = tick >= 8  # the other collector died; the lease moved here
+        publisher(summary(states={"SUCCESS": 25}, events=100))
+        if publisher.flush():
+            rates.append(received(client, "overview")[0]["events_per_second"])
+    assert rates == [200.0] * 4
+    client.disconnect(NAMESPACE)
+
+
 def test_push_thread_ticks_and_flushes_on_stop(app):
     client = connect(app, "overview", "tasks")
     with LivePublisher(socketio, interval=0.05) as publisher:
