@@ -145,7 +145,8 @@ class LivePublisher:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_flush = clock()
-        self._recent: deque[tuple[float, int, int]] = deque()  # (tick, events, finished)
+        # (tick, seconds since the previous tick, events, finished tasks)
+        self._recent: deque[tuple[float, float, int, int]] = deque()
         # Set by `attach`: counters and rows from observed events, commits fill the rows.
         self.early = False
         self._early_rows = EarlyRows()

@@ -272,8 +272,10 @@ def test_pages_reconnect_and_resync_after_a_server_restart(page, lookout, artifa
     lookout.restart_server(while_down)
     expect(indicator).to_have_attribute("data-state", "live")
     task_id = lookout.send("sample.echo", marker=marker)
-    # Whether it comes by push or by the resync after reconnecting, no reload is needed.
-    expect(page.locator(f"#tasks-body tr[data-uuid='{task_id}']")).to_be_visible()
+    # Whether it comes by push or by the resync after reconnecting, no reload is needed
+    # (the worker runs it first: more than the default 5 s on a loaded machine).
+    expect(page.locator(f"#tasks-body tr[data-uuid='{task_id}']")).to_be_visible(
+        timeout=30_000)
     page.watch.assert_clean()
 
 

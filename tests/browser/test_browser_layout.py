@@ -141,6 +141,10 @@ def test_main_nav_lists_each_role_the_pages_it_may_open(page, lookout):
     expect = _expect()
     nav = page.locator('nav[aria-label="Main"]')
     for username, shown in (("vic", ()), ("otto", ("Controls", "Audit")), ("ada", RESTRICTED)):
+        # Off the previous user's page first: its socket and timers kept making requests
+        # whose answers replaced the session cookie between the login form and its post
+        # (a CSRF mismatch, 403, seen under load).
+        page.goto("about:blank")
         page.context.clear_cookies()
         log_in(page, username)
         page.goto("/workers")
