@@ -88,6 +88,14 @@ class FleetService:
         worker["task_counts"] = dict(counts)
         return worker
 
+    @staticmethod
+    def presumed_online(worker: dict) -> bool:
+        """Online as a yes/no (Flower's /api/workers?status=1, `flower_worker_online`,
+        `celery_worker_up`): "unknown" keeps the last thing known, that it was online.
+        Read as offline, every collector restart turned the whole fleet offline for those
+        outputs and fired every Flower-era "worker down" alert (seen in a trial)."""
+        return worker["status"] in ("online", "unknown")
+
     def known_worker(self, hostname: str) -> bool:
         with self.engine.connect() as conn:
             return conn.scalar(select(workers.c.hostname)

@@ -45,7 +45,8 @@ class WorkerCache:
         if refresh:
             self.inspect(workername)
         if status:
-            return {w["hostname"]: w["status"] == "online" for w in self.fleet.list_workers()}
+            return {w["hostname"]: self.fleet.presumed_online(w)
+                    for w in self.fleet.list_workers()}
         if not refresh:
             self._fill(workername)
         with self._lock:

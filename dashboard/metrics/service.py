@@ -61,12 +61,13 @@ class MetricsService:
         workers = sorted(self.fleet.list_workers(), key=lambda w: -(w["last_heartbeat"] or 0))
         workers = workers[:self.settings.metrics_max_hostnames]
         gauges = {
-            "celery_worker_up": ("Worker heard within its heartbeat interval", "hostname",
-                                 lambda w: float(w["status"] == "online")),
+            "celery_worker_up": ("Worker heard within its heartbeat interval (as last "
+                                 "known while no collector listens)", "hostname",
+                                 lambda w: float(self.fleet.presumed_online(w))),
             "celery_worker_tasks_active": ("Tasks running on the worker (its heartbeat)",
                                            "hostname", lambda w: float(w["active"] or 0)),
             "flower_worker_online": ("Worker online status (Flower's metric)", "worker",
-                                     lambda w: float(w["status"] == "online")),
+                                     lambda w: float(self.fleet.presumed_online(w))),
             "flower_worker_number_of_currently_executing_tasks": (
                 "Tasks currently executing at a worker (Flower's metric)", "worker",
                 lambda w: float(w["active"] or 0)),
