@@ -61,6 +61,19 @@ def bucket_label(value: float) -> str:
     return LE_LABELS[bisect_left(BUCKETS, value)]
 
 
+_ANONYMOUS_NODE = re.compile(r"gen\d+@")
+
+
+def host_label(hostname: str | None) -> str | None:
+    """The hostname label of an event: a process that sends tasks without a node name of
+    its own is `gen<pid>@<host>` in Celery (its task-sent events), so every web or script
+    process was one more label value, filling the hostname cap until a new real worker's
+    counters went to "other" (seen in a trial). They count under `gen@<host>`."""
+    if hostname and _ANONYMOUS_NODE.match(hostname):
+        return "gen@" + hostname.split("@", 1)[1]
+    return hostname
+
+
 class LabelCaps:
     """Admitted label values per kind, loaded from the store on first use."""
 
@@ -147,7 +160,7 @@ def accumulate(events: Iterable[Event], rows: dict[str, dict[str, Any]],
         else:
             value = None
         exc = event.fields.get("exception") if kind == "task-failed" else None
-        key = (kind, row.get("name"), event.hostname,
+        key = (kind, row.get("name"), host_label(event.hostname),
                row.get("queue") or row.get("routing_key"),
                None if exc is None else exception_type(exc), repeat)
         tally = tallies.get(key)

@@ -29,7 +29,7 @@ def per_event(events, rows, caps: mw.LabelCaps, before) -> mw.Totals:
     for event in events:
         row = rows.get(event.uuid) or {}
         name = caps.value("name", row.get("name"))
-        host = caps.value("hostname", event.hostname)
+        host = caps.value("hostname", mw.host_label(event.hostname))
         task = {"name": name, "hostname": host,
                 "queue_name": caps.value("queue", row.get("queue") or row.get("routing_key"))}
         metric = mw.TASK_COUNTERS.get(event.type)
@@ -83,7 +83,8 @@ def random_batch(rng: random.Random, size: int):
             fields["exception"] = rng.choice(["KeyError('k')", "ValueError(1)", "oops",
                                               "boom.Err('x')", "E1()", "E2()"])
         uuid = f"t{rng.randrange(size // 3 + 5)}"  # some tasks have no row
-        events.append(Event(kind, rng.choice(["w1", "w2", "w3", "w4"]), 1e9, 1e9, 0, None,
+        host = rng.choice(["w1", "w2", "w3", "w4", "gen101@web", "gen202@web", "gen3@api"])
+        events.append(Event(kind, host, 1e9, 1e9, 0, None,
                             uuid, fields))
     # Stored rows: some tasks already had a final transition, so theirs are repeats.
     before = {uuid: {at: rng.choice([None, None, 1e9 - 5]) for at in FINAL_AT.values()}
@@ -124,3 +125,19 @@ def test_bucket_label_matches_prometheus_bounds():
     assert mw.bucket_label(10.5) == "+Inf"
     assert mw.bucket_label(float("inf")) == "+Inf"
     assert mw.bucket_label(float("nan")) == "+Inf"
+
+
+def test_task_sending_processes_take_one_hostname_slot_per_host_not_per_process():
+    """Celery names a process that sends tasks `gen<pid>@<host>`: fifty web processes were
+    fifty hostname labels, and with the cap full a new real worker counted as "other"."""
+    caps = mw.LabelCaps({"name": 10, "hostname": 3, "queue": 10, "exception": 10})
+    caps._admitted = {kind: set() for kind in caps.caps}  # a fresh store
+    rows = {f"t{i}": {"name": "a.add", "queue": "celery"} for i in range(50)}
+    sent = [Event("task-sent", f"gen{1000 + i}@web-1", 1e9, 1e9, 0, None, f"t{i}", {})
+            for i in range(50)]
+    ran = [Event("task-succeeded", "celery@worker-7", 1e9, 1e9, 0, None, f"t{i}",
+                 {"runtime": 0.1}) for i in range(50)]
+    totals = mw.accumulate(sent + ran, rows, caps, {})
+    workers = {dict(labels)["worker"]: value for (metric, labels), value in totals.items()
+               if metric == "flower_events_total"}
+    assert workers == {"gen@web-1": 50.0, "celery@worker-7": 50.0}
