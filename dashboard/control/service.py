@@ -187,7 +187,9 @@ class ControlService:
             seen = conn.execute(select(tasks.c.uuid).where(tasks.c.name == task_name)
                                 .limit(1)).first()
         if seen is None:
-            raise ApiError(404, f"no task named {task_name[:100]!r} in the history")
+            # Flower's words (its /api/task/rate-limit shares this check): the history,
+            # not the app's registry, is what "unknown" means here.
+            raise ApiError(404, f"Unknown task {task_name[:100]!r}")
 
     def _known_workers(self, destination: Any) -> list[str] | None:
         if destination in (None, [], ""):
@@ -201,5 +203,5 @@ class ControlService:
                                      .where(workers.c.hostname.in_(destination))).scalars())
         unknown = [h for h in destination if h not in known]
         if unknown:
-            raise ApiError(404, f"unknown worker {unknown[0][:100]!r}")
+            raise ApiError(404, f"Unknown worker {unknown[0][:100]!r}")  # Flower's words
         return list(dict.fromkeys(destination))

@@ -184,6 +184,9 @@ def task_call(wait: bool = False) -> TaskCall:
         raise bad_parameter("body", "not valid JSON") from None
     if not isinstance(body, dict):
         raise bad_parameter("body", "a JSON object is required")
+    # null is "not given", as apply_async takes it (Flower passes it on): scripts send
+    # {"kwargs": null, "queue": null} for what they leave out.
+    body = {key: value for key, value in body.items() if value is not None}
     args, kwargs = body.pop("args", []), body.pop("kwargs", {})
     if not isinstance(args, list):
         raise bad_parameter("args", "must be an array")

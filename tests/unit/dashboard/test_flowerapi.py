@@ -339,6 +339,13 @@ def test_async_apply_reads_json_sent_as_a_form_and_sends_it(sqlite_url, redis_br
     assert len(messages) == 1
     sent = json.loads(base64.b64decode(json.loads(messages[0])["body"]))
     assert sent[:2] == [[1, "a+b"], {"q": "c=d&e"}]
+    # null is "not given", as Flower passes it to apply_async (a trial's script sent it).
+    nulls = client.post("/api/task/async-apply/proj.known", headers=operator, json={
+        "args": [2], "kwargs": None, "queue": queue, "countdown": None})
+    assert nulls.status_code == 200, nulls.get_json()
+    sent = json.loads(base64.b64decode(json.loads(
+        redis.Redis.from_url(redis_broker).lrange(queue, 0, -1)[0])["body"]))
+    assert sent[:2] == [[2], {}]  # the newest message: kombu pushes on the left
 
     unknown = client.post("/api/task/async-apply/proj.unknown", json={"queue": queue},
                           headers=operator)
@@ -350,7 +357,7 @@ def test_async_apply_reads_json_sent_as_a_form_and_sends_it(sqlite_url, redis_br
         response = method(path, headers=operator)
         assert response.status_code == 503 and "result backend" in \
             response.get_json()["error"]["message"], path
-    assert redis.Redis.from_url(redis_broker).llen(queue) == 2  # apply sent nothing
+    assert redis.Redis.from_url(redis_broker).llen(queue) == 3  # apply sent nothing
     app.extensions["lookout.engine"].dispose()
 
 
@@ -382,3 +389,18 @@ def test_the_clock_is_the_state_setting_events_not_a_late_stamped_task_sents():
     assert timeline_facts(reversed(done)) == (7, "client@web")
     assert timeline_facts([ev("task-sent", 9.0, 3, "c@x")]) == (3, "c@x")
     assert timeline_facts([]) == (None, None)
+
+
+def test_unknown_workers_and_tasks_get_flowers_own_words(quick):
+    """A script matching Flower's texts keeps working (a trial compared them)."""
+    client = quick.test_client()
+    headers = bearer(quick, "operator")
+    add_task(quick.extensions["lookout.engine"], name="proj.tasks.add")
+    worker = client.post("/api/task/rate-limit/proj.tasks.add?workername=nope@vm&ratelimit=1",
+                         headers=headers)
+    assert worker.status_code == 404
+    assert worker.get_json()["error"]["message"] == "Unknown worker 'nope@vm'"
+    task = client.post(f"/api/task/rate-limit/proj.nope?workername={WORKER}&ratelimit=1",
+                       headers=headers)
+    assert task.status_code == 404
+    assert task.get_json()["error"]["message"] == "Unknown task 'proj.nope'"
