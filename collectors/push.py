@@ -157,6 +157,7 @@ class LivePublisher:
         # counters its answer goes to (`live`, shown by /healthz); None: in process.
         self.probe: MessageQueueProbe | None = None
         self.stats: Any = None
+        self._queue_was_reachable = True
         self._reset()
 
     def _reset(self) -> None:
@@ -249,13 +250,23 @@ class LivePublisher:
         return sent
 
     def _queue_reachable(self) -> bool:
-        """Ask the probe (it caches its answer) and report the answer in the stats."""
+        """Ask the probe (it caches its answer), report the answer in the stats, and log
+        each change once (python-socketio's own lines say only "Cannot publish")."""
         if self.probe is None:
             return True
         answer = self.probe.check()
         if self.stats is not None:
             self.stats.live = answer
-        return answer["ok"] is not False
+        reachable = answer["ok"] is not False
+        if reachable != self._queue_was_reachable:
+            if reachable:
+                log.info("message queue reachable again: live updates to web processes "
+                         "resume")
+            else:
+                log.warning("message queue unreachable, live updates to web processes "
+                            "paused until it answers: %s", answer["error"])
+            self._queue_was_reachable = reachable
+        return reachable
 
     def _rates(self, now: float, elapsed: float, events: int,
                finished: int) -> tuple[float, float]:

@@ -33,7 +33,8 @@ def settings_options(func: Callable) -> Callable:
                           "~/.local/share/lookout)."),
         click.option("--message-queue",
                      help="Redis URL linking collector and web processes for live updates."),
-        click.option("-A", "--app", "celery_app", help="Celery app (module or module:attr)."),
+        click.option("-A", "--app", "celery_app",
+                     help="Celery app, module or module:attr (LOOKOUT_CELERY_APP)."),
         click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
     ]
     for option in reversed(options):
@@ -185,9 +186,11 @@ def collect(ctx: click.Context, **values: Any) -> None:
 @handle_errors
 def web(ctx: click.Context, **values: Any) -> None:
     from lookout.core.store.db import upgrade
-    from lookout.dashboard.server import serve
+    from lookout.dashboard.server import refuses_host, serve
 
     settings = build_settings(ctx, **values)
+    if refuses_host(settings):
+        sys.exit(2)
     upgrade(settings.database_url)
     sys.exit(serve(settings, with_collector=False))
 
@@ -200,9 +203,11 @@ def web(ctx: click.Context, **values: Any) -> None:
 @handle_errors
 def run(ctx: click.Context, **values: Any) -> None:
     from lookout.core.store.db import upgrade
-    from lookout.dashboard.server import serve
+    from lookout.dashboard.server import refuses_host, serve
 
     settings = build_settings(ctx, **values)
+    if refuses_host(settings):
+        sys.exit(2)
     upgrade(settings.database_url)
     sys.exit(serve(settings, with_collector=True))
 

@@ -61,15 +61,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def refuses_host(settings: Settings) -> bool:
+    """True (and says why) when the built-in server must not listen on --host: checked
+    before anything else is done, the schema upgrade included."""
+    if is_loopback(settings.host):
+        return False
+    log.error("the built-in server only listens on loopback addresses; to serve on %s "
+              "use: %s", settings.host,
+              GUNICORN_HINT.format(host=settings.host, port=settings.port))
+    return True
+
+
 def serve(settings: Settings, with_collector: bool) -> int:
     """Run until SIGINT/SIGTERM; returns the process exit status."""
     from lookout.dashboard import create_app
     from lookout.dashboard.live.namespace import socketio
 
-    if not is_loopback(settings.host):
-        log.error("the built-in server only listens on loopback addresses; to serve on %s "
-                  "use: %s", settings.host,
-                  GUNICORN_HINT.format(host=settings.host, port=settings.port))
+    if refuses_host(settings):
         return 2
     app = create_app(settings)
     with ExitStack() as cleanup:

@@ -11,7 +11,10 @@ import os
 
 
 def app_from_environment():
-    """Settings from the environment, the Celery app of LOOKOUT_CELERY_APP, schema upgraded."""
+    """Settings from the environment, the Celery app of LOOKOUT_CELERY_APP, schema upgraded.
+
+    Lookout's log lines (a message queue outage and its end, a store away) go to stderr
+    with time and level, as under `lookout web`, unless logging was configured already."""
     from sqlalchemy.exc import OperationalError
 
     from lookout.core.config import Settings, redact_url
@@ -19,6 +22,9 @@ def app_from_environment():
     from lookout.dashboard import create_app
     from lookout.dashboard.cli import bind_celery_app
 
+    if not logging.getLogger().handlers:  # gunicorn configures only its own loggers
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.load()
     bind_celery_app(settings, None, broker_explicit=bool(os.environ.get("LOOKOUT_BROKER_URL")))
     try:

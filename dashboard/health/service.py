@@ -90,7 +90,8 @@ class HealthCheck:
 
 
     def forget(self, name: str) -> None:
-        """Remove a collector that will not come back (its row keeps /healthz at 503).
+        """Remove a collector that will not come back (its row keeps /healthz at 503),
+        and free the jobs its leases still hold, so another collector takes them at once.
 
         Refused while it still reports: it would write its row again within a second.
         """
@@ -104,6 +105,9 @@ class HealthCheck:
                 raise ValueError(f"collector {name!r} reported {max(0.0, now - updated):.0f}s "
                                  "ago: it is running; stop it first")
             conn.execute(statuses.delete().where(statuses.c.name == name))
+            # Holders are "<name>@<host>:<pid>:<tag>" (collectors.lease.JobLease).
+            conn.execute(Lease.__table__.delete().where(Lease.holder.startswith(
+                name + "@", autoescape=True)))
 
 
 def _queue_problems(queue: dict | None, collectors: list[dict]) -> list[str]:

@@ -39,16 +39,28 @@
     });
   }
 
-  function addPoint(message) {
-    if (!chart) { return; }
+  /* Points come every half second; a longer silence (a message queue outage, a collector
+     restart) is a gap in the line, not a straight line across it: nothing was measured
+     there, and a line near 0 read as "nothing ran" (seen in a trial). */
+  var GAP_SECONDS = 3, lastPointAt = null;
+  function push(label, finished, events) {
     var data = chart.data;
-    data.labels.push(L.fmtTime(message.t).slice(0, 8));
-    data.datasets[0].data.push(message.tasks_per_second);
-    data.datasets[1].data.push(message.events_per_second);
+    data.labels.push(label);
+    data.datasets[0].data.push(finished);
+    data.datasets[1].data.push(events);
     if (data.labels.length > POINTS) {
       data.labels.shift();
       data.datasets.forEach(function (set) { set.data.shift(); });
     }
+  }
+
+  function addPoint(message) {
+    if (!chart) { return; }
+    if (lastPointAt !== null && message.t - lastPointAt > GAP_SECONDS) {
+      push("", null, null);
+    }
+    lastPointAt = message.t;
+    push(L.fmtTime(message.t).slice(0, 8), message.tasks_per_second, message.events_per_second);
     chart.update("none");
   }
 

@@ -92,8 +92,9 @@ def test_a_silent_queue_is_judged_within_the_probe_timeout_and_holds_up_no_other
 
 
 def test_push_skips_a_dead_queue_reports_it_in_the_collector_stats_and_resumes(
-        silenceable_redis, listener):
+        silenceable_redis, listener, caplog):
     channel, pubsub = listener
+    caplog.set_level("INFO", logger="lookout.collectors.push")
     url = f"redis://127.0.0.1:{silenceable_redis.port}/0"
     stats = CollectorStats()
     publisher = LivePublisher(external_emitter(url, channel))
@@ -117,6 +118,10 @@ def test_push_skips_a_dead_queue_reports_it_in_the_collector_stats_and_resumes(
         wait_for(lambda: any(b'"beat"' in data for data in heard(pubsub)), 10,
                  message="a beat after the outage")
         assert stats.live["ok"] is True
+        # Lookout's own words, once each (python-socketio's say only "Cannot publish").
+        lines = [r.getMessage() for r in caplog.records if r.name == "lookout.collectors.push"]
+        assert sum("message queue unreachable" in line for line in lines) == 1, lines
+        assert sum("message queue reachable again" in line for line in lines) == 1, lines
     finally:
         publisher.probe.close()
         publisher.emitter.redis.close()

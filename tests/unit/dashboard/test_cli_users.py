@@ -152,11 +152,16 @@ def test_collectors_list_and_forget_one_that_will_not_come_back(sqlite_url):
     from helpers.factories import set_collector_status
     from lookout.core.store.db import make_engine, upgrade
 
+    from lookout.collectors.lease import JobLease
+
     upgrade(sqlite_url)
     engine = make_engine(sqlite_url)
     try:
         set_collector_status(engine, "alive")
         set_collector_status(engine, "gone", updated_at=time.time() - 600)
+        # The dead one still holds a job for a while; another one of a similar name too.
+        assert JobLease(engine, "queues", 600, time.time, "gone").acquire()
+        assert JobLease(engine, "retention", 600, time.time, "gone_too").acquire()
     finally:
         engine.dispose()
     runner = CliRunner()
@@ -175,6 +180,12 @@ def test_collectors_list_and_forget_one_that_will_not_come_back(sqlite_url):
     forgotten = run("forget", "gone")
     assert forgotten.exit_code == 0 and "forgot collector gone" in forgotten.output
     assert [line.split()[0] for line in run("list").output.splitlines()] == ["alive"]
+    engine = make_engine(sqlite_url)
+    try:  # its job is free for another collector now; the other name's is not touched
+        assert JobLease(engine, "queues", 600, time.time, "alive").acquire()
+        assert not JobLease(engine, "retention", 600, time.time, "alive").acquire()
+    finally:
+        engine.dispose()
 
 
 def test_db_upgrade_says_what_it_did(tmp_path):
@@ -185,3 +196,12 @@ def test_db_upgrade_says_what_it_did(tmp_path):
     assert "schema upgraded on" in first.output and "none (empty store) ->" in first.output
     again = runner.invoke(lookout, ["db", "upgrade", "--database", url])
     assert again.exit_code == 0 and "schema already up to date" in again.output
+
+
+def test_a_public_host_is_refused_before_the_store_is_touched(tmp_path, caplog):
+    """`lookout web --host 0.0.0.0` ran the schema upgrade, then refused (a trial)."""
+    url = f"sqlite:///{tmp_path / 'untouched.db'}"
+    result = CliRunner().invoke(lookout, ["web", "--host", "0.0.0.0", "--database", url])
+    assert result.exit_code == 2
+    assert "only listens on loopback" in caplog.text and "gunicorn" in caplog.text
+    assert not (tmp_path / "untouched.db").exists()
