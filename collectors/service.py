@@ -42,6 +42,7 @@ class Collector:
 
     def __init__(self, settings: Settings, engine: Engine | None = None,
                  listeners: Iterable[Callable[[Any], None]] = ()):
+        _load_transport(settings.broker_url)  # first: nothing to release if it fails
         self.settings = settings
         self._own_engine = engine is None
         self.engine = engine if engine is not None else make_engine(settings.database_url)
@@ -180,6 +181,23 @@ class Collector:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
+
+
+def _load_transport(broker_url: str) -> None:
+    """Import the broker's kombu transport (and its client library) in this thread, before
+    the threads that use it start. The receiver, the queue sampler and the broadcasts
+    imported it at the same moment: a concurrent import of the redis package once left
+    kombu's Redis transport without redis (`redis.Redis` on None) and the receiver thread
+    dead (seen once in a full test run on a loaded machine). A kombu Connection resolves
+    its transport class when made; it connects only when used. A scheme kombu does not
+    know ("redsi://") is a ValueError here, one line from the CLI, not a dead thread."""
+    from kombu import Connection
+
+    try:
+        Connection(broker_url).release()
+    except (KeyError, ValueError, ImportError) as exc:  # "No such transport: foo"
+        reason = exc.args[0] if exc.args else exc
+        raise ValueError(f"broker {redact_url(broker_url)}: {reason}") from None
 
 
 def _live_publisher(collector: Collector, settings: Settings, waiting: bool):

@@ -205,3 +205,17 @@ def test_a_public_host_is_refused_before_the_store_is_touched(tmp_path, caplog):
     assert result.exit_code == 2
     assert "only listens on loopback" in caplog.text and "gunicorn" in caplog.text
     assert not (tmp_path / "untouched.db").exists()
+
+
+def test_an_unknown_broker_transport_is_a_usage_error_before_any_thread(tmp_path):
+    """The transport is resolved before the collector's threads start: a typo in the
+    scheme is one line, not a receiver thread that dies ("ended unexpectedly")."""
+    import threading
+
+    before = {t.name for t in threading.enumerate()}
+    result = CliRunner().invoke(lookout, ["collect", "--broker", "fooo://host/0",
+                                          "--database", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert result.exit_code == 2, result.output
+    assert "broker fooo://host/0: No such transport: fooo" in result.output
+    assert not {t.name for t in threading.enumerate()
+                if t.name.startswith("lookout")} - before
