@@ -337,11 +337,14 @@
      have reported before the stall showed), the page reloads what it missed from the API. */
   var BEAT_STALL_MS = 10000, BEAT_GAP_MS = 3000;
   function watchBeats(socket, resync) {
-    var lastBeat = Date.now();
-    socket.on("connect", function () { lastBeat = Date.now(); });
+    // `beating`: a beat came since the socket (re)connected. The wait for the first one
+    // is no gap: the page has just loaded, or resyncs on reconnecting anyway.
+    var lastBeat = Date.now(), beating = false;
+    socket.on("connect", function () { lastBeat = Date.now(); beating = false; });
     socket.on("beat", function () {
-      var missed = status.stalled || Date.now() - lastBeat > BEAT_GAP_MS;
+      var missed = status.stalled || (beating && Date.now() - lastBeat > BEAT_GAP_MS);
       lastBeat = Date.now();
+      beating = true;
       if (status.stalled) { status.stalled = false; showStatus(); }
       if (missed && resync) { resync(); }
     });
