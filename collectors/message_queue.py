@@ -15,11 +15,8 @@ import threading
 import time
 from typing import Any, Callable
 
-# A Redis that answers at all answers in milliseconds. Without bounds, a message queue
-# that accepts connections and never answers (a stopped server, a black-holed address)
-# would hang the collector's push thread for good.
-MESSAGE_QUEUE_SOCKET_BOUNDS = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0,
-                               "socket_keepalive": True}
+from lookout.core.celery_client import REDIS_SOCKET_BOUNDS
+
 PROBE_TIMEOUT = 2.0
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -37,8 +34,10 @@ def external_emitter(message_queue: str, channel: str) -> Any:
     import socketio
 
     if is_redis(message_queue):
+        # The broker's bounds: without them, a queue that accepts connections and never
+        # answers (a stopped server, a black-holed address) hung the push thread for good.
         return socketio.RedisManager(message_queue, channel=channel, write_only=True,
-                                     redis_options=dict(MESSAGE_QUEUE_SOCKET_BOUNDS))
+                                     redis_options=dict(REDIS_SOCKET_BOUNDS))
     return socketio.KombuManager(message_queue, channel=channel, write_only=True)
 
 

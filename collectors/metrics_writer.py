@@ -160,7 +160,7 @@ def accumulate(events: Iterable[Event], rows: dict[str, dict[str, Any]],
         else:
             value = None
         exc = event.fields.get("exception") if kind == "task-failed" else None
-        key = (kind, row.get("name"), host_label(event.hostname),
+        key = (kind, row.get("name"), event.hostname,
                row.get("queue") or row.get("routing_key"),
                None if exc is None else exception_type(exc), repeat)
         tally = tallies.get(key)
@@ -173,7 +173,7 @@ def accumulate(events: Iterable[Event], rows: dict[str, dict[str, Any]],
     for key, (count, values) in tallies.items():
         kind, raw_name, raw_host, raw_queue, exc_type, repeat = key
         name = caps.value("name", raw_name)
-        host = caps.value("hostname", raw_host)
+        host = caps.value("hostname", host_label(raw_host))  # once per tally, not event
         task = {"name": name, "hostname": host, "queue_name": caps.value("queue", raw_queue)}
         metric = None if repeat else TASK_COUNTERS.get(kind)
         if metric == "celery_task_failed_total":

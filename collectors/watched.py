@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+from lookout.collectors.message_queue import is_redis
+
 TTL = 30.0  # seconds; web processes refresh every LiveSessions sweep (10 s)
 TASK_ROOM = "task:"
 
@@ -67,7 +69,7 @@ class WatchedTasks:
 def watched_tasks_for(message_queue: str, channel: str) -> WatchedTasks | None:
     """The record for a Redis message queue; None for no queue or another kind (Kombu's
     AMQP one): task rows then go to every task room, as before there was a record."""
-    if not message_queue.startswith(("redis://", "rediss://", "unix://")):
+    if not is_redis(message_queue):
         return None
     return WatchedTasks(message_queue, channel)
 

@@ -108,11 +108,16 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
 
     engine = make_engine(settings.database_url)
     history_service = HistoryService(engine, clock, settings.lost_after)
+    # One store read for the deployment's channel, used by the watched rooms, socketio and
+    # /healthz's check of the queue live updates cross (collectors/message_queue.py).
+    channel = live_channel(settings, engine) if settings.message_queue else None
     app.extensions.update({
         "lookout.engine": engine,
         "lookout.history": history_service,
         "lookout.fleet": FleetService(engine, clock),
-        "lookout.health": HealthCheck(engine, clock, settings.quiet_warning_after),
+        "lookout.health": HealthCheck(
+            engine, clock, settings.quiet_warning_after,
+            message_queue=probe_for(settings.message_queue, channel) if channel else None),
         "lookout.audit": AuditService(engine, settings.audit_retention, clock),
         "lookout.inspector": Inspector.for_settings(settings),
         "lookout.queues": QueueSampler(settings, engine),
@@ -133,11 +138,6 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     # Started by the first live connection (live/namespace.py), once per process.
     app.extensions["lookout.live_starters"] = [watcher.start]
 
-    # One store read for the deployment's channel, used by the watched rooms and socketio.
-    channel = live_channel(settings, engine) if settings.message_queue else None
-    if channel:  # /healthz checks the queue live updates cross (collectors/message_queue.py)
-        app.extensions["lookout.health"].message_queue = probe_for(settings.message_queue,
-                                                                    channel)
     app.extensions["lookout.live_sessions"] = LiveSessions(
         lambda sid: socketio.server.disconnect(sid, namespace=NAMESPACE),
         watched_tasks_for(settings.message_queue, channel) if channel else None)

@@ -39,12 +39,13 @@ QUIET_HINT = ("connected, but no worker has been heard for {minutes} minutes: wr
 
 
 class HealthCheck:
-    def __init__(self, engine: Engine, clock=time.time, quiet_after: float = QUIET_AFTER):
+    def __init__(self, engine: Engine, clock=time.time, quiet_after: float = QUIET_AFTER,
+                 message_queue=None):
         self.engine = engine
         self.clock = clock
         self.quiet_after = quiet_after
-        # A MessageQueueProbe (set by create_app when LOOKOUT_MESSAGE_QUEUE is on Redis).
-        self.message_queue = None
+        # A MessageQueueProbe when LOOKOUT_MESSAGE_QUEUE is on Redis (create_app), or None.
+        self.message_queue = message_queue
 
     def store_answers(self) -> bool:
         """Whether the store answers `SELECT 1` (the web's readiness)."""
@@ -87,7 +88,6 @@ class HealthCheck:
         return {"status": status, "healthy": healthy, "time": now, "database": {"ok": True},
                 "message_queue": queue, "collectors": collectors, "jobs": _jobs(leases, now),
                 "problems": problems, "warnings": warnings}
-
 
     def forget(self, name: str) -> None:
         """Remove a collector that will not come back (its row keeps /healthz at 503),

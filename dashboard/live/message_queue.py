@@ -16,12 +16,14 @@ from typing import Any, Iterator
 import socketio
 
 from lookout.collectors.message_queue import is_redis
+from lookout.core.celery_client import REDIS_SOCKET_BOUNDS
 
 log = logging.getLogger(__name__)
 
 RETRY = 1.0  # seconds between attempts to subscribe again
-# Connection attempts are bounded; reads are not: the subscription waits for messages.
-LISTENER_SOCKET_OPTIONS = {"socket_connect_timeout": 5.0, "socket_keepalive": True}
+# The broker's bounds, less the read timeout: the subscription waits for messages.
+LISTENER_SOCKET_OPTIONS = {key: value for key, value in REDIS_SOCKET_BOUNDS.items()
+                           if key != "socket_timeout"}
 
 
 class PromptRedisManager(socketio.RedisManager):
