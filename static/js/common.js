@@ -174,6 +174,10 @@
         return response.json().catch(function () { return {}; }).then(function (report) {
           status.collector = response.ok ? "up" : "down";
           status.downLabel = downLabel(report);
+          // The queue that carries the beats is down: updates have stopped even if the
+          // stall has not shown yet. The indicator turns live again with the first beat,
+          // which also reloads what was missed, not as soon as /healthz is green.
+          if (status.downLabel === "message queue unreachable" && !response.ok) { noBeats(); }
           status.health = (report.problems || []).join("; ") ||
             (response.ok ? "collector connected" : status.downLabel);
           status.warning = (report.warnings || []).join("; ");
@@ -333,14 +337,22 @@
   /* The collector's push sends a "beat" every half second, events or not. With the
      socket up but no beat for BEAT_STALL_MS, updates have stopped somewhere between the
      collector and this web process (a message queue outage): the indicator says so. When
-     beats come back after any gap over BEAT_GAP_MS (a short outage, which /healthz may
-     have reported before the stall showed), the page reloads what it missed from the API. */
-  var BEAT_STALL_MS = 10000, BEAT_GAP_MS = 3000;
+     beats come back after any gap over BEAT_GAP_MS, the page reloads what it missed from
+     the API. A /healthz that names the message queue stalls the page at once (noBeats):
+     until the first beat, "live" would be a promise the page cannot keep. */
+  var BEAT_STALL_MS = 10000, BEAT_GAP_MS = 3000, lastBeat = Date.now();
+  function noBeats() {
+    if (Date.now() - lastBeat > BEAT_GAP_MS) { status.stalled = true; }
+  }
   function watchBeats(socket, resync) {
     // `beating`: a beat came since the socket (re)connected. The wait for the first one
     // is no gap: the page has just loaded, or resyncs on reconnecting anyway.
-    var lastBeat = Date.now(), beating = false;
-    socket.on("connect", function () { lastBeat = Date.now(); beating = false; });
+    var beating = false;
+    socket.on("connect", function () {
+      lastBeat = Date.now();
+      beating = false;
+      status.stalled = false;
+    });
     socket.on("beat", function () {
       var missed = status.stalled || (beating && Date.now() - lastBeat > BEAT_GAP_MS);
       lastBeat = Date.now();
@@ -348,9 +360,12 @@
       if (status.stalled) { status.stalled = false; showStatus(); }
       if (missed && resync) { resync(); }
     });
+    // Only a beat or a new connection ends a stall (/healthz may call it early).
     setInterval(function () {
-      var stalled = status.socket === "live" && Date.now() - lastBeat > BEAT_STALL_MS;
-      if (stalled !== !!status.stalled) { status.stalled = stalled; showStatus(); }
+      if (status.socket === "live" && !status.stalled && Date.now() - lastBeat > BEAT_STALL_MS) {
+        status.stalled = true;
+        showStatus();
+      }
     }, 2000);
   }
 

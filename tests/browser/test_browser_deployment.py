@@ -97,7 +97,8 @@ def test_a_message_queue_outage_is_shown_and_its_gap_filled_after(browser, redis
     said "live" while nothing came, and never showed what happened meanwhile. Now it
     says "message queue unreachable" (from /healthz; "live updates stalled" when only the
     beats stop); when beats come back it reloads from the API, and the task run
-    meanwhile is there."""
+    meanwhile is there. "live" waits for that first beat: a green /healthz alone once
+    turned it back while the reload was still seconds away."""
     from playwright.sync_api import expect
 
     from helpers.workers import launch_worker, send, task_client, unique
