@@ -147,7 +147,7 @@ def test_a_message_queue_outage_is_shown_and_its_gap_filled_after(browser, redis
 
         queue = message_queue("again")
         expect(indicator).to_have_attribute("data-state", "live", timeout=90_000)
-        expect(page.locator(f"#tasks-body tr[data-uuid='{meanwhile}']")).to_be_visible()
+        expect(page.locator(f"#tasks-body tr[data-uuid='{meanwhile}']")).to_be_visible(timeout=15_000)
     finally:
         page.close()
         web.stop()
