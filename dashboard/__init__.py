@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     app.extensions.update({
         "lookout.engine": engine,
         "lookout.history": history_service,
-        "lookout.fleet": FleetService(engine, clock),
+        "lookout.fleet": FleetService(engine, clock, settings.lost_after),
         "lookout.health": HealthCheck(
             engine, clock, settings.quiet_warning_after,
             message_queue=probe_for(settings.message_queue, channel) if channel else None),

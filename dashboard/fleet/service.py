@@ -32,9 +32,12 @@ MAX_POINTS = 300
 class FleetService:
     """Worker and queue queries for the API and pages; safe to share between threads."""
 
-    def __init__(self, engine: Engine, clock=time.time):
+    def __init__(self, engine: Engine, clock=time.time, lost_after: float = 60.0):
         self.engine = engine
         self.clock = clock
+        # Silent this long (with a collector listening) and a worker is offline: the same
+        # verdict that makes its open tasks lost (core/trouble.py).
+        self.lost_after = lost_after
         self.counts = CostCache()
 
     # -- workers -------------------------------------------------------------------
@@ -43,7 +46,7 @@ class FleetService:
         with self.engine.connect() as conn:
             rows = conn.execute(select(workers).order_by(workers.c.hostname)).mappings().all()
             listening = listening_since(conn, now)
-        return [_worker(row, now, listening) for row in rows]
+        return [_worker(row, now, listening, self.lost_after) for row in rows]
 
     def page_workers(self, status: str | None, limit: int, after: str | None) -> dict:
         """A page of workers by hostname (keyset: `after` is the last hostname seen), with
@@ -57,9 +60,9 @@ class FleetService:
             listening = listening_since(conn, now)
             if status is None:
                 rows = conn.execute(query.limit(limit + 1)).mappings().all()
-                items = [_worker(row, now, listening) for row in rows]
+                items = [_worker(row, now, listening, self.lost_after) for row in rows]
             else:  # liveness is judged in Python (receive times); fleets are small
-                items = [w for w in (_worker(row, now, listening)
+                items = [w for w in (_worker(row, now, listening, self.lost_after)
                                      for row in conn.execute(query).mappings())
                          if w["status"] == status][:limit + 1]
         more = len(items) > limit
@@ -83,7 +86,7 @@ class FleetService:
                                                 lambda: dict(conn.execute(by_state).all()))
             now = self.clock()
             listening = listening_since(conn, now)
-        worker = _worker(row, now, listening)
+        worker = _worker(row, now, listening, self.lost_after)
         worker["recent_tasks"] = [list_item(r) for r in recent_rows]
         worker["task_counts"] = dict(counts)
         return worker
@@ -135,26 +138,36 @@ def _bucket(rows, step: float) -> list[dict]:
     return points
 
 
-def _worker(row, now: float, listening: float | None) -> dict:
+def _worker(row, now: float, listening: float | None, lost_after: float) -> dict:
     """Liveness from collector receive time, so worker clock skew cannot fake it.
 
     A missed heartbeat means something only if a collector was listening for it
     (`listening`: core.trouble.listening_since): with none, every worker would look silent
-    and on-call would restart healthy workers. Their status is "unknown" then.
+    and on-call would restart healthy workers. Their status is "unknown" then. A worker
+    killed with SIGKILL sends no worker-offline: silent for `lost_after` while a collector
+    listened, it is offline too (its open tasks are lost by then), or it stayed "heartbeat
+    missed" and "online" for good (seen in a trial).
     """
     worker = dict(row)
     age = max(0.0, now - row["last_heartbeat"])
     freq = row["freq"] or 2.0
     window = 2 * freq + HEARTBEAT_GRACE
+    reason = None
     if not row["online"]:
-        status = "offline"
+        status, reason = "offline", "it said so (worker-offline)"
     elif age <= window:
         status = "online"
     elif listening is None or listening > now - window:
         status = "unknown"
+        reason = "no collector has listened long enough to tell"
+    elif age > lost_after and listening <= now - lost_after:
+        status = "offline"
+        reason = f"no heartbeat for {age:.0f} s (offline after {lost_after:g} s)"
     else:
         status = "heartbeat-missed"
+        reason = f"no heartbeat for {age:.0f} s (expected every {freq:g} s)"
     worker["status"] = status
+    worker["status_reason"] = reason
     worker["heartbeat_age"] = round(age, 3)
     worker["loadavg"] = _loadavg(row["loadavg"])
     return worker

@@ -60,17 +60,21 @@ class MetricsService:
     def _workers(self) -> Iterator:
         workers = sorted(self.fleet.list_workers(), key=lambda w: -(w["last_heartbeat"] or 0))
         workers = workers[:self.settings.metrics_max_hostnames]
+
+        def active(worker: dict) -> float:  # a dead worker runs nothing, whatever it said
+            return 0.0 if worker["status"] == "offline" else float(worker["active"] or 0)
+
         gauges = {
             "celery_worker_up": ("Worker heard within its heartbeat interval (as last "
                                  "known while no collector listens)", "hostname",
                                  lambda w: float(self.fleet.presumed_online(w))),
             "celery_worker_tasks_active": ("Tasks running on the worker (its heartbeat)",
-                                           "hostname", lambda w: float(w["active"] or 0)),
+                                           "hostname", active),
             "flower_worker_online": ("Worker online status (Flower's metric)", "worker",
                                      lambda w: float(self.fleet.presumed_online(w))),
             "flower_worker_number_of_currently_executing_tasks": (
                 "Tasks currently executing at a worker (Flower's metric)", "worker",
-                lambda w: float(w["active"] or 0)),
+                active),
         }
         for name, (doc, label, value) in gauges.items():
             family = GaugeMetricFamily(name, doc, labels=[label])

@@ -109,15 +109,16 @@
       if (w.status === "online") {
         online += 1;
       } else if (w.status === "heartbeat-missed") {
-        missed += 1;  // silent, not gone: it said no goodbye (the table says the same)
+        missed += 1;  // silent for less than lost_after: maybe busy, maybe gone
       } else if (w.status === "unknown") {
         unknown += 1;  // silent while no collector listened: nothing known either way
       } else {
         offline += 1;
       }
       return row([L.el("a", {href: "/workers/" + encodeURIComponent(w.hostname)}, w.hostname),
-        L.el("span", {className: "badge worker-" + w.status}, w.status),
-        w.active === null ? "–" : w.active, w.processed === null ? "–" : w.processed,
+        L.el("span", {className: "badge worker-" + w.status, title: w.status_reason || ""},
+          w.status),
+        w.active === null || w.status === "offline" ? "–" : w.active, w.processed === null ? "–" : w.processed,
         L.fmtAgo(w.last_heartbeat)]);
     });
     L.setText("workers-online", online);

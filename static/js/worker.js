@@ -73,9 +73,12 @@
       health.textContent = HEALTH[w.status] || w.status;
       health.className = "badge health-" + w.status;
       health.dataset.status = w.status;
+      health.title = w.status_reason || "";
       L.setText("heartbeat", L.fmtDuration(w.heartbeat_age) + " ago");
       L.setText("loadavg", Array.isArray(w.loadavg) ? w.loadavg.join(" ") : "–");
-      L.setText("active-count", w.active);
+      // A dead worker runs nothing, whatever its last heartbeat said.
+      L.setText("active-count", w.status === "offline" && w.active
+        ? "none now (" + w.active + " at its last heartbeat)" : w.active);
       L.setText("processed", w.processed);
       L.setText("software", text(w.sw_ident) + " " + text(w.sw_ver));
       L.setText("system", w.sw_sys);

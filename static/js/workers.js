@@ -20,11 +20,13 @@
       : L.fmtDuration(worker.heartbeat_age) + " ago";
     return L.el("tr", {"data-hostname": worker.hostname, "data-status": status}, [
       L.el("td", {}, L.el("a", {href: "/workers/" + encodeURIComponent(worker.hostname)}, worker.hostname)),
-      L.el("td", {}, L.el("span", {className: "badge health-" + status, "data-testid": "health"},
-        HEALTH[status] || status)),
+      L.el("td", {}, L.el("span", {className: "badge health-" + status, "data-testid": "health",
+        title: worker.status_reason || ""}, HEALTH[status] || status)),
       L.el("td", {title: L.fmtTime(worker.last_heartbeat)}, heartbeat),
       L.el("td", {}, loadavg(worker.loadavg)),
-      L.el("td", {className: "num"}, worker.active === null ? "–" : worker.active),
+      L.el("td", {className: "num", title: status === "offline" && worker.active
+        ? worker.active + " at its last heartbeat" : ""},
+        worker.active === null || status === "offline" ? "–" : worker.active),
       L.el("td", {className: "num"}, worker.processed === null ? "–" : worker.processed),
       L.el("td", {}, [worker.sw_ident || "", " ", worker.sw_ver || ""].join("").trim() || "–"),
       L.el("td", {}, L.fmtTime(worker.first_seen))

@@ -38,6 +38,27 @@ def test_worker_status_is_judged_from_receive_time_and_freq(client, engine):
     assert items[0]["loadavg"] == [0.1, 0.2, 0.3]
 
 
+def test_a_worker_silent_for_lost_after_is_offline_though_it_never_said_goodbye(
+        client, engine):
+    """A SIGKILLed worker sends no worker-offline: it stayed "heartbeat missed" and
+    "online" for good (seen in a trial). Silent past `lost_after` (60 s, when its open tasks
+    turn lost) while a collector listened, it is offline, and says why; it runs nothing."""
+    set_collector_status(engine, updated_at=NOW, connected_since=NOW - 600)
+    add_worker(engine, "w-missed", last_heartbeat=NOW - 59, active=2)
+    add_worker(engine, "w-killed", last_heartbeat=NOW - 61, active=2)
+    workers = {w["hostname"]: w for w in client.get("/api/v1/workers").get_json()["items"]}
+    assert workers["w-missed"]["status"] == "heartbeat-missed"
+    assert workers["w-missed"]["status_reason"] == "no heartbeat for 59 s (expected every 2 s)"
+    assert workers["w-killed"]["status"] == "offline"
+    assert workers["w-killed"]["status_reason"] == "no heartbeat for 61 s (offline after 60 s)"
+    offline = client.get("/api/v1/workers?status=offline").get_json()["items"]
+    assert [w["hostname"] for w in offline] == ["w-killed"]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'celery_worker_up{hostname="w-killed"} 0.0' in metrics
+    assert 'celery_worker_tasks_active{hostname="w-killed"} 0.0' in metrics
+    assert 'celery_worker_tasks_active{hostname="w-missed"} 2.0' in metrics
+
+
 @pytest.mark.parametrize("collector", [
     None, {"updated_at": NOW - 60, "connected_since": NOW - 600},  # none; killed
     {"updated_at": NOW, "connected_since": NOW - 3},  # reconnected 3 s ago
@@ -308,7 +329,7 @@ def test_workers_page_by_hostname_and_filter_by_status(make_app, sqlite_url):
     now = clock.time()
     set_collector_status(engine, connected_since=now - 3600)  # listening all along
     for i in range(5):
-        add_worker(engine, hostname=f"w{i}@h", last_heartbeat=now - (600 if i % 2 else 0),
+        add_worker(engine, hostname=f"w{i}@h", last_heartbeat=now - (30 if i % 2 else 0),
                    online=True)
     client = app.test_client()
     first = client.get("/api/v1/workers?limit=2").get_json()
