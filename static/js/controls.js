@@ -238,9 +238,15 @@
       L.api("/audit/" + auditId).then(function (record) {
         var progress = (record.parameters && record.parameters.progress) || {done: 0};
         bar.value = progress.done;
-        L.setText(label, progress.done + " / " + total + " (" + record.outcome + ")");
+        // Sent is not done: a task turns REVOKED when its worker confirms, and one whose
+        // worker died (lost) never does. "5 / 5 (ok)" read as five revoked (a trial).
+        L.setText(label, "revoke sent for " + progress.done + " / " + total + " (" +
+          record.outcome + ")");
         if (record.outcome === "running") { setTimeout(tick, 500); return; }
         out.dataset.status = record.outcome;
+        L.append(out, L.el("p", {className: "muted", "data-testid": "bulk-note"}, "Each task " +
+          "turns REVOKED when its worker confirms; tasks whose worker is gone (lost) never " +
+          "do: see Trouble."));
         L.append(out, repliesTable(record.replies));
       }).catch(function () { setTimeout(tick, 1000); });
     }

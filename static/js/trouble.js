@@ -69,8 +69,10 @@
         taskLink(data.task_id, null, "new-task-link")]));
     } else {
       var replies = (data.replies || []).length;
-      L.append(out, L.el("p", {className: "control-done"}, "Revoke sent (" + replies +
-        " worker repl" + (replies === 1 ? "y" : "ies") + ")."));
+      L.append(out, L.el("p", {className: "control-done"}, (t.lost
+        ? "Revoke sent to the live workers (" + replies + " repl" + (replies === 1 ? "y" : "ies") +
+          "); its own worker is gone. No lost-tasks alert counts it now."
+        : "Revoke sent (" + replies + " worker repl" + (replies === 1 ? "y" : "ies") + ").")));
     }
     addToLog(t, action, data);
     refreshSoon();
@@ -78,14 +80,14 @@
 
   function act(t, action, button) {
     var id = encodeURIComponent(t.uuid);
-    var terminate = action === "revoke" && t.state === "STARTED";
-    var title = action === "retry" ? "Retry task" : "Revoke task";
+    var terminate = action === "revoke" && terminates(t);
+    var title = action === "retry" ? "Retry task" : terminate ? "Terminate task" : "Revoke task";
     var lines = action === "retry"
       ? ["Send task " + t.uuid + " (" + (t.name || "unknown name") + ") again, with the same " +
          "name, arguments and queue?", "Only arguments that can be rebuilt exactly from the " +
          "events are sent; otherwise the server says why."]
-      : ["Revoke task " + t.uuid + " (" + (t.name || "unknown name") + ")?", terminate
-         ? "It is running: its worker process is sent SIGTERM." : "A task not yet started will never run."];
+      : [(terminate ? "Terminate" : "Revoke") + " task " + t.uuid + " (" +
+         (t.name || "unknown name") + ")?", revokeMeans(t)];
     if (action === "retry" && t.revoke_requested_at) {  // someone meant it not to run
       lines.push("Lookout sent a revoke of this task at " + L.fmtTime(t.revoke_requested_at) +
         ": a retry runs it anyway.");
@@ -110,13 +112,30 @@
     return button;
   }
 
+  /* A running task on a live worker is stopped only by terminating it (a plain revoke lets
+     it run to its end): the button says Terminate, as on the task's own page. A lost task's
+     worker is gone, so nothing can be terminated: its revoke only makes the live workers
+     discard it should the broker deliver it again (acks_late, Redis's visibility timeout),
+     and tells Lookout it was handled (lost-tasks alerts stop counting it). */
+  function terminates(t) { return t.state === "STARTED" && !t.lost; }
+
+  function revokeMeans(t) {
+    if (t.lost) {
+      return "Its worker is gone: nothing runs it now, and nothing can be terminated. The " +
+        "live workers are told to discard it if the broker delivers it again, and lost-tasks " +
+        "alerts stop counting it.";
+    }
+    return terminates(t) ? "It is running: its worker process is sent SIGTERM."
+      : "A task not yet started will never run.";
+  }
+
   function actions(t, kind) {
     if (!results[t.uuid]) {
       results[t.uuid] = L.el("div", {className: "control-result", "data-testid": "action-result",
         "aria-live": "polite"});
     }
-    var buttons = [actionButton(t, "revoke", "Revoke", t.state === "STARTED"
-      ? "Revoke and terminate: its worker process is sent SIGTERM" : "Revoke: it will never run")];
+    var buttons = [actionButton(t, "revoke", terminates(t) ? "Terminate" : "Revoke",
+      revokeMeans(t))];
     if (kind === "lost") {  // a stuck task is alive: revoke it first, then retry it from its page
       buttons.push(actionButton(t, "retry", "Retry", "Send it again with the same arguments"));
     }
@@ -129,7 +148,8 @@
     var badge = L.el("span", {"data-testid": "log-state"},
       L.stateBadge(action === "retry" ? "PENDING" : t.state));
     var parts = [L.el("span", {className: "muted"}, L.fmtTime(Date.now() / 1000)), " ",
-      action === "retry" ? "Retried " : "Revoked ", L.el("span", {}, t.name || "(unknown)"), " ",
+      action === "retry" ? "Retried " : terminates(t) ? "Terminated " : "Revoked ",
+      L.el("span", {}, t.name || "(unknown)"), " ",
       taskLink(t.uuid, String(t.uuid).slice(0, 8))];
     if (action === "retry") { parts.push(" as ", taskLink(follow, String(follow).slice(0, 8))); }
     parts.push(" ", badge);
@@ -161,7 +181,10 @@
       taskLink(t.uuid, String(t.uuid).slice(0, 8)),
       workerLink(t.worker),
       L.el("span", {"data-testid": "open-for"}, openFor(t)),
-      L.el("span", {className: "reason-text", "data-testid": "reason"}, t[kind] || "")
+      L.el("span", {className: "reason-text", "data-testid": "reason"}, [t[kind] || "",
+        kind === "lost" && t.revoke_requested_at ? L.el("span", {className: "muted",
+          "data-testid": "handled"}, " · revoked from Lookout at " +
+          L.fmtTime(t.revoke_requested_at) + ": alerts no longer count it") : null])
     ];
     if (canControl) { cells.push(actions(t, kind)); }
     return L.el("tr", {"data-uuid": t.uuid, "data-state": t.state, "data-testid": kind + "-row"},

@@ -134,7 +134,8 @@ def test_bulk_revoke_dry_run_confirm_and_progress(page, lookout):
     page.click("#confirm-ok")
     result = page.locator("#bulk-form .control-result")
     expect(result).to_have_attribute("data-status", "ok")
-    expect(result.locator(".bulk-label")).to_contain_text("3 / 3")
+    expect(result.locator(".bulk-label")).to_have_text("revoke sent for 3 / 3 (ok)")
+    expect(result.locator('[data-testid="bulk-note"]')).to_contain_text("when its worker confirms")
     assert not page.watch.errors
     assert not violations, violations
 

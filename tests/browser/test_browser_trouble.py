@@ -127,6 +127,8 @@ def test_trouble_page_shows_a_stuck_task_and_revokes_it(page, lookout, artifacts
     expect(row.locator('[data-testid="reason"]')).to_contain_text("p95 runtime")
     assert lookout.worker.hostname in row.inner_text()
     expect(row.locator('[data-testid="retry"]')).to_have_count(0)  # alive: revoke, not retry
+    # Running on a live worker: only a terminate stops it, and the button says so.
+    expect(row.locator('[data-testid="revoke"]')).to_have_text("Terminate")
     shot(page, artifacts_dir / "trouble-stuck.png")
 
     # The task page says so too; it is not lost, so it cannot be retried yet.
@@ -221,11 +223,12 @@ def test_a_killed_workers_task_is_lost_everywhere_and_retried(page, lookout, red
     expect(page.locator('[data-testid="stuck-banner"]')).to_be_hidden()
     shot(page, artifacts_dir / "task-lost.png")
 
-    # The Overview counts the silent worker as the Workers table shows it, not as offline.
+    # Silent past lost_after, the worker is offline too, though it said no goodbye; the
+    # Overview counts it as the Workers table shows it, and says why.
     page.goto("/")
-    expect(page.locator("#workers-missed-note")).to_be_visible()
-    expect(page.locator(f'#workers-body tr:has(a:text-is("{hostname}")) .badge')).to_have_text(
-        "heartbeat-missed")
+    badge = page.locator(f'#workers-body tr:has(a:text-is("{hostname}")) .badge')
+    expect(badge).to_have_text("offline")
+    expect(badge).to_have_attribute("title", re.compile(r"^no heartbeat for \d+ s"))
 
     page.goto("/trouble")
     lost = page.locator(f'[data-testid="lost-row"][data-uuid="{task_id}"]')
@@ -236,6 +239,15 @@ def test_a_killed_workers_task_is_lost_everywhere_and_retried(page, lookout, red
     revoked = page.locator(f'[data-testid="lost-row"][data-uuid="{revoked_id}"]')
     expect(revoked.locator('[data-testid="revoke-pending"]')).to_be_visible()
     expect(lost.locator('[data-testid="revoke-pending"]')).to_have_count(0)
+    expect(revoked.locator('[data-testid="handled"]')).to_contain_text("revoked from Lookout")
+    expect(lost.locator('[data-testid="handled"]')).to_have_count(0)
+    # Running when its worker died: nothing to terminate, and the dialog says what a revoke
+    # still does (it once promised a SIGTERM to the dead process).
+    expect(lost.locator('[data-testid="revoke"]')).to_have_text("Revoke")
+    lost.locator('[data-testid="revoke"]').click()
+    expect(page.locator("#confirm-dialog")).to_contain_text("Its worker is gone")
+    expect(page.locator("#confirm-dialog")).not_to_contain_text("SIGTERM")
+    page.click("#confirm-cancel")
     revoked.locator('[data-testid="retry"]').click()
     expect(page.locator("#confirm-dialog")).to_contain_text("a retry runs it anyway")
     page.click("#confirm-cancel")
