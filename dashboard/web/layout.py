@@ -8,10 +8,15 @@ that differs. Templates render only the page skeleton and pass configuration to 
 scripts in data-* attributes; no inline script or style anywhere, so a strict CSP can
 forbid both.
 
+Names, ids and hostnames the templates show go through reveal_bidi, as text the page
+scripts show goes through revealBidi (static/js/common.js).
+
 The nav ends with the pages only some roles may open (Controls, Audit, Users); each is
 listed only for the roles its view lets in, so nobody is shown a link that answers 403.
 """
 from __future__ import annotations
+
+import re
 
 from flask import current_app, request, url_for
 
@@ -40,6 +45,21 @@ NAV = (("Overview", "/"), ("Tasks", "/tasks"), ("Workers", "/workers"),
 RESTRICTED_NAV = (("Controls", "/controls", "controls-link", "operator"),
                   ("Audit", "/audit", "audit-link", "operator"),
                   ("Users", "/admin", "admin-link", "admin"))
+# Bidi controls: ALM, LRM, RLM, LRE..RLO, LRI..PDI.
+BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def reveal_bidi(text) -> str:
+    """`text` with each bidi control shown as a visible ⟨U+202E⟩, for display only.
+
+    A control would reorder what is shown around it ("Trojan Source", CVE-2021-42574), so
+    a name could pass for another. ⟨U+XXXX⟩ rather than a "\\u202e" escape: task names and
+    arguments often hold backslashes, and an escape would read like those six characters.
+    Same output as revealBidi in static/js/common.js, and idempotent, so text revealed here
+    and again by a page script is unchanged. Only for what is shown: never data-*, values
+    or hrefs.
+    """
+    return BIDI.sub(lambda m: f"\u27e8U+{ord(m.group()):04X}\u27e9", str(text))
 
 
 def script_source(library: str, configured_url: str) -> dict:
@@ -65,8 +85,9 @@ def nav_items(path: str, ident) -> list[dict]:
 
 
 def layout_context() -> dict:
-    """Context processor: the nav with the active entry, and the script sources."""
+    """Context processor: the nav with the active entry, the script sources, reveal_bidi."""
     settings = current_app.config["LOOKOUT"]
     nav = nav_items(request.path, identity())
     return {"nav": nav, "socketio_script": script_source("socketio", settings.socketio_url),
-            "chartjs_script": script_source("chartjs", settings.chartjs_url)}
+            "chartjs_script": script_source("chartjs", settings.chartjs_url),
+            "reveal_bidi": reveal_bidi}

@@ -17,15 +17,36 @@
     socketPath: body.dataset.socketPath || "/socket.io"
   };
 
+  /* Bidi controls (U+061C, U+200E/F, U+202A-E, U+2066-9) in a task name or argument
+     would reorder what is shown around them ("Trojan Source", CVE-2021-42574): a name could
+     pass for another. Shown text gets each as a visible "⟨U+202E⟩" instead; a "\u202e"
+     escape would be indistinguishable from those six characters, which task arguments and
+     reprs often hold. Only what is shown changes, never data (API values, data-*, href).
+     The test comes first: the Tasks list renders hundreds of rows live. Mirrored by
+     reveal_bidi in dashboard/web/layout.py for server-rendered text. */
+  var BIDI = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/;
+  var BIDI_ALL = new RegExp(BIDI.source, "g");
+
+  function revealBidi(text) {
+    text = String(text);
+    if (!BIDI.test(text)) { return text; }
+    return text.replace(BIDI_ALL, function (c) {
+      return "\u27E8U+" + c.charCodeAt(0).toString(16).toUpperCase().padStart(4, "0") + "\u27E9";
+    });
+  }
+
   /* el("a", {href: url, className: "x"}, ["text", childNode]): attributes are set with
-     setAttribute, never event handlers; children are nodes or strings (text nodes). */
+     setAttribute, never event handlers; children are nodes or strings (text nodes), shown
+     through revealBidi, as is a title (a tooltip is shown text too). */
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (key) {
       var value = attrs[key];
       if (value === null || value === undefined || value === false) { return; }
       if (key.slice(0, 2).toLowerCase() === "on") { throw new Error("no handlers: " + key); }
-      if (key === "className") { node.className = value; } else { node.setAttribute(key, value); }
+      if (key === "className") { node.className = value; } else {
+        node.setAttribute(key, key === "title" ? revealBidi(value) : value);
+      }
     });
     append(node, children);
     return node;
@@ -36,14 +57,17 @@
     if (!Array.isArray(children)) { children = [children]; }
     children.forEach(function (child) {
       if (child === null || child === undefined) { return; }
-      node.appendChild(typeof child === "object" ? child : document.createTextNode(String(child)));
+      node.appendChild(typeof child === "object" ? child
+        : document.createTextNode(revealBidi(child)));
     });
     return node;
   }
 
   function setText(idOrNode, value) {
     var node = typeof idOrNode === "string" ? document.getElementById(idOrNode) : idOrNode;
-    if (node) { node.textContent = value === null || value === undefined ? "–" : String(value); }
+    if (node) {
+      node.textContent = value === null || value === undefined ? "–" : revealBidi(value);
+    }
     return node;
   }
 
@@ -399,7 +423,8 @@
   checkHealth();
 
   window.Lookout = {
-    config: config, el: el, append: append, setText: setText, clear: clear, api: api,
+    config: config, el: el, append: append, setText: setText, revealBidi: revealBidi,
+    clear: clear, api: api,
     taskUrl: taskUrl, fmtDuration: fmtDuration, fmtAgo: fmtAgo,
     fmtPercent: fmtPercent, stateBadge: stateBadge, taskBadge: taskBadge, live: live,
     throttle: throttle,
