@@ -13,13 +13,18 @@ from sqlalchemy import Connection, func, select
 
 from lookout.core import histogram
 from lookout.collectors.alerts.failure_index import FailureIndex
-from lookout.core.store.models import QueueSample, ScheduleStatus, Task, TaskRollup, Worker
+from lookout.core.store.models import (
+    QueueSample, RevokeRequest, ScheduleStatus, Task, TaskRollup, Worker,
+)
 from lookout.core.trouble import (
     StuckRule, listening_since, lost_clause, lost_reason, open_tasks, usual_runtimes,
     workers_by_name,
 )
 
 Findings = dict[str, tuple[float, str]]
+# A message is written once, when its alert fires, and shown for as long as it fires (and
+# after), so its times count back from the firing: "N s ago" would be wrong a minute later.
+FIRED = "before this alert fired"
 MAX_FAILURES = 50_000
 MAX_OPEN = 5000
 
@@ -42,8 +47,8 @@ def failure_rate(conn: Connection, now: float, p: dict, settings) -> Findings:
         runs = (failed or 0) + (succeeded or 0)
         if name and runs >= max(1, p["min_runs"]) and failed / runs > p["threshold"]:
             found[name] = (failed / runs, f"{name}: {failed} of {runs} runs failed "
-                                          f"({failed / runs:.0%}) in the last "
-                                          f"{p['window'] / 60:g} min")
+                                          f"({failed / runs:.0%}) in the "
+                                          f"{p['window'] / 60:g} min {FIRED}")
     return found
 
 
@@ -60,8 +65,9 @@ def runtime_p95(conn: Connection, now: float, p: dict, settings) -> Findings:
             continue
         p95 = histogram.percentiles(hist, (95,))[95]
         if name and p95 is not None and p95 > p["threshold"]:
-            found[name] = (p95, f"{name}: p95 runtime {p95:.3g} s over the last "
-                                f"{p['window'] / 60:g} min (limit {p['threshold']:g} s)")
+            found[name] = (p95, f"{name}: p95 runtime {p95:.3g} s over the "
+                                f"{p['window'] / 60:g} min {FIRED} "
+                                f"(limit {p['threshold']:g} s)")
     return found
 
 
@@ -79,7 +85,7 @@ def queue_length(conn: Connection, now: float, p: dict, settings) -> Findings:
             continue
         if first <= covered or queue in older:
             found[queue] = (float(smallest), f"queue {queue}: over {p['threshold']} messages "
-                                             f"for {p['duration'] / 60:g} min "
+                                             f"for the {p['duration'] / 60:g} min {FIRED} "
                                              f"(at least {smallest})")
     return found
 
@@ -90,8 +96,9 @@ def worker_offline(conn: Connection, now: float, p: dict, settings) -> Findings:
     found = {}
     for host, online, heard in rows:
         if p["worker"] in ("*", host) and now - heard > p["after"]:
-            said = "went offline" if not online else "has not been heard"
-            found[host] = (now - heard, f"worker {host} {said} {now - heard:.0f} s ago")
+            said = "went offline; it was" if not online else "was"
+            found[host] = (now - heard, f"worker {host} {said} last heard "
+                                        f"{now - heard:.0f} s {FIRED}")
     return found
 
 
@@ -122,17 +129,21 @@ def new_failure_group(conn: Connection, now: float, p: dict, settings,
 
 
 def lost_tasks(conn: Connection, now: float, p: dict, settings) -> Findings:
+    """Lost tasks nobody has handled. A lost task stays lost (no event will ever close it)
+    until retention, so revoking it from Lookout is how an operator says it was dealt with:
+    before, a lost-tasks alert could not be cleared for a week (seen in a trial)."""
+    handled = select(RevokeRequest.task_uuid).where(RevokeRequest.task_uuid == Task.uuid)
     rows = conn.execute(select(Task.uuid, Task.worker, Task.state, Task.started_at,
                                Task.received_at, Task.timestamp)
-                        .where(lost_clause(now, settings.lost_after)).limit(1000)
-                        ).mappings().all()
+                        .where(lost_clause(now, settings.lost_after), ~handled.exists())
+                        .limit(1000)).mappings().all()
     if len(rows) < max(1, p["min_count"]):
         return {}
     workers = workers_by_name(conn, [r["worker"] for r in rows])
     reason = lost_reason(dict(rows[0]), workers.get(rows[0]["worker"]), now,
                          settings.lost_after, listening=listening_since(conn, now))
-    return {"*": (float(len(rows)), f"{len(rows)} lost task(s), e.g. {rows[0]['uuid']}: "
-                                    f"{reason}")}
+    return {"*": (float(len(rows)), f"{len(rows)} lost task(s) when this alert "
+                                    f"fired, e.g. {rows[0]['uuid']}: {reason}")}
 
 
 def stuck_tasks(conn: Connection, now: float, p: dict, settings) -> Findings:
@@ -148,8 +159,8 @@ def stuck_tasks(conn: Connection, now: float, p: dict, settings) -> Findings:
     if len(stuck) < max(1, p["min_count"]):
         return {}
     first, why = stuck[0]
-    return {"*": (float(len(stuck)), f"{len(stuck)} stuck task(s), e.g. {first['uuid']} "
-                                     f"({first['name']}): {why}")}
+    return {"*": (float(len(stuck)), f"{len(stuck)} stuck task(s) when this alert "
+                                     f"fired, e.g. {first['uuid']} ({first['name']}): {why}")}
 
 
 def missed_schedule(conn: Connection, now: float, p: dict, settings) -> Findings:

@@ -2,6 +2,8 @@
 file; a missed beat entry (judged by the web's schedule watcher) fires once."""
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import time
 
@@ -56,14 +58,15 @@ def test_worker_offline_fires_once_resolves_once_and_cools_down(store):
         engine.tick()
         engine.tick()  # still down: no second notification
         assert hook.events() == [("firing", "w1@h")]
-        assert "has not been heard" in hook.received[0]["text"]
+        assert hook.received[0]["text"] == ("[FIRING] workers: worker w1@h was last heard "
+                                            "300 s before this alert fired")
         now[0] += 185
         heard(store, "w1@h", now[0])
         engine.tick()
         assert hook.events() == [("firing", "w1@h"), ("resolved", "w1@h")]
         resolved = hook.received[1]["text"]
         assert resolved.startswith("[RESOLVED] workers: cleared after 3 min 5 s (was: ")
-        assert "has not been heard" in resolved
+        assert "was last heard 300 s before this alert fired" in resolved
         now[0] += 400  # down again within the cool-down: quiet
         engine.tick()
         assert len(hook.received) == 2
@@ -145,7 +148,9 @@ def test_email_notifications_go_through_smtp(store):
             time.sleep(0.05)
     [message] = smtp.messages
     assert message["to"] == ["<oncall@example.com>"]
-    assert "Subject: [FIRING] workers: worker w9@h has not been heard" in message["data"]
+    subject = email.message_from_string(message["data"], policy=email.policy.default)["Subject"]
+    assert subject.strip() == ("[FIRING] workers: worker w9@h was last heard 120 s before "
+                               "this alert fired")
     [alert] = alerts(store)
     assert json.loads(alert.deliveries)[0] == {**json.loads(alert.deliveries)[0], "ok": True,
                                                "channel": "mailto:oncall@example.com"}
@@ -177,6 +182,11 @@ def test_evaluators_find_what_is_wrong(store):
     assert set(found_rate) == {"proj.quick"} and "1 of 6 runs failed" in found_rate[
         "proj.quick"][1]
     assert set(found_queue) == {"busy"}
+    # Shown long after firing: no "in the last" that would silently slide with the clock.
+    assert found_rate["proj.quick"][1].endswith("in the 10 min before this alert fired")
+    assert "over the 10 min before this alert fired (limit 60 s)" in found_p95["proj.slow"][1]
+    assert found_queue["busy"][1] == ("queue busy: over 1000 messages for the 5 min before "
+                                      "this alert fired (at least 5000)")
     add_task(store, state="FAILURE", exception="KeyError('order 1')", timestamp=now - 86400)
     add_task(store, state="FAILURE", exception="KeyError('order 2')", timestamp=now - 30)
     add_task(store, state="FAILURE", exception="TimeoutError('db 7')", timestamp=now - 20)
@@ -219,3 +229,44 @@ def test_new_failure_groups_are_read_incrementally_with_the_same_findings(store)
     with store.connect() as conn:
         new_failure_group(conn, now + 8 * 86400, params, settings, index)
     assert index.since(0) == []
+
+
+def test_worker_offline_messages_stay_true_after_firing(store):
+    from lookout.collectors.alerts.rules import worker_offline
+
+    now = 1_800_000_000.0
+    add_worker(store, hostname="gone@h", last_heartbeat=now - 44, online=False)
+    add_worker(store, hostname="quiet@h", last_heartbeat=now - 130, online=True)
+    with store.connect() as conn:
+        found = worker_offline(conn, now, {"worker": "*", "after": 30,
+                                           "forget_after": 86400}, Settings())
+    assert {host: message for host, (_, message) in found.items()} == {
+        "gone@h": "worker gone@h went offline; it was last heard 44 s before this alert fired",
+        "quiet@h": "worker quiet@h was last heard 130 s before this alert fired"}
+
+
+def test_a_lost_task_revoked_from_lookout_no_longer_counts_for_the_alert(store):
+    """No event ever closes a lost task, so the alert fired till retention (a week); the
+    Trouble page's Revoke is how an operator says it was handled."""
+    from helpers.factories import add_task, set_collector_status
+    from lookout.collectors.alerts.rules import lost_tasks
+    from lookout.core.store.models import RevokeRequest
+
+    now = time.time()
+    set_collector_status(store, updated_at=now, connected_since=now - 600)
+    add_worker(store, hostname="killed@h", last_heartbeat=now - 300, online=True)
+    for uuid in ("lost-1", "lost-2"):
+        add_task(store, uuid=uuid, state="STARTED", worker="killed@h", started_at=now - 400)
+    params = {"min_count": 1}
+    with store.connect() as conn:
+        count, message = lost_tasks(conn, now, params, Settings())["*"]
+    assert count == 2 and "2 lost task(s) when this alert fired" in message
+    with store.begin() as conn:
+        conn.execute(insert(RevokeRequest).values(task_uuid="lost-1", requested_at=now))
+    with store.connect() as conn:
+        count, message = lost_tasks(conn, now, params, Settings())["*"]
+    assert count == 1 and "lost-2" in message
+    with store.begin() as conn:
+        conn.execute(insert(RevokeRequest).values(task_uuid="lost-2", requested_at=now))
+    with store.connect() as conn:
+        assert lost_tasks(conn, now, params, Settings()) == {}
