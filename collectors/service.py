@@ -190,14 +190,28 @@ def _load_transport(broker_url: str) -> None:
     kombu's Redis transport without redis (`redis.Redis` on None) and the receiver thread
     dead (seen once in a full test run on a loaded machine). A kombu Connection resolves
     its transport class when made; it connects only when used. A scheme kombu does not
-    know ("redsi://") is a ValueError here, one line from the CLI, not a dead thread."""
+    know ("redsi://"), or a transport whose import fails in any way (kombu's kafka
+    transport without confluent_kafka is a NameError), is a ValueError here: one line
+    from the CLI, not a traceback or a dead thread."""
     from kombu import Connection
 
     try:
         Connection(broker_url).release()
-    except (KeyError, ValueError, ImportError) as exc:  # "No such transport: foo"
-        reason = exc.args[0] if exc.args else exc
-        raise ValueError(f"broker {redact_url(broker_url)}: {reason}") from None
+    except Exception as exc:  # noqa: BLE001 - kombu's and its client libraries' code
+        raise ValueError(f"broker {redact_url(broker_url)}: "
+                         f"{_transport_failure(broker_url, exc)}") from None
+
+
+def _transport_failure(broker_url: str, exc: Exception) -> str:
+    """Why the transport did not load: kombu's own words for an unknown scheme or a
+    missing module ("No such transport: foo", "No module named 'botocore'"), otherwise
+    the error named, since its text alone ("name 'KafkaException' is not defined") does
+    not say that the transport's import failed."""
+    if isinstance(exc, (KeyError, ValueError, ImportError)):
+        return str(exc.args[0] if exc.args else exc)
+    scheme = broker_url.partition("://")[0]
+    return (f"kombu's {scheme!r} transport failed to load ({type(exc).__name__}: {exc}); "
+            "is the client library it needs installed?")
 
 
 def _live_publisher(collector: Collector, settings: Settings, waiting: bool):

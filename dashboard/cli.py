@@ -124,9 +124,10 @@ def handle_errors(func: Callable) -> Callable:
 
 
 class LookoutGroup(click.Group):
-    """Every command, `celery -A proj lookout ...` too: a store that does not answer, or a
-    collector name already running here, is one line and exit status 1, not a traceback
-    on the terminal."""
+    """Every command, `celery -A proj lookout ...` too: a store that does not answer, a
+    store URL that cannot be opened here (its driver not installed), or a collector name
+    already running here, is one line and exit status 1, not a traceback on the
+    terminal."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -135,9 +136,9 @@ class LookoutGroup(click.Group):
             from sqlalchemy.exc import OperationalError
 
             from lookout.collectors.spill import SpillBusy
-            from lookout.core.store.db import error_line
+            from lookout.core.store.db import StoreURLError, error_line
 
-            if isinstance(exc, SpillBusy):  # a second collector of the same name
+            if isinstance(exc, (SpillBusy, StoreURLError)):  # they say it all themselves
                 raise click.ClickException(str(exc)) from None
             if not isinstance(exc, OperationalError):
                 raise

@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import Engine, NullPool, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from lookout.core.config import redact_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The text index behind `q=` (migration 0011): on SQLite the FTS5 table `tasks_fts` (with
@@ -33,6 +36,17 @@ POSTGRESQL_SOCKET_BOUNDS = {"connect_timeout": 5, "keepalives": 1, "keepalives_i
                             "tcp_user_timeout": 60_000}
 
 
+# What the README promises; any other SQLAlchemy URL is the user's own experiment.
+SUPPORTED_STORES = "Lookout supports sqlite:// and postgresql://"
+
+
+class StoreURLError(Exception):
+    """A store URL this installation cannot open at all: not a URL, a database kind
+    SQLAlchemy does not know, or one whose driver is not installed. Not a ValueError: it
+    is no mistake in the command's options, and every command (the account commands too)
+    says it in one line (dashboard/cli.py `LookoutGroup`)."""
+
+
 def include_name(name: str | None, type_: str, parent_names) -> bool:
     """Alembic's name filter (autogenerate, compare_metadata): all but the text index."""
     return not (name or "").startswith(TEXT_INDEX)
@@ -45,10 +59,33 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def parse_store_url(url: str) -> URL:
+    """The URL parsed, or a StoreURLError saying it is none (not SQLAlchemy's traceback)."""
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise StoreURLError(f"store URL {redact_url(url)!r} is not a database URL "
+                            f"({SUPPORTED_STORES})") from None
+
+
+def create_store_engine(url: str, **kwargs) -> Engine:
+    """`create_engine`, which imports the database's driver: a driver or a dialect that is
+    not installed ("mysql://" without MySQLdb) is a StoreURLError naming the URL."""
+    try:
+        return create_engine(url, **kwargs)
+    except ImportError as exc:
+        raise StoreURLError(f"store driver missing for {redact_url(url)}: {exc} "
+                            f"({SUPPORTED_STORES})") from None
+    except NoSuchModuleError:  # "foo://": no such dialect
+        kind = url.partition("://")[0]
+        raise StoreURLError(f"store {redact_url(url)}: SQLAlchemy knows no database "
+                            f"{kind!r} ({SUPPORTED_STORES})") from None
+
+
 def make_engine(url: str, **kwargs) -> Engine:
     """Create an engine tuned for Lookout's one-writer, many-readers pattern."""
     url = normalise_url(url)
-    parsed = make_url(url)
+    parsed = parse_store_url(url)
     if parsed.get_backend_name() == "sqlite":
         folder = _sqlite_folder(parsed)
         if folder is not None:
@@ -57,7 +94,7 @@ def make_engine(url: str, **kwargs) -> Engine:
             # collector refreshes them now and then (collectors/planner_statistics.py).
             kwargs.setdefault("pool_recycle", 600)
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
-        engine = create_engine(url, **kwargs)
+        engine = create_store_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -66,7 +103,7 @@ def make_engine(url: str, **kwargs) -> Engine:
         for name, value in POSTGRESQL_SOCKET_BOUNDS.items():
             if name not in parsed.query:
                 connect_args.setdefault(name, value)
-    return create_engine(url, **kwargs)
+    return create_store_engine(url, **kwargs)
 
 
 def error_line(exc: BaseException, limit: int = 300) -> str:
@@ -151,9 +188,9 @@ def migration_lock(url: str) -> Iterator[None]:
     SQLite's own connections in this process hold on it.
     """
     url = normalise_url(url)
-    parsed = make_url(url)
+    parsed = parse_store_url(url)
     if parsed.get_backend_name() == "postgresql":
-        engine = create_engine(url, poolclass=NullPool)
+        engine = create_store_engine(url, poolclass=NullPool)
         try:
             with engine.connect() as conn:
                 conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
