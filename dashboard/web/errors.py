@@ -1,12 +1,14 @@
-"""One JSON error shape for the API: {"error": {"status": N, "message": "..."}}."""
+"""One JSON error shape for the API: {"error": {"status": N, "message": "..."}}; a browser
+opening a page gets the same error as a page (templates/error.html)."""
 from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, render_template, request
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 from lookout.core.celery_client import BrokerUnavailable
 from lookout.core.config import redact_url
@@ -24,14 +26,21 @@ _STORE_DOWN_PAGE = (
     f"{STORE_RETRY_AFTER} seconds.</p></body></html>")
 
 
-class ApiError(Exception):
-    """Raised by views and services to return a JSON error with a status code."""
+PAGE_TITLES = {401: "Login required", 403: "Not allowed", 404: "Not found"}
 
-    def __init__(self, status: int, message: str, parameter: str | None = None):
+
+class ApiError(Exception):
+    """Raised by views and services to return an error with a status code: JSON, or a page
+    for a browser opening a page. `needs_role`: the least role that would have been let in
+    (web/roles.py), which the page explains."""
+
+    def __init__(self, status: int, message: str, parameter: str | None = None,
+                 needs_role: str | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.parameter = parameter
+        self.needs_role = needs_role
 
 
 def error_response(status: int, message: str, parameter: str | None = None):
@@ -58,6 +67,8 @@ def broker_down(broker_url: str, exc: Exception) -> ApiError:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
+        if _wants_page():
+            return _error_page(exc)
         return error_response(exc.status, exc.message, exc.parameter)
 
     @app.errorhandler(BrokerUnavailable)
@@ -97,3 +108,19 @@ def register_error_handlers(app: Flask) -> None:
 
 def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.path == "/healthz"
+
+
+def _wants_page() -> bool:
+    """A browser opening a page: a GET outside the API whose Accept prefers HTML. Scripts
+    (curl's */*, no Accept at all) and scrapers keep the JSON error they always had."""
+    if request.method not in ("GET", "HEAD") or _wants_json():
+        return False
+    return request.accept_mimetypes.best_match(("application/json", "text/html")) == "text/html"
+
+
+def _error_page(exc: ApiError):
+    """The error as a page of the layout, with its status: a viewer opening /controls saw
+    `{"error": ...}` as the page. Jinja escapes the message (it may quote a name)."""
+    title = PAGE_TITLES.get(exc.status) or HTTP_STATUS_CODES.get(exc.status, "Error")
+    return render_template("error.html", page="error", title=title, message=exc.message,
+                           needs_role=exc.needs_role), exc.status

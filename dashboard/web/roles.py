@@ -53,7 +53,7 @@ def require_role(role: str, *, control: bool = False) -> Identity:
     if ident is None:
         raise ApiError(401, "authentication required")
     if not ident.can(role):
-        raise ApiError(403, f"{role} role required (you are {ident.role})")
+        raise ApiError(403, f"{role} role required (you are {ident.role})", needs_role=role)
     if control and current_app.config["LOOKOUT"].read_only:
         raise ApiError(403, "read-only mode: control actions are disabled")
     return ident
