@@ -12,6 +12,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 
 from lookout.collectors.queues import QueueSampler
 from lookout.core.config import redact_url
+from lookout.core.inspector import CALLS as INSPECT_CALLS
 from lookout.core.inspector import BrokerUnavailable, Inspector
 from lookout.dashboard.fleet.service import FleetService
 from lookout.dashboard.web.errors import ApiError, bad_parameter, broker_down
@@ -79,7 +80,9 @@ def get_worker(hostname: str):
 @bp.get("/api/v1/workers/<hostname>/inspect")
 def inspect_worker(hostname: str):
     """What the worker says about itself; 404 if neither it nor the history knows it."""
-    reject_unknown(request.args, frozenset())
+    # No `method=`: every inspect call runs, side by side. The 400 said "(allowed: )".
+    reject_unknown(request.args, frozenset(), instead="it runs every inspect method: "
+                   + ", ".join(INSPECT_CALLS))
     try:
         report = _inspector().worker(hostname[:MAX_NAME])
     except BrokerUnavailable as exc:

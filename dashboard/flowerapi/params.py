@@ -168,15 +168,24 @@ def task_list_query(args: dict[str, str]) -> TaskListQuery:
     offset = args.get("offset")
     return TaskListQuery(
         filters=filters, search=args.get("search") or None, sort_by=sort_by,
+        # 0 is an empty page, as in Flower; a negative limit is a 400 (Flower: empty).
         limit=DEFAULT_TASKS if limit in (None, "") else integer(limit, "limit", 0, MAX_TASKS),
-        # Flower counts a negative offset as 0; so does this.
-        offset=0 if offset in (None, "") else max(0, integer(offset, "offset", -MAX_OFFSET,
-                                                             MAX_OFFSET)))
+        # Flower reads a negative offset as 0 without a word; a script computing one has a
+        # bug, and a first page it did not ask for hides it: a 400, as for a negative limit.
+        offset=0 if offset in (None, "") else integer(offset, "offset", 0, MAX_OFFSET))
+
+
+def body_fields(wait: bool) -> frozenset[str]:
+    """What the JSON body of apply (`wait`), async-apply and send-task may hold."""
+    return frozenset({"args", "kwargs", *SEND_OPTIONS, *(("timeout",) if wait else ())})
 
 
 def task_call(wait: bool = False) -> TaskCall:
     """The JSON body of apply (`wait`), async-apply and send-task."""
-    reject_unknown(request.args, frozenset())  # Flower reads only the body here
+    fields = body_fields(wait)
+    # Flower reads only the body here; `?timeout=` would otherwise be lost without a word.
+    reject_unknown(request.args, frozenset(), instead="give options in the JSON body: "
+                   + ", ".join(["args", "kwargs", *sorted(fields - {"args", "kwargs"})]))
     raw = request.get_data(cache=True)
     try:
         body = json.loads(raw) if raw.strip() else {}
@@ -194,7 +203,7 @@ def task_call(wait: bool = False) -> TaskCall:
         raise bad_parameter("kwargs", "must be an object")
     timeout = body.pop("timeout", None) if wait else None
     # Flower hands any other key to apply_async; these are the ones Lookout sends.
-    reject_unknown(body, SEND_OPTIONS)
+    reject_unknown(body, fields)
     return TaskCall(args, kwargs, {key: _option(key, value) for key, value in body.items()},
                     None if timeout is None else number(timeout, "timeout", 0, MAX_WAIT))
 

@@ -36,20 +36,34 @@ def refuse_nul() -> None:
 
 
 def reject_unknown(args: Mapping[str, Any], allowed: frozenset[str],
-                   repeatable: frozenset[str] | None = frozenset()) -> None:
+                   repeatable: frozenset[str] | None = frozenset(), *,
+                   instead: str = "") -> None:
     """Refuse parameters we do not know: a typo like `satte=` must not silently match all.
     And a one-value parameter given twice (`worker=a&worker=b` read as `worker=a` was a
     wrong answer, found by a new user); `repeatable` names those that take several, None
-    lets every one repeat (the Flower API: Flower reads one of them without a word)."""
+    lets every one repeat (the Flower API: Flower reads one of them without a word).
+    `instead`: for an endpoint that takes none, what to do instead (see `_unknown_parameter`)."""
     for name in args:
         if name not in allowed:
-            raise bad_parameter(name, f"unknown parameter (allowed: {', '.join(sorted(allowed))})")
+            raise bad_parameter(name, _unknown_parameter(args, allowed, instead))
     getlist = getattr(args, "getlist", None)  # a query string; a JSON body cannot repeat
     if repeatable is None or getlist is None:
         return
     for name in args:
         if name not in repeatable and len(getlist(name)) > 1:
             raise bad_parameter(name, "given more than once: it takes one value")
+
+
+def _unknown_parameter(args: Mapping[str, Any], allowed: frozenset[str],
+                       instead: str = "") -> str:
+    """The 400's text: the names allowed, or that there are none. An empty list read
+    "unknown parameter (allowed: )", which left a Flower user sending apply's `timeout`
+    in the query string no wiser (it goes in the JSON body: `instead` says so)."""
+    if allowed:
+        return f"unknown parameter (allowed: {', '.join(sorted(allowed))})"
+    kind = "query parameters" if hasattr(args, "getlist") else "parameters"  # a query string
+    told = f"unknown parameter: this endpoint takes no {kind}"
+    return f"{told} ({instead})" if instead else told
 
 
 def json_flag(body: Mapping[str, Any], name: str, default: bool) -> bool:

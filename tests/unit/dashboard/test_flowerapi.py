@@ -112,7 +112,7 @@ def test_task_lists_filter_sort_and_page_as_flower(app):
 
     assert listed("") == ids[::-1]
     assert listed("limit=2&offset=1") == [ids[2], ids[1]]
-    assert listed("limit=0") == [] and listed("offset=-5&limit=1") == [ids[3]]
+    assert listed("limit=0") == []  # a negative offset: test_unknown_parameters.py
     assert listed("taskname=a.one") == [ids[2], ids[0]]
     assert listed("workername=w2&state=failure") == [ids[1]]
     assert listed("taskname=All&workername=&state=All") == ids[::-1]
