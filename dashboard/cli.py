@@ -15,7 +15,7 @@ from typing import Any, Callable
 import click
 
 from lookout.core.config import Settings, redact_url
-from lookout.dashboard.web.commands import store_options
+from lookout.dashboard.web.commands import one_line_errors, store_options
 
 log = logging.getLogger("lookout")
 
@@ -112,15 +112,8 @@ def bind_celery_app(settings: Settings, celery_app: Any, broker_explicit: bool) 
              " (--broker / LOOKOUT_BROKER_URL wins over the app's)" if broker_explicit else "")
 
 
-def handle_errors(func: Callable) -> Callable:
-    """Configuration mistakes become one clear line and exit status 2, not a traceback."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
-    return wrapper
+# Configuration mistakes become one clear line and exit status 2, not a traceback.
+handle_errors = one_line_errors(ValueError)
 
 
 class LookoutGroup(click.Group):

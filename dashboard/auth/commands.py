@@ -7,26 +7,17 @@ takes a right away (password, role, disable, remove) ends the user's sessions at
 from __future__ import annotations
 
 import contextlib
-import functools
 import sys
 from datetime import datetime
-from typing import Any, Callable
 
 import click
 
 from lookout.core.config import redact_url
-from lookout.dashboard.web.commands import store_options
+from lookout.dashboard.web.commands import one_line_errors, store_options
 
 
-def _errors(func: Callable) -> Callable:
-    """Bad values and unknown names become one clear line and exit status 2."""
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except (ValueError, LookupError) as exc:
-            raise click.UsageError(str(exc)) from None
-    return wrapper
+# Bad values and unknown names become one clear line and exit status 2.
+_errors = one_line_errors(ValueError, LookupError)
 
 
 @contextlib.contextmanager

@@ -7,12 +7,10 @@ only cleanup there is, done here rather than in SQL by hand.
 from __future__ import annotations
 
 import contextlib
-import functools
-from typing import Any, Callable
 
 import click
 
-from lookout.dashboard.web.commands import store_options
+from lookout.dashboard.web.commands import one_line_errors, store_options
 
 
 @contextlib.contextmanager
@@ -27,15 +25,8 @@ def _health(database_url: str):
         engine.dispose()
 
 
-def _errors(func: Callable) -> Callable:
-    """Unknown names and running collectors become one clear line and exit status 1."""
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (LookupError, ValueError) as exc:
-            raise click.ClickException(str(exc.args[0] if exc.args else exc)) from None
-    return wrapper
+# Unknown names and running collectors become one clear line and exit status 1.
+_errors = one_line_errors(LookupError, ValueError, usage=False)
 
 
 @click.group(help="The collectors writing this store (as /healthz lists them).")

@@ -174,6 +174,7 @@
      broker (a collector that runs but cannot reach it), the collector itself (its status
      row stale, or none running), or the message queue that carries live updates from a
      collector to the web (either side cannot reach it). Anonymous callers get no detail. */
+  var QUEUE_DOWN = "message queue unreachable";  // a label, and checkHealth's cue to stall
   function downLabel(report) {
     if (report.status === "down") { return "store unreachable"; }
     var collectors = report.collectors || [], stale = false, cutOff = false, running = false;
@@ -185,7 +186,7 @@
       if (c.up && c.live && c.live.ok === false) { queueDown = true; }
     });
     if (cutOff && !stale) { return "broker unreachable"; }
-    return queueDown && running && !stale ? "message queue unreachable" : "collector down";
+    return queueDown && running && !stale ? QUEUE_DOWN : "collector down";
   }
 
   /* Ask /healthz now, then again in 10 s, or in 2 s while the collector is down so the
@@ -201,7 +202,7 @@
           // The queue that carries the beats is down: updates have stopped even if the
           // stall has not shown yet. The indicator turns live again with the first beat,
           // which also reloads what was missed, not as soon as /healthz is green.
-          if (status.downLabel === "message queue unreachable" && !response.ok) { noBeats(); }
+          if (status.downLabel === QUEUE_DOWN && !response.ok) { noBeats(); }
           status.health = (report.problems || []).join("; ") ||
             (response.ok ? "collector connected" : status.downLabel);
           status.warning = (report.warnings || []).join("; ");
