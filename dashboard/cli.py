@@ -73,11 +73,16 @@ def web_options(func: Callable) -> Callable:
     return func
 
 
+def configure_logging(level: int = logging.INFO) -> None:
+    """Lookout's log lines to stderr with time and level; nothing changes where logging is
+    configured already (basicConfig leaves a root logger with handlers alone)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
 def build_settings(ctx: click.Context, **values: Any) -> Settings:
     """Merge CLI values over LOOKOUT_* env, then bind the Celery app of -A (either kind)."""
     verbose = values.pop("verbose", False)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
     if not verbose:  # keep "Running upgrade ..." lines, drop Alembic's start-up chatter
         logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     no_auth = values.pop("no_auth", None)

@@ -20,11 +20,9 @@ def app_from_environment():
     from lookout.core.config import Settings, redact_url
     from lookout.core.store.db import error_line, upgrade
     from lookout.dashboard import create_app
-    from lookout.dashboard.cli import bind_celery_app
+    from lookout.dashboard.cli import bind_celery_app, configure_logging
 
-    if not logging.getLogger().handlers:  # gunicorn configures only its own loggers
-        logging.basicConfig(level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()  # gunicorn configures only its own loggers
     settings = Settings.load()
     bind_celery_app(settings, None, broker_explicit=bool(os.environ.get("LOOKOUT_BROKER_URL")))
     try:
