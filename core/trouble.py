@@ -76,21 +76,23 @@ def lost_clause(now: float, lost_after: float):
 
 
 def lost_reason(task: dict[str, Any], worker: dict[str, Any] | None, now: float,
-                lost_after: float, *, listening: float | None) -> str | None:
+                lost_after: float, *, listening: float | None, ago: str = "ago") -> str | None:
     """Why this task is lost, in words, or None if it is not. `listening` is
-    `listening_since(conn, now)`: a silent worker counts only if someone was listening."""
+    `listening_since(conn, now)`: a silent worker counts only if someone was listening.
+    `ago` ends the times counted back from `now`: an alert's message, kept after it fired,
+    says "before this alert fired" instead."""
     if worker is None or task.get("state") not in OPEN_STATES:
         return None
     since = task.get("started_at") or task.get("received_at") or task.get("timestamp")
     heard = now - worker["last_heartbeat"]
     if not worker["online"] and heard > OFFLINE_GRACE:
-        return f"its worker {worker['hostname']} went offline {heard:.0f} s ago"
+        return f"its worker {worker['hostname']} went offline {heard:.0f} s {ago}"
     if heard > lost_after and listening is not None and listening <= now - lost_after:
         return (f"its worker {worker['hostname']} has not been heard for {heard:.0f} s "
                 f"(lost after {lost_after:g} s)")
     online_since = worker.get("online_since")
     if online_since is not None and since is not None and since < online_since:
-        return (f"its worker {worker['hostname']} restarted {now - online_since:.0f} s ago, "
+        return (f"its worker {worker['hostname']} restarted {now - online_since:.0f} s {ago}, "
                 "after the task began")
     return None
 

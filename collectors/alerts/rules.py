@@ -141,7 +141,7 @@ def lost_tasks(conn: Connection, now: float, p: dict, settings) -> Findings:
         return {}
     workers = workers_by_name(conn, [r["worker"] for r in rows])
     reason = lost_reason(dict(rows[0]), workers.get(rows[0]["worker"]), now,
-                         settings.lost_after, listening=listening_since(conn, now))
+                         settings.lost_after, listening=listening_since(conn, now), ago=FIRED)
     return {"*": (float(len(rows)), f"{len(rows)} lost task(s) when this alert "
                                     f"fired, e.g. {rows[0]['uuid']}: {reason}")}
 

@@ -270,3 +270,18 @@ def test_a_lost_task_revoked_from_lookout_no_longer_counts_for_the_alert(store):
         conn.execute(insert(RevokeRequest).values(task_uuid="lost-2", requested_at=now))
     with store.connect() as conn:
         assert lost_tasks(conn, now, params, Settings()) == {}
+
+
+def test_a_lost_task_alert_counts_back_from_its_firing(store):
+    """The message is kept after the alert fired: "went offline 300 s ago" would be wrong a
+    minute later (seen in a trial), so the lost reason counts back from the firing."""
+    from helpers.factories import add_task
+    from lookout.collectors.alerts.rules import lost_tasks
+
+    now = time.time()
+    add_worker(store, hostname="down@h", last_heartbeat=now - 300, online=False)
+    add_task(store, uuid="lost-1", state="STARTED", worker="down@h", started_at=now - 400)
+    with store.connect() as conn:
+        _, message = lost_tasks(conn, now, {"min_count": 1}, Settings())["*"]
+    assert message.endswith("its worker down@h went offline 300 s before this alert fired")
+    assert " ago" not in message
