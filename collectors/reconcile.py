@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.events import InvalidEvent, validate
 from lookout.collectors.lease import JobLease
+from lookout.collectors.stats import CollectorStats
 from lookout.collectors.threads import join_or_report
 from lookout.core.store.models import Task
 
@@ -54,8 +55,9 @@ def backend_of(app) -> Any | None:
 class Reconciler:
     def __init__(self, engine: Engine, buffer: EventBuffer, settings, app,
                  clock: Callable[[], float] = time.time, interval: float = INTERVAL,
-                 settle: float = SETTLE):
+                 settle: float = SETTLE, stats: CollectorStats | None = None):
         self.engine, self.buffer, self.settings, self.app = engine, buffer, settings, app
+        self.stats = stats
         self.clock, self.interval, self.settle = clock, interval, settle
         self.lease = JobLease(engine, "reconcile", max(60.0, 3 * interval), clock,
                               settings.collector_name)
@@ -103,6 +105,8 @@ class Reconciler:
             self._asked = {k: t for k, t in self._asked.items() if now - t < RECHECK}
         if events:
             self.buffer.put(events)
+            if self.stats is not None:
+                self.stats.reconciled += len(events)
             log.info("reconciled %d task(s) from the result backend", len(events))
         return len(events)
 

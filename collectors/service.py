@@ -68,7 +68,8 @@ class Collector:
         self.queues = QueueSampler.from_settings(settings, self.engine)
         self.alerts = AlertEngine(self.engine, settings)
         app = settings.extra.get("celery_app")
-        self.reconciler = Reconciler(self.engine, self.buffer, settings, app) \
+        self.reconciler = Reconciler(self.engine, self.buffer, settings, app,
+                                     stats=self.stats) \
             if backend_of(app) is not None else None
         self._should_stop = threading.Event()
         self._flushed = threading.Event()

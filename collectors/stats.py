@@ -2,7 +2,7 @@
 
 The receive thread owns `messages` and the connection fields (`connected`, the since-times,
 `last_error`); the writer thread owns `stored`, `duplicates`, `dropped`, `write_lag`,
-`last_write_error`. Plain int updates under the GIL keep those consistent enough for
+`last_write_error`; the reconciler thread owns `reconciled`. Plain int updates under the GIL keep those consistent enough for
 monitoring without a lock on the hot path.
 
 `received`, `rejected` (with `last_rejections`) and `last_event_at` have two writers:
@@ -20,7 +20,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 
-LIFETIME_COUNTERS = ("messages", "received", "stored", "duplicates", "dropped")
+LIFETIME_COUNTERS = ("messages", "received", "stored", "reconciled", "duplicates", "dropped")
 
 
 @dataclass
@@ -31,6 +31,9 @@ class CollectorStats:
     rejected: Counter = field(default_factory=Counter)  # reason -> count
     last_rejections: deque = field(default_factory=lambda: deque(maxlen=20))
     stored: int = 0  # events written (timeline rows + worker events)
+    # Final events the reconciler made from the result backend (collectors/reconcile.py):
+    # stored like any event but never received, so stored may exceed received by these.
+    reconciled: int = 0
     duplicates: int = 0
     dropped: int = 0  # events lost by the collector itself (should stay 0)
     last_event_at: float | None = None  # receive time of the newest event
@@ -80,6 +83,7 @@ class CollectorStats:
             "rejected_by_reason": rejected,
             "last_rejections": last_rejections,
             "stored": self.stored,
+            "reconciled": self.reconciled,
             "duplicates": self.duplicates,
             "dropped": self.dropped,
             "write_lag": round(self.write_lag, 3),

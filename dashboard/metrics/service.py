@@ -127,7 +127,7 @@ def _collectors(rows, now: float) -> Iterator:
     counters = {name: CounterMetricFamily(f"lookout_collector_events_{name}",
                                           f"Events {name} by the collector",
                                           labels=["collector"])
-                for name in ("received", "stored", "duplicates", "dropped")}
+                for name in ("received", "stored", "reconciled", "duplicates", "dropped")}
     rejected = CounterMetricFamily("lookout_collector_events_rejected",
                                    "Invalid events the collector refused, by reason",
                                    labels=["collector", "reason"])

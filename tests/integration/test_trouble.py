@@ -202,11 +202,16 @@ def test_a_task_whose_final_events_were_missed_is_reconciled_from_the_backend(
                      "the backend to hold the result")
         collector = Collector(settings, engine=engine).start()
         assert collector.reconciler is not None
+        assert collector.reconciler.stats is collector.stats
         assert wait_states(engine, {task_id: "STARTED"})[task_id]["state"] == "STARTED"
-        reconciler = Reconciler(engine, collector.buffer, settings, app, settle=0)
+        reconciler = Reconciler(engine, collector.buffer, settings, app, settle=0,
+                                stats=collector.stats)
         assert reconciler.run_once() == 1
         row = wait_states(engine, {task_id: "SUCCESS"})[task_id]
         assert row["result"] == "3"
+        # Stored but never received: /healthz says where the extra stored event came from.
+        snapshot = collector.stats.snapshot()
+        assert snapshot["reconciled"] == 1 and snapshot["lifetime"]["reconciled"] == 1
         with engine.connect() as conn:
             from sqlalchemy import select
 
