@@ -284,6 +284,26 @@
     });
   }
 
+  /* Charts draw their text on a canvas, past el() and setText(): every chart's category
+     labels (axis ticks, tooltip titles) and dataset labels (legend, tooltip lines), such
+     as the Retries chart's task names and the Queues chart's queue names, go through
+     revealBidi before each update. Only the chart's own copy of the text changes. */
+  function revealLabel(label) {
+    if (typeof label === "string") { return revealBidi(label); }
+    return Array.isArray(label) ? label.map(revealLabel) : label;  // multi-line labels
+  }
+
+  var revealChartText = {
+    id: "lookoutRevealBidi",
+    beforeUpdate: function (chart) {
+      var labels = chart.data.labels || [];
+      for (var i = 0; i < labels.length; i += 1) { labels[i] = revealLabel(labels[i]); }
+      chart.data.datasets.forEach(function (set) {
+        if (set.label !== undefined) { set.label = revealLabel(set.label); }
+      });
+    }
+  };
+
   /* Without a socket nothing is pushed: call `resync()` every POLL_MS instead, each time
      after the previous one settled, so the page still follows the API. */
   var POLL_MS = 5000;
@@ -412,10 +432,11 @@
     var node = document.getElementById("error");
     if (!node) { return; }
     node.hidden = !error;
-    node.textContent = error ? String(error.message || error) : "";
+    node.textContent = error ? revealBidi(error.message || error) : "";
   }
 
   noticeMissingCharts();
+  if (typeof Chart === "function") { Chart.register(revealChartText); }
   applyChartTheme();
   if (window.matchMedia) {
     var dark = window.matchMedia("(prefers-color-scheme: dark)");

@@ -50,7 +50,10 @@
           type: "line", data: {datasets: datasets},
           options: {animation: false, parsing: false, maintainAspectRatio: false,
             scales: {x: {type: "linear", min: data.since, max: data.until, ticks: {callback: timeLabel}},
-              y: {beginAtZero: true, title: {display: true, text: "retries per " + data.step + " s"}}}}
+              y: {beginAtZero: true, title: {display: true, text: "retries per " + data.step + " s"}}},
+            // Its time as the axis shows it, not Chart.js's epoch seconds ("1,796,175,180").
+            plugins: {tooltip: {callbacks: {title: function (items) {
+              return items.length ? timeLabel(items[0].parsed.x) : ""; }}}}}
         });
       } else {
         chart.data.datasets = datasets;

@@ -27,6 +27,7 @@
   // Shown only when set: an empty failed_at on a success is noise.
   var OPTIONAL = ["exchange", "eta", "expires", "sent_at", "retried_at", "succeeded_at",
     "failed_at", "revoked_at", "revoke_requested_at", "rejected_at"];
+  var SCHEDULING = ["eta", "expires"];  // about the attempt to come, while there is one
   var task = null;
 
   function value(key, raw) {
@@ -42,9 +43,30 @@
     L.append(list, [L.el("dt", {}, label), L.el("dd", {className: cls || null}, content)]);
   }
 
+  function ago(epoch) { return L.fmtDuration(Math.max(0, Date.now() / 1000 - epoch)); }
+
+  /* Beside the badge: how long it has run. A lost task's STARTED is only the last thing
+     its worker said before it went: "running for" read as alive (seen in a trial). */
   function running() {
-    if (!task || task.state !== "STARTED" || !task.started_at) { return ""; }
-    return " (running for " + L.fmtDuration(Date.now() / 1000 - task.started_at) + ")";
+    if (!task || OPEN.indexOf(task.state) < 0) { return ""; }
+    if (task.lost) {
+      var since = task.started_at ? "started " + ago(task.started_at)
+        : task.received_at ? "received " + ago(task.received_at) : "";
+      return " (worker lost" + (since ? "; " + since + " ago" : "") + ")";
+    }
+    if (task.state !== "STARTED" || !task.started_at) { return ""; }
+    return " (running for " + ago(task.started_at) + ")";
+  }
+
+  /* A finished task's eta and expires are those of its last attempt (Celery sends eta
+     again with every retry), now past: a bare "eta" read as still scheduled (a trial). */
+  function label(key) {
+    if (SCHEDULING.indexOf(key) < 0 || FINAL.indexOf(task.state) < 0) { return key; }
+    var ended = " The task has ended (" + task.state + "): ";
+    return L.el("span", {"data-testid": key + "-label", title: key === "eta"
+      ? "When its last attempt was scheduled to run." + ended + "nothing is scheduled now."
+      : "When its last attempt would have expired." + ended + "this no longer applies."},
+      key + " (last attempt)");
   }
 
   function showFields() {
@@ -55,7 +77,7 @@
       if (SKIP.indexOf(key) >= 0 || !(key in task)) { return; }
       if (OPTIONAL.indexOf(key) >= 0 && (task[key] === null || task[key] === "")) { return; }
       var isText = ["args", "kwargs", "result"].indexOf(key) >= 0;
-      field(list, key, value(key, task[key]), isText ? "mono pre" : null);
+      field(list, label(key), value(key, task[key]), isText ? "mono pre" : null);
     });
   }
 
@@ -139,8 +161,12 @@
     // start): a trial clicked Revoke on a running task and expected it to stop.
     var revoke = document.getElementById("revoke-form");
     if (revoke && !finished) {
-      var running = task.state === "STARTED";
-      revoke.dataset.confirm = "Revoke task " + task.uuid + "? " + (running
+      // A lost task's worker is gone: it runs nowhere, and nothing is there to terminate.
+      var running = task.state === "STARTED" && !task.lost;
+      revoke.dataset.confirm = "Revoke task " + task.uuid + "? " + (task.lost
+        ? "Its worker is gone: nothing runs it now. Revoke tells the live workers to " +
+          "discard it if the broker delivers it again."
+        : running
         ? "It is running now: revoke does not stop it, it only keeps it from running " +
           "again (a retry or a redelivery). To stop it now, use Terminate."
         : "A task not yet started will never run.");
@@ -190,7 +216,7 @@
     var badge = document.getElementById("task-state");
     badge.className = "badge state-" + String(shown).replace(/[^A-Z]/g, "");
     badge.textContent = shown + (task.revoke_pending ? " · revoke pending" : "");
-    document.title = (task.name || "Task") + " · Lookout";
+    document.title = L.revealBidi(task.name || "Task") + " · Lookout";
     root.dataset.state = task.state;
     root.dataset.revokePending = task.revoke_pending ? "true" : "false";
     showControls();
@@ -216,6 +242,8 @@
   L.live(["task:" + taskId], {task: reload}, load);
   document.addEventListener("lookout:control-done", reload);  // e.g. a retry was sent
   // Running time ticks locally; a slow poll backs up the push for unfinished tasks.
-  setInterval(function () { if (task && task.state === "STARTED") { L.setText("running", running()); } }, 1000);
+  setInterval(function () {
+    if (task && OPEN.indexOf(task.state) >= 0) { L.setText("running", running()); }
+  }, 1000);
   setInterval(function () { if (!task || FINAL.indexOf(task.state) < 0) { reload(); } }, 5000);
 }());

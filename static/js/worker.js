@@ -73,7 +73,7 @@
       health.textContent = HEALTH[w.status] || w.status;
       health.className = "badge health-" + w.status;
       health.dataset.status = w.status;
-      health.title = w.status_reason || "";
+      health.title = L.revealBidi(w.status_reason || "");
       L.setText("heartbeat", L.fmtDuration(w.heartbeat_age) + " ago");
       L.setText("loadavg", Array.isArray(w.loadavg) ? w.loadavg.join(" ") : "–");
       // A dead worker runs nothing, whatever its last heartbeat said.

@@ -112,7 +112,7 @@
         "data-testid": "belongs-to"}, data.belongs_to), "."] : null);
     L.append(L.clear(document.getElementById("workflow-tree")),
       L.el("ul", {className: "workflow-tree"}, item(data.tree, true)));
-    document.title = "Workflow " + (data.tree.name || rootId) + " · Lookout";
+    document.title = "Workflow " + L.revealBidi(data.tree.name || rootId) + " · Lookout";
   }
 
   function schedule(again) {
