@@ -15,6 +15,7 @@
     "runtime_min", "runtime_max", "lost", "sort", "limit", "cursor"];
   var NOT_STARTED = ["PENDING", "RECEIVED", "RETRY"];  // what a revoke still stops
   var OPEN = ["RECEIVED", "STARTED"];  // only these can be lost
+  var FINAL = ["SUCCESS", "FAILURE", "REVOKED", "REJECTED"];
   var DEFAULTS = {sort: "-timestamp", limit: "50"};
   var form = document.getElementById("filters");
   var tbody = document.getElementById("tasks-body");
@@ -104,14 +105,25 @@
       title: "Lost: " + task.lost, "data-testid": "lost-badge"}, "lost")]);
   }
 
+  /* A finished task's eta is its last attempt's (Celery sends eta again with every retry),
+     now past: greyed, and its title says so, as on the task's own page. */
+  function etaCell(task) {
+    var time = L.timeEl(task.eta, {"data-testid": "eta"});
+    if (FINAL.indexOf(task.state) < 0 || typeof time === "string") { return time; }
+    return L.el("span", {className: "muted", "data-testid": "eta-ended",
+      title: "Its last attempt's eta: the task has ended (" + task.state + ")"}, time);
+  }
+
   function cells(task) {
     return [
       stateCell(task),
       L.el("a", {href: L.taskUrl(task.uuid), className: "task-name"}, task.name || "(unknown)"),
       L.el("a", {href: L.taskUrl(task.uuid), className: "mono"}, String(task.uuid).slice(0, 8)),
       L.el("span", {className: "mono clip", title: task.args || ""}, task.args || ""),
-      task.worker || "–", task.queue || "–", L.timeEl(task.received_at), L.timeEl(task.started_at),
-      L.timeEl(task.eta, {"data-testid": "eta"}), L.fmtDuration(task.runtime), task.retries || 0
+      // A hostname breaks at its hyphens otherwise ("celery-" / "worker-1@...").
+      task.worker ? L.el("span", {className: "host"}, task.worker) : "–", task.queue || "–",
+      L.timeEl(task.received_at), L.timeEl(task.started_at), etaCell(task),
+      L.fmtDuration(task.runtime), task.retries || 0
     ].map(function (cell) { return L.el("td", {}, cell); });
   }
 

@@ -111,6 +111,15 @@ def test_a_finished_tasks_eta_is_its_last_attempts_not_a_schedule(page, lookout,
     expect(page.locator("#task")).to_have_attribute("data-state", "RETRY")
     expect(_field_label(page, "eta")).to_have_text("eta")
     expect(_field_label(page, "expires")).to_have_text("expires")
+
+    # The list greys the ended task's eta and says why; the waiting one's stays plain.
+    page.goto(f"/tasks?queue={lookout.worker.queue}&name=sample.flaky")
+    ended = page.locator(f'#tasks-body tr[data-uuid="{failed["uuid"]}"] '
+                         '[data-testid="eta-ended"]')
+    expect(ended).to_have_attribute("title", re.compile(r"last attempt's eta.*\(FAILURE\)"))
+    coming = page.locator(f'#tasks-body tr[data-uuid="{waiting["uuid"]}"]')
+    expect(coming.locator('[data-testid="eta"]')).to_be_visible()
+    assert coming.locator('[data-testid="eta-ended"]').count() == 0
     page.watch.assert_clean()
 
 
