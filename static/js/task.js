@@ -172,6 +172,13 @@
         : "A task not yet started will never run.");
       document.getElementById("revoke-button").title = running
         ? "Running: Revoke will not stop it; Terminate does." : "";
+      // Left enabled: "lost" may only mean unreachable, and a worker that is alive after
+      // all still obeys. The title says not to expect it.
+      var terminate = document.getElementById("terminate-button");
+      if (terminate && task.lost) {
+        terminate.title = "Its worker is gone: Terminate reaches the task only if that " +
+          "worker is in fact still alive. Revoke or Retry deal with a lost task.";
+      }
     }
     // Retry is the other way round: a finished task is sent again, and a lost one (its
     // worker died with it: no event will ever finish it).

@@ -68,6 +68,8 @@ def test_a_lost_task_is_not_said_to_be_running(page, lookout, store, artifacts_d
     if revoke.count():  # controls are shown to operators only
         confirm = revoke.get_attribute("data-confirm")
         assert "Its worker is gone" in confirm and "running now" not in confirm, confirm
+        expect(page.locator("#terminate-button")).to_have_attribute(
+            "title", re.compile(r"^Its worker is gone: Terminate reaches the task only if"))
     shot(page, artifacts_dir / "task-lost.png")
 
     # Neither the list nor the Trouble page calls it running either.
