@@ -30,6 +30,7 @@ from collections import Counter, deque
 from typing import Any, Callable, Iterable, Mapping
 
 from lookout.collectors.lease import JobLease
+from lookout.collectors.live_channel import live_channel
 from lookout.collectors.live_rows import EarlyRows
 from lookout.collectors.message_queue import MessageQueueProbe, external_emitter, probe_for
 from lookout.collectors.watched import WatchedTasks, watched_tasks_for
@@ -48,14 +49,6 @@ FINISHED = ("SUCCESS", "FAILURE")
 # Rates are averaged over this many seconds: commits do not line up with ticks under
 # load, and a per-tick rate would zig-zag between 0 and twice the truth.
 RATE_WINDOW = 2.0
-
-
-def live_channel(settings: Any, engine: Any) -> str:
-    """The message-queue channel of this deployment: the setting, or one named after the
-    store, which the collector and every web process of a deployment share."""
-    from lookout.core.store.db import deployment_id
-
-    return settings.message_queue_channel or f"lookout-{deployment_id(engine)}"
 
 
 def install_external(collector: Any, settings: Any) -> "LivePublisher | None":

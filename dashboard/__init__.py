@@ -50,8 +50,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     """
     from flask import Flask
 
-    from lookout.collectors.message_queue import probe_for
-    from lookout.collectors.push import live_channel
+    from lookout.collectors.message_queue import is_redis, probe_for
+    from lookout.collectors.live_channel import LiveChannel, OnChannel
     from lookout.collectors.queues import QueueSampler
     from lookout.collectors.watched import watched_tasks_for
     from lookout.core.broadcast import CeleryBroadcaster
@@ -108,22 +108,26 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
 
     engine = make_engine(settings.database_url)
     history_service = HistoryService(engine, clock, settings.lost_after)
-    # One store read for the deployment's channel, used by the watched rooms, socketio and
-    # /healthz's check of the queue live updates cross (collectors/message_queue.py).
-    channel = live_channel(settings, engine) if settings.message_queue else None
+    # The deployment's channel, used by the watched rooms, socketio and /healthz's check of
+    # the queue live updates cross (collectors/message_queue.py). Named after the store, so
+    # looked up at its first use: the web process starts, and says so, while that is down.
+    channel = LiveChannel(settings, engine) if settings.message_queue else None
+    on_redis = channel is not None and is_redis(settings.message_queue)
     app.extensions.update({
         "lookout.engine": engine,
         "lookout.history": history_service,
         "lookout.fleet": FleetService(engine, clock, settings.lost_after),
         "lookout.health": HealthCheck(
             engine, clock, settings.quiet_warning_after,
-            message_queue=probe_for(settings.message_queue, channel) if channel else None),
+            message_queue=OnChannel(channel, lambda name: probe_for(
+                settings.message_queue, name)) if on_redis else None),
         "lookout.audit": AuditService(engine, settings.audit_retention, clock),
         "lookout.inspector": Inspector.for_settings(settings),
         "lookout.queues": QueueSampler(settings, engine),
         "lookout.control": ControlService(engine, CeleryBroadcaster.for_settings(settings),
                                           history_service),
         "lookout.schedules": ScheduleService(engine, settings, clock),
+        "lookout.live_channel": channel,
     })
     app.extensions["lookout.retry"] = TaskRetrier(
         engine, history_service, TaskSender(settings), app.extensions["lookout.control"].bulk_cap,
@@ -140,7 +144,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
 
     app.extensions["lookout.live_sessions"] = LiveSessions(
         lambda sid: socketio.server.disconnect(sid, namespace=NAMESPACE),
-        watched_tasks_for(settings.message_queue, channel) if channel else None)
+        OnChannel(channel, lambda name: watched_tasks_for(settings.message_queue, name))
+        if on_redis else None)
     register_error_handlers(app)
     security.init_app(app)
     app.before_request(refuse_nul)  # does no work: a NUL in any input is a 400

@@ -142,7 +142,7 @@ class LookoutGroup(click.Group):
                 raise
             raise click.ClickException(
                 f"store unavailable: {error_line(exc)} (this command needs it; "
-                "`lookout collect` alone starts without it and waits)") from None
+                "`lookout collect`, `web` and `run` start without it and wait)") from None
 
 
 @click.group(cls=LookoutGroup,
@@ -184,13 +184,12 @@ def collect(ctx: click.Context, **values: Any) -> None:
 @click.pass_context
 @handle_errors
 def web(ctx: click.Context, **values: Any) -> None:
-    from lookout.core.store.db import upgrade
-    from lookout.dashboard.server import refuses_host, serve
+    from lookout.dashboard.server import prepare_store, refuses_host, serve
 
     settings = build_settings(ctx, **values)
     if refuses_host(settings):
         sys.exit(2)
-    upgrade(settings.database_url)
+    prepare_store(settings)  # a store away is served as such, not an exit
     sys.exit(serve(settings, with_collector=False))
 
 
@@ -201,13 +200,12 @@ def web(ctx: click.Context, **values: Any) -> None:
 @click.pass_context
 @handle_errors
 def run(ctx: click.Context, **values: Any) -> None:
-    from lookout.core.store.db import upgrade
-    from lookout.dashboard.server import refuses_host, serve
+    from lookout.dashboard.server import prepare_store, refuses_host, serve
 
     settings = build_settings(ctx, **values)
     if refuses_host(settings):
         sys.exit(2)
-    upgrade(settings.database_url)
+    prepare_store(settings)
     sys.exit(serve(settings, with_collector=True))
 
 

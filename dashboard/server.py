@@ -5,12 +5,18 @@ server is fine on a loopback address, which is where `lookout web` and `lookout 
 listen by default; anything reachable from other hosts should go through gunicorn
 (see dashboard/wsgi.py), so serve() refuses to expose
 Werkzeug there rather than quietly passing allow_unsafe_werkzeug everywhere.
+
+Neither server needs its store to start (`prepare_store`): restarted during a store
+outage, the web answers 503s that say so until the store is back, then serves as usual.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import signal
+import threading
+import time
 from contextlib import ExitStack
 
 from lookout.core.config import Settings, redact_url
@@ -59,6 +65,47 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def prepare_store(settings: Settings, retry_every: float = 5.0) -> None:
+    """Bring the schema up to date, or start without the store.
+
+    A web process that exits when its store is down cannot tell anyone so: a process
+    manager restarts it in a loop, and the on-call sees connection refused where a page
+    would have said "store unavailable". So it serves (/healthz "down", 503s elsewhere)
+    and upgrades in a thread once the store answers; `lookout run`'s collector also
+    upgrades before its first write, as `lookout collect` does.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    from lookout.core.store.db import error_line, upgrade
+
+    try:
+        upgrade(settings.database_url)
+        return
+    except OperationalError as exc:
+        log.error("store %s unavailable at start (%s): serving anyway, with answers that say "
+                  "so, until it is back", redact_url(settings.database_url),
+                  error_line(exc, 200))
+    settings.extra["store_upgrade"] = functools.partial(upgrade, settings.database_url)
+    threading.Thread(target=_upgrade_when_back, name="lookout-store-upgrade", daemon=True,
+                     args=(settings.extra["store_upgrade"], retry_every)).start()
+
+
+def _upgrade_when_back(upgrade, retry_every: float) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    while True:
+        time.sleep(retry_every)
+        try:
+            upgrade()
+        except OperationalError:
+            continue  # still away: prepare_store said so once
+        except Exception:  # noqa: BLE001 - a migration that fails will not pass by retrying
+            log.exception("schema upgrade failed once the store answered")
+            return
+        log.info("store answers: schema up to date")
+        return
 
 
 def refuses_host(settings: Settings) -> bool:
@@ -114,14 +161,17 @@ def serve(settings: Settings, with_collector: bool) -> int:
 def start_collector(settings: Settings, app, socketio, cleanup: ExitStack):
     """Collector in this process, pushing live updates through the app's own socketio.
     The cleanup stops it (a no-op after `stop(asked=True)` on a normal shutdown)."""
-    from lookout.collectors.push import LivePublisher, attach, live_channel
+    from lookout.collectors.message_queue import is_redis
+    from lookout.collectors.live_channel import OnChannel
+    from lookout.collectors.push import LivePublisher, attach
     from lookout.collectors.service import Collector
-    from lookout.collectors.watched import watched_tasks_for
+    from lookout.collectors.watched import WatchedTasks
 
     publisher = LivePublisher(socketio)
-    if settings.message_queue:  # emits go through Redis: only to watched task rooms
-        publisher.watched = watched_tasks_for(
-            settings.message_queue, live_channel(settings, app.extensions["lookout.engine"]))
+    if settings.message_queue and is_redis(settings.message_queue):
+        # Emits go through Redis: only to watched task rooms, once the channel is known.
+        publisher.watched = OnChannel(app.extensions["lookout.live_channel"],
+                                      functools.partial(WatchedTasks, settings.message_queue))
     collector = Collector(settings, engine=app.extensions["lookout.engine"])
     attach(publisher, collector)
     publisher.start()

@@ -6,31 +6,22 @@ A factory rather than a module-level `app`, so importing this module does no wor
 """
 from __future__ import annotations
 
-import logging
 import os
 
 
 def app_from_environment():
-    """Settings from the environment, the Celery app of LOOKOUT_CELERY_APP, schema upgraded.
+    """Settings from the environment, the Celery app of LOOKOUT_CELERY_APP, schema upgraded
+    (or, with the store away, upgraded once it answers: the app starts and says so).
 
     Lookout's log lines (a message queue outage and its end, a store away) go to stderr
     with time and level, as under `lookout web`, unless logging was configured already."""
-    from sqlalchemy.exc import OperationalError
-
-    from lookout.core.config import Settings, redact_url
-    from lookout.core.store.db import error_line, upgrade
+    from lookout.core.config import Settings
     from lookout.dashboard import create_app
     from lookout.dashboard.cli import bind_celery_app, configure_logging
+    from lookout.dashboard.server import prepare_store
 
     configure_logging()  # gunicorn configures only its own loggers
     settings = Settings.load()
     bind_celery_app(settings, None, broker_explicit=bool(os.environ.get("LOOKOUT_BROKER_URL")))
-    try:
-        upgrade(settings.database_url)
-        return create_app(settings)
-    except OperationalError as exc:  # one line to read above gunicorn's traceback
-        logging.getLogger("lookout.wsgi").error(
-            "store %s unavailable at start: %s; the web process needs it (a process "
-            "manager restarting gunicorn is enough)", redact_url(settings.database_url),
-            error_line(exc))
-        raise
+    prepare_store(settings)
+    return create_app(settings)

@@ -34,6 +34,8 @@ STALE_AFTER = STATUS_STALE_AFTER  # one age for /healthz and lost tasks (core.tr
 QUIET_AFTER = 180.0
 MESSAGE_QUEUE_DOWN = ("message queue unreachable from {side}: live updates stopped "
                       "({error})")
+# The web's probe of the queue is named after the live channel, named after the store.
+CHANNEL_UNKNOWN = "live channel not known yet: the store has not answered since the start"
 QUIET_HINT = ("connected, but no worker has been heard for {minutes} minutes: wrong broker, "
               "or workers without events? (start them with -E)")
 
@@ -64,17 +66,14 @@ class HealthCheck:
         of them fresh and connected to its broker; warnings do not make it unhealthy.
         """
         now = self.clock()
-        queue = None if self.message_queue is None else self.message_queue.check()
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
                 rows = conn.execute(select(statuses).order_by(statuses.c.name)).mappings().all()
                 leases = conn.execute(select(Lease).order_by(Lease.name)).all()
         except SQLAlchemyError as exc:
-            return {"status": "down", "healthy": False, "time": now,
-                    "database": {"ok": False, "error": type(exc).__name__},
-                    "message_queue": queue, "collectors": [],
-                    "problems": ["database unreachable", *_queue_problems(queue, [])]}
+            return self.store_down(exc, self._queue(store_answers=False))
+        queue = self._queue()
         collectors = [_collector(row, now, self.quiet_after) for row in rows]
         problems = [f"collector {c['name']}: {c['problem']}" for c in collectors if c["problem"]]
         warnings = [f"collector {c['name']}: {c['warning']}" for c in collectors if c["warning"]]
@@ -88,6 +87,30 @@ class HealthCheck:
         return {"status": status, "healthy": healthy, "time": now, "database": {"ok": True},
                 "message_queue": queue, "collectors": collectors, "jobs": _jobs(leases, now),
                 "problems": problems, "warnings": warnings}
+
+    def store_down(self, exc: Exception, queue: dict | None = None) -> dict:
+        """The report while the store does not answer: status down, the database named."""
+        return {"status": "down", "healthy": False, "time": self.clock(),
+                "database": {"ok": False, "error": type(exc).__name__},
+                "message_queue": queue, "collectors": [],
+                "problems": ["database unreachable", *_queue_problems(queue, [])]}
+
+    def _queue(self, store_answers: bool = True) -> dict | None:
+        """The message queue as this web process finds it, or None without one.
+
+        Its probe is made once the live channel is known (collectors/live_channel.py OnChannel);
+        with the store just found down, asking for the channel would only wait again.
+        """
+        probe = self.message_queue
+        if probe is None:
+            return None
+        unknown = {"ok": None, "subscribers": None, "error": CHANNEL_UNKNOWN}
+        if not store_answers and not getattr(probe, "made", True):
+            return unknown
+        try:
+            return probe.check()
+        except SQLAlchemyError:
+            return unknown
 
     def forget(self, name: str) -> None:
         """Remove a collector that will not come back (its row keeps /healthz at 503),

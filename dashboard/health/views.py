@@ -3,13 +3,23 @@ alerts); /readyz: whether this web process can serve (for load balancers and pro
 
 Routing on /healthz would take the dashboard away exactly during an incident (a broker
 or collector outage makes it 503), when on-call needs it most; /readyz only asks the
-store, without which no page or API answer can be served."""
+store, without which no page or API answer can be served.
+
+Both answer in their own shape while the store is down, even when the caller's token or
+session (kept in the store) cannot be checked: a monitor sending a token gets the
+verdict, not the API's error."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+import logging
 
+from flask import Blueprint, current_app, jsonify, request
+
+from lookout.core.store.db import error_line
 from lookout.dashboard.health.service import HealthCheck
+from lookout.dashboard.web.errors import STORE_UNAVAILABLE
 from lookout.dashboard.web.roles import identity
+
+log = logging.getLogger(__name__)
 
 PUBLIC_FIELDS = ("status", "healthy", "time")
 
@@ -27,10 +37,7 @@ def healthz():
         report = {name: report[name] for name in PUBLIC_FIELDS}
     else:  # this web process's sockets against its caps (live/limits.py)
         report["live"] = current_app.extensions["lookout.socket_limits"].snapshot()
-    response = jsonify(report)
-    response.status_code = 200 if report["healthy"] else 503
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _answer(report, report["healthy"])
 
 
 @bp.get("/readyz")
@@ -38,7 +45,27 @@ def readyz():
     """Public, no detail: 200 {"ready": true} while this process reaches its store."""
     check: HealthCheck = current_app.extensions["lookout.health"]
     ready = check.store_answers()
-    response = jsonify(ready=ready, time=check.clock())
-    response.status_code = 200 if ready else 503
+    return _answer({"ready": ready, "time": check.clock()}, ready)
+
+
+def _store_down(exc: Exception):
+    """The guard met the store down while checking who asks: the caller is unknown, so
+    it gets what anyone gets, and the verdict is that of a store down."""
+    log.warning("store unavailable for %s %s: %s", request.method, request.path,
+                error_line(exc))
+    check: HealthCheck = current_app.extensions["lookout.health"]
+    if request.endpoint == "health.readyz":
+        return _answer({"ready": False, "time": check.clock()}, False)
+    report = check.store_down(exc)
+    return _answer({name: report[name] for name in PUBLIC_FIELDS}, False)
+
+
+for _error in STORE_UNAVAILABLE:
+    bp.register_error_handler(_error, _store_down)
+
+
+def _answer(body: dict, healthy: bool):
+    response = jsonify(body)
+    response.status_code = 200 if healthy else 503
     response.headers["Cache-Control"] = "no-store"
     return response

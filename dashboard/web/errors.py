@@ -18,12 +18,6 @@ log = logging.getLogger(__name__)
 # What SQLAlchemy raises when the database refuses, drops or times out a connection.
 STORE_UNAVAILABLE = (OperationalError, DisconnectionError, PoolTimeout)
 STORE_RETRY_AFTER = "5"  # seconds; a store outage is usually a restart or failover
-_STORE_DOWN_PAGE = (
-    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-    f'<meta http-equiv="refresh" content="{STORE_RETRY_AFTER}">'
-    "<title>Lookout: store unavailable</title></head><body><h1>Store unavailable</h1>"
-    "<p>{message}.</p><p>This page tries again every "
-    f"{STORE_RETRY_AFTER} seconds.</p></body></html>")
 
 
 PAGE_TITLES = {401: "Login required", 403: "Not allowed", 404: "Not found"}
@@ -91,8 +85,11 @@ def register_error_handlers(app: Flask) -> None:
         elif request.path == "/metrics":
             response = app.response_class(message + "\n", 503, mimetype="text/plain")
         else:  # a page: it tries again by itself, so an open tab recovers with the store
-            response = app.response_class(_STORE_DOWN_PAGE.format(message=message), 503,
-                                          mimetype="text/html")
+            # The layout reads nothing from the store (the caller is anonymous here if the
+            # store failed while the guard asked who it is).
+            response = app.response_class(render_template(
+                "error.html", page="error", title="Store unavailable", message=message,
+                retry_after=STORE_RETRY_AFTER), 503, mimetype="text/html")
         response.headers["Retry-After"] = STORE_RETRY_AFTER
         return response
 

@@ -57,7 +57,7 @@ def test_two_deployments_on_one_redis_never_see_each_other(redis_broker, tmp_pat
     """Pub/sub ignores database numbers: each deployment's channel is named after its
     store, so A's task rows (args included) never reach B's browsers."""
     from lookout.collectors.message_queue import external_emitter
-    from lookout.collectors.push import live_channel
+    from lookout.collectors.live_channel import live_channel
     from lookout.core.config import Settings
     from lookout.core.store.db import make_engine, upgrade
 

@@ -116,14 +116,14 @@ def test_accounts_and_db_commands_take_the_data_dir_as_lookout_run_does(tmp_path
 
 
 def test_a_store_that_does_not_answer_is_one_line_and_exit_status_1(tmp_path):
-    """Any command needing the store, the web server included: the driver's own reason,
-    no traceback (an on-call reading a process manager's log wants the line, not 40)."""
+    """Any command needing the store: the driver's own reason, no traceback (an on-call
+    reading a process manager's log wants the line, not 40). The web server is not one:
+    it starts and says the store is down (integration/test_web_store_down.py)."""
     from helpers.browser import free_port
 
     refused = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
     runner = CliRunner()
-    for command in (["users", "list"], ["web", "--no-auth", "--port", str(free_port())],
-                    ["db", "upgrade"]):
+    for command in (["users", "list"], ["db", "upgrade"]):
         result = runner.invoke(lookout, [*command, "--database", refused])
         assert result.exit_code == 1, (command, result.output)
         assert result.output.startswith("Error: store unavailable: connection failed"), \
