@@ -221,6 +221,8 @@ def _collector(row, now: float, quiet_after: float) -> dict:
                                   if isinstance(received, (int, float)) and uptime else None),
         "received": received,
         "stored": stats.get("stored"),
+        # Final events read from the result backend, stored without being received.
+        "reconciled": stats.get("reconciled", 0),
         "rejected": stats.get("rejected", 0),
         "rejected_by_reason": stats.get("rejected_by_reason", {}),
         "dropped": stats.get("dropped", 0),

@@ -173,7 +173,7 @@ def test_healthz_ok_with_a_fresh_connected_collector(client, engine):
                          last_event_at=NOW - 2.5,
                          stats={"received": 500, "rejected": 3, "dropped": 0,
                                 "write_lag": 0.12, "events_per_sec": 42.0,
-                                "buffer_pending": 7})
+                                "buffer_pending": 7, "stored": 502, "reconciled": 2})
     response = client.get("/healthz")
     assert response.status_code == 200
     body = response.get_json()
@@ -184,6 +184,8 @@ def test_healthz_ok_with_a_fresh_connected_collector(client, engine):
     assert (collector["rejected"], collector["dropped"], collector["write_lag"]) == (3, 0, 0.12)
     assert collector["events_per_second"] == 42.0 and collector["buffer_pending"] == 7
     assert collector["events_per_second_avg"] == pytest.approx(500 / 99, abs=1e-3)
+    # More stored than received: the two the result backend supplied say why.
+    assert (collector["stored"], collector["reconciled"]) == (502, 2)
 
 
 def test_healthz_warns_when_a_connected_collector_hears_no_worker(client, engine):
