@@ -5,6 +5,11 @@
  * The hour's figures come from /api/v1/stats (per-minute rollups) and are re-read every
  * 30 s; between reads, the pushed "overview" messages add their counts, so the cards
  * move with every tick without hammering the API.
+ *
+ * The API may answer from its cache (computed at `until`, up to a minute earlier when
+ * costly), so the counts pushed since `until` are added to a read, not only those pushed
+ * after it: adding from the read on lost what happened in between, and the cards fell
+ * back by hundreds at each re-read under load (seen in a trial).
  */
 (function () {
   "use strict";
@@ -14,6 +19,8 @@
   var STATE_COUNTER = {RECEIVED: "received", SUCCESS: "succeeded", FAILURE: "failed",
     RETRY: "retried", REVOKED: "revoked", REJECTED: "rejected"};
   var counts = null;  // last hour, per outcome
+  var pushed = [];  // [collector time, counts] of recent pushes, to add to a cached read
+  var PUSHED_KEPT_S = 120;  // longer than the API's cache keeps a value (60 s)
   var chart = null;
 
   function makeChart() {
@@ -86,9 +93,17 @@
     return L.el("a", {href: "/tasks?" + new URLSearchParams({name: name})}, name);
   }
 
+  function addCounts(stateCounts) {
+    Object.keys(stateCounts || {}).forEach(function (state) {
+      var key = STATE_COUNTER[state];
+      if (key) { counts[key] = (counts[key] || 0) + stateCounts[state]; }
+    });
+  }
+
   function showStats(stats) {
     counts = {};
     Object.keys(stats.totals.counts).forEach(function (key) { counts[key] = stats.totals.counts[key]; });
+    pushed.forEach(function (p) { if (p[0] > stats.until) { addCounts(p[1]); } });
     showCounts();
     var failing = stats.tasks.filter(function (t) { return t.counts.failed > 0; })
       .sort(function (a, b) { return b.counts.failed - a.counts.failed; }).slice(0, 8);
@@ -221,11 +236,10 @@
     L.setText("rate-now", message.tasks_per_second);
     L.setText("events-now", message.events_per_second);
     addPoint(message);
+    pushed.push([message.t, message.counts || {}]);
+    while (pushed.length && pushed[0][0] < message.t - PUSHED_KEPT_S) { pushed.shift(); }
     if (counts) {
-      Object.keys(message.counts || {}).forEach(function (state) {
-        var key = STATE_COUNTER[state];
-        if (key) { counts[key] = (counts[key] || 0) + message.counts[state]; }
-      });
+      addCounts(message.counts);
       showCounts();
     }
     if (message.workers && message.workers.length) { refreshWorkers(); }
