@@ -124,6 +124,9 @@ def _collectors(rows, now: float) -> Iterator:
                                  "1 while the collector reaches the message queue to web "
                                  "processes (absent without one, or once its status is "
                                  "stale)", labels=["collector"])
+    stopped_gauge = GaugeMetricFamily(
+        "lookout_collector_stopped", "1 when the collector's last status says it was stopped "
+        "on request (SIGTERM, Ctrl-C): not an outage; 0 otherwise", labels=["collector"])
     counters = {name: CounterMetricFamily(f"lookout_collector_events_{name}",
                                           f"Events {name} by the collector",
                                           labels=["collector"])
@@ -139,6 +142,10 @@ def _collectors(rows, now: float) -> Iterator:
         # this old down, and so does the gauge (a stale 1 kept alerts quiet).
         fresh = now - row["updated_at"] <= STATUS_STALE_AFTER
         connected.add_metric([name], float(bool(row["connected"]) and fresh))
+        # As /healthz judges it: a collector retired or restarted on purpose is no alert
+        # (the shipped rules leave these out: docs/monitoring/prometheus-alerts.yml).
+        stopped_gauge.add_metric([name], float(bool(stats.get("stopped"))
+                                               and not row["connected"]))
         lag.add_metric([name], float(stats.get("write_lag") or 0.0))
         pending.add_metric([name], float(stats.get("buffer_pending") or 0))
         age.add_metric([name], max(0.0, now - row["updated_at"]))
@@ -149,4 +156,5 @@ def _collectors(rows, now: float) -> Iterator:
             family.add_metric([name], float(lifetime.get(key) or 0))
         for reason, count in sorted((lifetime.get("rejected_by_reason") or {}).items()):
             rejected.add_metric([name, reason], float(count))
-    yield from (connected, lag, pending, age, queue_up, *counters.values(), rejected)
+    yield from (connected, stopped_gauge, lag, pending, age, queue_up, *counters.values(),
+                rejected)

@@ -116,6 +116,33 @@ def test_a_killed_collectors_last_connected_row_scrapes_as_not_connected(sqlite_
                                                       labels(collector="killed"): 0.0}
 
 
+def test_a_collector_stopped_on_request_is_marked_so_and_the_shipped_rules_skip_it(
+        sqlite_url, make_app):
+    """A rolling restart or a retired collector leaves a row that is not connected and
+    ages: the shipped rules paged "critical" for it until `collectors forget` (a trial).
+    The stopped gauge follows /healthz's reading, and both collector rules exclude it."""
+    from pathlib import Path
+
+    import yaml
+
+    app = make_app(sqlite_url)
+    engine = app.extensions["lookout.engine"]
+    set_collector_status(engine, "running")
+    set_collector_status(engine, "retired", connected=False, updated_at=time.time() - 600,
+                         stats={"stopped": True})
+    set_collector_status(engine, "killed", updated_at=time.time() - 600)
+    samples = scrape(app.test_client())
+    assert samples["lookout_collector_stopped"] == {labels(collector="running"): 0.0,
+                                                    labels(collector="retired"): 1.0,
+                                                    labels(collector="killed"): 0.0}
+    assert samples["lookout_collector_connected"][labels(collector="retired")] == 0.0
+    docs = Path(__file__).resolve().parents[3] / "docs" / "monitoring"
+    rules = {r["alert"]: r["expr"] for g in yaml.safe_load(
+        (docs / "prometheus-alerts.yml").read_text())["groups"] for r in g["rules"]}
+    for alert in ("LookoutCollectorDisconnected", "LookoutCollectorStalled"):
+        assert "unless on(collector) lookout_collector_stopped == 1" in rules[alert], alert
+
+
 def test_the_message_queue_gauge_follows_each_collectors_own_check(sqlite_url, make_app):
     """Present for collectors that push through a message queue, while their row is fresh."""
     app = make_app(sqlite_url)
