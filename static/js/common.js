@@ -179,18 +179,27 @@
     if (report.status === "down") { return "store unreachable"; }
     var collectors = report.collectors || [], stale = false, cutOff = false, running = false;
     var queueDown = !!report.message_queue && report.message_queue.ok === false;
+    var down = 0, kept = 0;  // of the collectors not stopped on request
     collectors.forEach(function (c) {
       if (c.stale) { stale = true; }
       if (!c.stale && !c.stopped && !c.connected) { cutOff = true; }
       if (c.up) { running = true; }
       if (c.up && c.live && c.live.ok === false) { queueDown = true; }
+      if (!c.stopped) { kept += 1; if (!c.up) { down += 1; } }
     });
     if (cutOff && !stale) { return "broker unreachable"; }
-    return queueDown && running && !stale ? QUEUE_DOWN : "collector down";
+    if (queueDown && running && !stale) { return QUEUE_DOWN; }
+    // One of a pair died: the other still collects everything; "collector down" alone
+    // read as if collection had stopped (a trial).
+    return running && down ? down + " of " + kept + " collectors down" : "collector down";
   }
+  var SOME_DOWN = / of \d+ collectors down$/;
+  var FORGET_HINT = "the others still collect. One that will not come back: " +
+    "lookout collectors forget NAME";
 
-  /* Ask /healthz now, then again in 10 s, or in 2 s while the collector is down so the
-     indicator turns back to live soon after it recovers. */
+  /* Ask /healthz now, then again in 5 s, or in 2 s while the collector is down so the
+     indicator turns back to live soon after it recovers. (10 s let a killed collector
+     read "up" for up to 20 s: /healthz itself calls it down after 10 s of silence.) */
   var healthTimer = null;
   function checkHealth() {
     clearTimeout(healthTimer);
@@ -205,6 +214,7 @@
           if (status.downLabel === QUEUE_DOWN && !response.ok) { noBeats(); }
           status.health = (report.problems || []).join("; ") ||
             (response.ok ? "collector connected" : status.downLabel);
+          if (SOME_DOWN.test(status.downLabel)) { status.health += "; " + FORGET_HINT; }
           status.warning = (report.warnings || []).join("; ");
           // Pages that show the collectors (the Overview) take the same report.
           document.dispatchEvent(new CustomEvent("lookout:health", {detail: report}));
@@ -216,7 +226,7 @@
       })
       .then(function () {
         showStatus();
-        healthTimer = setTimeout(checkHealth, status.collector === "down" ? 2000 : 10000);
+        healthTimer = setTimeout(checkHealth, status.collector === "down" ? 2000 : 5000);
       });
   }
 

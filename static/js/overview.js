@@ -199,6 +199,7 @@
 
   /* Every collector writing this store and the singleton jobs each one runs (from the
      /healthz report common.js fetches; anonymous callers get no detail: no panel). */
+  var SILENT_AFTER_S = 3, STALE_AFTER_S = 10;  // collectors/status.py reports every 1 s
   function text(value) {
     return value === null || value === undefined ? "–" : String(value);
   }
@@ -207,19 +208,30 @@
     var report = event.detail || {};
     var panel = document.getElementById("collectors-panel");
     if (!report.collectors) { panel.hidden = true; return; }
-    var jobs = {};
+    var jobs = {}, down = {};
+    report.collectors.forEach(function (c) { down[c.name] = !c.up && !c.stopped; });
     (report.jobs || []).forEach(function (job) {
-      if (job.held) { (jobs[job.collector] = jobs[job.collector] || []).push(job.job); }
+      if (!job.held) { return; }
+      // A dead holder's lease runs out before another collector takes the job: say so,
+      // rather than list a job as run by a collector that runs nothing.
+      var name = down[job.collector] ? job.job + " (lease ends in " +
+        Math.max(0, Math.ceil(job.expires_in)) + " s)" : job.job;
+      (jobs[job.collector] = jobs[job.collector] || []).push(name);
     });
     L.append(L.clear(document.getElementById("collectors-body")), report.collectors.map(function (c) {
       // Collecting, but its live updates cannot reach the web processes.
       var noLive = c.up && c.live && c.live.ok === false ?
         "message queue unreachable: live updates stopped (" + c.live.error + ")" : "";
-      var state = c.problem || noLive || c.warning ||
+      // It reports every second; /healthz calls it down after 10 s of silence. Between
+      // the two, a killed collector still read "up" (a trial): say it has gone quiet.
+      var silent = c.up && c.status_age > SILENT_AFTER_S ? "no status for " +
+        Math.round(c.status_age) + " s: down at " + STALE_AFTER_S + " s unless it reports" : "";
+      var state = c.problem || noLive || silent || c.warning ||
         (c.stopped ? "stopped on request" : "connected");
       var tr = row([c.name, L.el("span", {className: "badge " + (c.problem ? "state-FAILURE" :
-        noLive || c.warning ? "state-RETRY" : c.stopped ? "state-REVOKED" : "state-SUCCESS"),
-        title: state}, c.problem ? "down" : noLive ? "up, no live" : c.warning ? "warning" :
+        noLive || silent || c.warning ? "state-RETRY" : c.stopped ? "state-REVOKED" :
+        "state-SUCCESS"), title: state}, c.problem ? "down" : noLive ? "up, no live" :
+        silent ? "silent " + Math.round(c.status_age) + " s" : c.warning ? "warning" :
         c.stopped ? "stopped" : "up"),
         c.broker, text(c.events_per_second), text(c.received),
         text(c.dropped), text(c.buffer_spilled), (jobs[c.name] || []).sort().join(", ") || "–"]);

@@ -324,6 +324,34 @@ def test_indicator_says_collector_down_when_none_reports(browser, tmp_path, arti
         expect(page.locator("#collectors-body tr[data-collector=c1]")).to_contain_text(
             "up, no live")
         (artifacts_dir / "message-queue-down.png").write_bytes(page.screenshot())
+
+        # One of a pair killed (its row stale, its lease not yet run out) while the other
+        # has just gone quiet: the header counts, the table says who runs nothing.
+        from helpers.factories import set_collector_status
+        from lookout.core.store.db import make_engine
+        from lookout.core.store.models import Lease
+
+        set_status(updated_at=time.time() - 5)
+        engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+        try:
+            set_collector_status(engine, "c2", updated_at=time.time() - 60)
+            with engine.begin() as conn:
+                conn.execute(Lease.__table__.insert(), [
+                    {"name": "alerts", "holder": "c2@host", "expires_at": time.time() + 40}])
+        finally:
+            engine.dispose()
+        page.reload()
+        indicator = page.locator("#connection")
+        expect(indicator).to_have_text("1 of 2 collectors down")
+        expect(indicator).to_have_attribute("title", re.compile(
+            r"collector c2: status not updated .*the others still collect.*"
+            r"lookout collectors forget NAME"))
+        expect(page.locator("#collectors-body tr[data-collector=c1]")).to_contain_text(
+            re.compile(r"silent \d+ s"))
+        dead = page.locator("#collectors-body tr[data-collector=c2]")
+        expect(dead).to_contain_text("down")
+        expect(dead).to_contain_text(re.compile(r"alerts \(lease ends in \d+ s\)"))
+        (artifacts_dir / "one-of-two-down.png").write_bytes(page.screenshot(full_page=True))
     finally:
         context.close()
         assert web.stop() == 0
