@@ -125,8 +125,11 @@ class HealthCheck:
             if updated is None:
                 raise LookupError(f"no collector named {name!r} has reported to this store")
             if now - updated <= STALE_AFTER:
-                raise ValueError(f"collector {name!r} reported {max(0.0, now - updated):.0f}s "
-                                 "ago: it is running; stop it first")
+                age = max(0.0, now - updated)
+                raise ValueError(
+                    f"collector {name!r} reported {age:.0f}s ago: it is running; stop it "
+                    f"first (if it was just killed, try again in {STALE_AFTER - age + 1:.0f}s, "
+                    f"once its last report is over {STALE_AFTER:.0f}s old)")
             conn.execute(statuses.delete().where(statuses.c.name == name))
             # Holders are "<name>@<host>:<pid>:<tag>" (collectors.lease.JobLease).
             conn.execute(Lease.__table__.delete().where(Lease.holder.startswith(

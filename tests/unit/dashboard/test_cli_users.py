@@ -1,6 +1,8 @@
 """`lookout users passwd|role`: change a user from the command line, ending their sessions."""
 from __future__ import annotations
 
+import re
+
 from click.testing import CliRunner
 
 from helpers.control import PASSWORD, app_with_users, csrf_from, login
@@ -175,6 +177,8 @@ def test_collectors_list_and_forget_one_that_will_not_come_back(sqlite_url):
     assert " up " in lines["alive"] and "down: status not updated" in lines["gone"]
     running = run("forget", "alive")
     assert running.exit_code == 1 and "it is running; stop it first" in running.output
+    # A collector killed a moment ago looks the same: the refusal says when to try again.
+    assert re.search(r"if it was just killed, try again in \d+s", running.output)
     unknown = run("forget", "nobody")
     assert unknown.exit_code == 1 and "no collector named 'nobody'" in unknown.output
     forgotten = run("forget", "gone")
