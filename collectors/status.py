@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections import deque
 
 from sqlalchemy import Engine, select
@@ -26,6 +29,7 @@ from lookout.core.store.models import CollectorStatus
 log = logging.getLogger(__name__)
 
 RATE_WINDOW = 5.0  # seconds over which events_per_sec is averaged
+CLASH_FORGOTTEN_AFTER = 60.0  # a name shared no longer once the other is silent this long
 
 
 class StatusReporter:
@@ -43,6 +47,12 @@ class StatusReporter:
         self._thread: threading.Thread | None = None
         self._stopped_on_request = False
         self._carried = False  # lifetime totals read from the last row (carry_over)
+        # Which process writes the row: two collectors given one name (the default,
+        # "default", on two hosts) would overwrite each other's row without a word.
+        self.instance = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._since = time.time()
+        self._clash: str | None = None  # the other process's instance, once seen
+        self._clash_seen = 0.0
 
     def start(self) -> "StatusReporter":
         self._carried = self.carry_over()
@@ -129,6 +139,9 @@ class StatusReporter:
                        buffer_spilled=self.buffer.spill_pending)
         if self._stopped_on_request:
             payload["stopped"] = True
+        payload["instance"] = self.instance
+        if self._clash:
+            payload["name_shared_with"] = self._clash
         return {
             "name": self.settings.collector_name,
             "broker": redact_url(self.settings.broker_url)[:255],
@@ -152,4 +165,34 @@ class StatusReporter:
             index_elements=[table.c.name],
             set_={k: v for k, v in values.items() if k != "name"})
         with self.engine.begin() as conn:
+            self._check_name(conn.execute(select(CollectorStatus.updated_at,
+                                                 CollectorStatus.stats).where(
+                table.c.name == values["name"])).first())
             conn.execute(statement)
+
+    def _check_name(self, current) -> None:
+        """Say so, once, when another process has written this name's row since we
+        started: the row then flips between two collectors, and /healthz would judge a
+        blend of both. The next rows carry the other's identity (`name_shared_with`)."""
+        if current is None or current.updated_at < self._since:
+            return
+        try:
+            other = json.loads(current.stats or "{}").get("instance")
+        except (ValueError, AttributeError):
+            return
+        now = time.time()
+        if other == self.instance:  # nobody else wrote since our last row
+            if self._clash and now - self._clash_seen > CLASH_FORGOTTEN_AFTER:
+                log.info("collector name %r: the other process (%s) has not written for "
+                         "%.0f s", self.settings.collector_name, self._clash,
+                         CLASH_FORGOTTEN_AFTER)
+                self._clash = None
+            return
+        if not other:
+            return
+        self._clash_seen = now
+        if other != self._clash:
+            self._clash = str(other)[:120]
+            log.error("collector name %r is also used by another process (%s) writing this "
+                      "store: each overwrites the other's status; give each collector its "
+                      "own --name", self.settings.collector_name, self._clash)

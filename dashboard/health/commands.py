@@ -50,6 +50,8 @@ def collectors_list(database_url: str) -> None:
                  else "up")
         click.echo(f"{c['name']:<24} {state:<40} last report {c['status_age']:.0f}s ago"
                    f"  jobs: {', '.join(sorted(jobs.get(c['name'], []))) or '-'}")
+        if c["warning"]:
+            click.echo(f"{'':<24} warning: {c['warning']}")
 
 
 @collectors.command("forget", help="Remove a collector that will not come back, so "

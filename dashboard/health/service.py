@@ -170,6 +170,15 @@ def _jobs(leases, now: float) -> list[dict]:
              "expires_in": round(lease.expires_at - now, 1)} for lease in leases]
 
 
+def _name_warning(stats: dict) -> str | None:
+    """Two collectors writing under one name overwrite each other's status row."""
+    other = stats.get("name_shared_with")
+    if other:
+        return (f"another collector uses this name ({other}): their reports overwrite each "
+                "other; give each its own --name")
+    return None
+
+
 def _loss_warning(stats: dict) -> str | None:
     """Events lost since the collector started, or a backlog waiting on disk."""
     dropped = stats.get("dropped") or 0
@@ -198,7 +207,7 @@ def _collector(row, now: float, quiet_after: float) -> dict:
     else:
         problem = None
     received = stats.get("received")
-    warning = None if problem or stopped else (_loss_warning(stats)
+    warning = None if problem or stopped else (_name_warning(stats) or _loss_warning(stats)
                                                or _quiet_warning(row, now, quiet_after))
     return {
         "name": row["name"],

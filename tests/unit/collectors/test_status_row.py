@@ -43,3 +43,41 @@ def test_a_connection_change_is_written_at_once_and_a_requested_stop_says_so(sql
     final = row(engine)
     assert final["connected"] is False and json.loads(final["stats"])["stopped"] is True
     engine.dispose()
+
+
+def test_two_collectors_under_one_name_are_told_apart_and_reported(sqlite_url, make_app,
+                                                                   caplog):
+    """Two hosts running `lookout collect` without --name both write the row "default":
+    each overwrote the other's with no word (a trial). Now each says so in its log and its
+    rows, and /healthz warns; a restart under the same name (the earlier run's row is
+    older than this run) is no clash."""
+    import logging
+
+    engine = db.make_engine(sqlite_url)
+    settings = Settings(database_url=sqlite_url, collector_name="default")
+    earlier = StatusReporter(engine, settings, CollectorStats(), EventBuffer())
+    earlier.write()  # a previous run of this collector
+    one = StatusReporter(engine, settings, CollectorStats(
+        connected=True, connected_since=time.time(), last_event_at=time.time()),
+        EventBuffer())
+    one.write()
+    assert "name_shared_with" not in json.loads(row(engine)["stats"])
+
+    other = StatusReporter(engine, settings, CollectorStats(), EventBuffer())
+    with caplog.at_level(logging.ERROR, logger="lookout.collectors.status"):
+        other.write()  # the other host starts, after our row: no clash seen yet
+        one.write()  # we see its row
+        other.write()  # it sees ours
+        one.write()  # said once, not every second
+    assert [r.getMessage() for r in caplog.records] == [
+        f"collector name 'default' is also used by another process ({p.instance}) writing "
+        "this store: each overwrites the other's status; give each collector its own --name"
+        for p in (other, one)]
+    assert json.loads(row(engine)["stats"])["name_shared_with"] == other.instance
+    engine.dispose()
+
+    report = make_app(sqlite_url).test_client().get("/healthz").get_json()
+    (collector,) = report["collectors"]
+    assert collector["warning"] == (
+        f"another collector uses this name ({other.instance}): their reports overwrite "
+        "each other; give each its own --name")
