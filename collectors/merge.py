@@ -261,8 +261,15 @@ def _derive(row: dict[str, Any]) -> None:
                 best = key
     row["state"], row["state_ts"] = best[_KEY_STATE], best[_KEY_TS]
     started, received = row["started_at"], row["received_at"]
-    row["queue_wait"] = (started - received if started is not None and received is not None
-                         and started >= received else None)
+    if started is not None and received is not None and started >= received:
+        # An ETA or countdown (every retry has one) is waited out on purpose: the wait
+        # for a worker starts when the task was due, not when it was received.
+        eta = row["eta"]
+        due = received if not isinstance(eta, (int, float)) else min(max(received, eta),
+                                                                      started)
+        row["queue_wait"] = started - due
+    else:
+        row["queue_wait"] = None
     failed = row["failed_at"]
     if (row["succeeded_at"] is None and failed is not None and started is not None
             and failed >= started):

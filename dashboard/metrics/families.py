@@ -26,7 +26,7 @@ HELP = {
     "celery_task_retried_total": "Task retries",
     "flower_events_total": "Task events (Flower's metric)",
     "celery_task_runtime": "Task runtime in seconds (task-succeeded)",
-    "celery_task_queue_wait_time": "Seconds from received to started",
+    "celery_task_queue_wait_time": "Seconds from received (or its ETA, if later) to started",
     "flower_task_runtime_seconds": "Task runtime (Flower's metric)",
 }
 TASK_LABELS = ["hostname", "name", "queue_name"]

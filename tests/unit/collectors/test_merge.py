@@ -165,6 +165,23 @@ def test_retried_task_keeps_latest_times_and_counts_retries():
     assert row["queue_wait"] == pytest.approx(4.5)
 
 
+def test_queue_wait_leaves_out_an_eta_or_countdown():
+    """A retry's countdown read as queue wait ("998 ms" for a 1 s countdown, a trial):
+    the wait for a worker starts when the task was due."""
+    from datetime import datetime, timezone
+
+    received, due = T0 + 10, T0 + 11
+    eta = datetime.fromtimestamp(due, timezone.utc).isoformat()  # as Celery sends it
+
+    def wait(started: float, **fields) -> float | None:
+        return merge.fold(None, [task("task-received", U, received, name="t", **fields),
+                                 task("task-started", U, started)])["queue_wait"]
+
+    assert wait(due + 0.25, eta=eta) == pytest.approx(0.25)
+    assert wait(due - 0.5, eta=eta) == 0  # started before its eta (clocks apart): never < 0
+    assert wait(received + 2) == pytest.approx(2)  # no eta: from receipt, as before
+
+
 def test_a_task_celery_retried_is_never_its_own_parent():
     row = merge.fold(None, celery_retry_of_a_top_level_task())
     assert (row["state"], row["retries"], row["root_id"]) == ("SUCCESS", 2, U)
