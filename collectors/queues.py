@@ -170,6 +170,10 @@ class QueueSampler:
 
     def queue_names(self, active: dict[str, list[dict]] | None = None) -> set[str]:
         names = set(self.extra_names) | set(consumers_by_queue(active))
+        if not self.settings.broker_url.startswith(("redis", "rediss")):
+            # RabbitMQ: the collectors' own durable event queue. Its depth is how far they
+            # are behind the workers, and 0 consumers with messages means none collects.
+            names.add(self.settings.event_queue_name)
         names |= app_queue_names(self.settings.extra.get("celery_app"))
         taken_at, known = self._names
         if time.monotonic() - taken_at > self.names_ttl:

@@ -74,6 +74,36 @@ def test_rabbitmq_depth_and_consumer_counts(amqp_broker, amqp_worker):  # noqa: 
     assert missing.messages is None and "does not exist" in missing.error
 
 
+def test_rabbitmq_sampling_includes_the_collectors_own_event_queue(amqp_broker, sqlite_url,
+                                                                   redis_broker, tmp_path):
+    """Its depth is how far the collectors are behind; with none consuming it, nobody
+    collects (a trial looked for it on the Queues page). Redis has no such queue."""
+    from lookout.collectors.service import Collector
+    from lookout.core.store.db import upgrade
+    from helpers.workers import collector_settings, wait_connected
+
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    settings = collector_settings(amqp_broker, sqlite_url, queue_sample_interval=0)
+    collector = Collector(settings, engine=engine).start()
+    try:
+        wait_connected(engine, settings.collector_name)
+        depths = {d.name: d for d in QueueSampler(settings, engine).sample_once()}
+        events = depths[settings.event_queue_name]
+        assert events.error is None and events.consumers == 1 and events.messages is not None
+    finally:
+        collector.stop()
+        engine.dispose()
+    redis_store = f"sqlite:///{tmp_path / 'redis.db'}"  # its own: names come from history
+    upgrade(redis_store)
+    redis_engine = make_engine(redis_store)
+    try:
+        on_redis = QueueSampler(collector_settings(redis_broker, redis_store), redis_engine)
+        assert on_redis.settings.event_queue_name not in on_redis.queue_names()
+    finally:
+        redis_engine.dispose()
+
+
 def test_unreachable_broker_raises():
     from kombu.exceptions import OperationalError
 
