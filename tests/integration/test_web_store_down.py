@@ -7,18 +7,19 @@ the store is unavailable, and once the store is back everything works without a 
 
 Real parts throughout: `lookout web` and gunicorn processes, a PostgreSQL database of
 the test's own behind a TCP proxy that the test cuts (silence: connections accepted and
-never answered, the hard case) and restores, Redis DB 11 as the message queue.
+never answered, the hard case) and restores, the session's Redis database as the message
+queue.
 """
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from typing import Any, Iterator
 
 import pytest
 
+from helpers.browser import free_port
 from helpers.pg import create_database, drop_database
 from helpers.proxy import SilenceableProxy
 from helpers.support import VENV_BIN, Process, wait_for
@@ -26,29 +27,20 @@ from lookout.collectors.push import NAMESPACE
 from lookout.core.store import db as store_db
 from lookout.dashboard.health.service import CHANNEL_UNKNOWN
 
-MESSAGE_QUEUE = "redis://127.0.0.1:6379/11"
 STORE_DOWN = "store unavailable: the database did not answer"
 PAGE_REFRESH = '<meta http-equiv="refresh" content="5">'
-
-
-def port_in_range(first: int = 57100, last: int = 57199) -> int:
-    """A port nothing listens on, from the range these tests may use (from its top when
-    `first` > `last`)."""
-    for port in range(first, last + (1 if last >= first else -1), 1 if last >= first else -1):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError(f"no free port in {first}-{last}")
+NOWHERE = "lookout_nowhere"  # the unreachable store's database name
 
 
 def unreachable_store() -> str:
-    """A PostgreSQL URL whose port refuses connections: nothing listens there, and the
-    servers of these tests take their ports from the other end of the range."""
-    return ("postgresql+psycopg://postgres@127.0.0.1:"
-            f"{port_in_range(57199, 57100)}/helper_a_nowhere")
+    """A PostgreSQL URL whose port refuses connections: nothing listens there."""
+    return f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/{NOWHERE}"
+
+
+@pytest.fixture
+def message_queue(redis_broker: str) -> str:
+    """The session's own Redis database (collectors/watched.py keeps its keys there)."""
+    return redis_broker
 
 
 def fetch(url: str, token: str | None = None, accept: str | None = None,
@@ -73,10 +65,10 @@ def fetch_json(url: str, token: str | None = None) -> tuple[int, Any]:
 
 # -- in process: what each kind of request gets ------------------------------------------
 @pytest.fixture
-def app_without_store(make_app):
+def app_without_store(make_app, message_queue):
     """Built against a store that refuses connections, with auth on and a message queue
     (whose channel is named after the store): building it used to raise."""
-    return make_app(unreachable_store(), auth=True, message_queue=MESSAGE_QUEUE)
+    return make_app(unreachable_store(), auth=True, message_queue=message_queue)
 
 
 def test_healthz_says_down_to_anyone_even_a_caller_with_a_token(app_without_store):
@@ -92,9 +84,9 @@ def test_healthz_says_down_to_anyone_even_a_caller_with_a_token(app_without_stor
         assert client.get(path, headers={"Authorization": "Bearer x"}).status_code == 503
 
 
-def test_healthz_names_the_store_in_its_report(make_app):
+def test_healthz_names_the_store_in_its_report(make_app, message_queue):
     client = make_app(unreachable_store(), auth=False,
-                      message_queue=MESSAGE_QUEUE).test_client()
+                      message_queue=message_queue).test_client()
     response = client.get("/healthz")
     assert response.status_code == 503
     report = response.get_json()
@@ -114,7 +106,7 @@ def test_api_answers_503_in_the_api_error_shape(app_without_store, path):
     assert response.headers["Retry-After"] == "5"
     error = response.get_json()["error"]
     assert error["status"] == 503 and error["message"].startswith(STORE_DOWN)
-    assert "helper_a_nowhere" not in error["message"]  # host and database: the log only
+    assert NOWHERE not in error["message"]  # host and database: the log only
 
 
 def test_a_page_is_the_store_unavailable_page_with_its_status(app_without_store):
@@ -126,32 +118,32 @@ def test_a_page_is_the_store_unavailable_page_with_its_status(app_without_store)
     assert "<title>Store unavailable · Lookout</title>" in page  # the layout's error page
     assert f'id="error-message" class="error" role="alert">{STORE_DOWN}' in page
     assert PAGE_REFRESH in page and 'id="error-retry"' in page
-    assert "helper_a_nowhere" not in page and "Traceback" not in page
+    assert NOWHERE not in page and "Traceback" not in page
 
 
 # -- real processes ------------------------------------------------------------------------
-def lookout_web(port: int, database: str, log, *extra: str) -> Process:
+def lookout_web(port: int, database: str, queue: str, log, *extra: str) -> Process:
     return Process([str(VENV_BIN / "lookout"), "web", "--port", str(port),
-                    "--database", database, "--message-queue", MESSAGE_QUEUE, *extra], log)
+                    "--database", database, "--message-queue", queue, *extra], log)
 
 
-def gunicorn_web(port: int, database: str, log) -> Process:
+def gunicorn_web(port: int, database: str, queue: str, log) -> Process:
     return Process([str(VENV_BIN / "gunicorn"), "-w", "1", "--threads", "20",
                     "--graceful-timeout", "5", "-b", f"127.0.0.1:{port}",
                     "lookout.dashboard.wsgi:app_from_environment()"], log,
                    env={"LOOKOUT_DATABASE_URL": database, "LOOKOUT_AUTH": "1",
-                        "LOOKOUT_MESSAGE_QUEUE": MESSAGE_QUEUE, "LOOKOUT_CELERY_APP": "",
+                        "LOOKOUT_MESSAGE_QUEUE": queue, "LOOKOUT_CELERY_APP": "",
                         "LOOKOUT_ALLOWED_HOSTS": "127.0.0.1"})
 
 
 @pytest.mark.parametrize("server", ["lookout web", "gunicorn"])
-def test_the_server_starts_without_its_store_and_says_so(server, tmp_path):
-    port = port_in_range()
+def test_the_server_starts_without_its_store_and_says_so(server, tmp_path, message_queue):
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     if server == "gunicorn":
-        process = gunicorn_web(port, unreachable_store(), tmp_path / "web.log")
+        process = gunicorn_web(port, unreachable_store(), message_queue, tmp_path / "web.log")
     else:  # auth on, as by default
-        process = lookout_web(port, unreachable_store(), tmp_path / "web.log")
+        process = lookout_web(port, unreachable_store(), message_queue, tmp_path / "web.log")
     try:
         status, body = wait_for(lambda: fetch_json(base + "/healthz"), 60,
                                 message=f"{server} answering without its store")
@@ -173,7 +165,7 @@ def test_the_server_starts_without_its_store_and_says_so(server, tmp_path):
 def store_behind_proxy() -> Iterator[tuple[SilenceableProxy, str]]:
     """A migrated PostgreSQL database of the test's own, reached through a proxy; the
     URL bounds connection attempts to 2 s so that a cut costs each request that."""
-    name, url = create_database("helper_a_web_store")
+    name, url = create_database("lookout_web_store")
     proxy = None
     try:
         store_db.upgrade(url)
@@ -187,7 +179,7 @@ def store_behind_proxy() -> Iterator[tuple[SilenceableProxy, str]]:
 
 
 def test_a_web_started_during_an_outage_serves_once_the_store_is_back(store_behind_proxy,
-                                                                       tmp_path):
+                                                                       tmp_path, message_queue):
     """Started while the store is cut, then the store restored, cut and restored again:
     503s while cut, 200s after, the same process throughout. The live channel (named
     after the store) is looked up once the store answers, and the Socket.IO listener of
@@ -195,10 +187,10 @@ def test_a_web_started_during_an_outage_serves_once_the_store_is_back(store_behi
     import socketio as socketio_client
 
     proxy, url = store_behind_proxy
-    port = port_in_range()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proxy.silence()
-    web = lookout_web(port, url, tmp_path / "web.log", "--no-auth")
+    web = lookout_web(port, url, message_queue, tmp_path / "web.log", "--no-auth")
     live = socketio_client.Client(reconnection=False)
 
     def store_down() -> bool:
