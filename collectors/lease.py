@@ -11,6 +11,7 @@ from typing import Callable
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from lookout.core.store.db import error_line
 from lookout.core.store.models import Lease
 
 log = logging.getLogger(__name__)
@@ -67,4 +68,5 @@ class JobLease:
                 conn.execute(delete(Lease).where(Lease.name == self.name,
                                                  Lease.holder == self.holder))
         except Exception as exc:  # noqa: BLE001 - the lease expires anyway
-            log.warning("could not release the %s lease: %s", self.name, exc)
+            log.warning("could not release the %s lease (it runs out by itself): %s",
+                        self.name, error_line(exc))

@@ -30,6 +30,7 @@ from collections import Counter, deque
 from typing import Any, Callable, Iterable, Mapping
 
 from lookout.collectors.lease import JobLease
+from lookout.collectors.outage_log import OutageLog
 from lookout.collectors.live_channel import live_channel
 from lookout.collectors.live_rows import EarlyRows
 from lookout.collectors.message_queue import MessageQueueProbe, external_emitter, probe_for
@@ -90,6 +91,7 @@ class LiveLease:
 
     def __init__(self, engine: Any, owner: str, clock: Callable[[], float] = time.time):
         self.lease = JobLease(engine, "live", self.TTL, clock, owner)
+        self._outage = OutageLog(log, "live lease")
         self.clock = clock
         self._held, self._checked = False, float("-inf")
 
@@ -100,8 +102,10 @@ class LiveLease:
             try:
                 self._held = (self.lease.acquire()
                               or self.lease.take_over_from_earlier_self())
-            except Exception:  # noqa: BLE001 - the store is away: keep pushing what we hear
-                log.warning("live lease check failed", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - the store is away: keep pushing
+                self._outage.failed(exc)
+            else:
+                self._outage.succeeded()
         return self._held
 
     def release(self) -> None:

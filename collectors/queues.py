@@ -18,8 +18,10 @@ from sqlalchemy import Engine, delete, select
 
 from lookout.core.celery_client import connection_options
 from lookout.collectors.lease import JobLease
+from lookout.collectors.outage_log import OutageLog
 from lookout.collectors.threads import join_or_report
 from lookout.core.config import Settings
+from lookout.core.store.db import STORE_UNAVAILABLE
 from lookout.core.store.models import QueueSample, Task
 
 log = logging.getLogger("lookout.queues")
@@ -230,12 +232,18 @@ class QueueSampler:
         interval = max(0.1, float(self.settings.queue_sample_interval))
         lease = JobLease(self.engine, "queues", max(30.0, 3 * interval), time.time,
                          self.settings.collector_name)
+        outage = OutageLog(log, "queue sampling")
         while not stop.is_set():
             try:
                 if lease.acquire():
                     self.sample_once()
             except Exception as exc:  # noqa: BLE001 - retry next interval
-                log.warning("queue sampling failed: %s", exc)
+                if isinstance(exc, STORE_UNAVAILABLE):
+                    outage.failed(exc)
+                else:  # the broker: each failure says which and why, in one line
+                    log.warning("queue sampling failed: %s", exc)
+            else:
+                outage.succeeded()
             stop.wait(interval)
         lease.release()
 

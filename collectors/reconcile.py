@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.events import InvalidEvent, validate
 from lookout.collectors.lease import JobLease
+from lookout.collectors.outage_log import OutageLog
 from lookout.collectors.stats import CollectorStats
 from lookout.collectors.threads import join_or_report
 from lookout.core.store.models import Task
@@ -77,12 +78,15 @@ class Reconciler:
         self.lease.release()
 
     def _run(self) -> None:
+        outage = OutageLog(log, "reconciliation with the result backend")
         while not self._stop.wait(self.interval):
             try:
                 if self.lease.acquire():
                     self.run_once()
-            except Exception:  # noqa: BLE001 - a backend or database outage: next round
-                log.exception("reconciliation with the result backend failed")
+            except Exception as exc:  # noqa: BLE001 - a backend or database outage: next round
+                outage.failed(exc)
+            else:
+                outage.succeeded()
 
     def candidates(self, now: float) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

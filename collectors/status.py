@@ -21,6 +21,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lookout.collectors.buffer import EventBuffer
+from lookout.collectors.outage_log import OutageLog
 from lookout.collectors.stats import CollectorStats
 from lookout.collectors.threads import join_or_report
 from lookout.core.config import Settings, redact_url
@@ -47,6 +48,7 @@ class StatusReporter:
         self._thread: threading.Thread | None = None
         self._stopped_on_request = False
         self._carried = False  # lifetime totals read from the last row (carry_over)
+        self._outage = OutageLog(log, "collector status row")
         # Which process writes the row: two collectors given one name (the default,
         # "default", on two hosts) would overwrite each other's row without a word.
         self.instance = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -87,8 +89,8 @@ class StatusReporter:
                 text = conn.execute(select(CollectorStatus.stats).where(
                     CollectorStatus.name == self.settings.collector_name)).scalar()
         except Exception as exc:  # noqa: BLE001 - store away, or no table yet
-            log.warning("could not read earlier collector totals (again before the next "
-                        "status write): %s", exc)
+            # Asked again before each status write: the outage is logged once.
+            self._outage.failed(exc)
             return False
         try:
             lifetime = json.loads(text or "{}").get("lifetime")
@@ -114,7 +116,9 @@ class StatusReporter:
                     return
             self.write()
         except Exception as exc:  # noqa: BLE001 - a database outage must not stop us
-            log.warning("could not write collector status: %s", exc)
+            self._outage.failed(exc)
+        else:
+            self._outage.succeeded()
 
     def events_per_sec(self, now: float) -> float:
         """Received events per second over the last few seconds."""

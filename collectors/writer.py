@@ -23,10 +23,12 @@ from lookout.collectors import merge, metrics_writer, rollup_writer, task_writer
 from lookout.collectors.buffer import EventBuffer
 from lookout.collectors.events import Event
 from lookout.collectors.lease import JobLease
+from lookout.collectors.outage_log import OutageLog
 from lookout.collectors.planner_statistics import PlannerStatistics
 from lookout.collectors.retention import Pruner
 from lookout.collectors.stats import CollectorStats
 from lookout.core.config import Settings
+from lookout.core.store.db import error_line
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,7 @@ class HistoryWriter:
         self.pruner = Pruner(engine, settings)
         self.statistics = PlannerStatistics(engine)
         # Collectors side by side on one store: one of them prunes.
+        self._housekeeping_outage = OutageLog(log, "retention and planner statistics")
         self.prune_lease = JobLease(engine, "retention", max(30.0, 6 * prune_interval),
                                     time.time, settings.collector_name)
         self.label_caps = metrics_writer.LabelCaps({
@@ -284,7 +287,7 @@ class HistoryWriter:
             except Exception as error:  # noqa: BLE001 - never let the thread die
                 self.stats.last_write_error = f"{error.__class__.__name__}: {error}"[:500]
                 log.warning("writing %d events failed, retrying in %.1fs: %s",
-                            len(events), delay, error)
+                            len(events), delay, error_line(error))
             if self._stopping.is_set():
                 left = (self._give_up_at or 0.0) - time.monotonic()
                 if left <= 0:
@@ -310,5 +313,7 @@ class HistoryWriter:
             if self.prune_lease.acquire():
                 self.pruner.prune_step(time.time())
                 self.statistics.refresh_if_due()
-        except Exception:  # noqa: BLE001 - housekeeping; retry next time
-            log.exception("pruning or planner statistics failed")
+        except Exception as exc:  # noqa: BLE001 - housekeeping; retry next time
+            self._housekeeping_outage.failed(exc)
+        else:
+            self._housekeeping_outage.succeeded()

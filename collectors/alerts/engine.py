@@ -28,6 +28,7 @@ from lookout.collectors.alerts.notify import deliver
 from lookout.collectors.alerts.failure_index import FailureIndex
 from lookout.collectors.alerts.rules import EVALUATORS, MAX_FAILURES, new_failure_group
 from lookout.collectors.lease import JobLease
+from lookout.collectors.outage_log import OutageLog
 from lookout.collectors.threads import join_or_report
 from lookout.core.alerting import RuleError, validate_rule
 from lookout.core.store.models import Alert, AlertRule
@@ -39,6 +40,7 @@ LEASE = "alerts"
 class AlertEngine:
     def __init__(self, engine: Engine, settings, clock: Callable[[], float] = time.time):
         self.engine, self.settings, self.clock = engine, settings, clock
+        self._outage = OutageLog(log, "alert evaluation")
         self.lease = JobLease(engine, LEASE, max(30.0, 3 * settings.alert_interval), clock,
                               settings.collector_name)
         self._stop = threading.Event()
@@ -71,8 +73,10 @@ class AlertEngine:
         while not self._stop.is_set():
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - a database outage must not end the thread
-                log.exception("alert evaluation failed")
+            except Exception as exc:  # noqa: BLE001 - a database outage must not end the thread
+                self._outage.failed(exc)
+            else:
+                self._outage.succeeded()
             self._stop.wait(self.settings.alert_interval)
 
     def tick(self) -> list[dict[str, Any]]:

@@ -13,11 +13,15 @@ from typing import Iterator
 
 from sqlalchemy import Engine, NullPool, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from lookout.core.config import redact_url
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# What SQLAlchemy raises when the database refuses, drops or times out a connection: an
+# outage to report and wait out, not a bug to show a traceback for.
+STORE_UNAVAILABLE = (OperationalError, DisconnectionError, PoolTimeout)
 # The text index behind `q=` (migration 0011): on SQLite the FTS5 table `tasks_fts` (with
 # its shadow tables tasks_fts_*) and triggers on tasks, on PostgreSQL a pg_trgm GIN index.
 # Neither store can build the other's, so they live outside the models, and

@@ -5,18 +5,14 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, render_template, request
-from sqlalchemy.exc import DisconnectionError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from lookout.core.celery_client import BrokerUnavailable
 from lookout.core.config import redact_url
-from lookout.core.store.db import error_line
+from lookout.core.store.db import STORE_UNAVAILABLE, error_line
 
 log = logging.getLogger(__name__)
-# What SQLAlchemy raises when the database refuses, drops or times out a connection.
-STORE_UNAVAILABLE = (OperationalError, DisconnectionError, PoolTimeout)
 STORE_RETRY_AFTER = "5"  # seconds; a store outage is usually a restart or failover
 
 

@@ -242,10 +242,18 @@ def test_a_collector_started_while_its_store_is_away_keeps_what_it_hears(
                  message=f"collecting with the store away:\n{proc.output()[-2000:]}")
         assert proc.popen.poll() is None
         assert "live updates to web processes wait for the store" in proc.output()
+        # Every background job retries each second or so: the outage is said once each.
+        wait_for(lambda: proc.output().count("store unavailable") >= 3, 30, interval=0.1,
+                 message=f"the jobs' outage lines:\n{proc.output()[-2000:]}")
         ids = dispatch(redis_broker, 100)
         admin_run(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         wait_all_stored(engine, ids)
+        wait_for(lambda: "collector status row: store answers again" in proc.output(), 30,
+                 interval=0.1, message="the status row's recovery line")
         assert proc.stop() == 0
+        log = proc.output()
+        assert log.count("collector status row: store unavailable") == 1, log[-3000:]
+        assert "Traceback" not in log, log[-3000:]
     finally:
         proc.stop()
         engine.dispose()
