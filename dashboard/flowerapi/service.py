@@ -10,7 +10,7 @@ exactly like one sent through /api/v1, except where Flower's behaviour is kept o
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -57,7 +57,14 @@ class FlowerService:
     def list_tasks(self, query: TaskListQuery) -> list[tuple[str, dict]]:
         """(id, task) pairs in order: Flower answers them as one object keyed by id."""
         dialect = self.engine.dialect.name
-        where = conditions(query.filters, dialect)
+        # Flower matches taskname and workername whatever their case: each becomes the
+        # stored names it folds to, so the name and worker indexes still serve the list.
+        filters, exact = query.filters, []
+        if filters.name is not None:
+            exact.append(tasks.c.name.in_(_any_case(filters.name, self.task_types())))
+        if filters.worker is not None:
+            exact.append(tasks.c.worker.in_(_any_case(filters.worker, self.task_workers())))
+        where = conditions(replace(filters, name=None, worker=None), dialect) + exact
         if query.search:
             matched = search.condition(query.search, dialect)
             if matched is not None:
@@ -95,6 +102,11 @@ class FlowerService:
         names = select(tasks.c.name).where(tasks.c.name.is_not(None)).distinct()
         return self.counts.get_or_compute("task types", lambda: self._names(names))
 
+    def task_workers(self) -> list[str]:
+        """Every worker the history's tasks name, sorted (cached like the task types)."""
+        names = select(tasks.c.worker).where(tasks.c.worker.is_not(None)).distinct()
+        return self.counts.get_or_compute("task workers", lambda: self._names(names))
+
     def _names(self, stmt) -> list[str]:
         with self.engine.connect() as conn:
             return sorted(conn.execute(stmt).scalars())
@@ -107,7 +119,11 @@ class FlowerService:
             depths = self.sampler.current(active)
         except Exception as exc:  # kombu raises OperationalError and transport errors
             raise broker_down(self.sampler.settings.broker_url, exc) from None
-        return [{"name": d.name, "messages": d.messages} for d in depths if d.error is None]
+        # Not the collectors' own event queue (RabbitMQ): Flower has none, and a script
+        # summing these depths would count Lookout's backlog as the workers'.
+        own = self.sampler.settings.event_queue_name
+        return [{"name": d.name, "messages": d.messages} for d in depths
+                if d.error is None and d.name != own]
 
     # -- controls ------------------------------------------------------------------
     def revoke(self, task_id: str, terminate: bool, signal: str | None) -> dict[str, Any]:
@@ -204,3 +220,9 @@ def _facts(conn, ids: list[str]) -> dict[str, tuple[int | None, str | None]]:
         for row in rows:
             timelines.setdefault(row["task_uuid"], []).append(row)
     return {uuid: timeline_facts(rows) for uuid, rows in timelines.items()}
+
+
+def _any_case(value: str, known: list[str]) -> list[str]:
+    """`value` and every known name equal to it but for case (Flower casefolds both)."""
+    folded = value.casefold()
+    return sorted({value, *(name for name in known if name.casefold() == folded)})

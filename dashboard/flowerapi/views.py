@@ -132,6 +132,14 @@ def task_result(task_id: str):
         task_id, None if timeout in (None, "") else number(timeout, "timeout", 0, MAX_WAIT)))
 
 
+@bp.get("/tasks/datatable")
+def tasks_datatable():
+    """Flower's UI feeds its task table from here; Lookout's pages do not, and without this
+    the path read as the page of a task named "datatable" (a 200 a script could not parse)."""
+    raise ApiError(404, "Flower's UI endpoint /tasks/datatable is not served: use "
+                        "/api/tasks (limit, offset) or /api/v1/tasks (totals and cursors)")
+
+
 @bp.get("/api/queues/length")
 def queue_lengths():
     query(frozenset())

@@ -157,7 +157,14 @@ def check_cross_site(bearer: bool) -> None:
         return
     sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD) or ""
     expected = session.get("csrf") or ""
-    if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+    if not expected:
+        # No session at all: a script (with --no-auth too, where a cross-site form would
+        # otherwise control the workers). Say what a script sends (a trial got the
+        # browser's advice, "reload the page").
+        raise ApiError(403, "no session and no API token: a script sends Authorization: "
+                            "Bearer <token> (lookout users token NAME --role operator); "
+                            "a browser, the page's CSRF token (reload the page)")
+    if not hmac.compare_digest(sent.encode(), expected.encode()):
         raise ApiError(403, "missing or invalid CSRF token (reload the page)")
 
 

@@ -75,7 +75,8 @@ def test_rabbitmq_depth_and_consumer_counts(amqp_broker, amqp_worker):  # noqa: 
 
 
 def test_rabbitmq_sampling_includes_the_collectors_own_event_queue(amqp_broker, sqlite_url,
-                                                                   redis_broker, tmp_path):
+                                                                   redis_broker, tmp_path,
+                                                                   make_app):
     """Its depth is how far the collectors are behind; with none consuming it, nobody
     collects (a trial looked for it on the Queues page). Redis has no such queue."""
     from lookout.collectors.service import Collector
@@ -91,6 +92,15 @@ def test_rabbitmq_sampling_includes_the_collectors_own_event_queue(amqp_broker, 
         depths = {d.name: d for d in QueueSampler(settings, engine).sample_once()}
         events = depths[settings.event_queue_name]
         assert events.error is None and events.consumers == 1 and events.messages is not None
+        # Flower has no such queue: its API leaves it out (a script sums these depths).
+        with task_client(amqp_broker) as celery:  # a task queue for it to list
+            celery.send_task("sample.add", args=(1, 2), queue="celery")
+        client = make_app(sqlite_url, broker_url=amqp_broker, auth=False,
+                          event_queue_name=settings.event_queue_name).test_client()
+        response = client.get("/api/queues/length")
+        assert response.status_code == 200, response.get_json()
+        listed = {q["name"] for q in response.get_json()["active_queues"]}
+        assert "celery" in listed and settings.event_queue_name not in listed
     finally:
         collector.stop()
         engine.dispose()

@@ -119,6 +119,30 @@ def test_read_only_refuses_every_control_action(sqlite_url, redis_broker):
     engine.dispose()
 
 
+def test_a_scripts_post_without_token_under_no_auth_is_told_to_send_one(sqlite_url,
+                                                                        redis_broker):
+    """--no-auth still refuses a POST without a session or token (a cross-site form would
+    otherwise control the workers); the refusal told a script to "reload the page"."""
+    app = app_with_users(sqlite_url, redis_broker, auth=False)
+    engine = app.extensions["lookout.engine"]
+    add_worker(engine, WORKER)
+    task = add_task(engine, state="STARTED", name="sample.sleep", worker=WORKER)["uuid"]
+    client = app.test_client()
+    for path in (f"/api/task/revoke/{task}", f"/api/v1/tasks/{task}/revoke"):
+        response = client.post(path)
+        assert response.status_code == 403, path
+        message = response.get_json()["error"]["message"]
+        assert message.startswith("no session and no API token: a script sends "
+                                  "Authorization: Bearer <token>"), message
+    assert spy(app).calls == []
+    secret = app.extensions["lookout.accounts"].add_token("script", "operator",
+                                                          created_by="test")[1]
+    sent = client.post(f"/api/task/revoke/{task}",
+                       headers={"Authorization": f"Bearer {secret}"})
+    assert sent.status_code == 200 and len(spy(app).calls) == 1
+    engine.dispose()
+
+
 def test_invalid_or_unknown_targets_send_nothing(app, running_task):
     client = app.test_client()
     headers = {"X-CSRF-Token": login(client, "otto")}

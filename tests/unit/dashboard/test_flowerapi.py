@@ -95,6 +95,14 @@ def test_a_task_has_celerys_fields_and_what_its_timeline_tells(app):
     assert get(app, "/api/task/types") == (200, {"task-types": ["proj.tasks.add"]})
 
 
+def test_flowers_ui_datatable_is_a_404_that_points_to_the_api(app):
+    """It read as the page of a task named "datatable": a 200 a script could not parse."""
+    status, body = get(app, "/tasks/datatable?draw=1&start=0&length=2")
+    assert status == 404
+    assert body["error"]["message"].startswith(
+        "Flower's UI endpoint /tasks/datatable is not served: use /api/tasks")
+
+
 def test_task_lists_filter_sort_and_page_as_flower(app):
     engine = app.extensions["lookout.engine"]
     local = time.mktime((2026, 3, 1, 12, 0, 0, 0, 0, -1))  # Flower reads dates locally
@@ -116,6 +124,10 @@ def test_task_lists_filter_sort_and_page_as_flower(app):
     assert listed("taskname=a.one") == [ids[2], ids[0]]
     assert listed("workername=w2&state=failure") == [ids[1]]
     assert listed("taskname=All&workername=&state=All") == ids[::-1]
+    # Flower casefolds taskname and workername (a trial's script asked for APP.FAIL).
+    assert listed("taskname=A.ONE") == [ids[2], ids[0]]
+    assert listed("workername=W2&state=FAILURE") == [ids[1]]
+    assert listed("taskname=a.ONE&workername=w1") == [ids[0]]
     # Tasks never received: first when ascending, last when descending, as in Flower.
     assert listed("sort_by=received") == [ids[2], ids[0], ids[1], ids[3]]
     assert listed("sort_by=-received") == [ids[3], ids[1], ids[0], ids[2]]
