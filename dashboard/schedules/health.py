@@ -49,9 +49,10 @@ def default_thresholds(period: float | None) -> Thresholds:
 
 
 def run_time(run: dict[str, Any]) -> float:
-    """When beat's message reached the system: sent if known, else received."""
-    times = [t for t in (run.get("sent_at"), run.get("received_at")) if t is not None]
-    return min(times) if times else run["timestamp"]
+    """When beat's message reached the system: the task's first send or receipt (its row's
+    `timestamp`). Not `sent_at`: a retry sends the task again, and a run placed at its
+    retry read as late and put the next due time a retry's delay off (a trial)."""
+    return run["timestamp"]
 
 
 def early_slack(entry: BeatEntry, now: float) -> float:
@@ -90,6 +91,12 @@ def assess(entry: BeatEntry, runs: list[dict[str, Any]], limits: Thresholds, now
     if entry.last_run_at is not None:
         seen.append(entry.last_run_at)
     reference = max(seen) if seen else (entry.changed_at or first_seen)
+    if (entry.last_run_at is None and entry.changed_at is not None
+            and entry.changed_at > reference):
+        # Disabling clears beat's last run (django-celery-beat's admin, and Lookout's own
+        # Disable): once enabled again, beat counts from then, not from the newest run
+        # before. Counting from that run paged "missed" right after an Enable (a trial).
+        reference, seen = entry.changed_at, []
     try:
         due = entry.timing.next_after(reference + (slack if seen else 0.0))
         if entry.start_time is not None and (due is None or due < entry.start_time):

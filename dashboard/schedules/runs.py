@@ -38,16 +38,15 @@ def match_key(task: str, args: Any, kwargs: Any) -> tuple:
 
 
 def entry_runs(engine: Engine, task: str, args: Any, kwargs: Any,
-               limit: int = 20) -> list[dict[str, Any]]:
-    """The entry's newest runs, newest first."""
+               limit: int = 20, since: float | None = None) -> list[dict[str, Any]]:
+    """The entry's newest runs (first sent or received at `since` or later), newest first
+    by that time: a task's `timestamp`, which a retry's later send does not move."""
     query = (select(*RUN_COLUMNS)
              .where(Task.name == task,
                     Task.args.in_(renderings(args, ("()", "[]"))),
                     Task.kwargs.in_(renderings(kwargs, ("{}",))))
              .order_by(Task.timestamp.desc(), Task.uuid.desc()).limit(limit))
+    if since is not None:
+        query = query.where(Task.timestamp >= since)
     with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(query).mappings()]
-    # Newest by when each was sent or received, not by its last state change.
-    rows.sort(key=lambda r: min(t for t in (r["sent_at"], r["received_at"], r["timestamp"])
-                                if t is not None), reverse=True)
-    return rows
+        return [dict(r) for r in conn.execute(query).mappings()]

@@ -25,6 +25,7 @@ from lookout.dashboard.schedules.sources import (
 from lookout.dashboard.web.errors import ApiError
 
 SOURCE_TTL = 3.0
+HEALTH_RUNS = 20  # runs an entry's health is judged on, whatever number is listed
 SEND_OPTIONS = ("queue", "exchange", "routing_key", "priority", "headers", "expires")  # beat's
 THRESHOLD_FIELDS = ("grace", "late_after", "running_limit", "failures")
 MAX_NAME = 255  # longer names are shown but have no watch record
@@ -156,10 +157,14 @@ class ScheduleService:
             if only is not None and (entry.source, entry.name) != only:
                 continue
             record = watch.get((entry.source, entry.name))
-            runs = entry_runs(self.engine, entry.task, entry.args, entry.kwargs, run_limit)
+            # Judged on the same runs however many are listed: the detail's ?limit=1 said
+            # "the last 1 run failed" where the list said 19 (a trial).
+            runs = entry_runs(self.engine, entry.task, entry.args, entry.kwargs,
+                              max(run_limit, HEALTH_RUNS), since=_clocked_at(entry))
             limits, custom = self.thresholds(entry, record, now)
             first_seen = record.first_seen_at if record else now
             verdict = health.assess(entry, runs, limits, now, first_seen)
+            runs = runs[:run_limit]
             shared = [k for k in keys[match_key(entry.task, entry.args, entry.kwargs)]
                       if k != f"{entry.source}/{entry.name}"]
             items.append(describe_entry(entry, runs, verdict, limits, custom, shared))
@@ -261,10 +266,20 @@ class ScheduleService:
 
 
 def run_row(run: dict[str, Any]) -> dict[str, Any]:
+    # A run that succeeded keeps the exception of a retry before it in its row: not this
+    # run's outcome, so not shown as one (a trial read SUCCESS beside "Flaky(...)").
+    failed = run["state"] != "SUCCESS"
     return {"uuid": run["uuid"], "state": run["state"], "at": health.run_time(run),
             "started_at": run["started_at"], "runtime": run["runtime"],
-            "worker": run["worker"], "exception": (run["exception"] or None) and
+            "worker": run["worker"], "exception": (failed and run["exception"] or None) and
             run["exception"][:300]}
+
+
+def _clocked_at(entry: BeatEntry) -> float | None:
+    """A clocked one-off's instant: calls of its task before then are not its run (beat
+    sends it once, at that time; early slack as for other entries' clocks)."""
+    at = getattr(entry.timing, "at", None)
+    return None if at is None else at - 60.0
 
 
 def describe_entry(entry: BeatEntry, runs: list[dict], verdict: dict, limits, custom: dict,

@@ -127,6 +127,30 @@ def test_a_clocked_one_off_is_missed_when_its_time_passes_unseen():
     assert done["status"] == "ok" and done["due_at"] is None
 
 
+def test_an_entry_enabled_again_counts_from_then_not_from_its_run_before():
+    """Disabling clears beat's last run; once enabled, beat counts from then. Counting from
+    the run before the disable called it missed 30 s after an Enable, and paged (a trial)."""
+    enabled_at = T0 + 600.4
+    again = entry(EVERY_MINUTE, last_run_at=None, changed_at=enabled_at)
+    verdict = assess(again, [run(T0)], enabled_at + 40)
+    assert verdict["status"] == "ok" and verdict["due_at"] == T0 + 660
+    # Its first run after that is the reference again, and a real miss still shows.
+    assert assess(again, [run(T0 + 660.2), run(T0)], T0 + 700)["due_at"] == T0 + 720
+    assert assess(again, [run(T0)], T0 + 660 + 31)["status"] == "missed"
+    # Beat's own record of a run (not cleared) still wins over an older change.
+    kept = entry(EVERY_MINUTE, last_run_at=T0 + 600.1, changed_at=T0 + 300)
+    assert assess(kept, [run(T0)], T0 + 640)["due_at"] == T0 + 660
+
+
+def test_a_retried_run_counts_when_beat_sent_it_not_when_it_was_retried():
+    """A retry sends the task again: its row's sent_at moves, its timestamp does not."""
+    retried = {"received_at": T0 + 72, "sent_at": T0 + 71.9, "timestamp": T0 + 0.2,
+               "state": "SUCCESS", "started_at": T0 + 72}
+    assert health.run_time(retried) == T0 + 0.2
+    verdict = assess(entry(EVERY_MINUTE), [retried, run(T0 - 59.8)], T0 + 75)
+    assert verdict["status"] == "ok" and verdict["due_at"] == T0 + 60
+
+
 def test_an_unreadable_schedule_says_why():
     broken = entry(None, error="cannot read its schedule: bad")
     assert assess(broken, [], T0) == {"status": "unknown", "reason": "cannot read its schedule: bad",
