@@ -14,7 +14,7 @@ from sqlalchemy import Connection, func, select
 from lookout.core import histogram
 from lookout.collectors.alerts.failure_index import FailureIndex
 from lookout.core.store.models import (
-    QueueSample, RevokeRequest, ScheduleStatus, Task, TaskRollup, Worker,
+    QueueSample, RevokeRequest, ScheduleStatus, Task, TaskLink, TaskRollup, Worker,
 )
 from lookout.core.trouble import (
     StuckRule, listening_since, lost_clause, lost_reason, open_tasks, usual_runtimes,
@@ -130,12 +130,14 @@ def new_failure_group(conn: Connection, now: float, p: dict, settings,
 
 def lost_tasks(conn: Connection, now: float, p: dict, settings) -> Findings:
     """Lost tasks nobody has handled. A lost task stays lost (no event will ever close it)
-    until retention, so revoking it from Lookout is how an operator says it was dealt with:
-    before, a lost-tasks alert could not be cleared for a week (seen in a trial)."""
-    handled = select(RevokeRequest.task_uuid).where(RevokeRequest.task_uuid == Task.uuid)
+    until retention, so revoking or retrying it from Lookout is how an operator says it was
+    dealt with: before, a lost-tasks alert could not be cleared for a week (a trial)."""
+    revoked = select(RevokeRequest.task_uuid).where(RevokeRequest.task_uuid == Task.uuid)
+    retried = select(TaskLink.task_uuid).where(TaskLink.retry_of == Task.uuid)
     rows = conn.execute(select(Task.uuid, Task.worker, Task.state, Task.started_at,
                                Task.received_at, Task.timestamp)
-                        .where(lost_clause(now, settings.lost_after), ~handled.exists())
+                        .where(lost_clause(now, settings.lost_after), ~revoked.exists(),
+                               ~retried.exists())
                         .limit(1000)).mappings().all()
     if len(rows) < max(1, p["min_count"]):
         return {}

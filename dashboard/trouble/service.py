@@ -9,7 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+
+from lookout.core.store.models import TaskLink
 
 from lookout.core.trouble import (
     StuckRule,
@@ -52,7 +54,10 @@ class TroubleService:
             reason = self.rule.reason(row, usual.get(row["name"] or ""), now)
             if reason:
                 stuck.append({**list_item(row), "lost": None, "stuck": reason})
-        return {"lost": lost.items, "lost_total": lost.total, "stuck": stuck[:limit],
+        lost_items = self._mark_handled(lost.items)
+        return {"lost": lost_items, "lost_total": lost.total,
+                "lost_handled": sum(1 for t in lost_items if t["handled"]),
+                "stuck": stuck[:limit],
                 "stuck_total": len(stuck), "examined": len(rows),
                 # Silence counts only while someone listens (core/trouble.py): the page
                 # says when it cannot, rather than showing no lost tasks as good news.
@@ -63,6 +68,23 @@ class TroubleService:
                              "stuck_factor": self.rule.factor,
                              "stuck_min": self.rule.minimum,
                              "stuck_default": self.rule.default}}
+
+    def _mark_handled(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A lost task stays lost till retention (no event will close it): one revoked or
+        retried from Lookout says how it was dealt with, and comes after those that were
+        not (a trial retried one, then found it still listed, undistinguished)."""
+        uuids = [t["uuid"] for t in items]
+        retried: dict[str, str] = {}
+        if uuids:
+            with self.engine.connect() as conn:
+                for new, old in conn.execute(select(TaskLink.task_uuid, TaskLink.retry_of)
+                                             .where(TaskLink.retry_of.in_(uuids))
+                                             .order_by(TaskLink.created_at)):
+                    retried[old] = new  # the newest retry
+        for task in items:
+            task["retried_as"] = retried.get(task["uuid"])
+            task["handled"] = bool(task["retried_as"] or task.get("revoke_requested_at"))
+        return sorted(items, key=lambda t: t["handled"])  # stable: newest first within
 
     def for_task(self, task: dict[str, Any]) -> str | None:
         """The stuck reason of one task (its detail has `lost` already)."""

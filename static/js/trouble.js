@@ -173,6 +173,18 @@
     }));
   }
 
+  /* A lost task stays lost: what was done about it, from Lookout (listed after the rest). */
+  function handledNote(t) {
+    if (!t.retried_as && !t.revoke_requested_at) { return null; }
+    var done = [];
+    if (t.retried_as) { done.push("retried from Lookout as ", taskLink(t.retried_as,
+      String(t.retried_as).slice(0, 8))); }
+    if (t.revoke_requested_at) { done.push((t.retried_as ? ", " : "") + "revoked from Lookout at " +
+      L.fmtTime(t.revoke_requested_at)); }
+    return L.el("span", {className: "muted", "data-testid": "handled"},
+      [" · "].concat(done, [": alerts no longer count it"]));
+  }
+
   /* ---- the two tables ---- */
   function row(kind, t) {
     var cells = [
@@ -182,9 +194,7 @@
       workerLink(t.worker),
       L.el("span", {"data-testid": "open-for"}, openFor(t)),
       L.el("span", {className: "reason-text", "data-testid": "reason"}, [t[kind] || "",
-        kind === "lost" && t.revoke_requested_at ? L.el("span", {className: "muted",
-          "data-testid": "handled"}, " · revoked from Lookout at " +
-          L.fmtTime(t.revoke_requested_at) + ": alerts no longer count it") : null])
+        kind === "lost" ? handledNote(t) : null])
     ];
     if (canControl) { cells.push(actions(t, kind)); }
     return L.el("tr", {"data-uuid": t.uuid, "data-state": t.state, "data-testid": kind + "-row"},
@@ -205,6 +215,8 @@
   function render(data) {
     showRules(data.settings || {}, data.silence_judged, data.listening_since);
     showTable("lost", data.lost || [], data.lost_total);
+    L.setText("lost-handled", data.lost_handled ? "(" + data.lost_handled + " handled" +
+      (data.lost_total > (data.lost || []).length ? " of those shown" : "") + ")" : "");
     showTable("stuck", data.stuck || [], data.stuck_total);
     var listed = {};
     (data.lost || []).concat(data.stuck || []).forEach(function (t) { listed[t.uuid] = true; });

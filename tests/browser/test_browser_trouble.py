@@ -266,6 +266,12 @@ def test_a_killed_workers_task_is_lost_everywhere_and_retried(page, lookout, red
     expect(link).to_have_text(new_id)
     expect(page.locator(f'[data-testid="log-entry"][data-uuid="{task_id}"]')).to_contain_text(
         new_id[:8])
+    # Still lost (no event closes it), but it says it was dealt with, and how: a retried
+    # one was listed as if nobody had (a trial), and an operator could retry it twice.
+    expect(lost.locator('[data-testid="handled"]')).to_contain_text(
+        f"retried from Lookout as {new_id[:8]}")
+    expect(page.locator('[data-testid="lost-handled"]')).to_have_text(
+        re.compile(r"^\(2 handled"))
     shot(page, artifacts_dir / "trouble-lost-retried.png")
     page.watch.assert_clean()
 

@@ -250,7 +250,7 @@ def test_a_lost_task_revoked_from_lookout_no_longer_counts_for_the_alert(store):
     Trouble page's Revoke is how an operator says it was handled."""
     from helpers.factories import add_task, set_collector_status
     from lookout.collectors.alerts.rules import lost_tasks
-    from lookout.core.store.models import RevokeRequest
+    from lookout.core.store.models import RevokeRequest, TaskLink
 
     now = time.time()
     set_collector_status(store, updated_at=now, connected_since=now - 600)
@@ -266,8 +266,9 @@ def test_a_lost_task_revoked_from_lookout_no_longer_counts_for_the_alert(store):
     with store.connect() as conn:
         count, message = lost_tasks(conn, now, params, Settings())["*"]
     assert count == 1 and "lost-2" in message
-    with store.begin() as conn:
-        conn.execute(insert(RevokeRequest).values(task_uuid="lost-2", requested_at=now))
+    with store.begin() as conn:  # retried from Lookout: handled too
+        conn.execute(insert(TaskLink).values(task_uuid="lost-2-again", retry_of="lost-2",
+                                             created_at=now))
     with store.connect() as conn:
         assert lost_tasks(conn, now, params, Settings()) == {}
 
