@@ -143,7 +143,7 @@ class AlertEngine:
                 Alert.resolved_at >= now - rule.cooldown))}
         sent = []
         for key, (value, message) in sorted(found.items()):
-            if key in open_alerts or key in cooling:
+            if key in open_alerts or key in cooling or value is None:  # None: undecided
                 continue
             alert = {"rule_id": rule.id, "rule_name": rule.name, "kind": rule.kind,
                      "key": key[:255], "status": "firing", "message": message[:4000],

@@ -21,7 +21,10 @@ from lookout.core.trouble import (
     workers_by_name,
 )
 
-Findings = dict[str, tuple[float, str]]
+# key -> (value, message). A value of None means "too few runs to judge": an alert open for
+# that key stays open, and none fires for it (see failure_rate).
+Findings = dict[str, tuple[float | None, str]]
+UNDECIDED = (None, "")
 # A message is written once, when its alert fires, and shown for as long as it fires (and
 # after), so its times count back from the firing: "N s ago" would be wrong a minute later.
 FIRED = "before this alert fired"
@@ -42,13 +45,19 @@ def failure_rate(conn: Connection, now: float, p: dict, settings) -> Findings:
                                func.sum(TaskRollup.succeeded))
                         .where(TaskRollup.bucket >= _minutes(p["window"], now))
                         .group_by(TaskRollup.name)).all()
-    found = {}
+    found: Findings = {}
     for name, failed, succeeded in _names(p["task"], rows):
         runs = (failed or 0) + (succeeded or 0)
-        if name and runs >= max(1, p["min_runs"]) and failed / runs > p["threshold"]:
-            found[name] = (failed / runs, f"{name}: {failed} of {runs} runs failed "
-                                          f"({failed / runs:.0%}) in the "
-                                          f"{p['window'] / 60:g} min {FIRED}")
+        if not name or not runs or failed / runs <= p["threshold"]:
+            continue
+        if runs < max(1, p["min_runs"]):
+            # Still failing, on fewer runs than the rule judges: not "cleared" (a trial's
+            # alert resolved while every run failed, its schedule disabled); none fires.
+            found[name] = UNDECIDED
+            continue
+        found[name] = (failed / runs, f"{name}: {failed} of {runs} runs failed "
+                                      f"({failed / runs:.0%}) in the "
+                                      f"{p['window'] / 60:g} min {FIRED}")
     return found
 
 

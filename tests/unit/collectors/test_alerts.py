@@ -286,3 +286,34 @@ def test_a_lost_task_alert_counts_back_from_its_firing(store):
         _, message = lost_tasks(conn, now, {"min_count": 1}, Settings())["*"]
     assert message.endswith("its worker down@h went offline 300 s before this alert fired")
     assert " ago" not in message
+
+
+def test_a_failure_rate_alert_stays_open_while_too_few_runs_still_fail(store):
+    """A trial disabled a failing task's schedule: with fewer than min_runs runs left in
+    the window its alert said "cleared" while every run still failed. Now it stays open
+    until no failing run is left; too few runs never fire a new one."""
+    from helpers.factories import add_rollup
+    from lookout.core.store.models import TaskRollup
+
+    now = [1_800_000_000.0]
+    minute = int(now[0] // 60 * 60)
+    with WebhookReceiver() as hook:
+        add_rule(store, name="fails", kind="failure_rate", notify=[hook.url],
+                 params={"task": "*", "window": 600, "threshold": 0.5, "min_runs": 3})
+        engine = AlertEngine(store, Settings(alert_interval=1), clock=lambda: now[0])
+        add_rollup(store, "proj.few", minute, failed=2)  # too few to judge: quiet
+        add_rollup(store, "proj.fails", minute, failed=4)
+        engine.tick()
+        assert hook.events() == [("firing", "proj.fails")]
+
+        def only(failed: int, succeeded: int = 0) -> None:
+            with store.begin() as conn:
+                conn.execute(TaskRollup.__table__.delete())
+            if failed or succeeded:
+                add_rollup(store, "proj.fails", minute, failed=failed, succeeded=succeeded)
+        only(failed=2)
+        engine.tick()
+        assert hook.events() == [("firing", "proj.fails")]  # still failing, still open
+        only(failed=0)  # no run left in the window
+        engine.tick()
+        assert hook.events() == [("firing", "proj.fails"), ("resolved", "proj.fails")]
