@@ -110,6 +110,13 @@
     return tz;
   }
 
+  /* The next run as the schedule's own zone reads it (a crontab's, or the app's), or null
+     when the schedule has none of its own (intervals) or is an instant (clocked). */
+  function ownZoneTime(item) {
+    var schedule = item.schedule || {};
+    return schedule.timezone && schedule.kind !== "clocked" ? item.next_run_local || null : null;
+  }
+
   function beatRecord(item) {
     var parts = [];
     if (item.beat_last_run_at !== null && item.beat_last_run_at !== undefined) {
@@ -126,6 +133,7 @@
     STATUS_ORDER: STATUS_ORDER, PROBLEMS: PROBLEMS, statusLabel: statusLabel,
     entryPath: entryPath, entryKey: entryKey, span: span, relative: relative, ago: ago,
     relSpan: relSpan, tick: tick, healthBadge: healthBadge, outcomeStrip: outcomeStrip,
-    scheduleText: scheduleText, scheduleZone: scheduleZone, beatRecord: beatRecord
+    scheduleText: scheduleText, scheduleZone: scheduleZone, beatRecord: beatRecord,
+    ownZoneTime: ownZoneTime
   };
 }());

@@ -91,10 +91,13 @@
     if (item.description) { field(list, "description", item.description, {className: "pre"}); }
     if (!none(item.start_time)) { field(list, "start time", L.fmtTime(item.start_time)); }
     if (!none(item.expires_at)) { field(list, "expires", L.fmtTime(item.expires_at)); }
+    // The header's zone first, as the page's other times; the schedule's own beside it.
+    var own = S.ownZoneTime(item);
     field(list, "next run", none(item.next_run_at) ? null : [
-      item.next_run_local || "", " ", S.relSpan(item.next_run_at, "due", {className: "small rel"},
+      L.fmtTime(item.next_run_at), " ", S.relSpan(item.next_run_at, "due", {className: "small rel"},
       (item.thresholds || {}).late_after),
-      L.el("span", {className: "muted small block"}, "your time: " + L.fmtTime(item.next_run_at))],
+      own ? L.el("span", {className: "muted small block", "data-testid": "next-run-own-zone"},
+        "in its schedule's zone: " + own) : null],
     {"data-testid": "next-run"});
     var last = item.last_run;
     field(list, "last run", last ? [L.el("a", {href: L.taskUrl(last.uuid)}, L.fmtTime(last.at)), " ",

@@ -184,9 +184,15 @@
       return cell(item.enabled ? null : L.el("span", {className: "muted"}, "not scheduled"),
         {"data-testid": "next-run"});
     }
-    return cell([L.el("span", {title: "in the zone you chose (" + L.tzLabel() + "): " + L.fmtTime(item.next_run_at)},
-      item.next_run_local || L.fmtTime(item.next_run_at)),
-    L.el("br"), S.relSpan(item.next_run_at, "due", {className: "small rel"},
+    // In the zone chosen in the header, as every other time in the row (a trial read one
+    // row in three zones); a schedule with a zone of its own (a crontab) also gets its
+    // wall time there, which is what its definition says.
+    var own = S.ownZoneTime(item);
+    return cell([L.el("span", {title: "in the zone you chose (" + L.tzLabel() + ")"},
+      L.fmtTime(item.next_run_at)),
+    own ? L.el("span", {className: "muted small block", "data-testid": "next-run-own-zone"},
+      "= " + own) : null,
+    S.relSpan(item.next_run_at, "due", {className: "small rel block"},
       (item.thresholds || {}).late_after)],
     {"data-testid": "next-run"});
   }

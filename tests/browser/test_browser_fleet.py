@@ -5,6 +5,8 @@ deadline) rather than on time; screenshots of every page go to the artifacts fol
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from helpers.browser import free_port, get_json
@@ -140,6 +142,13 @@ def test_schedules_pages_with_app(page, lookout, redis_broker, tmp_path, artifac
         hostile = page.locator("#schedules-body tr").filter(has_text=HOSTILE)
         assert hostile.locator('[data-testid="entry-link"]').inner_text() == HOSTILE
         assert "(Asia/Shanghai)" in hostile.locator('[data-testid="schedule"]').inner_text()
+        # Next run in the header's zone, as the row's other times; a crontab's own zone's
+        # wall time beside it (a trial read one row in three zones); none for an interval.
+        next_run = hostile.locator('[data-testid="next-run"]')
+        assert re.match(r"^(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d", next_run.inner_text())
+        assert re.search(r"= \d{4}-\d\d-\d\d 08:00:00 CST \(Asia/Shanghai\)$", next_run.locator(
+            '[data-testid="next-run-own-zone"]').inner_text())
+        assert tick.locator('[data-testid="next-run-own-zone"]').count() == 0
         assert page.locator("#schedules-body img").count() == 0
         assert page.evaluate("() => window.__pwned") is None
         shot(page, artifacts_dir / "schedules-with-app.png")
