@@ -148,6 +148,8 @@ class AlertEngine:
             alert = {"rule_id": rule.id, "rule_name": rule.name, "kind": rule.kind,
                      "key": key[:255], "status": "firing", "message": message[:4000],
                      "value": value, "fired_at": now, "resolved_at": None, "updated_at": now}
+            # In the collector's log too: the record of what fired when, beside the rest.
+            log.warning("alert firing: %s [%s]: %s", rule.name, key, message[:500])
             deliveries = self._notify(rule, alert, "firing")
             with self.engine.begin() as conn:
                 conn.execute(insert(Alert).values(**alert, deliveries=json.dumps(deliveries)))
@@ -158,6 +160,8 @@ class AlertEngine:
             record = {"rule_id": rule.id, "rule_name": rule.name, "kind": rule.kind,
                       "key": key, "status": "resolved", "message": alert.message,
                       "value": alert.value, "fired_at": alert.fired_at, "resolved_at": now}
+            log.info("alert resolved: %s [%s] after %.0f s", rule.name, key,
+                     now - alert.fired_at)
             deliveries = self._notify(rule, record, "resolved")
             with self.engine.begin() as conn:
                 conn.execute(update(Alert).where(Alert.id == alert.id).values(

@@ -80,7 +80,13 @@ def assess(entry: BeatEntry, runs: list[dict[str, Any]], limits: Thresholds, now
     """Status, reason and due times of one entry from its runs (newest first)."""
     out: dict[str, Any] = {"status": "ok", "reason": None, "due_at": None}
     if not entry.enabled:
-        return {**out, "status": "disabled", "reason": "disabled in its scheduler"}
+        # django-celery-beat disables a one-off once it has run: done, not switched off by
+        # someone (a trial could not tell the two apart).
+        spent = entry.one_off and (entry.last_run_at is not None or entry.total_run_count
+                                   or runs)
+        return {**out, "status": "disabled", "reason": (
+            "one-off, done: its scheduler disabled it after its run" if spent
+            else "disabled in its scheduler")}
     if entry.expires_at is not None and now >= entry.expires_at:
         return {**out, "status": "expired", "reason": "its expiry time has passed"}
     if entry.timing is None:

@@ -47,7 +47,8 @@ def store(database_url):
     engine.dispose()
 
 
-def test_worker_offline_fires_once_resolves_once_and_cools_down(store):
+def test_worker_offline_fires_once_resolves_once_and_cools_down(store, caplog):
+    caplog.set_level("INFO", logger="lookout.collectors.alerts.engine")
     now = [1_800_000_000.0]
     settings = Settings(alert_interval=1)
     with WebhookReceiver() as hook:
@@ -67,6 +68,11 @@ def test_worker_offline_fires_once_resolves_once_and_cools_down(store):
         resolved = hook.received[1]["text"]
         assert resolved.startswith("[RESOLVED] workers: cleared after 3 min 5 s (was: ")
         assert "was last heard 300 s before this alert fired" in resolved
+        # The collector's log keeps the same record (it said nothing of alerts: a trial).
+        logged = [r.getMessage() for r in caplog.records
+                  if r.name == "lookout.collectors.alerts.engine"]
+        assert logged == ["alert firing: workers [w1@h]: worker w1@h was last heard 300 s "
+                          "before this alert fired", "alert resolved: workers [w1@h] after 185 s"]
         now[0] += 400  # down again within the cool-down: quiet
         engine.tick()
         assert len(hook.received) == 2

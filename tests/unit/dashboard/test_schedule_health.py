@@ -151,6 +151,13 @@ def test_a_retried_run_counts_when_beat_sent_it_not_when_it_was_retried():
     assert verdict["status"] == "ok" and verdict["due_at"] == T0 + 60
 
 
+def test_a_spent_one_off_says_it_is_done_not_switched_off():
+    once = entry(timing.Clocked(T0 + 100), one_off=True, enabled=False)
+    assert assess(once, [run(T0 + 100)], T0 + 500)["reason"] == (
+        "one-off, done: its scheduler disabled it after its run")
+    assert assess(once, [], T0 + 50)["reason"] == "disabled in its scheduler"
+
+
 def test_an_unreadable_schedule_says_why():
     broken = entry(None, error="cannot read its schedule: bad")
     assert assess(broken, [], T0) == {"status": "unknown", "reason": "cannot read its schedule: bad",
