@@ -165,6 +165,25 @@
 
   /* The Schedules card: entries with problems (missed, failing, running long, late) and
      ok ones; hidden when Lookout has no Celery app (configured=false) or no schedules API. */
+  /* Lost and stuck tasks, as the Trouble page counts them: a dead worker's tasks were
+     nowhere on the Overview (a trial). Lost ones revoked or retried from Lookout are
+     handled: counted apart, not as trouble. */
+  function loadTrouble() {
+    return L.api("/trouble", {limit: "200"}).then(function (data) {
+      var handled = data.lost_handled || 0;
+      var lost = Math.max(0, (data.lost_total || 0) - handled), stuck = data.stuck_total || 0;
+      L.setText("trouble-count", lost + stuck);
+      L.setText("trouble-lost", lost);
+      L.setText("trouble-stuck", stuck);
+      var note = document.getElementById("trouble-handled");
+      note.hidden = !handled;
+      L.setText(note, handled ? handled + " lost, handled from Lookout" : "");
+      var card = document.getElementById("trouble-card");
+      card.dataset.problems = String(lost + stuck);
+      card.classList.toggle("card-alarm", lost + stuck > 0);
+    }).catch(L.showError);
+  }
+
   var SCHEDULE_PROBLEMS = ["missed", "failing", "running_long", "late"];
   var schedulesShown = false;
   var scheduleNote = "";
@@ -242,7 +261,7 @@
   }
   document.addEventListener("lookout:health", showCollectors);
 
-  function loadAll() { loadStats(); loadWorkers(); loadQueues(); loadSchedules(); }
+  function loadAll() { loadStats(); loadWorkers(); loadQueues(); loadSchedules(); loadTrouble(); }
 
   function onOverview(message) {
     L.setText("rate-now", message.tasks_per_second);
@@ -263,5 +282,6 @@
   setInterval(loadQueues, 15000);
   setInterval(loadWorkers, 10000);  // heartbeat ages and workers that went silent
   setInterval(loadSchedules, 30000);  // pushed when a status changes; this is the fallback
+  setInterval(loadTrouble, 15000);
   L.live(["overview"], {overview: onOverview, schedules: onSchedules}, loadAll);
 }());

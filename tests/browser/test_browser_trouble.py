@@ -229,6 +229,14 @@ def test_a_killed_workers_task_is_lost_everywhere_and_retried(page, lookout, red
     badge = page.locator(f'#workers-body tr:has(a:text-is("{hostname}")) .badge')
     expect(badge).to_have_text("offline")
     expect(badge).to_have_attribute("title", re.compile(r"^no heartbeat for \d+ s"))
+    # And the lost task is on the Overview (a trial found it only on Trouble): counted as
+    # trouble, with the one revoked from Lookout counted apart as handled.
+    card = page.locator('[data-testid="trouble-card"]')
+    expect(card).to_have_attribute("data-problems", re.compile(r"^[1-9]"))
+    expect(card).to_have_class(re.compile(r"\bcard-alarm\b"))
+    expect(card.locator('[data-testid="trouble-handled"]')).to_have_text(
+        re.compile(r"^[1-9]\d* lost, handled from Lookout$"))
+    shot(page, artifacts_dir / "overview-trouble.png")
 
     page.goto("/trouble")
     lost = page.locator(f'[data-testid="lost-row"][data-uuid="{task_id}"]')
