@@ -13,9 +13,25 @@ import logging
 import time
 from typing import Callable
 
+from sqlalchemy.exc import ProgrammingError
+
 from lookout.core.store.db import STORE_UNAVAILABLE, error_line
 
 REPEAT_EVERY = 300.0  # seconds between "still unavailable" lines
+
+
+UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE; SQLite says "no such table" as an
+# OperationalError, which STORE_UNAVAILABLE covers
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The store is unreachable, or reachable but not yet migrated: a collector started
+    while its store was away upgrades the schema once it answers, and its jobs may ask
+    for a table in between (seen in a test)."""
+    if isinstance(exc, STORE_UNAVAILABLE):
+        return True
+    return (isinstance(exc, ProgrammingError)
+            and getattr(getattr(exc, "orig", None), "sqlstate", None) == UNDEFINED_TABLE)
 
 
 class OutageLog:
@@ -32,7 +48,7 @@ class OutageLog:
         return self._since is not None
 
     def failed(self, exc: BaseException) -> None:
-        if not isinstance(exc, STORE_UNAVAILABLE):
+        if not is_outage(exc):
             self.log.error("%s failed", self.job, exc_info=exc)
             return
         now = self.clock()

@@ -18,10 +18,9 @@ from sqlalchemy import Engine, delete, select
 
 from lookout.core.celery_client import connection_options
 from lookout.collectors.lease import JobLease
-from lookout.collectors.outage_log import OutageLog
+from lookout.collectors.outage_log import OutageLog, is_outage
 from lookout.collectors.threads import join_or_report
 from lookout.core.config import Settings
-from lookout.core.store.db import STORE_UNAVAILABLE
 from lookout.core.store.models import QueueSample, Task
 
 log = logging.getLogger("lookout.queues")
@@ -238,7 +237,7 @@ class QueueSampler:
                 if lease.acquire():
                     self.sample_once()
             except Exception as exc:  # noqa: BLE001 - retry next interval
-                if isinstance(exc, STORE_UNAVAILABLE):
+                if is_outage(exc):
                     outage.failed(exc)
                 else:  # the broker: each failure says which and why, in one line
                     log.warning("queue sampling failed: %s", exc)

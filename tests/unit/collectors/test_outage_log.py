@@ -48,3 +48,25 @@ def test_an_error_that_is_no_outage_keeps_its_traceback_every_time(caplog):
     assert [r.getMessage() for r in caplog.records] == ["alert evaluation failed"] * 2
     assert all(r.exc_info and r.exc_info[0] is KeyError for r in caplog.records)
     assert not outage.in_outage
+
+
+def test_a_store_without_its_tables_yet_is_an_outage_too(database_url):
+    """A collector started while its store was away upgrades the schema once it answers;
+    a job asking for a table in between met "relation does not exist" and logged a
+    traceback (seen in the suite)."""
+    from sqlalchemy import text
+
+    from lookout.collectors.outage_log import is_outage
+    from lookout.core.store import db
+
+    engine = db.make_engine(database_url)  # SQLite says it as an OperationalError
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT * FROM no_such_table_yet"))
+    except Exception as exc:  # noqa: BLE001 - the error is what is checked
+        assert is_outage(exc)
+    else:
+        raise AssertionError("the query should have failed")
+    finally:
+        engine.dispose()
+    assert not is_outage(KeyError("x"))
