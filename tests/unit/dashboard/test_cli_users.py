@@ -223,3 +223,16 @@ def test_an_unknown_broker_transport_is_a_usage_error_before_any_thread(tmp_path
     assert "broker fooo://host/0: No such transport: fooo" in result.output
     assert not {t.name for t in threading.enumerate()
                 if t.name.startswith("lookout")} - before
+
+
+def test_log_times_carry_their_utc_offset():
+    """`-A proj` makes Django's TIME_ZONE the process's zone: a bare 04:11 in the log read
+    as an hour off the screen's 03:11 (a trial). Each line now says its offset."""
+    import logging
+
+    from lookout.dashboard.cli import _ZonedFormatter
+
+    record = logging.LogRecord("lookout", logging.INFO, __file__, 1, "hello", None, None)
+    line = _ZonedFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s").format(record)
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}[+-]\d{4} INFO lookout: hello$",
+                    line), line
