@@ -107,7 +107,9 @@
     // traceback folded once the task went on to succeed.
     var failed = task.failed_at !== null && task.failed_at !== undefined;
     L.setText("error-title", failed ? "Exception" : "Exception of the last retry");
-    document.getElementById("traceback-details").open = failed || task.state !== "SUCCESS";
+    var details = document.getElementById("traceback-details");
+    details.open = failed || task.state !== "SUCCESS";
+    details.hidden = !task.traceback;  // an empty open block read as a lost traceback
     L.setText("exception", task.exception || "");
     L.setText("traceback", task.traceback || "");
     var retries = task.retry_history || [];

@@ -114,12 +114,20 @@
       title: "Its last attempt's eta: the task has ended (" + task.state + ")"}, time);
   }
 
+  /* The call's arguments: positional, then keyword ones if any ("()" alone hid a call made
+     with keyword arguments only: a trial). */
+  function callText(task) {
+    var args = task.args || "", kwargs = task.kwargs || "";
+    if (!kwargs || kwargs === "{}") { return args; }
+    return args && args !== "()" && args !== "[]" ? args + " " + kwargs : kwargs;
+  }
+
   function cells(task) {
     return [
       stateCell(task),
       L.el("a", {href: L.taskUrl(task.uuid), className: "task-name"}, task.name || "(unknown)"),
       L.el("a", {href: L.taskUrl(task.uuid), className: "mono"}, String(task.uuid).slice(0, 8)),
-      L.el("span", {className: "mono clip", title: task.args || ""}, task.args || ""),
+      L.el("span", {className: "mono clip", title: callText(task)}, callText(task)),
       // A hostname breaks at its hyphens otherwise ("celery-" / "worker-1@...").
       task.worker ? L.el("span", {className: "host"}, task.worker) : "–", task.queue || "–",
       L.timeEl(task.received_at), L.timeEl(task.started_at), etaCell(task),

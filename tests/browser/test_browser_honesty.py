@@ -106,6 +106,9 @@ def test_a_finished_tasks_eta_is_its_last_attempts_not_a_schedule(page, lookout,
     expect(eta.locator('[data-testid="eta-label"]')).to_have_attribute(
         "title", re.compile(r"last attempt was scheduled.*\(FAILURE\): nothing is scheduled"))
     expect(_field_label(page, "expires")).to_have_text("expires (last attempt)")
+    # An exception without a traceback (NotRegistered, say) shows no empty block.
+    expect(page.locator("#exception")).to_have_text("ValueError('flaky')")
+    expect(page.locator("#traceback-details")).to_be_hidden()
     shot(page, artifacts_dir / "task-failed-eta.png")
 
     # Still to come: a plain eta, as before.
@@ -182,4 +185,16 @@ def test_overview_counts_stay_right_when_the_stats_api_answers_from_its_cache(
         page.wait_for_timeout(100)  # route handlers run while Playwright waits
     assert first["served"] >= 1, "the overview did not read the stats again"
     expect(succeeded).to_have_text(str(base + 5))
+    page.watch.assert_clean()
+
+
+def test_a_call_with_keyword_arguments_only_shows_them_in_the_list(page, lookout, store):
+    expect = _expect()
+    now = time.time()
+    task = add_task(store, uuid=unique("kw-only"), name="sample.notify", state="SUCCESS",
+                    queue=lookout.worker.queue, timestamp=now, received_at=now,
+                    args="()", kwargs="{'to': 'ops'}")
+    page.goto(f"/tasks?queue={lookout.worker.queue}&name=sample.notify")
+    cell = page.locator(f'#tasks-body tr[data-uuid="{task["uuid"]}"] td').nth(3)
+    expect(cell).to_have_text("{'to': 'ops'}")
     page.watch.assert_clean()
