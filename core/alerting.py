@@ -44,6 +44,8 @@ KINDS: dict[str, dict[str, tuple[str, Any, str]]] = {
     "stuck_tasks": {"min_count": ("count", 1, "this many stuck tasks fires")},
     "missed_schedule": {
         "entry": ("text", "*", "beat entry as source/name, or * for each entry"),
+        "group_over": ("count", 3, "with *: this many entries of one source missed at once "
+                                   "are one alert (beat itself may be down), 0 never groups"),
     },
 }
 MAX_NOTIFY = 10

@@ -178,11 +178,29 @@ def missed_schedule(conn: Connection, now: float, p: dict, settings) -> Findings
     rows = conn.execute(select(ScheduleStatus.__table__).where(
         ScheduleStatus.status == "missed",
         ScheduleStatus.updated_at >= now - 4 * 60)).mappings().all()  # a web process judges
-    found = {}
+    found: Findings = {}
+    by_source: dict[str, list] = defaultdict(list)
     for r in rows:
         key = f"{r['source']}/{r['name']}"
         if p["entry"] in ("*", key):
             found[key] = (1.0, f"beat entry {key} ({r['task']}) missed: {r['reason']}")
+            by_source[r["source"]].append(r)
+    group_over = p.get("group_over", 3)
+    if p["entry"] != "*" or not group_over:
+        return found
+    for source, missed in by_source.items():
+        # A stopped beat misses every entry: one alert for the source, not one page per
+        # entry (a trial got three; fifty entries would be fifty). Its entries' own open
+        # alerts resolve, as this one covers them.
+        if len(missed) >= group_over:
+            names = sorted(r["name"] for r in missed)
+            for name in names:
+                del found[f"{source}/{name}"]
+            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more"
+                                             if len(names) > 10 else "")
+            found[source] = (float(len(names)), (
+                f"{len(names)} {source} entries missed at once (is beat itself running?): "
+                f"{shown}"))
     return found
 
 

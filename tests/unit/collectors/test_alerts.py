@@ -139,6 +139,33 @@ def test_a_missed_beat_entry_fires_once(sqlite_url, make_app):
         assert "missed" in hook.received[0]["text"]
 
 
+def test_entries_missed_at_once_are_one_alert_for_their_source(sqlite_url, make_app):
+    """A stopped beat misses every entry: one page for the source, not one per entry (a
+    Django trial got three pages for three entries); group_over 0 keeps one per entry."""
+    now = [time.time()]
+    beat = Celery("beat", broker="memory://", set_as_current=False)
+    beat.conf.beat_schedule = {name: {"task": f"proj.{name}", "schedule": 30.0}
+                               for name in ("a", "b", "c")}
+    web = make_app(sqlite_url, clock=lambda: now[0])
+    web.config["LOOKOUT"].extra["celery_app"] = beat
+    watcher = ScheduleWatcher(web.extensions["lookout.schedules"], lambda payload: None)
+    store = web.extensions["lookout.engine"]
+    with WebhookReceiver() as grouped, WebhookReceiver() as each, web.app_context():
+        add_rule(store, name="beat", kind="missed_schedule", notify=[grouped.url])
+        add_rule(store, name="each", kind="missed_schedule", notify=[each.url],
+                 params={"group_over": 0})
+        engine = AlertEngine(store, Settings(), clock=lambda: now[0])
+        watcher.check()
+        now[0] += 120
+        watcher.check()
+        engine.tick()
+        assert grouped.events() == [("firing", "app")]
+        assert grouped.received[0]["text"] == (
+            "[FIRING] beat: 3 app entries missed at once (is beat itself running?): a, b, c")
+        assert sorted(each.events()) == [("firing", "app/a"), ("firing", "app/b"),
+                                         ("firing", "app/c")]
+
+
 def test_email_notifications_go_through_smtp(store):
     from helpers.receiver import SmtpReceiver
 
