@@ -120,7 +120,9 @@
   function beatRecord(item) {
     var parts = [];
     if (item.beat_last_run_at !== null && item.beat_last_run_at !== undefined) {
-      parts.push(L.el("span", {title: "beat's last_run_at"}, "last sent " + L.fmtTime(item.beat_last_run_at)));
+      parts.push(L.el("span", {title: "beat's last_run_at as last saved (django-celery-beat " +
+        "saves it every few minutes: it can lag the runs)"}, "last sent " +
+        L.fmtTime(item.beat_last_run_at)));
     }
     if (item.total_run_count !== null && item.total_run_count !== undefined) {
       if (parts.length) { parts.push(" · "); }
