@@ -142,10 +142,14 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
     # Started by the first live connection (live/namespace.py), once per process.
     app.extensions["lookout.live_starters"] = [watcher.start]
 
+    # Which task rooms this process's sockets watch (collectors/watched.py): recorded by
+    # the sessions, read by a collector in this process (`lookout run`, server.py).
+    app.extensions["lookout.watched_tasks"] = OnChannel(
+        channel, lambda name: watched_tasks_for(settings.message_queue, name)) \
+        if on_redis else None
     app.extensions["lookout.live_sessions"] = LiveSessions(
         lambda sid: socketio.server.disconnect(sid, namespace=NAMESPACE),
-        OnChannel(channel, lambda name: watched_tasks_for(settings.message_queue, name))
-        if on_redis else None)
+        app.extensions["lookout.watched_tasks"])
     register_error_handlers(app)
     security.init_app(app)
     app.before_request(refuse_nul)  # does no work: a NUL in any input is a 400

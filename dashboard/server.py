@@ -161,17 +161,13 @@ def serve(settings: Settings, with_collector: bool) -> int:
 def start_collector(settings: Settings, app, socketio, cleanup: ExitStack):
     """Collector in this process, pushing live updates through the app's own socketio.
     The cleanup stops it (a no-op after `stop(asked=True)` on a normal shutdown)."""
-    from lookout.collectors.message_queue import is_redis
-    from lookout.collectors.live_channel import OnChannel
     from lookout.collectors.push import LivePublisher, attach
     from lookout.collectors.service import Collector
-    from lookout.collectors.watched import WatchedTasks
 
     publisher = LivePublisher(socketio)
-    if settings.message_queue and is_redis(settings.message_queue):
-        # Emits go through Redis: only to watched task rooms, once the channel is known.
-        publisher.watched = OnChannel(app.extensions["lookout.live_channel"],
-                                      functools.partial(WatchedTasks, settings.message_queue))
+    # Emits go through Redis with a message queue: only to the task rooms this process's
+    # sockets watch, from the same record its sessions keep (None without one).
+    publisher.watched = app.extensions["lookout.watched_tasks"]
     collector = Collector(settings, engine=app.extensions["lookout.engine"])
     attach(publisher, collector)
     publisher.start()
