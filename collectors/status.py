@@ -52,7 +52,6 @@ class StatusReporter:
         # Which process writes the row: two collectors given one name (the default,
         # "default", on two hosts) would overwrite each other's row without a word.
         self.instance = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._since = time.time()
         self._clash: str | None = None  # the other process's instance, once seen
         self._clash_seen = 0.0
 
@@ -178,7 +177,7 @@ class StatusReporter:
         """Say so, once, when another process has written this name's row since we
         started: the row then flips between two collectors, and /healthz would judge a
         blend of both. The next rows carry the other's identity (`name_shared_with`)."""
-        if current is None or current.updated_at < self._since:
+        if current is None or current.updated_at < self.stats.started_at:
             return
         try:
             other = json.loads(current.stats or "{}").get("instance")
