@@ -454,8 +454,11 @@
   }
   checkHealth();
 
+  // A task in one of these has ended: no event will change it (collectors/merge.py).
+  var FINAL_STATES = ["SUCCESS", "FAILURE", "REVOKED", "REJECTED"];
+
   window.Lookout = {
-    config: config, el: el, append: append, setText: setText, revealBidi: revealBidi,
+    FINAL_STATES: FINAL_STATES, config: config, el: el, append: append, setText: setText, revealBidi: revealBidi,
     clear: clear, api: api,
     taskUrl: taskUrl, fmtDuration: fmtDuration, fmtAgo: fmtAgo,
     fmtPercent: fmtPercent, stateBadge: stateBadge, taskBadge: taskBadge, live: live,

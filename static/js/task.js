@@ -9,7 +9,7 @@
   var L = window.Lookout;
   var root = document.getElementById("task");
   var taskId = root.dataset.taskId;
-  var FINAL = ["SUCCESS", "FAILURE", "REVOKED", "REJECTED"];
+  var FINAL = L.FINAL_STATES;
   var OPEN = ["RECEIVED", "STARTED"];  // the states a task can be lost or stuck in
   var TIMES = ["timestamp", "sent_at", "received_at", "started_at", "succeeded_at", "failed_at",
     "retried_at", "revoked_at", "rejected_at", "updated_at", "eta", "expires",

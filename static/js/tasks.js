@@ -15,7 +15,7 @@
     "runtime_min", "runtime_max", "lost", "sort", "limit", "cursor"];
   var NOT_STARTED = ["PENDING", "RECEIVED", "RETRY"];  // what a revoke still stops
   var OPEN = ["RECEIVED", "STARTED"];  // only these can be lost
-  var FINAL = ["SUCCESS", "FAILURE", "REVOKED", "REJECTED"];
+  var FINAL = L.FINAL_STATES;
   var DEFAULTS = {sort: "-timestamp", limit: "50"};
   var form = document.getElementById("filters");
   var tbody = document.getElementById("tasks-body");

@@ -11,7 +11,7 @@
   var L = window.Lookout;
   var root = document.getElementById("trouble");
   var canControl = root.dataset.canControl === "true";
-  var FINAL = ["SUCCESS", "FAILURE", "REVOKED", "REJECTED"];
+  var FINAL = L.FINAL_STATES;
   var results = {};  // uuid -> the row's result box, kept across reloads
   var logged = [];   // {uuid, item, state}: tasks the action log follows
 

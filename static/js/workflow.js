@@ -11,7 +11,7 @@
   var root = document.getElementById("workflow");
   var rootId = root.dataset.rootId;
   var REFRESH_MS = Number(root.dataset.refreshMs) || 5000;
-  var FINAL = ["SUCCESS", "FAILURE", "REVOKED", "REJECTED"];
+  var FINAL = L.FINAL_STATES;
   var ORDER = ["PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED",
     "REJECTED"];
   var timer = null;
