@@ -26,12 +26,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import Any, Callable, Iterable, Mapping
 
 from lookout.collectors.lease import JobLease
 from lookout.collectors.outage_log import OutageLog
 from lookout.collectors.live_channel import live_channel
+from lookout.collectors.live_rates import LiveRates
 from lookout.collectors.live_rows import EarlyRows
 from lookout.collectors.message_queue import MessageQueueProbe, external_emitter, probe_for
 from lookout.collectors.watched import WatchedTasks, watched_tasks_for
@@ -47,9 +48,6 @@ ROW_FIELDS = ("uuid", "name", "state", "expired", "worker", "queue", "retries", 
               "parent_id", "eta", "timestamp", "received_at", "started_at", "succeeded_at",
               "failed_at", "runtime", "queue_wait", "updated_at", *TEXT_FIELDS)
 FINISHED = ("SUCCESS", "FAILURE")
-# Rates are averaged over this many seconds: commits do not line up with ticks under
-# load, and a per-tick rate would zig-zag between 0 and twice the truth.
-RATE_WINDOW = 2.0
 
 
 def install_external(collector: Any, settings: Any) -> "LivePublisher | None":
@@ -64,7 +62,6 @@ def install_external(collector: Any, settings: Any) -> "LivePublisher | None":
     publisher = LivePublisher(external_emitter(settings.message_queue, channel))
     publisher.watched = watched_tasks_for(settings.message_queue, channel)
     publisher.probe = probe_for(settings.message_queue, channel)
-    publisher.stats = collector.stats
     attach(publisher, collector)
     return publisher.start()
 
@@ -72,6 +69,9 @@ def install_external(collector: Any, settings: Any) -> "LivePublisher | None":
 def attach(publisher: "LivePublisher", collector: Any) -> None:
     """Feed `publisher` from `collector`'s decoded events and commits (see module doc)."""
     publisher.early = True
+    publisher.source = collector.settings.collector_name
+    publisher.stats = collector.stats
+    collector.stats.live_rates = publisher.rates  # its status row carries the last minute
     collector.add_observer(publisher.observe)
     collector.add_listener(publisher)
     if collector.settings.broker_url.startswith(("redis", "rediss")):
@@ -142,8 +142,10 @@ class LivePublisher:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_flush = clock()
-        # (tick, seconds since the previous tick, events, finished tasks)
-        self._recent: deque[tuple[float, float, int, int]] = deque()
+        self.rates = LiveRates()
+        # The collector's name in its overview messages: collectors sharing a RabbitMQ
+        # queue each push their share, which pages add up (overview.js).
+        self.source = ""
         # Set by `attach`: counters and rows from observed events, commits fill the rows.
         self.early = False
         self._early_rows = EarlyRows()
@@ -223,13 +225,13 @@ class LivePublisher:
         if self.gate is not None and not self.gate():
             return 0  # another collector of a Redis pair pushes the same events
         finished = sum(counts.get(state, 0) for state in FINISHED)
-        events_rate, finished_rate = self._rates(now, elapsed, events, finished)
+        events_rate, finished_rate = self.rates.tick(now, elapsed, events, finished)
         worker_rows = [dict(row) for row in workers.values()]
         # Every page listens for this: its absence means live updates stopped (a message
         # queue outage, no collector) and its return that the page must resync (common.js).
         sent = self._emit("beat", "beat", {"t": now})
         sent += self._emit("overview", "overview", {
-            "t": now, "interval": round(elapsed, 3), "events": events,
+            "t": now, "collector": self.source, "interval": round(elapsed, 3), "events": events,
             "events_per_second": events_rate, "tasks_per_second": finished_rate,
             "counts": dict(counts), "workers": worker_rows})
         rows = [slim(row) for row in tasks.values()]
@@ -264,20 +266,6 @@ class LivePublisher:
                             "paused until it answers: %s", answer["error"])
             self._queue_was_reachable = reachable
         return reachable
-
-    def _rates(self, now: float, elapsed: float, events: int,
-               finished: int) -> tuple[float, float]:
-        """Events/s and finished tasks/s over the ticks of the last RATE_WINDOW seconds,
-        divided by the time those ticks covered. A collector that has just taken the live
-        lease over (or just started) has a tick or two: dividing by the whole window drew
-        a dip to a quarter of the rate on every takeover (seen in a trial)."""
-        recent = self._recent
-        recent.append((now, elapsed, events, finished))
-        while recent[0][0] <= now - RATE_WINDOW:
-            recent.popleft()
-        span = max(sum(r[1] for r in recent), 1e-3)
-        return (round(sum(r[2] for r in recent) / span, 2),
-                round(sum(r[3] for r in recent) / span, 2))
 
     def _emit(self, event: str, room: str, data: dict) -> int:
         self.emitter.emit(event, data, to=room, namespace=self.namespace)

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 
 LIFETIME_COUNTERS = ("messages", "received", "stored", "reconciled", "duplicates", "dropped")
@@ -46,6 +47,9 @@ class CollectorStats:
     # The message queue to web processes as the push thread last found it (a standalone
     # collector with LOOKOUT_MESSAGE_QUEUE): {"ok", "subscribers", "error"}; else None.
     live: dict | None = None
+    # The live push's rates (collectors/live_rates.LiveRates) when this collector pushes:
+    # the status row carries their last minute, for the pages' throughput charts.
+    live_rates: Any = None
     # Lifetime totals of earlier runs under this collector name (from its last status
     # row): /metrics counters continue across restarts instead of dropping to zero.
     baseline: dict = field(default_factory=dict)
@@ -90,6 +94,7 @@ class CollectorStats:
             "last_error": self.last_error,
             "last_write_error": self.last_write_error,
             "live": self.live,
+            "live_points": self.live_rates.points() if self.live_rates is not None else [],
             "lifetime": self._lifetime(rejected),
         }
 

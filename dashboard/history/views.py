@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 from lookout.dashboard.history.query import MAX_TEXT, parse_task_query
 from lookout.dashboard.history.retries import retry_stats
 from lookout.dashboard.history.service import HistoryService
+from lookout.dashboard.history.throughput import recent_throughput
 from lookout.dashboard.history.workflow import WORKFLOW_LIMIT
 from lookout.dashboard.web.errors import bad_parameter
 from lookout.dashboard.web.params import parse_limit, parse_window, reject_unknown
@@ -81,3 +82,11 @@ def retries():
     window = parse_window(request.args.get("window"))
     history = _history()
     return jsonify(retry_stats(history.engine, window, history.clock()))
+
+
+@bp.get("/api/v1/throughput")
+def throughput():
+    """The last minute of live rates: the Overview chart's past (throughput.py)."""
+    reject_unknown(request.args, frozenset())
+    history = _history()
+    return jsonify(recent_throughput(history.engine, history.clock()))

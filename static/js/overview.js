@@ -15,7 +15,7 @@
   "use strict";
 
   var L = window.Lookout;
-  var POINTS = 120;  // two minutes of half-second ticks
+  var POINTS = 120;  // a minute of half-second ticks (the API's /throughput slots)
   var STATE_COUNTER = {RECEIVED: "received", SUCCESS: "succeeded", FAILURE: "failed",
     RETRY: "retried", REVOKED: "revoked", REJECTED: "rejected"};
   var counts = null;  // last hour, per outcome
@@ -26,16 +26,12 @@
   function makeChart() {
     var canvas = document.getElementById("rate-chart");
     if (!canvas || typeof Chart !== "function") { return null; }
-    // Gaps, not zeros, before the first live point: a flat 0 across the chart read as
-    // "nothing ran" while tasks were running (the chart shows only what arrived live).
-    var labels = [], finished = [], events = [];
-    for (var i = 0; i < POINTS; i += 1) { labels.push(""); finished.push(null); events.push(null); }
     return new Chart(canvas, {
       type: "line",
-      data: {labels: labels, datasets: [
-        L.themed({label: "tasks finished/s", data: finished, fill: true, pointRadius: 0,
+      data: {labels: [], datasets: [
+        L.themed({label: "tasks finished/s", data: [], fill: true, pointRadius: 0,
           borderWidth: 2, tension: 0.2}, "ok", "fill"),
-        L.themed({label: "events/s", data: events, pointRadius: 0, borderWidth: 1, tension: 0.2},
+        L.themed({label: "events/s", data: [], pointRadius: 0, borderWidth: 1, tension: 0.2},
           "info", "grid")
       ]},
       options: {
@@ -46,29 +42,61 @@
     });
   }
 
-  /* Points come every half second; a longer silence (a message queue outage, a collector
-     restart) is a gap in the line, not a straight line across it: nothing was measured
-     there, and a line near 0 read as "nothing ran" (seen in a trial). */
-  var GAP_SECONDS = 3, lastPointAt = null;
-  function push(label, finished, events) {
-    var data = chart.data;
-    data.labels.push(label);
-    data.datasets[0].data.push(finished);
-    data.datasets[1].data.push(events);
-    if (data.labels.length > POINTS) {
-      data.labels.shift();
-      data.datasets.forEach(function (set) { set.data.shift(); });
-    }
+  /* The chart's points: [time, finished/s, events/s], null rates where nothing was
+     measured. A page opens with the last minute from /api/v1/throughput (the rates the
+     collectors pushed, kept in their status rows): an empty chart filling for a minute
+     showed nothing just when someone opened the dashboard to look (a trial). Gaps, not
+     zeros, where no collector pushed: a flat 0 read as "nothing ran". */
+  var points = [];
+  function draw() {
+    if (!chart) { return; }
+    while (points.length < POINTS) { points.unshift([null, null, null]); }
+    points = points.slice(-POINTS);
+    chart.data.labels = points.map(function (p) { return p[0] === null ? "" : L.fmtTime(p[0]).slice(0, 8); });
+    chart.data.datasets[0].data = points.map(function (p) { return p[1]; });
+    chart.data.datasets[1].data = points.map(function (p) { return p[2]; });
+    chart.update("none");
   }
 
-  function addPoint(message) {
-    if (!chart) { return; }
-    if (lastPointAt !== null && message.t - lastPointAt > GAP_SECONDS) {
-      push("", null, null);
+  function loadThroughput() {
+    return L.api("/throughput").then(function (data) {
+      var past = data.points || [];
+      var end = past.length ? past[past.length - 1][0] : null;
+      // Live points that came while the request was out follow the past.
+      var later = points.filter(function (p) { return p[0] !== null && end !== null && p[0] > end; });
+      points = past.concat(later);
+      draw();
+    }).catch(L.showError);
+  }
+
+  /* Collectors sharing a RabbitMQ queue each push their share every half second: the
+     rates shown are the sum of each one's latest (a collector silent for HOLD_S no longer
+     counts), one point per half second whoever sent it. Adding each message as a point
+     drew a zig-zag between the shares. Times are this page's own (collectors' clocks may
+     differ); a longer silence (a message queue outage, a collector restart) is a gap,
+     not a straight line across it. */
+  var HOLD_S = 1.5, STEP_S = 0.45, GAP_SECONDS = 3;
+  var latest = {}, lastPointAt = null;
+  function addRates(message) {
+    var now = Date.now() / 1000, tasks = 0, events = 0;
+    latest[message.collector || ""] = {at: now, tasks: message.tasks_per_second || 0,
+      events: message.events_per_second || 0};
+    Object.keys(latest).forEach(function (name) {
+      if (now - latest[name].at > HOLD_S) { delete latest[name]; return; }
+      tasks += latest[name].tasks;
+      events += latest[name].events;
+    });
+    tasks = Math.round(tasks * 100) / 100;
+    events = Math.round(events * 100) / 100;
+    L.setText("rate-now", tasks);
+    L.setText("events-now", events);
+    if (lastPointAt !== null && now - lastPointAt < STEP_S) { return; }
+    if (lastPointAt !== null && now - lastPointAt > GAP_SECONDS) {
+      points.push([null, null, null]);
     }
-    lastPointAt = message.t;
-    push(L.fmtTime(message.t).slice(0, 8), message.tasks_per_second, message.events_per_second);
-    chart.update("none");
+    lastPointAt = now;
+    points.push([message.t, tasks, events]);
+    draw();
   }
 
   function showCounts() {
@@ -261,12 +289,12 @@
   }
   document.addEventListener("lookout:health", showCollectors);
 
-  function loadAll() { loadStats(); loadWorkers(); loadQueues(); loadSchedules(); loadTrouble(); }
+  function loadAll() {
+    loadStats(); loadWorkers(); loadQueues(); loadSchedules(); loadTrouble(); loadThroughput();
+  }
 
   function onOverview(message) {
-    L.setText("rate-now", message.tasks_per_second);
-    L.setText("events-now", message.events_per_second);
-    addPoint(message);
+    addRates(message);
     pushed.push([message.t, message.counts || {}]);
     while (pushed.length && pushed[0][0] < message.t - PUSHED_KEPT_S) { pushed.shift(); }
     if (counts) {
@@ -277,6 +305,7 @@
   }
 
   chart = makeChart();
+  draw();
   loadAll();
   setInterval(loadStats, 30000);
   setInterval(loadQueues, 15000);

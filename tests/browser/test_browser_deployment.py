@@ -191,3 +191,74 @@ def test_beats_that_never_arrive_say_live_updates_stalled(browser, redis_broker,
         page.close()
         web.stop()
         collector.stop()
+
+
+def test_throughput_opens_with_its_past_and_adds_collectors_shares(browser, redis_broker,
+                                                                  tmp_path, artifacts_dir):
+    """The chart filled only from what arrived after the page opened: empty for a
+    minute, just when someone opened the dashboard to look. And two collectors on one
+    RabbitMQ queue each push their share: the chart zig-zagged between the shares and
+    the rate shown was one collector's. Here a status row carries a collector's last
+    pushes (what collectors/status.py writes), and two real publishers push 4/s and 6/s
+    through the message queue a quarter second apart: the page shows 10/s."""
+    import time
+    from collections import Counter
+
+    from helpers.factories import set_collector_status
+    from helpers.workers import unique
+    from lookout.collectors.message_queue import external_emitter
+    from lookout.collectors.push import LivePublisher
+    from lookout.collectors.writer import BatchSummary
+    from lookout.core.store import db
+
+    channel = unique("shares")
+    database = f"sqlite:///{tmp_path / 'lookout.db'}"
+    port = free_port()
+    web = Process([str(VENV_BIN / "lookout"), "web", "--port", str(port), "--no-auth",
+                   "--database", database, "--message-queue", redis_broker],
+                  tmp_path / "web.log", env={"LOOKOUT_MESSAGE_QUEUE_CHANNEL": channel,
+                                              "LOOKOUT_ALLOWED_HOSTS": ""})
+    url = f"http://127.0.0.1:{port}"
+    emitter = external_emitter(redis_broker, channel)
+    page = browser.new_page()
+    engine = db.make_engine(database)
+    chart = "() => Chart.getChart(document.getElementById('rate-chart')).data.datasets[0].data"
+    try:
+        wait_for(lambda: get_json(url + "/readyz", timeout=2)[0] == 200, 60, interval=0.2,
+                 message="web up")
+        now = time.time()
+        set_collector_status(engine, "earlier", stats={"live_points": [
+            [now - 20 + 0.5 * i, 7.0, 30.0] for i in range(40)]})
+        page.goto(url + "/")
+        page.wait_for_function(chart + ".filter(v => v === 7).length >= 35")
+        assert page.evaluate(chart)[0] is None  # before the first push: a gap, not 0
+
+        set_collector_status(engine, "earlier", connected=False, stats={"stopped": True})
+        clock = [time.time()]
+        publishers = []
+        for name, per_tick in (("rabbit-a", 2), ("rabbit-b", 3)):
+            publisher = LivePublisher(emitter, clock=lambda: clock[0])
+            publisher.source = name
+            publishers.append((publisher, per_tick))
+        rate = page.locator("#rate-now")
+        deadline = time.monotonic() + 30
+        while rate.inner_text() != "10" and time.monotonic() < deadline:
+            for publisher, per_tick in publishers:  # 4/s and 6/s, a quarter second apart
+                clock[0] += 0.25
+                publisher(BatchSummary(events=10, states=Counter({"SUCCESS": per_tick})))
+                publisher.flush()
+                page.wait_for_timeout(250)  # paces the pushes as the push thread does
+        assert rate.inner_text() == "10"
+        for _ in range(8):  # four more ticks each: every new point is the sum
+            for publisher, per_tick in publishers:
+                clock[0] += 0.25
+                publisher(BatchSummary(events=10, states=Counter({"SUCCESS": per_tick})))
+                publisher.flush()
+                page.wait_for_timeout(250)
+        live = page.evaluate(chart)[-8:]
+        assert live.count(10) >= 6 and not {4, 6} & set(live), live
+        (artifacts_dir / "throughput-shares.png").write_bytes(page.screenshot())
+    finally:
+        page.close()
+        web.stop()
+        engine.dispose()
