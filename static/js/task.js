@@ -189,6 +189,18 @@
       var retriable = finished || !!task.lost;
       retry.disabled = !retriable;
       retry.title = retriable ? "" : "Only a finished or lost task can be retried (revoke it first).";
+      // A worker that did not know the task failed it at once (Celery's NotRegistered):
+      // sent again, it fails the same way unless a worker has had the task deployed
+      // since. Left enabled (that is what a deploy fixes), but said (a trial).
+      var form = document.getElementById("retry-form");
+      if (form.dataset.confirmDefault === undefined) { form.dataset.confirmDefault = form.dataset.confirm; }
+      if (retriable && /^\s*(celery\.exceptions\.)?NotRegistered\b/.test(task.exception || "")) {
+        retry.title = "No worker had " + (task.name || "this task") + " registered when it " +
+          "ran: a retry fails the same way unless a worker has it now.";
+        form.dataset.confirm = retry.title + " " + form.dataset.confirmDefault;
+      } else {
+        form.dataset.confirm = form.dataset.confirmDefault;
+      }
     }
   }
 

@@ -159,6 +159,21 @@ def test_operator_retries_failed_tasks_one_and_in_bulk(page, lookout, artifacts_
     expect(page.locator("#fields")).to_contain_text("<b>retry</b> me")
     page.screenshot(path=str(artifacts_dir / "retried.png"), full_page=True)
 
+    # A task no worker has (not deployed yet) fails at once with NotRegistered: Retry
+    # stays (a deploy fixes it) but says a retry fails the same way until then.
+    unknown = lookout.send("sample.not_deployed_yet")
+    wait_started(page, unknown, "FAILURE")
+    page.goto(f"/tasks/{unknown}")
+    expect(page.locator("#exception")).to_contain_text("NotRegistered")
+    expect(page.locator("#retry-button")).to_be_enabled()
+    expect(page.locator("#retry-button")).to_have_attribute("title", re.compile(
+        r"No worker had sample.not_deployed_yet registered when it ran"))
+    page.click("#retry-button")
+    expect(page.locator("#confirm-dialog")).to_contain_text("a retry fails the same way")
+    page.click("#confirm-dialog .confirm-cancel")
+    page.goto(f"/tasks/{failed}")  # an ordinary failure: no such warning
+    expect(page.locator("#retry-button")).to_have_attribute("title", "")
+
     others = [lookout.send("sample.fail", f"bulk {i}") for i in range(2)]
     for task_id in others:
         wait_started(page, task_id, "FAILURE")
