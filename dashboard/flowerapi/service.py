@@ -54,8 +54,9 @@ class FlowerService:
     counts: CostCache = field(default_factory=CostCache)  # the task types, by their cost
 
     # -- tasks ---------------------------------------------------------------------
-    def list_tasks(self, query: TaskListQuery) -> list[tuple[str, dict]]:
-        """(id, task) pairs in order: Flower answers them as one object keyed by id."""
+    def list_tasks(self, query: TaskListQuery) -> tuple[list[tuple[str, dict]], bool]:
+        """(id, task) pairs in order (Flower answers them as one object keyed by id), and
+        whether more tasks match past this page: one row more is read to know."""
         dialect = self.engine.dialect.name
         # Flower matches taskname and workername whatever their case: each becomes the
         # stored names it folds to, so the name and worker indexes still serve the list.
@@ -70,11 +71,13 @@ class FlowerService:
             if matched is not None:
                 where.append(matched)
         if query.limit == 0:
-            return []
+            return [], False
         stmt = (select(*_list_columns()).where(*where).order_by(*_order(query.sort_by))
-                .offset(query.offset).limit(query.limit))
+                .offset(query.offset).limit(query.limit + 1))
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
+            more = len(rows) > query.limit
+            rows = rows[:query.limit]
             ids = [row["uuid"] for row in rows]
             children = _children(conn, ids)
             facts = _facts(conn, ids)
@@ -84,7 +87,7 @@ class FlowerService:
                                children.get(row["uuid"], ()))
             task["worker"] = task.pop("worker")  # last, as in Flower's lists
             listed.append((row["uuid"], task))
-        return listed
+        return listed, more
 
     def task(self, task_id: str) -> dict[str, Any]:
         """One task with its fields whole; 404 when the history does not know it."""

@@ -16,6 +16,7 @@ parameter) where Flower answers plain text. What else differs is in docs/api.md.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, request
 
@@ -23,6 +24,7 @@ from lookout.core.sender import TaskSender
 from lookout.dashboard.audit.recorder import audited, note, record_request
 from lookout.dashboard.audit.service import SECRET_KEYS
 from lookout.dashboard.flowerapi.params import (
+    MAX_OFFSET,
     MAX_WAIT,
     TASK_LIST_PARAMS,
     arguments,
@@ -110,7 +112,20 @@ def list_workers():
 
 @bp.get("/api/tasks")
 def list_tasks():
-    return flower_json(dict(_service().list_tasks(task_list_query(query(TASK_LIST_PARAMS)))))
+    """Flower's body (an object keyed by id, no room for a marker): a page that stops
+    short of the tasks that match says so in headers, so a script relying on Flower
+    returning everything it holds can tell it got the first 1,000 (the default limit)."""
+    wanted = task_list_query(query(TASK_LIST_PARAMS))
+    listed, more = _service().list_tasks(wanted)
+    response = flower_json(dict(listed))
+    if more:
+        response.headers["X-Lookout-More"] = "true"
+        following = wanted.offset + wanted.limit
+        if following <= MAX_OFFSET:  # deeper: /api/v1/tasks and its cursors
+            args = {**request.args.to_dict(), "offset": str(following),
+                    "limit": str(wanted.limit)}
+            response.headers["Link"] = f'<{request.path}?{urlencode(args)}>; rel="next"'
+    return response
 
 
 @bp.get("/api/task/types")

@@ -136,6 +136,27 @@ def test_task_lists_filter_sort_and_page_as_flower(app):
         [ids[3], ids[1]]
 
 
+def test_a_page_that_stops_short_of_the_matching_tasks_says_so_in_headers(app):
+    """Flower answers every task it holds; Lookout's /api/tasks stops at 1,000 without a
+    limit, and its body (an object keyed by id) has no room to say so: headers do."""
+    engine = app.extensions["lookout.engine"]
+    for i in range(5):
+        add_task(engine, name="p.page", updated_at=1000.0 + i)
+    client = app.test_client()
+    headers = bearer(app, "viewer")
+    first = client.get("/api/tasks?taskname=p.page&limit=2", headers=headers)
+    assert len(first.get_json()) == 2 and first.headers["X-Lookout-More"] == "true"
+    nxt = first.headers["Link"]
+    assert nxt == '</api/tasks?taskname=p.page&limit=2&offset=2>; rel="next"'
+    last = client.get("/api/tasks?taskname=p.page&limit=2&offset=4", headers=headers)
+    assert len(last.get_json()) == 1
+    assert "X-Lookout-More" not in last.headers and "Link" not in last.headers
+    whole = client.get("/api/tasks?taskname=p.page&limit=5", headers=headers)
+    assert len(whole.get_json()) == 5 and "X-Lookout-More" not in whole.headers
+    deep = client.get("/api/tasks?taskname=p.page&limit=1&offset=100000", headers=headers)
+    assert deep.status_code == 200 and "Link" not in deep.headers
+
+
 SEARCH_ROWS = [
     {"name": "billing.invoice", "args": "(100, 'EUR')", "kwargs": "{'customer': 1, 'rush': True}",
      "result": "'sent'"},
