@@ -26,7 +26,9 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from lookout.collectors.alerts.notify import deliver
 from lookout.collectors.alerts.failure_index import FailureIndex
-from lookout.collectors.alerts.rules import EVALUATORS, MAX_FAILURES, new_failure_group
+from lookout.collectors.alerts.rules import (
+    EVALUATORS, MAX_FAILURES, RESOLUTIONS, new_failure_group,
+)
 from lookout.collectors.lease import JobLease
 from lookout.collectors.outage_log import OutageLog
 from lookout.collectors.threads import join_or_report
@@ -157,18 +159,33 @@ class AlertEngine:
         for key, alert in open_alerts.items():
             if key in found:
                 continue
+            resolution = self._resolution(rule, params, key, now)
             record = {"rule_id": rule.id, "rule_name": rule.name, "kind": rule.kind,
                       "key": key, "status": "resolved", "message": alert.message,
-                      "value": alert.value, "fired_at": alert.fired_at, "resolved_at": now}
-            log.info("alert resolved: %s [%s] after %.0f s", rule.name, key,
-                     now - alert.fired_at)
+                      "value": alert.value, "fired_at": alert.fired_at, "resolved_at": now,
+                      "resolution": resolution}
+            log.info("alert resolved: %s [%s] after %.0f s: %s", rule.name, key,
+                     now - alert.fired_at, resolution or "cleared")
             deliveries = self._notify(rule, record, "resolved")
             with self.engine.begin() as conn:
                 conn.execute(update(Alert).where(Alert.id == alert.id).values(
-                    status="resolved", resolved_at=now, updated_at=now,
+                    status="resolved", resolved_at=now, updated_at=now, resolution=resolution,
                     deliveries=json.dumps(json.loads(alert.deliveries or "[]") + deliveries)))
             sent += deliveries
         return sent
+
+    def _resolution(self, rule: AlertRule, params: dict, key: str, now: float) -> str | None:
+        """Why `key` resolved, in words (rules.RESOLUTIONS), or None: "cleared"."""
+        explain = RESOLUTIONS.get(rule.kind)
+        if explain is None:
+            return None
+        try:
+            with self.engine.connect() as conn:
+                return explain(conn, now, params, key)[:500]
+        except Exception:  # noqa: BLE001 - the resolution is still sent, as "cleared"
+            log.exception("alert rule %r: explaining the resolution of %s failed",
+                          rule.name, key)
+            return None
 
     def _notify(self, rule: AlertRule, alert: dict[str, Any], event: str) -> list[dict]:
         channels = json.loads(rule.notify or "[]") or [

@@ -29,7 +29,9 @@ def text_of(alert: dict[str, Any], event: str) -> str:
     fired, resolved = alert.get("fired_at"), alert.get("resolved_at")
     lasted = (f" after {duration(resolved - fired)}"
               if isinstance(fired, (int, float)) and isinstance(resolved, (int, float)) else "")
-    return f"[RESOLVED] {alert['rule_name']}: cleared{lasted} (was: {alert['message']})"
+    why = alert.get("resolution")
+    said = f"resolved{lasted}: {why}" if why else f"cleared{lasted}"
+    return f"[RESOLVED] {alert['rule_name']}: {said} (was: {alert['message']})"
 
 
 def duration(seconds: float) -> str:

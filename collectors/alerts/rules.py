@@ -204,6 +204,43 @@ def missed_schedule(conn: Connection, now: float, p: dict, settings) -> Findings
     return found
 
 
+def failure_rate_resolution(conn: Connection, now: float, p: dict, key: str) -> str:
+    """Why a failure-rate alert resolved: under the threshold, or nothing ran at all
+    (its failing runs left the window; "cleared" read as a recovery: a trial)."""
+    failed, succeeded = conn.execute(
+        select(func.sum(TaskRollup.failed), func.sum(TaskRollup.succeeded))
+        .where(TaskRollup.name == key, TaskRollup.bucket >= _minutes(p["window"], now))).one()
+    failed, runs = failed or 0, (failed or 0) + (succeeded or 0)
+    window = f"{p['window'] / 60:g} min"
+    if not runs:
+        return (f"no run of {key} finished in the last {window} (it stopped running, or "
+                f"is no longer sent): nothing succeeded")
+    return (f"{failed} of {runs} runs failed ({failed / runs:.0%}) in the last {window}, "
+            f"not over {p['threshold']:.0%}")
+
+
+def runtime_p95_resolution(conn: Connection, now: float, p: dict, key: str) -> str:
+    """Why a runtime alert resolved: back under the limit, or no run to measure."""
+    hist: dict[int, int] = {}
+    for (text,) in conn.execute(select(TaskRollup.runtime_hist).where(
+            TaskRollup.name == key, TaskRollup.bucket >= _minutes(p["window"], now),
+            TaskRollup.runtime_hist.is_not(None))):
+        histogram.merge(hist, histogram.loads(text))
+    window = f"{p['window'] / 60:g} min"
+    runs = sum(hist.values())
+    if runs < max(1, p["min_runs"]):
+        return (f"{runs} successful run{'s' if runs != 1 else ''} of {key} in the last "
+                f"{window}, fewer than the {p['min_runs']} judged: not measured as fast again")
+    p95 = histogram.percentiles(hist, (95,))[95]
+    return f"p95 runtime {p95:.3g} s in the last {window}, within {p['threshold']:g} s"
+
+
+# Kind -> why one of its alerts resolved, asked when its key is no longer found. Kinds
+# without one resolve as "cleared": what they watch is gone (a worker back, a queue under).
+RESOLUTIONS: dict[str, Callable[[Connection, float, dict, str], str]] = {
+    "failure_rate": failure_rate_resolution, "runtime_p95": runtime_p95_resolution,
+}
+
 EVALUATORS: dict[str, Callable[[Connection, float, dict, Any], Findings]] = {
     "failure_rate": failure_rate, "runtime_p95": runtime_p95, "queue_length": queue_length,
     "worker_offline": worker_offline, "new_failure_group": new_failure_group,

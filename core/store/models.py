@@ -295,6 +295,8 @@ class Alert(Base):
     value: Mapped[float | None] = mapped_column(Float)
     fired_at: Mapped[float] = mapped_column(Float)
     resolved_at: Mapped[float | None] = mapped_column(Float)
+    # Why it resolved, in words (None: "cleared", the rule no longer finds its key).
+    resolution: Mapped[str | None] = mapped_column(String(500))
     updated_at: Mapped[float] = mapped_column(Float)
     deliveries: Mapped[str] = mapped_column(Text, default="[]")  # JSON
 

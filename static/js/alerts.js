@@ -33,8 +33,13 @@
   function alertRow(alert, resolved) {
     var cells = [L.el("td", {}, L.fmtTime(alert.fired_at))];
     if (resolved) { cells.push(L.el("td", {}, L.fmtTime(alert.resolved_at))); }
+    // A resolution says why (a failure rate back under, or no run left to judge), not
+    // only "cleared": a task that stopped running is not one that recovered (a trial).
+    var what = resolved ? [alert.message, L.el("div", {className: "muted",
+      "data-testid": "resolution"}, "Resolved: " + (alert.resolution || "cleared"))]
+      : alert.message;
     cells.push(L.el("td", {}, alert.rule_name), L.el("td", {className: "mono"}, alert.key),
-      L.el("td", {}, alert.message));
+      L.el("td", {}, what));
     if (!resolved) { cells.push(L.el("td", {}, delivered(alert))); }
     return L.el("tr", {"data-alert": String(alert.id), "data-status": alert.status}, cells);
   }

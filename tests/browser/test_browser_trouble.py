@@ -350,3 +350,50 @@ def test_the_trouble_page_tells_just_started_from_not_listening(browser, tmp_pat
         context.close()
         engine.dispose()
         assert web.stop() == 0
+
+
+def test_resolved_alerts_say_why_they_resolved(browser, tmp_path):
+    """A failure-rate alert whose task stopped running resolved as "cleared", read as a
+    recovery (a trial): the Alerts page shows each resolution's own words."""
+    import time
+
+    from sqlalchemy import insert
+
+    from helpers.browser import free_port
+    from helpers.support import VENV_BIN, Process
+    from lookout.core.store.db import make_engine, upgrade
+    from lookout.core.store.models import Alert
+
+    expect = _expect()
+    url = f"sqlite:///{tmp_path / 'alerts.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    now = time.time()
+    base_row = {"rule_id": 1, "kind": "failure_rate", "status": "resolved", "value": 1.0,
+                "fired_at": now - 600, "resolved_at": now - 60, "updated_at": now - 60}
+    with engine.begin() as conn:
+        conn.execute(insert(Alert), [
+            {**base_row, "rule_name": "fails", "key": "proj.gone",
+             "message": "proj.gone: 5 of 5 runs failed",
+             "resolution": "no run of proj.gone finished in the last 10 min <b>x</b>"},
+            {**base_row, "rule_name": "workers", "key": "w1@h", "kind": "worker_offline",
+             "message": "worker w1@h was last heard", "resolution": None}])
+    port = free_port()
+    web = Process([str(VENV_BIN / "lookout"), "web", "--database", url, "--port", str(port),
+                   "--no-auth"], tmp_path / "web.log")
+    context = browser.new_context()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: get_json(base + "/readyz")[0] == 200, 30, message="web up")
+        page = context.new_page()
+        page.goto(base + "/alerts")
+        rows = page.locator("#resolved-body tr")
+        expect(rows).to_have_count(2)
+        expect(rows.filter(has_text="proj.gone").locator('[data-testid="resolution"]')) \
+            .to_have_text("Resolved: no run of proj.gone finished in the last 10 min <b>x</b>")
+        expect(rows.filter(has_text="w1@h").locator('[data-testid="resolution"]')) \
+            .to_have_text("Resolved: cleared")
+    finally:
+        context.close()
+        engine.dispose()
+        assert web.stop() == 0

@@ -72,7 +72,8 @@ def test_worker_offline_fires_once_resolves_once_and_cools_down(store, caplog):
         logged = [r.getMessage() for r in caplog.records
                   if r.name == "lookout.collectors.alerts.engine"]
         assert logged == ["alert firing: workers [w1@h]: worker w1@h was last heard 300 s "
-                          "before this alert fired", "alert resolved: workers [w1@h] after 185 s"]
+                          "before this alert fired",
+                          "alert resolved: workers [w1@h] after 185 s: cleared"]
         now[0] += 400  # down again within the cool-down: quiet
         engine.tick()
         assert len(hook.received) == 2
@@ -350,3 +351,21 @@ def test_a_failure_rate_alert_stays_open_while_too_few_runs_still_fail(store):
         only(failed=0)  # no run left in the window
         engine.tick()
         assert hook.events() == [("firing", "proj.fails"), ("resolved", "proj.fails")]
+        # Resolved, but not "cleared": nothing succeeded, the task just stopped running.
+        text = hook.received[-1]["text"]
+        assert text.startswith("[RESOLVED] fails: resolved after 0 s: no run of proj.fails "
+                               "finished in the last 10 min (it stopped running, or is no "
+                               "longer sent): nothing succeeded (was: "), text
+        with store.connect() as conn:
+            stored = conn.execute(select(Alert.resolution)).scalar()
+        assert stored.startswith("no run of proj.fails finished")
+
+        now[0] += 3600  # past the cooldown: failing again, then back under the threshold
+        minute = int(now[0] // 60 * 60)
+        only(failed=5)
+        engine.tick()
+        only(failed=1, succeeded=9)
+        engine.tick()
+        assert hook.events()[-2:] == [("firing", "proj.fails"), ("resolved", "proj.fails")]
+        assert "resolved after 0 s: 1 of 10 runs failed (10%) in the last 10 min, not over " \
+               "50% (was: " in hook.received[-1]["text"]
