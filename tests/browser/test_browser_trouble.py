@@ -26,6 +26,31 @@ def _expect():
     return expect
 
 
+@pytest.fixture
+def web_only(browser, tmp_path):
+    """`lookout web` alone on a migrated SQLite store the test fills itself:
+    yields (engine, browser context, base URL)."""
+    from helpers.browser import free_port
+    from helpers.support import VENV_BIN, Process
+    from lookout.core.store.db import make_engine, upgrade
+
+    url = f"sqlite:///{tmp_path / 'web-only.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    port = free_port()
+    web = Process([str(VENV_BIN / "lookout"), "web", "--database", url, "--port", str(port),
+                   "--no-auth"], tmp_path / "web.log")
+    context = browser.new_context()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: get_json(base + "/readyz")[0] == 200, 30, message="web up")
+        yield engine, context, base
+    finally:
+        context.close()
+        engine.dispose()
+        assert web.stop() == 0
+
+
 def shot(page, path) -> None:
     """Screenshot bytes written here: Playwright's own file writing runs on an asyncio
     executor thread that outlives the test and trips the thread-leak check."""
@@ -313,61 +338,40 @@ def test_alerts_page_adds_a_rule_and_shows_its_firing(page, lookout, artifacts_d
     page.watch.assert_clean()
 
 
-def test_the_trouble_page_tells_just_started_from_not_listening(browser, tmp_path):
+def test_the_trouble_page_tells_just_started_from_not_listening(web_only):
     """Within a minute of starting, the page said no collector had been hearing the
     broker while both were connected (seen in a trial). Now it says how long they have
     listened, and keeps "no collector is hearing" for when none is."""
     import time
 
-    from helpers.browser import free_port
     from helpers.factories import set_collector_status
-    from helpers.support import VENV_BIN, Process
-    from lookout.core.store.db import make_engine, upgrade
 
     expect = _expect()
-    url = f"sqlite:///{tmp_path / 'trouble.db'}"
-    upgrade(url)
-    engine = make_engine(url)
-    port = free_port()
-    web = Process([str(VENV_BIN / "lookout"), "web", "--database", url, "--port", str(port),
-                   "--no-auth"], tmp_path / "web.log")
-    context = browser.new_context()
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: get_json(base + "/readyz")[0] == 200, 30, message="web up")
-        set_collector_status(engine, "c1", connected_since=time.time() - 5)
-        page = context.new_page()
-        page.goto(base + "/trouble")
-        note = page.locator("#not-listening")
-        expect(note).to_have_text(re.compile(
-            r"^Collectors have been hearing the broker for \d+ s only: .* once they have "
-            r"listened for 60 s"))
-        set_collector_status(engine, "c1", connected=False, connected_since=None,
-                             disconnected_since=time.time() - 30)
-        page.reload()
-        expect(note).to_have_text(re.compile("^No collector is hearing the broker now"))
-    finally:
-        context.close()
-        engine.dispose()
-        assert web.stop() == 0
+    engine, context, base = web_only
+    set_collector_status(engine, "c1", connected_since=time.time() - 5)
+    page = context.new_page()
+    page.goto(base + "/trouble")
+    note = page.locator("#not-listening")
+    expect(note).to_have_text(re.compile(
+        r"^Collectors have been hearing the broker for \d+ s only: .* once they have "
+        r"listened for 60 s"))
+    set_collector_status(engine, "c1", connected=False, connected_since=None,
+                         disconnected_since=time.time() - 30)
+    page.reload()
+    expect(note).to_have_text(re.compile("^No collector is hearing the broker now"))
 
 
-def test_resolved_alerts_say_why_they_resolved(browser, tmp_path):
+def test_resolved_alerts_say_why_they_resolved(web_only):
     """A failure-rate alert whose task stopped running resolved as "cleared", read as a
     recovery (a trial): the Alerts page shows each resolution's own words."""
     import time
 
     from sqlalchemy import insert
 
-    from helpers.browser import free_port
-    from helpers.support import VENV_BIN, Process
-    from lookout.core.store.db import make_engine, upgrade
     from lookout.core.store.models import Alert
 
     expect = _expect()
-    url = f"sqlite:///{tmp_path / 'alerts.db'}"
-    upgrade(url)
-    engine = make_engine(url)
+    engine, context, base = web_only
     now = time.time()
     base_row = {"rule_id": 1, "kind": "failure_rate", "status": "resolved", "value": 1.0,
                 "fired_at": now - 600, "resolved_at": now - 60, "updated_at": now - 60}
@@ -378,22 +382,11 @@ def test_resolved_alerts_say_why_they_resolved(browser, tmp_path):
              "resolution": "no run of proj.gone finished in the last 10 min <b>x</b>"},
             {**base_row, "rule_name": "workers", "key": "w1@h", "kind": "worker_offline",
              "message": "worker w1@h was last heard", "resolution": None}])
-    port = free_port()
-    web = Process([str(VENV_BIN / "lookout"), "web", "--database", url, "--port", str(port),
-                   "--no-auth"], tmp_path / "web.log")
-    context = browser.new_context()
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: get_json(base + "/readyz")[0] == 200, 30, message="web up")
-        page = context.new_page()
-        page.goto(base + "/alerts")
-        rows = page.locator("#resolved-body tr")
-        expect(rows).to_have_count(2)
-        expect(rows.filter(has_text="proj.gone").locator('[data-testid="resolution"]')) \
-            .to_have_text("Resolved: no run of proj.gone finished in the last 10 min <b>x</b>")
-        expect(rows.filter(has_text="w1@h").locator('[data-testid="resolution"]')) \
-            .to_have_text("Resolved: cleared")
-    finally:
-        context.close()
-        engine.dispose()
-        assert web.stop() == 0
+    page = context.new_page()
+    page.goto(base + "/alerts")
+    rows = page.locator("#resolved-body tr")
+    expect(rows).to_have_count(2)
+    expect(rows.filter(has_text="proj.gone").locator('[data-testid="resolution"]')) \
+        .to_have_text("Resolved: no run of proj.gone finished in the last 10 min <b>x</b>")
+    expect(rows.filter(has_text="w1@h").locator('[data-testid="resolution"]')) \
+        .to_have_text("Resolved: cleared")
