@@ -174,33 +174,48 @@ def stuck_tasks(conn: Connection, now: float, p: dict, settings) -> Findings:
                                      f"fired, e.g. {first['uuid']} ({first['name']}): {why}")}
 
 
+# An entry this far past its due time with nothing received, when last judged, is
+# overdue: not yet `missed` (its grace runs on), but evidence that beat is not sending.
+OVERDUE_AFTER = 10.0
+_NOT_DUE = ("disabled", "expired")
+
+
 def missed_schedule(conn: Connection, now: float, p: dict, settings) -> Findings:
     rows = conn.execute(select(ScheduleStatus.__table__).where(
-        ScheduleStatus.status == "missed",
         ScheduleStatus.updated_at >= now - 4 * 60)).mappings().all()  # a web process judges
     found: Findings = {}
-    by_source: dict[str, list] = defaultdict(list)
+    missed: dict[str, list[str]] = defaultdict(list)
+    overdue: dict[str, list[str]] = defaultdict(list)
     for r in rows:
         key = f"{r['source']}/{r['name']}"
-        if p["entry"] in ("*", key):
-            found[key] = (1.0, f"beat entry {key} ({r['task']}) missed: {r['reason']}")
-            by_source[r["source"]].append(r)
+        if r["status"] == "missed":
+            if p["entry"] in ("*", key):
+                found[key] = (1.0, f"beat entry {key} ({r['task']}) missed: {r['reason']}")
+                missed[r["source"]].append(r["name"])
+        elif (r["status"] not in _NOT_DUE and r["due_at"] is not None
+              and r["updated_at"] - r["due_at"] > OVERDUE_AFTER):
+            overdue[r["source"]].append(r["name"])
     group_over = p.get("group_over", 3)
     if p["entry"] != "*" or not group_over:
         return found
-    for source, missed in by_source.items():
+    for source, names in missed.items():
         # A stopped beat misses every entry: one alert for the source, not one page per
-        # entry (a trial got three; fifty entries would be fifty). Its entries' own open
-        # alerts resolve, as this one covers them.
-        if len(missed) >= group_over:
-            names = sorted(r["name"] for r in missed)
-            for name in names:
-                del found[f"{source}/{name}"]
-            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more"
-                                             if len(names) > 10 else "")
-            found[source] = (float(len(names)), (
-                f"{len(names)} {source} entries missed at once (is beat itself running?): "
-                f"{shown}"))
+        # entry (a trial got three; fifty entries would be fifty). Entries past their due
+        # time but still within their grace count too: each entry turns missed after its
+        # own grace, and the first ones paged alone before the group formed (a trial).
+        # The entries' own open alerts resolve, as this one covers them.
+        silent = sorted(names + overdue.get(source, []))
+        if len(silent) < group_over:
+            continue
+        for name in names:
+            del found[f"{source}/{name}"]
+        shown = ", ".join(silent[:10]) + (f" and {len(silent) - 10} more"
+                                          if len(silent) > 10 else "")
+        what = ("missed at once" if len(names) == len(silent) else
+                f"not run when due ({len(names)} missed, {len(silent) - len(names)} "
+                f"overdue)")
+        found[source] = (float(len(silent)), (
+            f"{len(silent)} {source} entries {what} (is beat itself running?): {shown}"))
     return found
 
 

@@ -315,6 +315,8 @@ class ScheduleStatus(Base):
     task: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
+    # When its next run was due as judged at `updated_at` (None: unknown, or never again).
+    due_at: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 
 

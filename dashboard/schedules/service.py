@@ -243,6 +243,7 @@ class ScheduleService:
         """Upsert each entry's status into schedule_status (read by alert rules)."""
         rows = [{"source": i["source"], "name": i["name"], "task": (i["task"] or "")[:255],
                  "status": i["health"]["status"], "reason": i["health"]["reason"],
+                 "due_at": i["health"].get("due_at"),
                  "updated_at": self.clock()} for i in items if len(i["name"]) <= MAX_NAME]
         if not rows:
             return
@@ -253,7 +254,7 @@ class ScheduleService:
             conn.execute(statement.on_conflict_do_update(
                 index_elements=[table.c.source, table.c.name],
                 set_={c: statement.excluded[c] for c in ("task", "status", "reason",
-                                                         "updated_at")}), rows)
+                                                         "due_at", "updated_at")}), rows)
 
     def statuses(self) -> dict[str, str]:
         """Status by 'source/name': what the live watcher compares between rounds."""

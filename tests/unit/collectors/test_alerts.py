@@ -2,6 +2,7 @@
 file; a missed beat entry (judged by the web's schedule watcher) fires once."""
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import json
@@ -17,7 +18,7 @@ from lookout.collectors.alerts.engine import AlertEngine
 from lookout.core.alerting import RuleError, validate_rule
 from lookout.core.config import Settings
 from lookout.core.store import db
-from lookout.core.store.models import Alert, AlertRule, Worker
+from lookout.core.store.models import Alert, AlertRule, ScheduleStatus, Worker
 from lookout.dashboard.schedules.watch import ScheduleWatcher
 
 
@@ -140,13 +141,16 @@ def test_a_missed_beat_entry_fires_once(sqlite_url, make_app):
         assert "missed" in hook.received[0]["text"]
 
 
-def test_entries_missed_at_once_are_one_alert_for_their_source(sqlite_url, make_app):
-    """A stopped beat misses every entry: one page for the source, not one per entry (a
-    Django trial got three pages for three entries); group_over 0 keeps one per entry."""
+@contextlib.contextmanager
+def beat_without_runs(sqlite_url, make_app, periods: dict[str, float]):
+    """Beat entries of `periods` that never run, judged by a web app's schedule watcher
+    on a clock the test moves; two missed_schedule rules: "beat" groups (the default),
+    "each" does not. Yields (now, check): check() moves on `seconds`, judges, evaluates,
+    and returns the grouped and the per-entry receivers."""
     now = [time.time()]
     beat = Celery("beat", broker="memory://", set_as_current=False)
-    beat.conf.beat_schedule = {name: {"task": f"proj.{name}", "schedule": 30.0}
-                               for name in ("a", "b", "c")}
+    beat.conf.beat_schedule = {name: {"task": f"proj.{name}", "schedule": period}
+                               for name, period in periods.items()}
     web = make_app(sqlite_url, clock=lambda: now[0])
     web.config["LOOKOUT"].extra["celery_app"] = beat
     watcher = ScheduleWatcher(web.extensions["lookout.schedules"], lambda payload: None)
@@ -156,15 +160,56 @@ def test_entries_missed_at_once_are_one_alert_for_their_source(sqlite_url, make_
         add_rule(store, name="each", kind="missed_schedule", notify=[each.url],
                  params={"group_over": 0})
         engine = AlertEngine(store, Settings(), clock=lambda: now[0])
-        watcher.check()
-        now[0] += 120
-        watcher.check()
-        engine.tick()
+        watcher.check()  # first seen now: each entry is due a period from now
+
+        def check(seconds: float):
+            now[0] += seconds
+            watcher.check()
+            engine.tick()
+            return grouped, each
+        yield check
+
+
+def test_entries_missed_at_once_are_one_alert_for_their_source(sqlite_url, make_app):
+    """A stopped beat misses every entry: one page for the source, not one per entry (a
+    Django trial got three pages for three entries); group_over 0 keeps one per entry."""
+    with beat_without_runs(sqlite_url, make_app, {"a": 30.0, "b": 30.0, "c": 30.0}) as check:
+        grouped, each = check(120)
         assert grouped.events() == [("firing", "app")]
         assert grouped.received[0]["text"] == (
             "[FIRING] beat: 3 app entries missed at once (is beat itself running?): a, b, c")
         assert sorted(each.events()) == [("firing", "app/a"), ("firing", "app/b"),
                                          ("firing", "app/c")]
+
+
+def test_entries_overdue_when_the_first_one_misses_join_its_group(sqlite_url, make_app):
+    """Each entry turns missed after its own grace, so with beat stopped the first ones
+    paged alone before the group formed (a trial). Entries already past their due time
+    with nothing received are evidence too: the group forms at the first miss."""
+    with beat_without_runs(sqlite_url, make_app, {"a": 30.0, "b": 40.0, "c": 50.0}) as check:
+        grouped, each = check(61)  # a: due at +30, missed after 30 s of grace; b, c due
+        assert grouped.events() == [("firing", "app")]
+        assert grouped.received[0]["text"] == (
+            "[FIRING] beat: 3 app entries not run when due (1 missed, 2 overdue) (is beat "
+            "itself running?): a, b, c")
+        assert each.events() == [("firing", "app/a")]
+
+
+def test_one_entry_missed_while_the_others_run_is_its_own_alert(store):
+    """Not beat: one entry missed while the others are not due yet (they ran)."""
+    from lookout.collectors.alerts.rules import missed_schedule
+
+    now = 1_800_000_000.0
+    rows = [{"source": "app", "name": name, "task": f"proj.{name}", "status": status,
+             "reason": "due 40 s ago and not received", "due_at": due, "updated_at": now}
+            for name, status, due in (("a", "missed", now - 40), ("b", "ok", now + 20),
+                                      ("c", "ok", now - 5), ("d", "disabled", now - 500))]
+    with store.begin() as conn:
+        conn.execute(insert(ScheduleStatus), rows)
+    with store.connect() as conn:
+        found = missed_schedule(conn, now, {"entry": "*", "group_over": 2}, Settings())
+    # c is 5 s past due (beat's own latency, not yet evidence), d disabled: no group.
+    assert list(found) == ["app/a"]
 
 
 def test_email_notifications_go_through_smtp(store):
