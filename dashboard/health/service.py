@@ -86,7 +86,7 @@ class HealthCheck:
         status = "degraded" if problems else ("warning" if warnings else "ok")
         return {"status": status, "healthy": healthy, "time": now, "database": {"ok": True},
                 "message_queue": queue, "collectors": collectors, "jobs": _jobs(leases, now),
-                "problems": problems, "warnings": warnings}
+                "stale_after": STALE_AFTER, "problems": problems, "warnings": warnings}
 
     def store_down(self, exc: Exception, queue: dict | None = None) -> dict:
         """The report while the store does not answer: status down, the database named."""

@@ -246,7 +246,8 @@
 
   /* Every collector writing this store and the singleton jobs each one runs (from the
      /healthz report common.js fetches; anonymous callers get no detail: no panel). */
-  var SILENT_AFTER_S = 3, STALE_AFTER_S = 10;  // collectors/status.py reports every 1 s
+  // collectors/status.py reports every 1 s; /healthz says when it calls one down.
+  var SILENT_AFTER_S = 3;
   function text(value) {
     return value === null || value === undefined ? "–" : String(value);
   }
@@ -272,7 +273,7 @@
       // It reports every second; /healthz calls it down after 10 s of silence. Between
       // the two, a killed collector still read "up" (a trial): say it has gone quiet.
       var silent = c.up && c.status_age > SILENT_AFTER_S ? "no status for " +
-        Math.round(c.status_age) + " s: down at " + STALE_AFTER_S + " s unless it reports" : "";
+        Math.round(c.status_age) + " s: down at " + report.stale_after + " s unless it reports" : "";
       var state = c.problem || noLive || silent || c.warning ||
         (c.stopped ? "stopped on request" : "connected");
       var tr = row([c.name, L.el("span", {className: "badge " + (c.problem ? "state-FAILURE" :

@@ -348,6 +348,8 @@ def test_indicator_says_collector_down_when_none_reports(browser, tmp_path, arti
             r"lookout collectors forget NAME"))
         expect(page.locator("#collectors-body tr[data-collector=c1]")).to_contain_text(
             re.compile(r"silent \d+ s"))
+        expect(page.locator("#collectors-body tr[data-collector=c1] .badge")).to_have_attribute(
+            "title", re.compile(r"^no status for \d+ s: down at 10 s unless it reports$"))
         dead = page.locator("#collectors-body tr[data-collector=c2]")
         expect(dead).to_contain_text("down")
         expect(dead).to_contain_text(re.compile(r"alerts \(lease ends in \d+ s\)"))
