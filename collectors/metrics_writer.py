@@ -38,7 +38,22 @@ TASK_COUNTERS = {
 # prometheus_client's default buckets, which Flower and celery-exporter use too.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
            math.inf)
-LE_LABELS = tuple("+Inf" if b == math.inf else repr(float(b)) for b in BUCKETS)
+# celery_task_runtime and celery_task_queue_wait_time go on to an hour: with the defaults
+# the largest finite bound is 10 s, so histogram_quantile never says more than 10 s and
+# the shipped "p95 runtime above a minute" rule could never fire (a trial). Flower's own
+# histogram keeps Flower's buckets.
+LONG_BUCKETS = BUCKETS[:-1] + (30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, math.inf)
+BUCKETS_OF = {"celery_task_runtime": LONG_BUCKETS, "celery_task_queue_wait_time": LONG_BUCKETS,
+              "flower_task_runtime_seconds": BUCKETS}
+
+
+def le_labels(buckets: tuple[float, ...] = BUCKETS) -> tuple[str, ...]:
+    """The `le` label of each bucket, as Prometheus writes it."""
+    return tuple("+Inf" if b == math.inf else repr(float(b)) for b in buckets)
+
+
+LE_LABELS = le_labels(BUCKETS)
+_LE_OF = {buckets: le_labels(buckets) for buckets in set(BUCKETS_OF.values())}
 OTHER = "other"
 MAX_LABEL = 200  # characters kept of one label value (the labels column holds 1024)
 _EXCEPTION_TYPE = re.compile(r"\s*([A-Za-z_][\w.]*)\s*\(")
@@ -54,11 +69,11 @@ def exception_type(text: Any) -> str:
     return match.group(1)[:MAX_LABEL] if match else "unknown"
 
 
-def bucket_label(value: float) -> str:
-    """The `le` of the first bucket holding `value`, as Prometheus writes it."""
+def bucket_label(value: float, buckets: tuple[float, ...] = BUCKETS) -> str:
+    """The `le` of the first of `buckets` holding `value`, as Prometheus writes it."""
     if value != value:  # NaN is in no finite bucket
         return "+Inf"
-    return LE_LABELS[bisect_left(BUCKETS, value)]
+    return _LE_OF[buckets][bisect_left(buckets, value)]
 
 
 _ANONYMOUS_NODE = re.compile(r"gen\d+@")
@@ -125,7 +140,8 @@ class Totals(dict):
         """A histogram's buckets, sum and count for `values` (nothing when there are none)."""
         if not values:
             return
-        for le, count in Counter(map(bucket_label, values)).items():
+        buckets = BUCKETS_OF[metric]
+        for le, count in Counter(bucket_label(v, buckets) for v in values).items():
             self.add(metric + "_bucket", {**labels, "le": le}, count)
         self.add(metric + "_sum", labels, sum(values))
         self.add(metric + "_count", labels, len(values))

@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
-from lookout.collectors.metrics_writer import LE_LABELS
+from lookout.collectors.metrics_writer import BUCKETS_OF, le_labels
 
 HELP = {
     "celery_task_sent_total": "Tasks sent (task-sent events; clients need "
@@ -71,12 +71,13 @@ def families(rows: Iterable[tuple[str, str, float]]) -> Iterator:
         by_base[base].append((json.loads(labels_text), counts, sums.get((base, labels_text),
                                                                        0.0)))
     for base in HISTOGRAMS:
+        bounds = le_labels(BUCKETS_OF[base])
         series = by_base.get(base, [])
         names = LABELS[base]
         family = HistogramMetricFamily(base, HELP.get(base, base), labels=names)
         for labels, counts, total in series:
             cumulative, running = [], 0.0
-            for le in LE_LABELS:
+            for le in bounds:
                 running += counts.get(le, 0.0)
                 cumulative.append((le, running))
             family.add_metric([labels.get(n, "") for n in names], cumulative, total)

@@ -40,6 +40,7 @@ def labels(**values) -> tuple:
 def test_counters_and_histograms_follow_the_events(database_url, make_app):
     engine = db.make_engine(database_url)
     events = lifecycle("a1", T0, runtime=0.2) + lifecycle("a2", T0 + 1, runtime=3.0)
+    events += lifecycle("a3", T0 + 1.5, runtime=70.0)  # a long task, past the default 10 s
     events += [task("task-received", "f1", T0 + 2, name="proj.fail", args="()",
                     kwargs="{}", retries=0),
                task("task-failed", "f1", T0 + 3, exception="KeyError('x')", traceback="tb")]
@@ -48,21 +49,28 @@ def test_counters_and_histograms_follow_the_events(database_url, make_app):
     engine.dispose()
     samples = scrape(make_app(database_url).test_client())
     add = labels(name="proj.add", hostname="w1@host", queue_name="celery")
-    assert samples["celery_task_succeeded_total"] == {add: 2.0}
+    assert samples["celery_task_succeeded_total"] == {add: 3.0}
     assert samples["celery_task_sent_total"] == {
-        labels(name="proj.add", hostname="client@web", queue_name="celery"): 2.0}
+        labels(name="proj.add", hostname="client@web", queue_name="celery"): 3.0}
     assert samples["celery_task_failed_total"] == {labels(
         name="proj.fail", hostname="w1@host", queue_name="", exception="KeyError"): 1.0}
     runtime = samples["celery_task_runtime_bucket"]
     assert runtime[tuple(sorted((*add, ("le", "0.25"))))] == 1.0
     assert runtime[tuple(sorted((*add, ("le", "5.0"))))] == 2.0
-    assert runtime[tuple(sorted((*add, ("le", "+Inf"))))] == 2.0
-    assert samples["celery_task_runtime_sum"][add] == pytest.approx(3.2)
-    assert samples["celery_task_queue_wait_time_count"][add] == 2.0
+    # Buckets go on to an hour: a p95 over a minute can be told (a rule's threshold).
+    assert runtime[tuple(sorted((*add, ("le", "60.0"))))] == 2.0
+    assert runtime[tuple(sorted((*add, ("le", "120.0"))))] == 3.0
+    assert runtime[tuple(sorted((*add, ("le", "3600.0"))))] == 3.0
+    assert runtime[tuple(sorted((*add, ("le", "+Inf"))))] == 3.0
+    assert samples["celery_task_runtime_sum"][add] == pytest.approx(73.2)
+    assert samples["celery_task_queue_wait_time_count"][add] == 3.0
+    # Flower's histogram keeps Flower's (prometheus_client's default) buckets.
+    flower_bounds = {dict(k)["le"] for k in samples["flower_task_runtime_seconds_bucket"]}
+    assert "60.0" not in flower_bounds and {"10.0", "+Inf"} <= flower_bounds
     flower = samples["flower_events_total"]
-    assert flower[labels(worker="w1@host", type="task-succeeded", task="proj.add")] == 2.0
+    assert flower[labels(worker="w1@host", type="task-succeeded", task="proj.add")] == 3.0
     assert samples["flower_task_runtime_seconds_count"][
-        labels(worker="w1@host", task="proj.add")] == 2.0
+        labels(worker="w1@host", task="proj.add")] == 3.0
     # families with no sample yet are still declared
     assert "celery_task_rejected_total" not in samples
     text = make_app(database_url).test_client().get("/metrics").get_data(as_text=True)
