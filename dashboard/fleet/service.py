@@ -91,13 +91,17 @@ class FleetService:
         worker["task_counts"] = dict(counts)
         return worker
 
-    @staticmethod
-    def presumed_online(worker: dict) -> bool:
+    def presumed_online(self, worker: dict) -> bool:
         """Online as a yes/no (Flower's /api/workers?status=1, `flower_worker_online`,
-        `celery_worker_up`): "unknown" keeps the last thing known, that it was online.
-        Read as offline, every collector restart turned the whole fleet offline for those
-        outputs and fired every Flower-era "worker down" alert (seen in a trial)."""
-        return worker["status"] in ("online", "unknown")
+        `celery_worker_up`): "unknown" keeps the last thing known. Read as offline, every
+        collector restart turned the whole fleet offline for those outputs and fired every
+        Flower-era "worker down" alert (seen in a trial). But a worker silent for longer
+        than `lost_after` was already offline when the collector last listened: read as
+        online, a dead worker came back up at every collector restart or store stall,
+        restarting the alert's `for:` each time (a trial)."""
+        if worker["status"] == "unknown":
+            return worker["heartbeat_age"] <= self.lost_after
+        return worker["status"] == "online"
 
     def known_worker(self, hostname: str) -> bool:
         with self.engine.connect() as conn:

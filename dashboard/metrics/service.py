@@ -65,8 +65,8 @@ class MetricsService:
             return 0.0 if worker["status"] == "offline" else float(worker["active"] or 0)
 
         gauges = {
-            "celery_worker_up": ("Worker heard within its heartbeat interval (as last "
-                                 "known while no collector listens)", "hostname",
+            "celery_worker_up": ("Worker heard within its heartbeat interval (while no "
+                                 "collector listens: as last known)", "hostname",
                                  lambda w: float(self.fleet.presumed_online(w))),
             "celery_worker_tasks_active": ("Tasks running on the worker (its heartbeat)",
                                            "hostname", active),

@@ -228,22 +228,28 @@ def test_a_collector_outage_does_not_turn_the_fleet_offline_for_flower_outputs(s
     """With no collector listening, a worker's silence means nothing ("unknown" on the
     Workers page). Flower's yes/no outputs keep what was last known, online, instead of
     reporting every worker down on each collector restart (seen in a trial); a worker
-    silent while a collector listened is down, and one that said goodbye is offline."""
+    silent while a collector listened is down, and one that said goodbye is offline.
+    One silent for longer than lost_after (60 s) was offline before the collector went
+    away: it does not come back up (a trial saw a dead worker's gauge go back to 1 at
+    every collector restart)."""
     from helpers.factories import add_worker
 
     app = make_app(sqlite_url)
     engine = app.extensions["lookout.engine"]
     now = time.time()
-    add_worker(engine, "quiet@h", last_heartbeat=now - 60)  # silent, but nobody listened
+    add_worker(engine, "quiet@h", last_heartbeat=now - 30)  # silent, but nobody listened
+    add_worker(engine, "dead@h", last_heartbeat=now - 300)  # silent since long before
     add_worker(engine, "gone@h", online=False, last_heartbeat=now - 60)
     client = app.test_client()
     samples = scrape(client)
     assert samples["flower_worker_online"] == {labels(worker="quiet@h"): 1.0,
+                                               labels(worker="dead@h"): 0.0,
                                                labels(worker="gone@h"): 0.0}
     assert samples["celery_worker_up"] == {labels(hostname="quiet@h"): 1.0,
+                                           labels(hostname="dead@h"): 0.0,
                                            labels(hostname="gone@h"): 0.0}
-    assert client.get("/api/workers?status=1").get_json() == {"quiet@h": True,
-                                                              "gone@h": False}
+    assert client.get("/api/workers?status=1").get_json() == {
+        "quiet@h": True, "dead@h": False, "gone@h": False}
     # A collector has been listening for ten minutes: now its silence counts.
     set_collector_status(engine, "c1", connected_since=now - 600)
     samples = scrape(client)
