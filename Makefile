@@ -18,7 +18,12 @@ $(VENV)/.installed: setup.cfg setup.py pyproject.toml
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
-install: $(VENV)/.installed /usr/bin/chromium
+# Debian's Prometheus for its promtool: the shipped alert rules are unit-tested with it
+# (tests/monitoring). Its service is not started.
+/usr/bin/promtool:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+
+install: $(VENV)/.installed /usr/bin/chromium /usr/bin/promtool
 
 services:
 	@bash .ci/services.sh

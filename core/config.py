@@ -101,6 +101,10 @@ class Settings:
     metrics_max_hostnames: int = 200
     metrics_max_queues: int = 100
     metrics_max_exceptions: int = 100
+    # Workers offline this long leave /metrics' worker gauges (still on the Workers page
+    # until worker_retention): a fleet whose hostnames change with every deploy kept
+    # each retired worker at celery_worker_up 0 for a week (a trial).
+    metrics_offline_workers_kept: float = 86400.0
     # Web side.
     host: str = "127.0.0.1"
     port: int = 5555
@@ -144,7 +148,8 @@ class Settings:
                   "event_queue_expires",
                   "enable_events_interval", "reconnect_max_backoff", "flush_interval",
                   "queue_sample_interval", "quiet_warning_after", "lost_after", "stuck_min",
-                  "stuck_default", "alert_interval", "stop_timeout")
+                  "stuck_default", "alert_interval", "stop_timeout",
+                  "metrics_offline_workers_kept")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

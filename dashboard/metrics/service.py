@@ -58,8 +58,17 @@ class MetricsService:
         yield from _collectors(collectors, self.clock())
 
     def _workers(self) -> Iterator:
-        workers = sorted(self.fleet.list_workers(), key=lambda w: -(w["last_heartbeat"] or 0))
+        kept_since = self.clock() - self.settings.metrics_offline_workers_kept
+        workers = sorted((w for w in self.fleet.list_workers()
+                          if w["status"] != "offline" or w["last_heartbeat"] >= kept_since),
+                         key=lambda w: -(w["last_heartbeat"] or 0))
         workers = workers[:self.settings.metrics_max_hostnames]
+
+        def stopped(worker: dict) -> float:
+            # It said goodbye (worker-offline: a shutdown or a deploy's retired worker),
+            # not silence: the shipped WorkerDown rule leaves these out, as the
+            # collectors' rules leave out a collector stopped on request.
+            return float(not worker["online"] and worker["status"] == "offline")
 
         def active(worker: dict) -> float:  # a dead worker runs nothing, whatever it said
             return 0.0 if worker["status"] == "offline" else float(worker["active"] or 0)
@@ -75,6 +84,9 @@ class MetricsService:
             "flower_worker_number_of_currently_executing_tasks": (
                 "Tasks currently executing at a worker (Flower's metric)", "worker",
                 active),
+            "lookout_worker_stopped": ("1 when the worker said it was going offline "
+                                       "(worker-offline: a shutdown), 0 otherwise",
+                                       "hostname", stopped),
         }
         for name, (doc, label, value) in gauges.items():
             family = GaugeMetricFamily(name, doc, labels=[label])
@@ -98,13 +110,23 @@ def _queues(rows) -> Iterator:
                                "(the collector's last sample; absent once it is stale)",
                                labels=["queue_name"])
     consumers = GaugeMetricFamily("celery_active_consumer_count", "Consumers of the queue "
-                                  "(RabbitMQ; absent on Redis)", labels=["queue_name"])
+                                  "(RabbitMQ: the broker's count; Redis: workers that "
+                                  "answered inspect consuming it)", labels=["queue_name"])
     for queue, messages, count in rows:
         length.add_metric([queue], float(messages))
         if count is not None:
             consumers.add_metric([queue], float(count))
     yield length
     yield consumers
+
+
+_COUNTER_HELP = {
+    "received": "Valid events the collector received (deliveries: a redelivery counts again)",
+    "stored": "Events the collector stored",
+    "reconciled": "Final events the collector read from the result backend, not received",
+    "duplicates": "Events the collector received again and did not store twice",
+    "dropped": "Events the collector received and could not store",
+}
 
 
 def _collectors(rows, now: float) -> Iterator:
@@ -127,10 +149,9 @@ def _collectors(rows, now: float) -> Iterator:
     stopped_gauge = GaugeMetricFamily(
         "lookout_collector_stopped", "1 when the collector's last status says it was stopped "
         "on request (SIGTERM, Ctrl-C): not an outage; 0 otherwise", labels=["collector"])
-    counters = {name: CounterMetricFamily(f"lookout_collector_events_{name}",
-                                          f"Events {name} by the collector",
+    counters = {name: CounterMetricFamily(f"lookout_collector_events_{name}", doc,
                                           labels=["collector"])
-                for name in ("received", "stored", "reconciled", "duplicates", "dropped")}
+                for name, doc in _COUNTER_HELP.items()}
     rejected = CounterMetricFamily("lookout_collector_events_rejected",
                                    "Invalid events the collector refused, by reason",
                                    labels=["collector", "reason"])

@@ -250,9 +250,37 @@ def test_a_collector_outage_does_not_turn_the_fleet_offline_for_flower_outputs(s
                                            labels(hostname="gone@h"): 0.0}
     assert client.get("/api/workers?status=1").get_json() == {
         "quiet@h": True, "dead@h": False, "gone@h": False}
+    # Said goodbye (worker-offline): stopped, which the shipped WorkerDown rule leaves out.
+    assert samples["lookout_worker_stopped"] == {labels(hostname="quiet@h"): 0.0,
+                                                 labels(hostname="dead@h"): 0.0,
+                                                 labels(hostname="gone@h"): 1.0}
     # A collector has been listening for ten minutes: now its silence counts.
     set_collector_status(engine, "c1", connected_since=now - 600)
     samples = scrape(client)
     assert samples["flower_worker_online"][labels(worker="quiet@h")] == 0.0
     assert samples["celery_worker_up"][labels(hostname="quiet@h")] == 0.0
     assert client.get("/api/workers?status=1").get_json()["quiet@h"] is False
+
+
+def test_workers_offline_for_a_day_leave_the_worker_gauges(sqlite_url, make_app):
+    """A fleet whose hostnames change with every deploy kept each retired worker at
+    celery_worker_up 0 for the week of worker_retention (a trial). Offline for longer
+    than metrics_offline_workers_kept (1 day), a worker leaves /metrics' worker gauges;
+    the Workers page still lists it."""
+    from helpers.factories import add_worker
+
+    app = make_app(sqlite_url, metrics_offline_workers_kept=3600)
+    engine = app.extensions["lookout.engine"]
+    now = time.time()
+    set_collector_status(engine, "c1", connected_since=now - 7200)
+    add_worker(engine, "retired-old@h", online=False, last_heartbeat=now - 3700)
+    add_worker(engine, "retired-new@h", online=False, last_heartbeat=now - 600)
+    add_worker(engine, "killed-old@h", last_heartbeat=now - 3700)  # offline by silence
+    add_worker(engine, "alive@h", last_heartbeat=now - 1)
+    client = app.test_client()
+    samples = scrape(client)
+    for gauge in ("celery_worker_up", "lookout_worker_stopped"):
+        assert set(samples[gauge]) == {labels(hostname="retired-new@h"),
+                                       labels(hostname="alive@h")}, gauge
+    listed = {w["hostname"] for w in client.get("/api/v1/workers").get_json()["items"]}
+    assert {"retired-old@h", "killed-old@h"} <= listed
