@@ -9,8 +9,8 @@ two collectors; and since the totals live in the store, /metrics answers the sam
 every web process and keeps counting across restarts instead of starting from zero.
 
 Labels come from the merged task row (name, queue) and the event (hostname). Each label
-kind admits a capped number of distinct values (`metric_labels`); later values count as
-"other", so a flood of generated task names cannot explode the series count.
+kind admits a capped number of distinct values (collectors/label_caps.py); later values
+count as "other", so a flood of generated task names cannot explode the series count.
 """
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ from bisect import bisect_left
 from collections import Counter
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lookout.collectors.events import Event
 from lookout.collectors.merge import final_repeat
-from lookout.core.store.models import MetricLabel, MetricTotal
+from lookout.collectors.label_caps import MAX_LABEL, LabelCaps
+from lookout.core.store.models import MetricTotal
 
 TASK_COUNTERS = {
     "task-sent": "celery_task_sent_total", "task-received": "celery_task_received_total",
@@ -54,8 +55,6 @@ def le_labels(buckets: tuple[float, ...] = BUCKETS) -> tuple[str, ...]:
 
 LE_LABELS = le_labels(BUCKETS)
 _LE_OF = {buckets: le_labels(buckets) for buckets in set(BUCKETS_OF.values())}
-OTHER = "other"
-MAX_LABEL = 200  # characters kept of one label value (the labels column holds 1024)
 _EXCEPTION_TYPE = re.compile(r"\s*([A-Za-z_][\w.]*)\s*\(")
 
 
@@ -87,42 +86,6 @@ def host_label(hostname: str | None) -> str | None:
     if hostname and _ANONYMOUS_NODE.match(hostname):
         return "gen@" + hostname.split("@", 1)[1]
     return hostname
-
-
-class LabelCaps:
-    """Admitted label values per kind, loaded from the store on first use."""
-
-    def __init__(self, caps: dict[str, int]):
-        self.caps = caps
-        self._admitted: dict[str, set[str]] | None = None
-        self._pending: list[dict[str, str]] = []
-
-    def load(self, conn: Connection) -> None:
-        if self._admitted is None:
-            self._admitted = {kind: set() for kind in self.caps}
-            for kind, value in conn.execute(select(MetricLabel.kind, MetricLabel.value)):
-                self._admitted.setdefault(kind, set()).add(value)
-
-    def value(self, kind: str, raw: Any) -> str:
-        value = str(raw or "")[:MAX_LABEL]
-        seen = self._admitted[kind]
-        if value in seen:
-            return value
-        if len(seen) < self.caps[kind]:
-            seen.add(value)
-            self._pending.append({"kind": kind, "value": value})
-            return value
-        return OTHER
-
-    def save(self, conn: Connection) -> None:
-        if self._pending:
-            conn.execute(_dialect(conn).insert(MetricLabel.__table__).on_conflict_do_nothing(),
-                         self._pending)
-            self._pending = []
-
-    def forget(self) -> None:
-        """After a rolled-back batch: reload from the store next time."""
-        self._admitted, self._pending = None, []
 
 
 class Totals(dict):

@@ -21,6 +21,7 @@ from sqlalchemy import exc as sa_exc
 
 from lookout.collectors import merge, metrics_writer, rollup_writer, task_writer, worker_writer
 from lookout.collectors.buffer import EventBuffer
+from lookout.collectors.label_caps import LabelCaps
 from lookout.collectors.events import Event
 from lookout.collectors.lease import JobLease
 from lookout.collectors.outage_log import OutageLog
@@ -95,7 +96,7 @@ class HistoryWriter:
         self._housekeeping_outage = OutageLog(log, "retention and planner statistics")
         self.prune_lease = JobLease(engine, "retention", max(30.0, 6 * prune_interval),
                                     time.time, settings.collector_name)
-        self.label_caps = metrics_writer.LabelCaps({
+        self.label_caps = LabelCaps({
             "name": settings.metrics_max_task_names, "hostname": settings.metrics_max_hostnames,
             "queue": settings.metrics_max_queues, "exception": settings.metrics_max_exceptions})
         self._thread: threading.Thread | None = None

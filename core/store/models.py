@@ -233,6 +233,9 @@ class MetricLabel(Base):
 
     kind: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # When last counted (written at most hourly); with the cap full, a value unseen for a
+    # day gives its place to a new one (collectors/label_caps.py).
+    last_seen: Mapped[float | None] = mapped_column(Float)
 
 
 class TaskLink(Base):

@@ -13,6 +13,7 @@ import random
 import pytest
 
 from lookout.collectors import metrics_writer as mw
+from lookout.collectors.label_caps import OTHER, LabelCaps
 from lookout.collectors.events import Event
 
 TYPES = ("task-sent", "task-received", "task-started", "task-succeeded", "task-failed",
@@ -23,7 +24,7 @@ FINAL_AT = {"task-succeeded": "succeeded_at", "task-failed": "failed_at",
             "task-revoked": "revoked_at", "task-rejected": "rejected_at"}
 
 
-def per_event(events, rows, caps: mw.LabelCaps, before) -> mw.Totals:
+def per_event(events, rows, caps: LabelCaps, before) -> mw.Totals:
     totals = mw.Totals()
     counted = set()
     for event in events:
@@ -97,9 +98,10 @@ def test_tallied_accumulate_equals_the_per_event_rules(seed):
     rng = random.Random(seed)
     events, rows, before = random_batch(rng, 400)
     limits = {"name": 3, "hostname": 3, "queue": 2, "exception": 3}
-    fast_caps, slow_caps = mw.LabelCaps(limits), mw.LabelCaps(limits)
-    fast_caps._admitted = {kind: set() for kind in limits}
-    slow_caps._admitted = {kind: set() for kind in limits}
+    fast_caps = LabelCaps(limits, clock=lambda: 1000.0)
+    slow_caps = LabelCaps(limits, clock=lambda: 1000.0)
+    fast_caps._admitted = {kind: {} for kind in limits}
+    slow_caps._admitted = {kind: {} for kind in limits}
 
     fast = mw.accumulate(events, rows, fast_caps, before)
     slow = per_event(events, rows, slow_caps, before)
@@ -109,7 +111,7 @@ def test_tallied_accumulate_equals_the_per_event_rules(seed):
         assert math.isclose(fast[key], value, rel_tol=1e-12), key
     assert fast_caps._admitted == slow_caps._admitted
     assert fast_caps._pending == slow_caps._pending
-    assert any(labels for (_, labels) in fast if ("name", mw.OTHER) in labels)
+    assert any(labels for (_, labels) in fast if ("name", OTHER) in labels)
     # Repeats happened, and counted as events only.
     failed = sum(1 for e in events if e.type == "task-failed")
     assert sum(v for (m, _), v in fast.items() if m == "celery_task_failed_total") < failed
@@ -130,8 +132,8 @@ def test_bucket_label_matches_prometheus_bounds():
 def test_task_sending_processes_take_one_hostname_slot_per_host_not_per_process():
     """Celery names a process that sends tasks `gen<pid>@<host>`: fifty web processes were
     fifty hostname labels, and with the cap full a new real worker counted as "other"."""
-    caps = mw.LabelCaps({"name": 10, "hostname": 3, "queue": 10, "exception": 10})
-    caps._admitted = {kind: set() for kind in caps.caps}  # a fresh store
+    caps = LabelCaps({"name": 10, "hostname": 3, "queue": 10, "exception": 10})
+    caps._admitted = {kind: {} for kind in caps.caps}  # a fresh store
     rows = {f"t{i}": {"name": "a.add", "queue": "celery"} for i in range(50)}
     sent = [Event("task-sent", f"gen{1000 + i}@web-1", 1e9, 1e9, 0, None, f"t{i}", {})
             for i in range(50)]

@@ -284,3 +284,31 @@ def test_workers_offline_for_a_day_leave_the_worker_gauges(sqlite_url, make_app)
                                        labels(hostname="alive@h")}, gauge
     listed = {w["hostname"] for w in client.get("/api/v1/workers").get_json()["items"]}
     assert {"retired-old@h", "killed-old@h"} <= listed
+
+
+def test_retired_hostnames_give_their_place_once_unseen_for_a_day(database_url, make_app):
+    """A fleet whose hostnames change with every deploy filled the hostname cap with
+    retired workers, and every new worker counted as "other" for good (a trial). With the
+    cap full, a value unseen for a day gives its place, and its series go with it."""
+    from lookout.collectors.label_caps import EVICT_AFTER, SEEN_EVERY
+
+    engine = db.make_engine(database_url)
+    now = [T0]
+    settings = Settings(retention=0, max_tasks=0, rollup_retention=0,
+                        metrics_max_hostnames=3)
+    writer = HistoryWriter(engine, EventBuffer(), settings, CollectorStats())
+    writer.label_caps.clock = lambda: now[0]
+    # client@web (task-sent) and two workers fill the cap of 3.
+    writer.write_batch(lifecycle("a", T0, hostname="pod-1@h") +
+                       lifecycle("b", T0 + 1, hostname="pod-2@h"))
+    now[0] += SEEN_EVERY  # pod-2 and the client still work; pod-1 has been retired
+    writer.write_batch(lifecycle("c", T0 + 2, hostname="pod-2@h"))
+    now[0] += EVICT_AFTER - SEEN_EVERY / 2  # pod-1 unseen for over a day, the rest not
+    writer.write_batch(lifecycle("d", T0 + 3, hostname="pod-3@h"))
+    writer.label_caps.forget()  # as a restarted collector: what the store says counts
+    now[0] += 60
+    writer.write_batch(lifecycle("e", T0 + 4, hostname="pod-4@h"))  # nobody unseen a day
+    engine.dispose()
+    succeeded = scrape(make_app(database_url).test_client())["celery_task_succeeded_total"]
+    hosts = {dict(k)["hostname"]: v for k, v in succeeded.items()}
+    assert hosts == {"pod-2@h": 2.0, "pod-3@h": 1.0, "other": 1.0}  # pod-1's series gone
