@@ -276,6 +276,11 @@ class EventReceiver:
                     events.append(validate(raw, now, self.settings.max_field_size))
                 except InvalidEvent as exc:
                     self._reject(exc.reason, str(exc), raw)
+                except Exception as exc:  # noqa: BLE001 - a validation bug costs one event,
+                    # not the others of its task.multi message (a 10**400 timestamp did)
+                    if self.stats.rejected["internal error"] < 10:  # not a flood of them
+                        log.exception("unexpected error validating an event")
+                    self._reject("internal error", repr(exc)[:200], raw)
         except InvalidEvent as exc:
             self._reject(exc.reason, str(exc), None)
         except Exception as exc:  # noqa: BLE001 - one message never stops the consumer

@@ -71,6 +71,19 @@ def test_malformed_messages_followed_at_once_by_valid_events_lose_none(private_r
                                         args="()", kwargs="{}", retries=0)
                         sent.append(task_id)
                 dispatcher.close()
+                # One task.multi message: an event whose timestamp no float holds, then a
+                # good one. The bad one cost its whole message ("internal error").
+                grouped = app.events.Dispatcher(conn, hostname="hostile@test",
+                                                buffer_while_offline=False,
+                                                buffer_group=["task"], buffer_limit=100)
+                grouped.send("task-received", uuid=str(uuid.uuid4()), name="hostile.echo",
+                             args="()", kwargs="{}", retries=0, timestamp=10**400)
+                sibling = str(uuid.uuid4())
+                grouped.send("task-received", uuid=sibling, name="hostile.echo",
+                             args="()", kwargs="{}", retries=0)
+                sent.append(sibling)
+                grouped.flush()
+                grouped.close()
 
             def all_stored():
                 with engine.connect() as db:
@@ -81,7 +94,8 @@ def test_malformed_messages_followed_at_once_by_valid_events_lose_none(private_r
             assert collector.stats.connected_since == connected_since  # never reconnected
             assert collector.stats.connected
             # Each malformed message counted once, as a bad message, and nothing else.
-            assert stats["rejected_by_reason"] == {"bad message": len(MALFORMED)}, \
+            assert stats["rejected_by_reason"] == {"bad message": len(MALFORMED),
+                                                   "bad timestamp": 1}, \
                 stats["rejected_by_reason"]
     finally:
         app.close()

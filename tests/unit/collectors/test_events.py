@@ -87,6 +87,8 @@ def test_nul_characters_are_escaped_not_fatal():
 
 @pytest.mark.parametrize("raw, reason", [
     (task_event(timestamp=1e300), "bad timestamp"),
+    (task_event(timestamp=10**400), "bad timestamp"),  # was "internal error", the message lost
+    (task_event(type="task-succeeded", runtime=-(10**400)), "bad runtime"),
     (task_event(timestamp=-5.0), "bad timestamp"),
     (task_event(retries=2**63), "bad retries"),
     (task_event(type="task-succeeded", runtime=1e300), "bad runtime"),
