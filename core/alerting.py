@@ -8,6 +8,8 @@ LOOKOUT_ALERT_WEBHOOK_URL and LOOKOUT_ALERT_EMAIL_TO.
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 from lookout.core.config import parse_duration
@@ -69,7 +71,9 @@ def _coerce(kind: str, field: str, raw: Any) -> Any:
     try:
         value = parse_duration(raw) if kind == "duration" and isinstance(raw, str) \
             else float(raw)
-    except (TypeError, ValueError):
+        if not math.isfinite(value):
+            raise ValueError(value)
+    except (TypeError, ValueError, OverflowError):  # a 400-digit JSON integer: Overflow
         raise RuleError(field, "a number" + (" or a duration like 10m" if kind == "duration"
                                              else "")) from None
     if kind == "ratio" and not 0 <= value <= 1:

@@ -105,6 +105,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], float] =
         LOOKOUT=settings,
         JSON_SORT_KEYS=False,
     )
+    # An id holding an encoded slash (/api/v1/tasks/%2F/revoke) must not be redirected to
+    # the merged path, another endpoint (the bulk revoke), with an HTML 308 (a trial).
+    app.url_map.merge_slashes = False
 
     engine = make_engine(settings.database_url)
     history_service = HistoryService(engine, clock, settings.lost_after)

@@ -5,7 +5,7 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 
 from lookout.dashboard.alerts.service import AlertService
 from lookout.dashboard.audit.recorder import audited, note, record_request
-from lookout.dashboard.web.params import json_body, parse_limit, reject_unknown
+from lookout.dashboard.web.params import json_body, parse_limit, reject_unknown, row_id
 from lookout.dashboard.web.errors import bad_parameter
 from lookout.dashboard.web.roles import require_role
 
@@ -57,11 +57,11 @@ def update_rule(rule_id: int):
     actor = _admin("alert_rule.update", str(rule_id))
     body = json_body()
     note(parameters=body)
-    return jsonify(alerts().update(rule_id, body, actor))
+    return jsonify(alerts().update(row_id(rule_id, "alert rule"), body, actor))
 
 
 @bp.delete("/api/v1/alert-rules/<int:rule_id>")
 @audited("alert_rule.delete")
 def delete_rule(rule_id: int):
     _admin("alert_rule.delete", str(rule_id))
-    return jsonify(alerts().delete(rule_id))
+    return jsonify(alerts().delete(row_id(rule_id, "alert rule")))

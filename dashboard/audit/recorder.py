@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from flask import current_app, g, request
+from werkzeug.exceptions import HTTPException
 
 from lookout.dashboard.audit.service import SECRET_KEYS, AuditService
 from lookout.dashboard.web.errors import STORE_UNAVAILABLE
@@ -101,8 +102,15 @@ def _action() -> str:
 
 
 def _request_parameters() -> dict | None:
-    """What the client asked for, for requests refused before a view parsed them."""
-    body = request.get_json(silent=True) if request.is_json else None
+    """What the client asked for, for requests refused before a view parsed them.
+
+    A body that cannot be read (over the size cap: a 413; nested past the recursion
+    limit) gives none: raised from here, the error replaced the refusal with a 500 and
+    the record was never written (a hostile-input trial)."""
+    try:
+        body = request.get_json(silent=True) if request.is_json else None
+    except (HTTPException, RecursionError):
+        return None
     if not isinstance(body, dict):
         return None
     return {k: ("***" if any(s in k.lower() for s in SECRET_KEYS) else v)

@@ -15,7 +15,9 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from lookout.core.store.models_auth import AuditRecord
 from lookout.dashboard.web.errors import ApiError, bad_parameter
-from lookout.dashboard.web.params import MAX_INT, parse_limit, parse_timestamp, reject_unknown
+from lookout.dashboard.web.params import (
+    MAX_INT, MAX_ROW_ID, parse_limit, parse_timestamp, reject_unknown,
+)
 
 records = AuditRecord.__table__
 MAX_JSON = 64 * 1024  # bound what one record stores, whatever a client sends
@@ -88,7 +90,8 @@ class AuditService:
                 cursor = int(args["cursor"])
                 if not 0 < cursor <= MAX_INT:
                     raise ValueError(cursor)
-                where.append(records.c.id < cursor)
+                # Ids end at MAX_ROW_ID: past it, PostgreSQL refused the parameter (a 500).
+                where.append(records.c.id <= min(cursor - 1, MAX_ROW_ID))
             except ValueError:
                 raise bad_parameter("cursor", "malformed cursor") from None
         with self.engine.connect() as conn:

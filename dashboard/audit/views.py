@@ -5,6 +5,7 @@ from flask import Blueprint, jsonify, render_template, request
 
 from lookout.dashboard.audit.recorder import audit_service
 from lookout.dashboard.audit.service import OUTCOMES
+from lookout.dashboard.web.params import row_id
 from lookout.dashboard.web.roles import require_role
 
 bp = Blueprint("audit", __name__)
@@ -23,7 +24,7 @@ def list_audit():
 @bp.get("/api/v1/audit/<int:record_id>")
 def get_audit(record_id: int):
     """One record; bulk revokes update theirs as they progress, so pages poll this."""
-    return jsonify(audit_service().get(record_id))
+    return jsonify(audit_service().get(row_id(record_id, "audit record")))
 
 
 @bp.get("/audit")

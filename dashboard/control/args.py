@@ -48,7 +48,7 @@ def _seconds(value: Any, parameter: str) -> float | None:
         return None
     try:
         seconds = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
         raise bad_parameter(parameter, "seconds as a number") from None
     if not 0 < seconds <= MAX_TIME_LIMIT:
         raise bad_parameter(parameter, f"between 0 and {MAX_TIME_LIMIT:g} seconds")

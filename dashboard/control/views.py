@@ -80,13 +80,33 @@ def task_revoke(task_id: str):
     return _done("task.revoke", control().revoke(task_id, **params))
 
 
+def _filters(body: dict) -> dict:
+    """The bulk filters object: keys among BULK_FILTERS, values as the tasks list's query
+    string takes them (text, a number, or a list of those for `state`). Another type
+    (`{"state": 1}` as an object, null) reached the query parser and was a 500 (a
+    hostile-input trial)."""
+    filters = body.get("filters") or {}
+    if not isinstance(filters, dict) or set(filters) - BULK_FILTERS:
+        raise bad_parameter("filters", f"an object with keys among: {', '.join(sorted(BULK_FILTERS))}")
+    for key, value in filters.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+                raise bad_parameter(f"filters.{key}", "text or a number (a list for state)")
+    return filters
+
+
+def _filters_query(filters: dict):
+    """The filters as the tasks list would read them from its query string."""
+    return parse_task_query(MultiDict([(k, str(v)) for k, values in filters.items()
+                                       for v in (values if isinstance(values, list)
+                                                 else [values])]))
+
+
 @bp.post("/tasks/revoke")
 @audited("tasks.revoke")
 def tasks_revoke():
     body = _body("filters", "dry_run", "terminate", "signal", "expected_count", "wait")
-    filters = body.get("filters") or {}
-    if not isinstance(filters, dict) or set(filters) - BULK_FILTERS:
-        raise bad_parameter("filters", f"an object with keys among: {', '.join(sorted(BULK_FILTERS))}")
+    filters = _filters(body)
     dry_run = json_flag(body, "dry_run", True)  # acting must be asked for explicitly
     terminate = json_flag(body, "terminate", False)
     wait = json_flag(body, "wait", False)
@@ -95,10 +115,7 @@ def tasks_revoke():
     _started("tasks.revoke", [], params)
     if terminate:
         params["signal"] = signal = parse_signal(signal)
-    query = parse_task_query(MultiDict([(k, v) for k, values in filters.items()
-                                        for v in (values if isinstance(values, list)
-                                                  else [values])]))
-    matches = control().bulk_matches(query.filters)
+    matches = control().bulk_matches(_filters_query(filters).filters)
     if dry_run:
         skip()  # changes nothing, like a GET
         return jsonify(dry_run=True, **{k: v for k, v in matches.items() if k != "ids"})
@@ -157,16 +174,11 @@ def task_retry(task_id: str):
 def tasks_retry():
     """Bulk retry by filters (failed tasks unless a state is given): dry run first."""
     body = _body("filters", "dry_run", "expected_count")
-    filters = body.get("filters") or {}
-    if not isinstance(filters, dict) or set(filters) - BULK_FILTERS:
-        raise bad_parameter("filters", f"an object with keys among: {', '.join(sorted(BULK_FILTERS))}")
+    filters = _filters(body)
     dry_run = json_flag(body, "dry_run", True)
     params = {"filters": filters, "dry_run": dry_run}
     _started("tasks.retry", [], params)
-    query = parse_task_query(MultiDict([(k, v) for k, values in filters.items()
-                                        for v in (values if isinstance(values, list)
-                                                  else [values])]))
-    matches = retrier().matches(query.filters)
+    matches = retrier().matches(_filters_query(filters).filters)
     plans = matches.pop("plans")
     if dry_run:
         skip()

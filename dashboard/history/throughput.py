@@ -44,10 +44,16 @@ def _points(text: str | None) -> list[tuple[float, float, float]]:
         return []
     points = []
     for point in raw if isinstance(raw, list) else []:
-        if (isinstance(point, list) and len(point) == 3
-                and all(isinstance(v, (int, float)) and math.isfinite(v) for v in point)):
+        if isinstance(point, list) and len(point) == 3 and all(map(_finite, point)):
             points.append((float(point[0]), float(point[1]), float(point[2])))
     return sorted(points)
+
+
+def _finite(value) -> bool:
+    try:
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _slot(t: float, series: list[list[tuple[float, float, float]]]) -> list:

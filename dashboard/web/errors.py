@@ -35,7 +35,7 @@ class ApiError(Exception):
 
 def error_response(status: int, message: str, parameter: str | None = None):
     body = {"error": {"status": status, "message": message}}
-    if parameter:
+    if parameter is not None:  # "" too: a query string's nameless `?=1`
         body["error"]["parameter"] = parameter
     response = jsonify(body)
     response.status_code = status
@@ -43,7 +43,8 @@ def error_response(status: int, message: str, parameter: str | None = None):
 
 
 def bad_parameter(parameter: str, message: str) -> ApiError:
-    return ApiError(400, f"{parameter}: {message}", parameter)
+    return ApiError(400, f"{parameter or '(a parameter without a name)'}: {message}",
+                    parameter)
 
 
 def broker_down(broker_url: str, exc: Exception) -> ApiError:

@@ -13,11 +13,20 @@ from typing import Any, Mapping
 from flask import request
 
 from lookout.core.config import parse_duration
-from lookout.dashboard.web.errors import bad_parameter
+from lookout.dashboard.web.errors import ApiError, bad_parameter
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 MAX_INT = 2**63 - 1  # what an integer column (and its bound parameter) holds
+MAX_ROW_ID = 2**31 - 1  # an Integer primary key on PostgreSQL (int4)
+
+
+def row_id(value: int, what: str) -> int:
+    """A row id from a URL (`<int:...>`): one past MAX_ROW_ID names no row, and was a 500
+    as the database refused it as a parameter (a hostile-input trial); now a 404."""
+    if not 1 <= value <= MAX_ROW_ID:
+        raise ApiError(404, f"no {what} {value}"[:200])
+    return value
 
 
 def refuse_nul() -> None:
@@ -77,13 +86,23 @@ def json_flag(body: Mapping[str, Any], name: str, default: bool) -> bool:
     return value
 
 
+def request_json() -> Any:
+    """The body read as JSON, or None when it is not JSON. A body nested deeper than
+    Python's recursion limit (`[[[[...`) is a 400: `silent=True` catches only ValueError,
+    and the RecursionError was a 500 on every JSON endpoint (a hostile-input trial)."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        raise bad_parameter("body", "nested too deeply") from None
+
+
 def json_body(optional: bool = False) -> dict:
     """The request's JSON object; `optional` lets an empty body stand for {}, whatever its
     Content-Type (scripts often send `application/json` on every request, as Flower
     accepts)."""
     if optional and not request.get_data(cache=True):
         return {}
-    body = request.get_json(silent=True)
+    body = request_json()
     if not isinstance(body, dict):
         raise bad_parameter("body", "a JSON object is required")
     if _non_finite(body):  # Python's json reads 1e999 as inf and NaN as nan: JSON has neither

@@ -157,6 +157,11 @@ def check_cross_site(bearer: bool) -> None:
         return
     sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD) or ""
     expected = session.get("csrf") or ""
+    if not expected and session.get("uid") is not None:
+        # Signed in (a script that posted the login form), but no page was loaded, so no
+        # CSRF token was ever handed out: "no session" was wrong (a hostile-input trial).
+        raise ApiError(403, "missing CSRF token: load a page of this session and send its "
+                            "token (X-CSRF-Token header), or use an API token")
     if not expected:
         # No session at all: a script (with --no-auth too, where a cross-site form would
         # otherwise control the workers). Say what a script sends (a trial got the

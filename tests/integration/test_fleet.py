@@ -214,10 +214,16 @@ def test_queue_history_buckets_and_404(web):
     assert client.get("/api/v1/queues/hist/history?window=nope").status_code == 400
 
 
-def test_inspect_endpoint_404_and_offline_worker_errors(web):
+def test_inspect_endpoint_404_and_offline_worker_errors(web, monkeypatch):
     app, client = web
+    asked = []
+    inspector = app.extensions["lookout.inspector"]
+    real_worker = inspector.worker
+    monkeypatch.setattr(inspector, "worker",
+                        lambda name: asked.append(name) or real_worker(name))
     unknown = client.get("/api/v1/workers/nobody@nowhere/inspect")
-    assert unknown.status_code == 404
+    assert unknown.status_code == 404 and "in the history" in unknown.get_json()["error"]["message"]
+    assert asked == []  # no broadcast (and its 2 s reply timeout) for a name nobody knows
     add_worker(app.extensions["lookout.engine"], "gone@host", online=False)
     known = client.get("/api/v1/workers/gone@host/inspect")
     assert known.status_code == 200
@@ -227,6 +233,7 @@ def test_inspect_endpoint_404_and_offline_worker_errors(web):
 
 def test_unreachable_broker_gives_503(sqlite_url):
     app, client = make_client(sqlite_url, UNREACHABLE)
+    add_worker(app.extensions["lookout.engine"], "celery@x")
     for path in ("/api/v1/queues", "/api/v1/workers/celery@x/inspect"):
         response = client.get(path)
         assert response.status_code == 503, path

@@ -182,3 +182,140 @@ def test_the_built_in_server_answers_its_own_414_in_json(app):
     assert head.startswith(b"HTTP/1.1 414"), head[:200]
     assert b"Content-Type: application/json" in head and b"nosniff" in head
     assert json.loads(body)["error"]["status"] == 414
+
+
+# -- found by a hostile-input trial: each was a 500 (or a redirect off an /api path) ------
+def _bearer(app, role: str) -> dict:
+    from helpers.workers import unique
+
+    _, secret = app.extensions["lookout.accounts"].add_token(unique(role), role)
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.fixture
+def guarded(database_url):
+    from helpers.control import audit_records  # noqa: F401 - used by the tests below
+
+    app = app_with_users(database_url, "redis://127.0.0.1:1/0")
+    add_task(app.extensions["lookout.engine"], uuid="t-1", state="STARTED")
+    yield app
+    app.extensions["lookout.engine"].dispose()
+
+
+def test_a_body_nested_past_the_recursion_limit_is_a_400_and_audited(guarded):
+    from helpers.control import audit_records
+
+    deep = "[" * 100_000 + "]" * 100_000
+    client = guarded.test_client()
+    headers = {"Content-Type": "application/json"}
+    refused = client.post("/api/v1/tasks/t-1/revoke", data=deep,
+                          headers={**headers, **_bearer(guarded, "viewer")})
+    assert refused.status_code == 403  # the guard's answer, not a 500 from the recorder
+    answered = client.post("/api/v1/tasks/t-1/revoke", data=deep,
+                           headers={**headers, **_bearer(guarded, "admin")})
+    assert answered.status_code == 400
+    assert answered.get_json()["error"] == {"status": 400, "parameter": "body",
+                                            "message": "body: nested too deeply"}
+    assert [r["status"] for r in audit_records(guarded, action="task.revoke")] == [400, 403]
+
+
+def test_a_flower_body_over_its_cap_is_a_413_and_audited(guarded):
+    from helpers.control import audit_records
+
+    response = guarded.test_client().post(
+        "/api/task/revoke/t-1", data='{"terminate": false, "pad": "' + "x" * 1_100_000 + '"}',
+        headers={"Content-Type": "application/json", **_bearer(guarded, "viewer")})
+    assert response.status_code == 413 and response.is_json
+    assert [r["status"] for r in audit_records(guarded, target="t-1")] == [413]
+
+
+@pytest.mark.parametrize("filters, parameter", [
+    ({"state": 1}, "state"),  # a number is text here: not a state
+    ({"state": None}, "filters.state"),
+    ({"name": {"$ne": 1}}, "filters.name"),
+    ({"state": ["FAILURE", {"x": 1}]}, "filters.state"),
+])
+def test_bulk_filters_of_another_type_are_400s_naming_them(guarded, filters, parameter):
+    for path in ("/api/v1/tasks/revoke", "/api/v1/tasks/retry"):
+        response = guarded.test_client().post(path, json={"filters": filters},
+                                              headers=_bearer(guarded, "admin"))
+        assert response.status_code == 400, (path, response.get_data(as_text=True)[:200])
+        assert response.get_json()["error"]["parameter"] == parameter
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/api/v1/audit/2147483648"), ("GET", "/api/v1/audit/9223372036854775808"),
+    ("DELETE", "/api/v1/tokens/2147483648"), ("DELETE", "/api/v1/tokens/99999999999999999999"),
+    ("PUT", "/api/v1/alert-rules/2147483648"), ("DELETE", "/api/v1/alert-rules/2147483648"),
+])
+def test_ids_no_row_can_have_are_404s(guarded, method, path):
+    response = guarded.test_client().open(path, method=method, json={},
+                                          headers=_bearer(guarded, "admin"))
+    assert response.status_code == 404 and response.is_json, response.get_data(as_text=True)[:200]
+
+
+def test_an_audit_cursor_past_the_last_id_is_the_first_page(guarded):
+    client = guarded.test_client()
+    headers = _bearer(guarded, "admin")
+    client.post("/api/v1/tasks/t-1/revoke", json={}, headers=headers)
+    response = client.get("/api/v1/audit?cursor=2147483648", headers=headers)
+    assert response.status_code == 200 and len(response.get_json()["items"]) >= 1
+
+
+@pytest.mark.parametrize("path, body, parameter", [
+    ("/api/v1/alert-rules", {"name": "r", "kind": "failure_rate",
+                             "params": {"threshold": 10**400}}, "params.threshold"),
+    ("/api/v1/alert-rules", {"name": "r", "kind": "failure_rate", "cooldown": 10**400},
+     "cooldown"),
+    ("/api/v1/time-limits", {"task_name": "proj.add", "hard": 10**400}, "hard"),
+    ("/api/task/timeout/proj.add", {"hard": 10**400, "workername": "celery@w1"}, "hard"),
+])
+def test_integers_no_float_holds_are_400s(guarded, path, body, parameter):
+    import json
+
+    response = guarded.test_client().post(path, data=json.dumps(body),
+                                          headers={"Content-Type": "application/json",
+                                                   **_bearer(guarded, "admin")})
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert response.get_json()["error"]["parameter"] == parameter
+
+
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/api/v1/tasks/%2F/revoke"), ("POST", "/api/v1/tasks/%2F/retry"),
+    ("GET", "/api/v1/workers/%2F/inspect"), ("POST", "/api/v1/workers/%2F/pool/grow"),
+])
+def test_an_encoded_slash_is_never_redirected_to_another_endpoint(guarded, method, path):
+    response = guarded.test_client().open(path, method=method, json={},
+                                          headers=_bearer(guarded, "admin"))
+    assert response.status_code == 404 and response.is_json, \
+        (response.status_code, response.headers.get("Location"))
+
+
+def test_a_nameless_parameter_is_named_and_account_errors_name_their_field(guarded):
+    client = guarded.test_client()
+    headers = _bearer(guarded, "admin")
+    error = client.get("/api/v1/tasks?=1", headers=headers).get_json()["error"]
+    assert error["parameter"] == "" and error["message"].startswith(
+        "(a parameter without a name): unknown parameter")
+    for path, body, parameter in (
+            ("/api/v1/users", {"username": "bad name!", "password": "x" * 20}, "username"),
+            ("/api/v1/users", {"username": "newbie", "password": "x" * 20, "role": "god"},
+             "role"),
+            ("/api/v1/users", {"username": "newbie", "password": "short"}, "password"),
+            ("/api/v1/tokens", {"name": "", "role": "viewer"}, "name"),
+            ("/api/v1/tokens", {"name": "t", "role": "god"}, "role")):
+        response = client.post(path, json=body, headers=headers)
+        assert response.status_code == 400, (path, body)
+        assert response.get_json()["error"]["parameter"] == parameter, (path, body)
+
+
+def test_a_signed_in_post_without_its_csrf_token_is_told_so(guarded):
+    """It was told "no session and no API token" while signed in."""
+    client = guarded.test_client()
+    token = csrf_from(client.get("/login").get_data(as_text=True))
+    assert client.post("/login", data={"username": "otto", "password": PASSWORD,
+                                       "csrf_token": token}).status_code == 302
+    response = client.post("/api/v1/tasks/t-1/revoke", json={})
+    assert response.status_code == 403
+    message = response.get_json()["error"]["message"]
+    assert "CSRF token" in message and "no session" not in message, message
