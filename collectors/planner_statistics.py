@@ -31,8 +31,9 @@ MIN_ROWS = 10_000  # below this every plan is fast, and statistics of a tiny tab
 
 class PlannerStatistics:
     def __init__(self, engine: Engine, check_every: float = 600.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, min_rows: int = MIN_ROWS):
         self.engine, self.check_every, self.clock = engine, check_every, clock
+        self.min_rows = min_rows
         self._checked: float | None = None
 
     def refresh_if_due(self) -> bool:
@@ -46,7 +47,7 @@ class PlannerStatistics:
         with self.engine.connect() as conn:
             rows = conn.scalar(select(func.count()).select_from(Task.__table__))
             analyzed = analyzed_rows(conn)
-        if rows < MIN_ROWS or (analyzed is not None and analyzed / 2 <= rows <= analyzed * 2):
+        if rows < self.min_rows or (analyzed is not None and analyzed / 2 <= rows <= analyzed * 2):
             return False
         started = time.monotonic()
         with self.engine.begin() as conn:
