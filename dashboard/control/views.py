@@ -71,7 +71,7 @@ def _started(action: str, targets: list[str], parameters: dict) -> None:
     note(action=action, targets=targets, parameters=parameters)
 
 
-@bp.post("/tasks/<task_id>/revoke")
+@bp.post("/tasks/<path:task_id>/revoke")
 @audited("task.revoke")
 def task_revoke(task_id: str):
     body = _body("terminate", "signal")
@@ -159,7 +159,7 @@ def _actor() -> str | None:
     return ident.name if ident else None
 
 
-@bp.post("/tasks/<task_id>/retry")
+@bp.post("/tasks/<path:task_id>/retry")
 @audited("task.retry")
 def task_retry(task_id: str):
     _started("task.retry", [task_id], {})

@@ -33,12 +33,12 @@ def tasks_page():
     return render_template("history/tasks.html", page="tasks")
 
 
-@bp.get("/tasks/<task_id>")
+@bp.get("/tasks/<path:task_id>")
 def task_page(task_id: str):
     return render_template("history/task.html", page="task", task_id=task_id)
 
 
-@bp.get("/workflows/<root_id>")
+@bp.get("/workflows/<path:root_id>")
 def workflow_page(root_id: str):
     return render_template("history/workflow.html", page="workflow", root_id=root_id)
 
@@ -55,13 +55,13 @@ def list_tasks():
                    next_cursor=page.next_cursor)
 
 
-@bp.get("/api/v1/tasks/<task_id>")
+@bp.get("/api/v1/tasks/<path:task_id>")
 def get_task(task_id: str):
     reject_unknown(request.args, frozenset())
     return jsonify(_history().get_task(task_id))
 
 
-@bp.get("/api/v1/workflows/<root_id>")
+@bp.get("/api/v1/workflows/<path:root_id>")
 def get_workflow(root_id: str):
     reject_unknown(request.args, frozenset({"limit"}))
     if len(root_id) > MAX_TEXT:

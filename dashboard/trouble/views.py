@@ -20,7 +20,7 @@ def trouble():
     return jsonify(current_app.extensions["lookout.trouble"].overview(limit))
 
 
-@bp.get("/api/v1/trouble/tasks/<task_id>")
+@bp.get("/api/v1/trouble/tasks/<path:task_id>")
 def task_trouble(task_id: str):
     """Lost and stuck verdicts of one task (the task page shows them)."""
     task = current_app.extensions["lookout.history"].get_task(task_id)

@@ -256,6 +256,23 @@ def test_markup_in_task_data_is_text_and_never_runs(page, lookout, artifacts_dir
     page.screenshot(path=str(artifacts_dir / "task-markup.png"), full_page=True)
 
 
+def test_a_task_id_with_slashes_opens_from_the_list(page, lookout):
+    """Celery takes any task id (`apply_async(task_id="reports/2026-12/1")`): such a task
+    was listed, but its page and API were 404s (a hostile-input trial found it)."""
+    from helpers.workers import unique
+
+    expect = _expect()
+    task_id = f"reports/{unique('day')}/1"
+    lookout.client.send_task("sample.add", args=(2, 3), task_id=task_id,
+                             queue=lookout.worker.queue)
+    lookout.wait_state(task_id.replace("/", "%2F"), "SUCCESS")
+    page.goto(f"/tasks?queue={lookout.worker.queue}&name=sample.add")
+    page.locator(f'#tasks-body tr[data-uuid="{task_id}"] a[href*="reports"]').first.click()
+    expect(page.locator("#task")).to_have_attribute("data-state", "SUCCESS")
+    expect(page.locator("#fields")).to_contain_text("(2, 3)")
+    page.watch.assert_clean()
+
+
 def test_pages_reconnect_and_resync_after_a_server_restart(page, lookout, artifacts_dir):
     expect = _expect()
     marker = unique("restart")

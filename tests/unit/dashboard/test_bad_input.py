@@ -319,3 +319,20 @@ def test_a_signed_in_post_without_its_csrf_token_is_told_so(guarded):
     assert response.status_code == 403
     message = response.get_json()["error"]["message"]
     assert "CSRF token" in message and "no session" not in message, message
+
+
+def test_a_task_id_with_slashes_is_found_and_controlled(guarded):
+    """Celery takes any task id; one with "/" was stored and listed, and then 404."""
+    from helpers.control import spy
+
+    add_task(guarded.extensions["lookout.engine"], uuid="reports/2026-12/1", state="STARTED")
+    client = guarded.test_client()
+    headers = _bearer(guarded, "admin")
+    for path in ("/api/v1/tasks/reports%2F2026-12%2F1", "/api/v1/tasks/reports/2026-12/1",
+                 "/api/v1/trouble/tasks/reports%2F2026-12%2F1", "/tasks/reports%2F2026-12%2F1"):
+        assert client.get(path, headers=headers).status_code == 200, path
+    assert client.get("/api/v1/tasks/reports%2F2026-12%2F1",
+                      headers=headers).get_json()["uuid"] == "reports/2026-12/1"
+    client.post("/api/v1/tasks/reports%2F2026-12%2F1/revoke", json={}, headers=headers)
+    assert [(c, a.get("task_id")) for c, a, _ in spy(guarded).calls] == [
+        ("revoke", "reports/2026-12/1")]
