@@ -20,7 +20,12 @@ _PATTERNS = (
     (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
     (re.compile(r"\b[0-9a-fA-F]*[0-9][0-9a-fA-F]*[a-fA-F][0-9a-fA-F]*\b(?<=\w{8})"), "<hex>"),
     (re.compile(r"\\?'(?:[^'\\]|\\.)*\\?'|\"(?:[^\"\\]|\\.)*\""), "<str>"),
+    # An address (`user684@mail.example`, a worker's `celery@host-3`): one per recipient
+    # or host split a burst of one fault into a group per address (a trial: 200 groups).
+    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*"), "<address>"),
     (re.compile(r"(?<![\w<])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"), "<n>"),
+    # Digits glued to a word (`user684`, `shard12`, `ERR42`): a variable part too.
+    (re.compile(r"(?<=[A-Za-z_])\d+"), "<n>"),
 )
 # Installed packages and the standard library (in a venv too), as tracebacks show them.
 _LIBRARY = re.compile(r"[/\\](?:site|dist)-packages[/\\]|[/\\]lib[/\\]python\d[\d.]*[/\\]|^<frozen ")

@@ -16,6 +16,10 @@ TB = ('Traceback (most recent call last):\n  File "/app/shop.py", line {a}, in r
     ("OSError('at 0x7f3a2b1c9d00')", "OSError('at 0x55d0c0ffee00')"),
     ("RuntimeError(\"user 'alice' locked\")", "RuntimeError(\"user 'bob' locked\")"),
     ("TimeoutError('took 12.5 s')", "TimeoutError('took 3e2 s')"),
+    # One fault, one group per recipient before (a trial's burst made 200 groups).
+    ("ConnectionError('SMTP connection refused for user684@x')",
+     "ConnectionError('SMTP connection refused for ann.lee+news@mail.example.com')"),
+    ("OSError('shard12 unreachable')", "OSError('shard7 unreachable')"),
 ])
 def test_messages_differing_in_ids_share_a_group(one, two):
     assert fingerprint(one, None)["fingerprint"] == fingerprint(two, None)["fingerprint"]
