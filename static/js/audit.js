@@ -25,9 +25,16 @@
 
   function row(record) {
     // Worker controls record a list of per-worker replies; controls that send a task
-    // (run now, retry) record an object such as {task_id}.
+    // (run now, retry) record an object such as {task_id}; a bulk retry, a list of
+    // {retry_of, task_id} (it read "undefined: undefined": a trial).
     var replies = Array.isArray(record.replies) ? record.replies.map(function (r) {
-      return r.worker + ": " + (r.reply === null ? (r.error || "no reply") : JSON.stringify(r.reply));
+      if (r && r.worker !== undefined) {
+        return r.worker + ": " + (r.reply === null ? (r.error || "no reply") : JSON.stringify(r.reply));
+      }
+      if (r && r.task_id !== undefined && r.retry_of !== undefined) {
+        return r.retry_of + " → " + r.task_id;
+      }
+      return short(r);
     }).join("\n") : short(record.replies);
     return L.el("tr", {"data-id": record.id, "data-action": record.action,
                        "data-outcome": record.outcome}, [

@@ -192,6 +192,10 @@ def test_operator_retries_failed_tasks_one_and_in_bulk(page, lookout, artifacts_
     page.goto("/audit")
     retry_row = page.locator('tr[data-action="task.retry"]').first
     expect(retry_row).to_contain_text(new_id)
+    # The bulk retry's replies: each original and its new task (was "undefined: undefined")
+    bulk_row = page.locator('tr[data-action="tasks.retry"]').first
+    expect(bulk_row).to_contain_text(re.compile(re.escape(others[0]) + " → "))
+    expect(bulk_row).not_to_contain_text("undefined")
     assert not page.watch.errors
     assert not violations, violations
 
