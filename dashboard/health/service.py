@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 import time
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from lookout.core.store.models import CollectorStatus, Lease
+from lookout.core.store.models import Alert, CollectorStatus, Lease
 from lookout.core.trouble import STATUS_STALE_AFTER
 
 statuses = CollectorStatus.__table__
@@ -71,6 +71,10 @@ class HealthCheck:
                 conn.execute(text("SELECT 1"))
                 rows = conn.execute(select(statuses).order_by(statuses.c.name)).mappings().all()
                 leases = conn.execute(select(Lease).order_by(Lease.name)).all()
+                # Every page shows it (a nav badge): a firing alert was visible only on
+                # the Alerts page (an on-call trial).
+                firing = conn.scalar(select(func.count()).select_from(Alert).where(
+                    Alert.status == "firing"))
         except SQLAlchemyError as exc:
             return self.store_down(exc, self._queue(store_answers=False))
         queue = self._queue()
@@ -86,7 +90,8 @@ class HealthCheck:
         status = "degraded" if problems else ("warning" if warnings else "ok")
         return {"status": status, "healthy": healthy, "time": now, "database": {"ok": True},
                 "message_queue": queue, "collectors": collectors, "jobs": _jobs(leases, now),
-                "stale_after": STALE_AFTER, "problems": problems, "warnings": warnings}
+                "stale_after": STALE_AFTER, "alerts_firing": firing, "problems": problems,
+                "warnings": warnings}
 
     def store_down(self, exc: Exception, queue: dict | None = None) -> dict:
         """The report while the store does not answer: status down, the database named."""

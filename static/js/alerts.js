@@ -24,6 +24,14 @@
   }
 
   function delivered(alert) {
+    if (!(alert.deliveries || []).length) {
+      // A rule without channels uses the collector's defaults; with none set, nobody was
+      // told, and an empty cell did not say so (an on-call trial).
+      return L.el("span", {className: "error", "data-testid": "notified-nobody",
+        title: "The rule names no channel and the collector that evaluates it has no " +
+          "default: set LOOKOUT_ALERT_WEBHOOK_URL or LOOKOUT_ALERT_EMAIL_TO for it, or " +
+          "give the rule a channel"}, "nobody (no channel)");
+    }
     return (alert.deliveries || []).map(function (d) {
       return L.el("div", {className: d.ok ? "" : "error", title: d.error || ""},
         d.event + " → " + d.channel + (d.ok ? "" : " (failed)"));

@@ -197,6 +197,26 @@
   var FORGET_HINT = "the others still collect. One that will not come back: " +
     "lookout collectors forget NAME";
 
+  /* Firing alerts on every page: a badge on the nav's Alerts link (they showed only on
+     the Alerts page, and nobody looks there at 3 a.m.: an on-call trial). /healthz
+     counts them for signed-in callers; anonymous ones get no badge. */
+  function showAlertsFiring(count) {
+    var link = document.querySelector('header nav a[href$="/alerts"]');
+    if (!link) { return; }
+    var badge = link.querySelector(".nav-badge");
+    if (!count) {
+      if (badge) { badge.remove(); }
+      link.removeAttribute("title");
+      return;
+    }
+    if (!badge) {
+      badge = el("span", {className: "nav-badge", "data-testid": "alerts-firing-badge"});
+      link.appendChild(badge);
+    }
+    setText(badge, String(count));
+    link.title = count + " alert" + (count > 1 ? "s" : "") + " firing";
+  }
+
   /* Ask /healthz now, then again in 5 s, or in 2 s while the collector is down so the
      indicator turns back to live soon after it recovers. (10 s let a killed collector
      read "up" for up to 20 s: /healthz itself calls it down after 10 s of silence.) */
@@ -216,6 +236,7 @@
             (response.ok ? "collector connected" : status.downLabel);
           if (SOME_DOWN.test(status.downLabel)) { status.health += "; " + FORGET_HINT; }
           status.warning = (report.warnings || []).join("; ");
+          showAlertsFiring(report.alerts_firing);
           // Pages that show the collectors (the Overview) take the same report.
           document.dispatchEvent(new CustomEvent("lookout:health", {detail: report}));
         });

@@ -289,6 +289,15 @@
     panel.hidden = false;
   }
   document.addEventListener("lookout:health", showCollectors);
+  /* Firing alerts (from the same /healthz report): red while any fires. */
+  document.addEventListener("lookout:health", function (event) {
+    var firing = (event.detail || {}).alerts_firing;
+    var known = typeof firing === "number";
+    L.setText("alerts-firing", known ? firing : "–");
+    var card = document.getElementById("alerts-card");
+    card.dataset.problems = known ? String(firing) : "";
+    card.classList.toggle("card-alarm", known && firing > 0);
+  });
 
   function loadAll() {
     loadStats(); loadWorkers(); loadQueues(); loadSchedules(); loadTrouble(); loadThroughput();

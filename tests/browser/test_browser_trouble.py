@@ -333,6 +333,17 @@ def test_alerts_page_adds_a_rule_and_shows_its_firing(page, lookout, artifacts_d
     expect(page.locator('#firing-body tr[data-status="firing"]')).to_contain_text(
         "sample.flaky", timeout=30_000)
     expect(page.locator("#firing-count")).to_have_text("1")
+    # No channel on the rule, no default on the collector: said, not an empty cell.
+    expect(page.locator('#firing-body [data-testid="notified-nobody"]')).to_have_text(
+        "nobody (no channel)")
+    # Every page says an alert fires: a badge on the nav's Alerts link, and the Overview.
+    badge = page.locator('header nav [data-testid="alerts-firing-badge"]')
+    expect(badge).to_have_text("1", timeout=15_000)
+    page.goto("/")
+    expect(badge).to_have_text("1", timeout=15_000)
+    expect(page.locator("#alerts-firing")).to_have_text("1")
+    expect(page.locator("#alerts-card")).to_have_class(re.compile(r"\bcard-alarm\b"))
+    page.goto("/alerts")
     assert page.locator("#rules-body b").count() == 0  # markup in a name stays text
     shot(page, artifacts_dir / "alerts.png")
     page.watch.assert_clean()
