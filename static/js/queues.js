@@ -20,12 +20,17 @@
   }
 
   function row(q) {
-    return L.el("tr", {"data-queue": q.name}, [
+    // Messages waiting and nobody consuming: nothing will take them. It looked like any
+    // other row (an on-call trial).
+    var stranded = !q.error && q.messages > 0 && q.consumers === 0;
+    return L.el("tr", {"data-queue": q.name, className: stranded ? "row-alarm" : null,
+                       "data-stranded": stranded ? "true" : null}, [
       L.el("td", {}, q.name),
       L.el("td", {className: "num", "data-testid": "messages"}, q.messages === null ? "–" : q.messages),
       L.el("td", {className: "num"}, q.consumers === null ? "–" : q.consumers),
       L.el("td", {}, priorities(q.by_priority)),
-      L.el("td", {className: q.error ? "error" : "muted"}, q.error || "")
+      L.el("td", {className: q.error || stranded ? "error" : "muted"},
+        q.error || (stranded ? "no consumer: no worker takes these messages" : ""))
     ]);
   }
 

@@ -72,6 +72,12 @@ def test_queue_depth_rises_while_nobody_consumes(page, lookout, redis_broker,
         page.wait_for_function("s => document.querySelector(s)?.textContent === '4'",
                                arg=messages)
     assert "p9: 3" in page.locator(f'tr[data-queue="{lonely}"]').inner_text()
+    # Nobody consumes it: the row says so instead of looking like any other (a trial).
+    from playwright.sync_api import expect
+    stranded = page.locator(f'tr[data-queue="{lonely}"]')
+    expect(stranded).to_have_attribute("data-stranded", "true")
+    expect(stranded).to_contain_text("no consumer: no worker takes these messages")
+    assert page.locator(f'tr[data-queue="{lookout.worker.queue}"][data-stranded]').count() == 0
     # The collector's QueueSampler stores samples every 10 s; the chart draws them.
     page.wait_for_function(
         "() => Number(document.getElementById('queues').dataset.maxDepth) > 0", timeout=45_000)
