@@ -5,8 +5,10 @@ check-ins: an entry is due at `timing.next_after(its newest run)`; once that tim
 grace period has passed with nothing received, it is `missed`. So a stopped beat turns
 every enabled entry `missed` within its own grace, without any code in the user's tasks.
 
-Statuses, first match wins: disabled, expired, missed, running_long, failing, late, ok;
-`unknown` when the schedule itself cannot be read or computed (the reason says why).
+Statuses, first match wins: disabled, expired, missed, unconsumed, running_long,
+failing, late, ok; `unknown` when the schedule itself cannot be read or computed (the
+reason says why). `unconsumed`: beat sends on time, but no worker takes the runs (they
+stay PENDING): "ok" there was false reassurance while the queue had no consumer (a trial).
 Grace and the other limits scale with the schedule's period (a per-minute task and a
 daily one need different patience) unless an operator set them for the entry.
 """
@@ -17,8 +19,8 @@ from typing import Any
 
 from lookout.dashboard.schedules.sources import BeatEntry
 
-STATUSES = ("disabled", "expired", "missed", "running_long", "failing", "late", "ok",
-            "unknown")
+STATUSES = ("disabled", "expired", "missed", "unconsumed", "running_long", "failing", "late",
+            "ok", "unknown")
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED", "REJECTED")
 UNKNOWN_PERIOD = 3600.0
 MAX_CATCH_UP = 10_000  # due times walked forward to place one run
@@ -75,6 +77,16 @@ def due_for(entry: BeatEntry, previous: float, at: float, slack: float) -> float
     return due
 
 
+def _unconsumed(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest runs that no worker has received yet (PENDING), newest first."""
+    waiting = []
+    for run in runs:
+        if run["state"] != "PENDING":
+            break
+        waiting.append(run)
+    return waiting
+
+
 def assess(entry: BeatEntry, runs: list[dict[str, Any]], limits: Thresholds, now: float,
            first_seen: float) -> dict[str, Any]:
     """Status, reason and due times of one entry from its runs (newest first)."""
@@ -113,6 +125,15 @@ def assess(entry: BeatEntry, runs: list[dict[str, Any]], limits: Thresholds, now
     if due is not None and now > due + limits.grace:
         return {**out, "status": "missed", "reason": (
             f"due {now - due:.0f} s ago and not received (grace {limits.grace:g} s)")}
+    waiting = _unconsumed(runs)
+    if waiting and now - run_time(waiting[-1]) > limits.grace:
+        count, queue = len(waiting), waiting[0].get("queue")
+        return {**out, "status": "unconsumed", "reason": (
+            f"beat sent {'its last ' + str(count) + ' runs' if count > 1 else 'its last run'}"
+            f" (the first {now - run_time(waiting[-1]):.0f} s ago) and no worker has "
+            f"received {'them' if count > 1 else 'it'}: is a worker consuming "
+            f"{'queue ' + queue if queue else 'its queue'}? (Or its workers send no task "
+            f"events: start them with -E)")}
     if newest is not None and newest["state"] == "STARTED" and newest.get("started_at") \
             and now - newest["started_at"] > limits.running_limit:
         return {**out, "status": "running_long", "reason": (

@@ -16,7 +16,7 @@ from lookout.core.store.models import Task
 
 RUN_COLUMNS = (Task.uuid, Task.state, Task.timestamp, Task.sent_at, Task.received_at,
                Task.started_at, Task.succeeded_at, Task.failed_at, Task.runtime, Task.worker,
-               Task.exception)
+               Task.exception, Task.queue)
 
 
 def renderings(value: Any, empty: tuple[str, ...]) -> set[str]:

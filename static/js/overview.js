@@ -219,7 +219,7 @@
     }).catch(L.showError);
   }
 
-  var SCHEDULE_PROBLEMS = ["missed", "failing", "running_long", "late"];
+  var SCHEDULE_PROBLEMS = ["missed", "unconsumed", "failing", "running_long", "late"];
   var schedulesShown = false;
   var scheduleNote = "";
   function showScheduleCounts(counts, note) {

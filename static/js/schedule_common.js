@@ -8,9 +8,9 @@
   var L = window.Lookout;
 
   // Worst first: the order of the filter chips.
-  var STATUS_ORDER = ["missed", "failing", "running_long", "late", "unknown", "expired",
-    "disabled", "ok"];
-  var PROBLEMS = ["missed", "failing", "running_long", "late"];
+  var STATUS_ORDER = ["missed", "unconsumed", "failing", "running_long", "late", "unknown",
+    "expired", "disabled", "ok"];
+  var PROBLEMS = ["missed", "unconsumed", "failing", "running_long", "late"];
   var SOURCES = ["app", "django-celery-beat", "redbeat"];
 
   function statusLabel(status) { return String(status || "unknown").replace(/_/g, " "); }

@@ -46,6 +46,22 @@ def test_an_interval_run_on_time_is_ok_and_missed_after_its_grace():
     assert "grace 30 s" in missed["reason"]
 
 
+def test_runs_beat_sent_that_no_worker_takes_are_unconsumed_not_ok():
+    """Beat sends on time, its runs stay PENDING (no worker consumes the queue): it said
+    "ok" with ten grey runs in a row (an on-call trial)."""
+    pending = [{**run(T0 + 20 * i, "PENDING"), "queue": "mail"} for i in (3, 2, 1)]
+    finished = [run(T0)]
+    assert assess(entry(EVERY_20S), pending[2:] + finished, T0 + 25)["status"] == "ok"
+    verdict = assess(entry(EVERY_20S), pending + finished, T0 + 61)
+    assert verdict["status"] == "unconsumed"
+    assert verdict["reason"].startswith("beat sent its last 3 runs (the first 41 s ago) and "
+                                        "no worker has received them: is a worker consuming "
+                                        "queue mail?")
+    # one received since: consumed again
+    taken = [run(T0 + 80, "STARTED", started=T0 + 80.5)] + pending + finished
+    assert assess(entry(EVERY_20S), taken, T0 + 81)["status"] == "ok"
+
+
 def test_beats_own_record_counts_as_a_run():
     beat_saw = entry(EVERY_20S, last_run_at=T0 + 40)
     assert assess(beat_saw, [run(T0)], T0 + 60)["status"] == "ok"
