@@ -137,8 +137,14 @@ class StuckRule:
         open_for = now - since
         if open_for <= limit:
             return None
-        verb = "running" if task["state"] == "STARTED" else "received and not started"
-        return f"{verb} for {open_for:.0f} s, over {limit:.0f} s ({basis})"
+        said = f"for {open_for:.0f} s, over {limit:.0f} s ({basis})"
+        if task["state"] == "STARTED":
+            return f"running {said}"
+        # A worker holds prefetched tasks until a process is free, and rate-limited ones
+        # until their turn: "stuck" alone read as a hung task (an on-call trial).
+        return (f"received and not started {said}: waiting in "
+                f"{task.get('worker') or 'its worker'} behind its running tasks "
+                f"(prefetched) or a rate limit")
 
 
 def usual_runtimes(conn, since: float) -> dict[str, float]:

@@ -10,6 +10,11 @@ def test_a_task_waiting_for_its_eta_is_not_stuck():
     assert rule.reason(waiting, None, NOW) is None
     overdue = {**waiting, "eta": NOW - 3700}  # its ETA has passed: judged as any open task
     assert rule.reason(overdue, None, NOW).startswith("received and not started for 7200 s")
+    # what it may be waiting for, said (an on-call trial read "stuck" as hung)
+    assert rule.reason({**overdue, "worker": "w2@h"}, None, NOW).endswith(
+        ": waiting in w2@h behind its running tasks (prefetched) or a rate limit")
+    assert rule.reason({**overdue, "state": "STARTED", "started_at": NOW - 7200}, None,
+                       NOW).startswith("running for 7200 s, over 3600 s")
     assert rule.reason({**waiting, "eta": None}, 1.0, NOW) is not None
 
 
