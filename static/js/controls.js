@@ -142,6 +142,11 @@
       first += " on " + (named.length ? named.join(", ") : "every worker") + "?";
       if (form.id === "rate-limit-form" && !payload.rate_limit) {
         first += " No rate given: the task's rate limit is removed.";
+      } else if (form.id === "rate-limit-form") {
+        // A worker keeps the tasks a rate limit holds back among its prefetched ones: a
+        // low limit starved every other task of the queue (an on-call trial).
+        first += " The worker holds back the task's messages it has taken: with a low " +
+          "limit they fill its prefetch, and other tasks of the same queues wait behind them.";
       }
     }
     var lines = [first];

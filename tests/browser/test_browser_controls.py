@@ -239,6 +239,11 @@ def test_limit_dialogs_name_the_workers_they_go_to(page, lookout):
         expect(dialog).to_contain_text("Set this rate limit " + said)
         expect(dialog).to_contain_text("the task's rate limit is removed")
         page.click("#confirm-cancel")
+        form.locator("input[name=rate_limit]").fill("12/m")
+        form.locator("button[type=submit]").click()
+        expect(dialog).to_contain_text("other tasks of the same queues wait behind them")
+        page.click("#confirm-cancel")
+        form.locator("input[name=rate_limit]").fill("")
         expect(dialog).to_be_hidden()
         expect(form.locator(".control-result")).to_be_empty()  # nothing was sent
     assert not page.watch.errors
