@@ -197,7 +197,12 @@
         kind === "lost" ? handledNote(t) : null])
     ];
     if (canControl) { cells.push(actions(t, kind)); }
-    return L.el("tr", {"data-uuid": t.uuid, "data-state": t.state, "data-testid": kind + "-row"},
+    // Handled from Lookout (revoked or retried): dimmed, so the lost ones nobody has dealt
+    // with stand out; they looked the same (an on-call trial).
+    var handled = kind === "lost" && !!(t.retried_as || t.revoke_requested_at);
+    return L.el("tr", {"data-uuid": t.uuid, "data-state": t.state, "data-testid": kind + "-row",
+                       className: handled ? "row-handled" : null,
+                       "data-handled": handled ? "true" : null},
       cells.map(function (cell) { return L.el("td", {}, cell); }));
   }
 

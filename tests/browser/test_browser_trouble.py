@@ -274,6 +274,8 @@ def test_a_killed_workers_task_is_lost_everywhere_and_retried(page, lookout, red
     expect(lost.locator('[data-testid="revoke-pending"]')).to_have_count(0)
     expect(revoked.locator('[data-testid="handled"]')).to_contain_text("revoked from Lookout")
     expect(lost.locator('[data-testid="handled"]')).to_have_count(0)
+    expect(revoked).to_have_attribute("data-handled", "true")  # dimmed: dealt with
+    expect(lost).not_to_have_attribute("data-handled", "true")
     # Running when its worker died: nothing to terminate, and the dialog says what a revoke
     # still does (it once promised a SIGTERM to the dead process).
     expect(lost.locator('[data-testid="revoke"]')).to_have_text("Revoke")
