@@ -69,6 +69,28 @@
     showAlerts(data);
   }
 
+  /* Entries of one source missed together point at beat itself, which the page never
+     said: it listed them turning missed one by one (an on-call trial). Three or more, or
+     every enabled one of at least two, as the missed_schedule alert groups them. */
+  function beatDown(items) {
+    var bySource = {};
+    items.forEach(function (i) {
+      var s = bySource[i.source] = bySource[i.source] || {missed: [], enabled: 0};
+      var status = (i.health || {}).status;
+      if (status !== "disabled" && status !== "expired") { s.enabled += 1; }
+      if (status === "missed") { s.missed.push(i.name); }
+    });
+    return Object.keys(bySource).filter(function (source) {
+      var s = bySource[source];
+      return s.missed.length >= 3 || (s.missed.length >= 2 && s.missed.length === s.enabled);
+    }).map(function (source) {
+      var s = bySource[source];
+      return {kind: "error", source: source, beat: true, text: s.missed.length + " of " +
+        s.enabled + " " + source + " entries missed at once: is beat itself running? (" +
+        s.missed.slice(0, 5).join(", ") + (s.missed.length > 5 ? ", ..." : "") + ")"};
+    });
+  }
+
   /* Errors and warnings, rebuilt only when they change, so a screen reader hears an
      alert once rather than at every refresh. */
   function showAlerts(data) {
@@ -78,6 +100,7 @@
       if (s.error) { lines.push({kind: "error", text: s.name + ": " + s.error, source: s.name}); }
     });
     (data.warnings || []).forEach(function (w) { lines.push({kind: "warning", text: String(w)}); });
+    beatDown(data.items || []).forEach(function (line) { lines.push(line); });
     var key = JSON.stringify(lines);
     if (key === shownAlerts) { return; }
     shownAlerts = key;
@@ -85,7 +108,8 @@
     box.hidden = !lines.length;
     lines.forEach(function (line) {
       L.append(box, L.el("p", {className: line.kind === "error" ? "error" : "notice",
-        "data-testid": line.kind === "error" ? "schedule-error" : "schedule-warning",
+        "data-testid": line.beat ? "beat-down" : line.kind === "error" ? "schedule-error"
+          : "schedule-warning",
         "data-source": line.source || null}, line.text));
     });
   }

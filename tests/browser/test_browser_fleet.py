@@ -187,3 +187,46 @@ def _retried_state(lookout, task_id: str) -> str | None:
         return None
     assert body["state"] in ("RETRY", "RECEIVED"), body["state"]
     return body["state"]
+
+
+def test_entries_missed_together_say_beat_may_be_down(browser, redis_broker, tmp_path,
+                                                      artifacts_dir):
+    """The Schedules page listed entries turning missed one by one and never said what
+    that points at (an on-call trial). Here no beat runs at all: with a 1 s grace both
+    entries go missed within seconds, and the page asks whether beat is running."""
+    from playwright.sync_api import expect
+
+    (tmp_path / "nobeat_app.py").write_text(
+        "from celery import Celery\n"
+        "app = Celery('nobeat', set_as_current=False)\n"
+        "app.conf.beat_schedule = {n: {'task': 'proj.' + n, 'schedule': 2.0}\n"
+        "                          for n in ('sweep', 'sync')}\n")
+    port = free_port()
+    web = Process([str(VENV_BIN / "lookout"), "web", "-A", "nobeat_app", "--broker",
+                   redis_broker, "--database", f"sqlite:///{tmp_path / 'lookout.db'}",
+                   "--port", str(port), "--no-auth"], tmp_path / "web.log",
+                  env={"PYTHONPATH": str(tmp_path), "LOOKOUT_ALLOWED_HOSTS": ""})
+    page = browser.new_page()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: get_json(url + "/api/v1/schedules", timeout=2)[0] == 200, 30,
+                 interval=0.2, message="lookout web -A answering")
+        page.goto(url + "/schedules")
+        page.locator('tr[data-entry="app/sweep"]').wait_for()
+        banner = page.locator('[data-testid="beat-down"]')
+        expect(banner).to_have_count(0)  # nothing missed yet
+        for name in ("sweep", "sync"):  # as an operator would, from the entry's page
+            status = page.evaluate(
+                """name => fetch('/api/v1/schedules/app/' + name + '/thresholds', {
+                     method: 'PUT', credentials: 'same-origin',
+                     headers: {'Content-Type': 'application/json', 'X-CSRF-Token':
+                       document.querySelector('meta[name="csrf-token"]').content},
+                     body: JSON.stringify({grace: 1})}).then(r => r.status)""", name)
+            assert status == 200
+        expect(banner).to_have_text(re.compile(
+            r"^2 of 2 app entries missed at once: is beat itself running\? \(sweep, sync\)$"),
+            timeout=30_000)
+        shot(page, artifacts_dir / "beat-down.png")
+    finally:
+        page.close()
+        web.stop()
