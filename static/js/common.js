@@ -478,8 +478,12 @@
   // A task in one of these has ended: no event will change it (collectors/merge.py).
   var FINAL_STATES = ["SUCCESS", "FAILURE", "REVOKED", "REJECTED"];
 
+  /* A queue (an /api/v1/queues item) with messages and no consumer: nothing will take
+     them. The Queues page and the Overview mark it (it looked like any other row). */
+  function strandedQueue(q) { return !q.error && q.messages > 0 && q.consumers === 0; }
+
   window.Lookout = {
-    FINAL_STATES: FINAL_STATES, config: config, el: el, append: append, setText: setText, revealBidi: revealBidi,
+    FINAL_STATES: FINAL_STATES, strandedQueue: strandedQueue, config: config, el: el, append: append, setText: setText, revealBidi: revealBidi,
     clear: clear, api: api,
     taskUrl: taskUrl, fmtDuration: fmtDuration, fmtAgo: fmtAgo,
     fmtPercent: fmtPercent, stateBadge: stateBadge, taskBadge: taskBadge, live: live,

@@ -177,10 +177,10 @@
     var panel = document.getElementById("queues-panel");
     panel.hidden = false;
     L.append(L.clear(document.getElementById("queues-body")), data.items.map(function (q) {
+      var stranded = L.strandedQueue(q);
       var tr = row([q.name, q.error ? "error: " + q.error : q.messages,
-        q.consumers === null ? "–" : q.consumers === 0 && q.messages > 0 && !q.error
-          ? "0: no worker takes these" : q.consumers]);
-      if (!q.error && q.messages > 0 && q.consumers === 0) {  // stranded (Queues page too)
+        q.consumers === null ? "–" : stranded ? "0: no worker takes these" : q.consumers]);
+      if (stranded) {
         tr.className = "row-alarm";
         tr.dataset.stranded = "true";
       }

@@ -20,9 +20,7 @@
   }
 
   function row(q) {
-    // Messages waiting and nobody consuming: nothing will take them. It looked like any
-    // other row (an on-call trial).
-    var stranded = !q.error && q.messages > 0 && q.consumers === 0;
+    var stranded = L.strandedQueue(q);
     return L.el("tr", {"data-queue": q.name, className: stranded ? "row-alarm" : null,
                        "data-stranded": stranded ? "true" : null}, [
       L.el("td", {}, q.name),

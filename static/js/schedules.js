@@ -80,13 +80,17 @@
       if (status !== "disabled" && status !== "expired") { s.enabled += 1; }
       if (status === "missed") { s.missed.push(i.name); }
     });
+    // A filtered list holds only some entries: "every enabled one" cannot be told then.
+    var whole = !filtering();
     return Object.keys(bySource).filter(function (source) {
       var s = bySource[source];
-      return s.missed.length >= 3 || (s.missed.length >= 2 && s.missed.length === s.enabled);
+      return s.missed.length >= 3 ||
+        (whole && s.missed.length >= 2 && s.missed.length === s.enabled);
     }).map(function (source) {
       var s = bySource[source];
-      return {kind: "error", source: source, beat: true, text: s.missed.length + " of " +
-        s.enabled + " " + source + " entries missed at once: is beat itself running? (" +
+      return {kind: "error", source: source, beat: true, text: s.missed.length +
+        (whole ? " of " + s.enabled : "") + " " + source +
+        " entries missed at once: is beat itself running? (" +
         s.missed.slice(0, 5).join(", ") + (s.missed.length > 5 ? ", ..." : "") + ")"};
     });
   }
