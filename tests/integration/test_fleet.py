@@ -97,10 +97,14 @@ def test_rabbitmq_sampling_includes_the_collectors_own_event_queue(amqp_broker, 
             celery.send_task("sample.add", args=(1, 2), queue="celery")
         client = make_app(sqlite_url, broker_url=amqp_broker, auth=False,
                           event_queue_name=settings.event_queue_name).test_client()
-        response = client.get("/api/queues/length")
-        assert response.status_code == 200, response.get_json()
-        listed = {q["name"] for q in response.get_json()["active_queues"]}
-        assert "celery" in listed and settings.event_queue_name not in listed
+        def listed() -> set[str]:
+            response = client.get("/api/queues/length")
+            assert response.status_code == 200, response.get_json()
+            return {q["name"] for q in response.get_json()["active_queues"]}
+        # The task queue is known once the collector has stored the task's sent event.
+        names = wait_for(lambda: "celery" in (found := listed()) and found, 30,
+                         message="the celery queue listed")
+        assert settings.event_queue_name not in names
     finally:
         collector.stop()
         engine.dispose()
