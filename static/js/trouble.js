@@ -13,6 +13,8 @@
   var canControl = root.dataset.canControl === "true";
   var FINAL = L.FINAL_STATES;
   var results = {};  // uuid -> the row's result box, kept across reloads
+  var rowButtons = {};  // uuid -> {key, node}: the row's buttons, kept while they read the same
+  var latest = {};  // uuid -> the task as last listed
   var logged = [];   // {uuid, item, state}: tasks the action log follows
 
   // controls.js comes after this script (the confirm dialog's partial): look it up on use.
@@ -108,7 +110,8 @@
   function actionButton(t, action, label, title) {
     var button = L.el("button", {type: "button", className: "row-button", title: title,
       "data-testid": action, "data-action": action}, label);
-    button.addEventListener("click", function () { act(t, action, button); });
+    // The task as last listed, not as when the button was made (buttons outlive renders).
+    button.addEventListener("click", function () { act(latest[t.uuid] || t, action, button); });
     return button;
   }
 
@@ -129,17 +132,26 @@
       : "A task not yet started will never run.";
   }
 
+  /* A row's buttons are kept across the page's refreshes while they would read the same:
+     rebuilt at every refresh, a click whose press and release straddled one was lost
+     (seen in a full test run on a loaded machine). */
   function actions(t, kind) {
+    latest[t.uuid] = t;
     if (!results[t.uuid]) {
       results[t.uuid] = L.el("div", {className: "control-result", "data-testid": "action-result",
         "aria-live": "polite"});
     }
+    var key = [kind, terminates(t), !!t.lost].join("|");
+    var kept = rowButtons[t.uuid];
+    if (kept && kept.key === key) { return kept.node; }
     var buttons = [actionButton(t, "revoke", terminates(t) ? "Terminate" : "Revoke",
       revokeMeans(t))];
     if (kind === "lost") {  // a stuck task is alive: revoke it first, then retry it from its page
       buttons.push(actionButton(t, "retry", "Retry", "Send it again with the same arguments"));
     }
-    return L.el("div", {className: "row-actions"}, buttons.concat([results[t.uuid]]));
+    var node = L.el("div", {className: "row-actions"}, buttons.concat([results[t.uuid]]));
+    rowButtons[t.uuid] = {key: key, node: node};
+    return node;
   }
 
   /* ---- the action log: what was done here, and where those tasks are now ---- */
@@ -226,6 +238,9 @@
     var listed = {};
     (data.lost || []).concat(data.stuck || []).forEach(function (t) { listed[t.uuid] = true; });
     Object.keys(results).forEach(function (uuid) { if (!listed[uuid]) { delete results[uuid]; } });
+    [rowButtons, latest].forEach(function (kept) {
+      Object.keys(kept).forEach(function (uuid) { if (!listed[uuid]) { delete kept[uuid]; } });
+    });
     L.setText("examined", data.examined + " open task(s) examined for stuck ones; refreshed " +
       L.fmtTime(Date.now() / 1000) + ".");
   }
