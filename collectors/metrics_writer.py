@@ -53,7 +53,6 @@ def le_labels(buckets: tuple[float, ...] = BUCKETS) -> tuple[str, ...]:
     return tuple("+Inf" if b == math.inf else repr(float(b)) for b in buckets)
 
 
-LE_LABELS = le_labels(BUCKETS)
 _LE_OF = {buckets: le_labels(buckets) for buckets in set(BUCKETS_OF.values())}
 _EXCEPTION_TYPE = re.compile(r"\s*([A-Za-z_][\w.]*)\s*\(")
 

@@ -59,8 +59,8 @@ def merge_by_name(rows: Iterable[tuple[str, str]]) -> dict[str, dict[int, int]]:
     """(name, histogram JSON) rows, e.g. minute rollups, summed per name.
 
     Parsing a name's histograms as one JSON array and summing plain dicts is 3x faster
-    than a loads() and merge() per row. The Overview's stats and the stuck-task rule
-    both read "usual runtime" through this.
+    than a loads() and merge() per row. The Overview's stats, the stuck-task rule and
+    the runtime_p95 alert rule read runtimes through this.
     """
     texts: dict[str, list[str]] = {}
     for name, text in rows:

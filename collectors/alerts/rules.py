@@ -40,14 +40,32 @@ def _names(task: str, rows) -> list:
     return [r for r in rows if task == "*" or r[0] == task]
 
 
+def _finished_runs(conn: Connection, now: float, window: float,
+                   name: str | None = None) -> list[tuple[str, int, int]]:
+    """(name, failed, succeeded) per task name over the window's minutes, or of `name`:
+    what failure_rate judges, and what its resolution says."""
+    query = (select(TaskRollup.name, func.sum(TaskRollup.failed),
+                    func.sum(TaskRollup.succeeded))
+             .where(TaskRollup.bucket >= _minutes(window, now)).group_by(TaskRollup.name))
+    if name is not None:
+        query = query.where(TaskRollup.name == name)
+    return [(n, failed or 0, succeeded or 0) for n, failed, succeeded in conn.execute(query)]
+
+
+def _runtime_hists(conn: Connection, now: float, window: float,
+                   name: str | None = None) -> dict[str, dict[int, int]]:
+    """Runtime histogram per task name over the window's minutes, or of `name`."""
+    query = select(TaskRollup.name, TaskRollup.runtime_hist).where(
+        TaskRollup.bucket >= _minutes(window, now), TaskRollup.runtime_hist.is_not(None))
+    if name is not None:
+        query = query.where(TaskRollup.name == name)
+    return histogram.merge_by_name(conn.execute(query).all())
+
+
 def failure_rate(conn: Connection, now: float, p: dict, settings) -> Findings:
-    rows = conn.execute(select(TaskRollup.name, func.sum(TaskRollup.failed),
-                               func.sum(TaskRollup.succeeded))
-                        .where(TaskRollup.bucket >= _minutes(p["window"], now))
-                        .group_by(TaskRollup.name)).all()
     found: Findings = {}
-    for name, failed, succeeded in _names(p["task"], rows):
-        runs = (failed or 0) + (succeeded or 0)
+    for name, failed, succeeded in _names(p["task"], _finished_runs(conn, now, p["window"])):
+        runs = failed + succeeded
         if not name or not runs or failed / runs <= p["threshold"]:
             continue
         if runs < max(1, p["min_runs"]):
@@ -62,12 +80,7 @@ def failure_rate(conn: Connection, now: float, p: dict, settings) -> Findings:
 
 
 def runtime_p95(conn: Connection, now: float, p: dict, settings) -> Findings:
-    hists: dict[str, dict[int, int]] = defaultdict(dict)
-    for name, text in conn.execute(select(TaskRollup.name, TaskRollup.runtime_hist).where(
-            TaskRollup.bucket >= _minutes(p["window"], now),
-            TaskRollup.runtime_hist.is_not(None))):
-        if p["task"] in ("*", name):
-            histogram.merge(hists[name], histogram.loads(text))
+    hists = _runtime_hists(conn, now, p["window"], None if p["task"] == "*" else p["task"])
     found = {}
     for name, hist in hists.items():
         if sum(hist.values()) < max(1, p["min_runs"]):
@@ -222,10 +235,9 @@ def missed_schedule(conn: Connection, now: float, p: dict, settings) -> Findings
 def failure_rate_resolution(conn: Connection, now: float, p: dict, key: str) -> str:
     """Why a failure-rate alert resolved: under the threshold, or nothing ran at all
     (its failing runs left the window; "cleared" read as a recovery: a trial)."""
-    failed, succeeded = conn.execute(
-        select(func.sum(TaskRollup.failed), func.sum(TaskRollup.succeeded))
-        .where(TaskRollup.name == key, TaskRollup.bucket >= _minutes(p["window"], now))).one()
-    failed, runs = failed or 0, (failed or 0) + (succeeded or 0)
+    _, failed, succeeded = next(iter(_finished_runs(conn, now, p["window"], key)),
+                                (key, 0, 0))
+    runs = failed + succeeded
     window = f"{p['window'] / 60:g} min"
     if not runs:
         return (f"no run of {key} finished in the last {window} (it stopped running, or "
@@ -236,11 +248,7 @@ def failure_rate_resolution(conn: Connection, now: float, p: dict, key: str) -> 
 
 def runtime_p95_resolution(conn: Connection, now: float, p: dict, key: str) -> str:
     """Why a runtime alert resolved: back under the limit, or no run to measure."""
-    hist: dict[int, int] = {}
-    for (text,) in conn.execute(select(TaskRollup.runtime_hist).where(
-            TaskRollup.name == key, TaskRollup.bucket >= _minutes(p["window"], now),
-            TaskRollup.runtime_hist.is_not(None))):
-        histogram.merge(hist, histogram.loads(text))
+    hist = _runtime_hists(conn, now, p["window"], key).get(key, {})
     window = f"{p['window'] / 60:g} min"
     runs = sum(hist.values())
     if runs < max(1, p["min_runs"]):
