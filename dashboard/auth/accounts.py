@@ -20,6 +20,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from lookout.core.store.models_auth import ApiToken, User
+from lookout.dashboard.web.errors import InvalidField
 from lookout.dashboard.web.roles import Identity, check_role
 
 TOKEN_PREFIX = "lk_"
@@ -40,12 +41,12 @@ class AccountStore:
     # -- users -----------------------------------------------------------------------
     def add_user(self, username: str, password: str, role: str) -> int:
         if not _USERNAME.match(username):
-            raise ValueError("username: 1-150 letters, digits or _ . @ -")
+            raise InvalidField("username", "username: 1-150 letters, digits or _ . @ -")
         if len(password) < MIN_PASSWORD:
-            raise ValueError(f"password: at least {MIN_PASSWORD} characters")
+            raise InvalidField("password", f"password: at least {MIN_PASSWORD} characters")
         with self.engine.begin() as conn:
             if conn.execute(select(users.c.id).where(users.c.username == username)).first():
-                raise ValueError(f"user {username!r} already exists")
+                raise InvalidField("username", f"user {username!r} already exists")
             result = conn.execute(insert(users).values(
                 username=username, password_hash=generate_password_hash(password),
                 role=check_role(role), disabled=False, created_at=self.clock(),
@@ -54,7 +55,7 @@ class AccountStore:
 
     def set_password(self, username: str, password: str) -> None:
         if len(password) < MIN_PASSWORD:
-            raise ValueError(f"password: at least {MIN_PASSWORD} characters")
+            raise InvalidField("password", f"password: at least {MIN_PASSWORD} characters")
         self._update_user(username, password_hash=generate_password_hash(password),
                           session_epoch=users.c.session_epoch + 1)
 
@@ -121,7 +122,7 @@ class AccountStore:
     def add_token(self, name: str, role: str, created_by: str | None = None) -> tuple[int, str]:
         """Create a token; the secret is returned once and never stored in clear."""
         if not name or len(name) > 150:
-            raise ValueError("token name: 1-150 characters")
+            raise InvalidField("name", "token name: 1-150 characters")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
             result = conn.execute(insert(tokens).values(

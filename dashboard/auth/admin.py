@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify, render_template
 
 from lookout.dashboard.audit.recorder import audited, note, record_request
 from lookout.dashboard.auth.guard import accounts
-from lookout.dashboard.web.errors import ApiError
+from lookout.dashboard.web.errors import ApiError, InvalidField
 from lookout.dashboard.web.params import json_body, row_id
 from lookout.dashboard.web.roles import require_role
 
@@ -57,8 +57,8 @@ def add_user():
     note(targets=[username], parameters={"role": role})
     try:
         user_id = accounts().add_user(username, str(body.get("password", "")), role)
-    except ValueError as exc:
-        raise _refused(exc, "username") from None
+    except InvalidField as exc:
+        raise ApiError(400, str(exc), exc.field) from None
     return jsonify(id=user_id, username=username, role=role), 201
 
 
@@ -77,8 +77,8 @@ def add_token():
     note(targets=[name], parameters={"role": role})
     try:
         token_id, secret = accounts().add_token(name, role, created_by=ident.name)
-    except ValueError as exc:
-        raise _refused(exc, "name") from None
+    except InvalidField as exc:
+        raise ApiError(400, str(exc), exc.field) from None
     return jsonify(id=token_id, name=name, role=role, token=secret), 201
 
 
@@ -92,12 +92,3 @@ def revoke_token(token_id: int):
     current_app.extensions["lookout.live_sessions"].end(token_id=token_id)
     return jsonify(id=token_id, revoked=True)
 
-
-def _refused(exc: ValueError, named: str) -> ApiError:
-    """The accounts service's refusal as a 400 naming the field it is about (the API's
-    contract; these 400s named none: a hostile-input trial): the role, the password, or
-    else `named` (the user's or the token's name)."""
-    message = str(exc)
-    field = ("role" if message.startswith("unknown role") else
-             "password" if message.startswith("password") else named)
-    return ApiError(400, message, field)

@@ -42,6 +42,15 @@ def error_response(status: int, message: str, parameter: str | None = None):
     return response
 
 
+class InvalidField(ValueError):
+    """A value refused by a service the CLI and the API share (accounts, roles), naming
+    its field: the API answers it as a 400 with that `parameter`, the CLI prints it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 def bad_parameter(parameter: str, message: str) -> ApiError:
     return ApiError(400, f"{parameter or '(a parameter without a name)'}: {message}",
                     parameter)

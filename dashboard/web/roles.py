@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from flask import current_app, g
 
-from lookout.dashboard.web.errors import ApiError
+from lookout.dashboard.web.errors import ApiError, InvalidField
 
 ROLES = ("viewer", "operator", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -35,7 +35,7 @@ class Identity:
 def check_role(role: str) -> str:
     """`role` if it names a role; ValueError otherwise (for the CLI and admin API)."""
     if role not in RANK:
-        raise ValueError(f"unknown role {role!r} (one of: {', '.join(ROLES)})")
+        raise InvalidField("role", f"unknown role {role!r} (one of: {', '.join(ROLES)})")
     return role
 
 
