@@ -12,9 +12,9 @@
   var root = document.getElementById("trouble");
   var canControl = root.dataset.canControl === "true";
   var FINAL = L.FINAL_STATES;
-  var results = {};  // uuid -> the row's result box, kept across reloads
-  var rowButtons = {};  // uuid -> {key, node}: the row's buttons, kept while they read the same
-  var latest = {};  // uuid -> the task as last listed
+  // uuid -> what a listed row keeps across the page's refreshes: `task` as last listed,
+  // its `result` box, and its `buttons` node with the `key` of what they read.
+  var kept = {};
   var logged = [];   // {uuid, item, state}: tasks the action log follows
 
   // controls.js comes after this script (the confirm dialog's partial): look it up on use.
@@ -96,10 +96,10 @@
     }
     var path = "/tasks/" + id + "/" + action;
     var payload = terminate ? {terminate: true} : {};
+    var out = kept[t.uuid].result;  // the row's box, even if a refresh drops the row meanwhile
     controls().confirmAction(title, lines).then(function (yes) {
       if (!yes) { return; }
       button.disabled = true;
-      var out = results[t.uuid];
       controls().post(path, payload)
         .then(function (res) { showResult(out, res, t, action); },
               function (error) { showResult(out, {status: 0, data: {error: {message: String(error)}}}, t, action); })
@@ -111,7 +111,7 @@
     var button = L.el("button", {type: "button", className: "row-button", title: title,
       "data-testid": action, "data-action": action}, label);
     // The task as last listed, not as when the button was made (buttons outlive renders).
-    button.addEventListener("click", function () { act(latest[t.uuid] || t, action, button); });
+    button.addEventListener("click", function () { act(kept[t.uuid] ? kept[t.uuid].task : t, action, button); });
     return button;
   }
 
@@ -136,22 +136,19 @@
      rebuilt at every refresh, a click whose press and release straddled one was lost
      (seen in a full test run on a loaded machine). */
   function actions(t, kind) {
-    latest[t.uuid] = t;
-    if (!results[t.uuid]) {
-      results[t.uuid] = L.el("div", {className: "control-result", "data-testid": "action-result",
-        "aria-live": "polite"});
-    }
+    var row = kept[t.uuid] = kept[t.uuid] || {result: L.el("div", {
+      className: "control-result", "data-testid": "action-result", "aria-live": "polite"})};
+    row.task = t;
     var key = [kind, terminates(t), !!t.lost].join("|");
-    var kept = rowButtons[t.uuid];
-    if (kept && kept.key === key) { return kept.node; }
+    if (row.buttons && row.key === key) { return row.buttons; }
     var buttons = [actionButton(t, "revoke", terminates(t) ? "Terminate" : "Revoke",
       revokeMeans(t))];
     if (kind === "lost") {  // a stuck task is alive: revoke it first, then retry it from its page
       buttons.push(actionButton(t, "retry", "Retry", "Send it again with the same arguments"));
     }
-    var node = L.el("div", {className: "row-actions"}, buttons.concat([results[t.uuid]]));
-    rowButtons[t.uuid] = {key: key, node: node};
-    return node;
+    row.key = key;
+    row.buttons = L.el("div", {className: "row-actions"}, buttons.concat([row.result]));
+    return row.buttons;
   }
 
   /* ---- the action log: what was done here, and where those tasks are now ---- */
@@ -237,10 +234,7 @@
     showTable("stuck", data.stuck || [], data.stuck_total);
     var listed = {};
     (data.lost || []).concat(data.stuck || []).forEach(function (t) { listed[t.uuid] = true; });
-    Object.keys(results).forEach(function (uuid) { if (!listed[uuid]) { delete results[uuid]; } });
-    [rowButtons, latest].forEach(function (kept) {
-      Object.keys(kept).forEach(function (uuid) { if (!listed[uuid]) { delete kept[uuid]; } });
-    });
+    Object.keys(kept).forEach(function (uuid) { if (!listed[uuid]) { delete kept[uuid]; } });
     L.setText("examined", data.examined + " open task(s) examined for stuck ones; refreshed " +
       L.fmtTime(Date.now() / 1000) + ".");
   }
