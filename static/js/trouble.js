@@ -184,7 +184,7 @@
 
   /* A lost task stays lost: what was done about it, from Lookout (listed after the rest). */
   function handledNote(t) {
-    if (!t.retried_as && !t.revoke_requested_at) { return null; }
+    if (!t.handled) { return null; }
     var done = [];
     if (t.retried_as) { done.push("retried from Lookout as ", taskLink(t.retried_as,
       String(t.retried_as).slice(0, 8))); }
@@ -208,7 +208,7 @@
     if (canControl) { cells.push(actions(t, kind)); }
     // Handled from Lookout (revoked or retried): dimmed, so the lost ones nobody has dealt
     // with stand out; they looked the same (an on-call trial).
-    var handled = kind === "lost" && !!(t.retried_as || t.revoke_requested_at);
+    var handled = kind === "lost" && !!t.handled;  // as the server judged it
     return L.el("tr", {"data-uuid": t.uuid, "data-state": t.state, "data-testid": kind + "-row",
                        className: handled ? "row-handled" : null,
                        "data-handled": handled ? "true" : null},
