@@ -141,7 +141,7 @@ def validate(raw: Any, local_received: float, max_field_size: int) -> Event:
         raise InvalidEvent("bad clock")
     clock = min(max(clock, 0), MAX_INT)  # only orders events for display
     utcoffset = raw.get("utcoffset")
-    if utcoffset is not None and not (_is_number(utcoffset) and abs(utcoffset) <= 24):
+    if utcoffset is not None and not (is_number(utcoffset) and abs(utcoffset) <= 24):
         utcoffset = None
     if kind in TASK_TYPES:
         uuid = _short(raw.get("uuid"), "uuid")
@@ -179,7 +179,7 @@ def epoch_seconds(value: Any) -> float | None:
             value = moment.timestamp()
         except (ValueError, OverflowError, OSError):
             return None
-    elif not _is_number(value):
+    elif not is_number(value):
         return None
     return float(value) if 0 <= value < MAX_TIMESTAMP else None
 
@@ -188,7 +188,8 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A finite int or float, not a bool (one too large for a float is not)."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False
     try:
@@ -200,7 +201,7 @@ def _is_number(value: Any) -> bool:
 def _number(value: Any, name: str) -> float:
     if value is None:
         raise InvalidEvent(f"missing {name}")
-    if not _is_number(value):
+    if not is_number(value):
         raise InvalidEvent(f"bad {name}", type(value).__name__)
     return float(value)
 
@@ -234,7 +235,7 @@ def _check(name: str, kind: str, value: Any, limit: int) -> Any:
             raise InvalidEvent(f"bad {name}", repr(value)[:32])
         return value
     if kind == "num":
-        if not _is_number(value) or not 0 <= value <= MAX_NUMBER:
+        if not is_number(value) or not 0 <= value <= MAX_NUMBER:
             raise InvalidEvent(f"bad {name}", repr(value)[:32])
         return float(value)
     if kind == "bool":
@@ -249,7 +250,7 @@ def _check(name: str, kind: str, value: Any, limit: int) -> Any:
         raise InvalidEvent(f"bad {name}", repr(value)[:32])
     if kind == "loadavg":
         if (isinstance(value, (list, tuple)) and len(value) <= 3
-                and all(_is_number(v) for v in value)):
+                and all(is_number(v) for v in value)):
             return [round(float(v), 2) for v in value if abs(v) <= MAX_NUMBER]
         raise InvalidEvent(f"bad {name}", repr(value)[:32])
     raise AssertionError(kind)

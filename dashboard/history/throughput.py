@@ -15,10 +15,12 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from lookout.collectors.events import is_number
+from lookout.collectors.live_rates import POINTS_KEPT
 from lookout.core.store.models import CollectorStatus
 
 STEP = 0.5  # seconds per slot: the push interval
-SLOTS = 120  # a minute, as many points as the chart shows
+SLOTS = POINTS_KEPT  # a minute, as many as each collector keeps and the chart shows
 HOLD = 1.5  # a collector's rate stands for three ticks, then it counts as silent
 
 
@@ -44,16 +46,9 @@ def _points(text: str | None) -> list[tuple[float, float, float]]:
         return []
     points = []
     for point in raw if isinstance(raw, list) else []:
-        if isinstance(point, list) and len(point) == 3 and all(map(_finite, point)):
+        if isinstance(point, list) and len(point) == 3 and all(map(is_number, point)):
             points.append((float(point[0]), float(point[1]), float(point[2])))
     return sorted(points)
-
-
-def _finite(value) -> bool:
-    try:
-        return isinstance(value, (int, float)) and math.isfinite(value)
-    except OverflowError:  # an integer too large for a float
-        return False
 
 
 def _slot(t: float, series: list[list[tuple[float, float, float]]]) -> list:
