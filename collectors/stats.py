@@ -2,8 +2,9 @@
 
 The receive thread owns `messages` and the connection fields (`connected`, the since-times,
 `last_error`); the writer thread owns `stored`, `duplicates`, `dropped`, `write_lag`,
-`last_write_error`; the reconciler thread owns `reconciled`. Plain int updates under the GIL keep those consistent enough for
-monitoring without a lock on the hot path.
+`unwritten_since`, `last_write_error`; the reconciler thread owns `reconciled`. Plain int
+updates under the GIL keep those consistent enough for monitoring without a lock on the
+hot path.
 
 `received`, `rejected` (with `last_rejections`) and `last_event_at` have two writers:
 the receive thread validates most messages itself, but under a backlog it buffers them
@@ -39,6 +40,10 @@ class CollectorStats:
     dropped: int = 0  # events lost by the collector itself (should stay 0)
     last_event_at: float | None = None  # receive time of the newest event
     write_lag: float = 0.0  # seconds between receive and commit of the last batch
+    # Receive time of the oldest event in the batch the writer is writing (None between
+    # batches): a write that hangs or keeps failing shows as a growing lag in `snapshot`,
+    # where `write_lag` alone would stay at the last commit's figure.
+    unwritten_since: float | None = None
     connected: bool = False
     connected_since: float | None = None
     disconnected_since: float | None = None
@@ -90,13 +95,20 @@ class CollectorStats:
             "reconciled": self.reconciled,
             "duplicates": self.duplicates,
             "dropped": self.dropped,
-            "write_lag": round(self.write_lag, 3),
+            "write_lag": round(self.current_write_lag(), 3),
             "last_error": self.last_error,
             "last_write_error": self.last_write_error,
             "live": self.live,
             "live_points": self.live_rates.points() if self.live_rates is not None else [],
             "lifetime": self._lifetime(rejected),
         }
+
+    def current_write_lag(self) -> float:
+        """The last commit's lag, or the age of the batch being written if that is more."""
+        since = self.unwritten_since
+        if since is None:
+            return self.write_lag
+        return max(self.write_lag, time.time() - since)
 
     def _lifetime(self, rejected: dict) -> dict:
         base = self.baseline

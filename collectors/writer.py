@@ -265,7 +265,10 @@ class HistoryWriter:
                 self.settings.batch_size, 0.0 if stopping else self.settings.flush_interval)
             if events or tokens:
                 self._in_hand = (events, tokens)
+                if events:
+                    self.stats.unwritten_since = min(e.local_received for e in events)
                 written = self._write_with_retry(events, tokens)
+                self.stats.unwritten_since = None
                 self._in_hand = None
                 if not written:
                     break

@@ -135,7 +135,8 @@ def _collectors(rows, now: float) -> Iterator:
                                   "(0 once its status is stale: killed or hung)",
                                   labels=["collector"])
     lag = GaugeMetricFamily("lookout_collector_write_lag_seconds",
-                            "Seconds from receiving to storing the last batch",
+                            "Seconds from receiving to storing the last batch, or the age of "
+                            "the batch being written when that is more (a stalled store)",
                             labels=["collector"])
     pending = GaugeMetricFamily("lookout_collector_buffer_pending",
                                 "Events received and not yet stored", labels=["collector"])

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import threading
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -400,3 +402,35 @@ def test_a_hard_time_limit_is_one_failure_in_any_order_and_split(store):
     assert totals[("celery_task_failed_total", None, "TimeLimitExceeded")] == 8
     assert ("celery_task_failed_total", None, "ExceptionWithTraceback") not in totals
     assert totals[("flower_events_total", "task-failed", None)] == 16  # Flower counts events
+
+
+def test_a_stalled_store_shows_as_a_growing_write_lag(tmp_path):
+    """A write that hangs (here: another connection holds SQLite's write lock) raises the
+    reported lag while it waits; the last commit's lag alone would stay small, and
+    LookoutWriteLagHigh would never fire for a stalled store."""
+    url = f"sqlite:///{tmp_path / 'stall.db'}"
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    writer = make_writer(engine)
+    holder = sqlite3.connect(tmp_path / "stall.db", isolation_level=None)
+    writer.start()
+    try:
+        now = time.time()
+        writer.buffer.put([task("task-received", "early", now, local_received=now)])
+        wait_for(lambda: count(engine, Task) == 1, message="the first batch written")
+        assert writer.stats.snapshot()["write_lag"] < 5
+        holder.execute("BEGIN IMMEDIATE")  # the store stalls: every write waits
+        stalled_at = time.time()
+        writer.buffer.put([task("task-received", "late", stalled_at,
+                                local_received=stalled_at)])
+        wait_for(lambda: writer.stats.snapshot()["write_lag"] > 1.5,
+                 message="the lag of the waiting batch reported")
+        assert writer.stats.write_lag < 5  # no commit since: the last commit's figure
+        holder.execute("ROLLBACK")
+        wait_for(lambda: count(engine, Task) == 2, message="the waiting batch written")
+        wait_for(lambda: writer.stats.unwritten_since is None, message="nothing in hand")
+        assert writer.stats.snapshot()["write_lag"] == round(writer.stats.write_lag, 3)
+    finally:
+        holder.close()
+        assert writer.stop(timeout=10)
+        engine.dispose()
