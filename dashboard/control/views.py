@@ -234,10 +234,22 @@ WORKER_ROUTES = {
 }
 
 
-@bp.post("/workers/<hostname>/<path:command>")
-@audited(lambda args: "worker." + WORKER_ROUTES.get(args.get("command"), "unknown"))
-def worker_command(hostname: str, command: str):
-    if command not in WORKER_ROUTES:
+def _worker_and_command(target: str) -> tuple[str, str]:
+    """Split "<hostname>/<command>": a hostname may hold "/" (celery -n takes any name),
+    so the command is found by its known endings; else it is the last segment."""
+    for command in WORKER_ROUTES:
+        if target.endswith("/" + command) and len(target) > len(command) + 1:
+            return target[:-len(command) - 1], command
+    hostname, _, command = target.rpartition("/")
+    return hostname, command
+
+
+@bp.post("/workers/<path:target>")
+@audited(lambda args: "worker." + WORKER_ROUTES.get(
+    _worker_and_command(args.get("target", ""))[1], "unknown"))
+def worker_command(target: str):
+    hostname, command = _worker_and_command(target)
+    if not hostname or command not in WORKER_ROUTES:
         raise ApiError(404, f"unknown worker command {command[:40]!r} "
                        f"(one of: {', '.join(WORKER_ROUTES)})")
     name = WORKER_ROUTES[command]

@@ -43,7 +43,9 @@ def workers_page():
     return render_template("fleet/workers.html", page="workers")
 
 
-@bp.get("/workers/<hostname>")
+# <path:>: a hostname may hold "/" (celery -n takes any name); the browser's %2F arrives
+# decoded. A hostname ending in "/inspect" reads as its inspect call: the price of that.
+@bp.get("/workers/<path:hostname>")
 def worker_page(hostname: str):
     return render_template("fleet/worker.html", page="worker", hostname=hostname[:MAX_NAME])
 
@@ -71,13 +73,13 @@ def list_workers():
     return jsonify(_fleet().page_workers(status, limit, cursor))
 
 
-@bp.get("/api/v1/workers/<hostname>")
+@bp.get("/api/v1/workers/<path:hostname>")
 def get_worker(hostname: str):
     reject_unknown(request.args, frozenset())
     return jsonify(_fleet().get_worker(hostname))
 
 
-@bp.get("/api/v1/workers/<hostname>/inspect")
+@bp.get("/api/v1/workers/<path:hostname>/inspect")
 def inspect_worker(hostname: str):
     """What the worker says about itself; 404 at once for a name the history does not
     know: asking the broker first kept the caller 2-3 s for every made-up name (a

@@ -336,3 +336,27 @@ def test_a_task_id_with_slashes_is_found_and_controlled(guarded):
     client.post("/api/v1/tasks/reports%2F2026-12%2F1/revoke", json={}, headers=headers)
     assert [(c, a.get("task_id")) for c, a, _ in spy(guarded).calls] == [
         ("revoke", "reports/2026-12/1")]
+
+
+def test_a_worker_named_with_slashes_is_found_and_controlled(guarded):
+    """`celery -n` takes any name; one with "/" was listed, and its page and API were 404."""
+    from helpers.control import spy
+
+    add_worker(guarded.extensions["lookout.engine"], hostname="celery@eu/batch/1")
+    client = guarded.test_client()
+    headers = _bearer(guarded, "admin")
+    for path in ("/workers/celery@eu%2Fbatch%2F1", "/workers/celery@eu/batch/1",
+                 "/api/v1/workers/celery@eu%2Fbatch%2F1"):
+        assert client.get(path, headers=headers).status_code == 200, path
+    assert client.get("/api/v1/workers/celery@eu%2Fbatch%2F1",
+                      headers=headers).get_json()["hostname"] == "celery@eu/batch/1"
+    # Sent to that worker (then 503: this app's broker is unreachable on purpose).
+    assert client.post("/api/v1/workers/celery@eu%2Fbatch%2F1/pool/grow", json={"n": 1},
+                       headers=headers).status_code == 503
+    assert client.post("/api/v1/workers/celery@eu%2Fbatch%2F1/shutdown", json={},
+                       headers=headers).status_code == 503
+    response = client.post("/api/v1/workers/celery@eu%2Fbatch%2F1/pool/explode", json={},
+                           headers=headers)
+    assert response.status_code == 404 and "pool/grow" in response.get_json()["error"]["message"]
+    assert [(c, d) for c, _, d in spy(guarded).calls] == [
+        ("pool_grow", ["celery@eu/batch/1"]), ("shutdown", ["celery@eu/batch/1"])]
