@@ -143,6 +143,8 @@
     Object.keys(open).forEach(function (fp) { if (!seen[fp]) { delete open[fp]; } });
     L.setText("failures-count", data.failures);
     L.setText("groups-total", data.total_groups);
+    L.setText("failures-unit", data.failures === 1 ? "failure" : "failures");
+    L.setText("groups-unit", data.total_groups === 1 ? "group" : "groups");
     document.getElementById("groups-table").hidden = !groups.length;
     var empty = document.getElementById("groups-empty");
     empty.hidden = groups.length > 0;

@@ -78,6 +78,8 @@ def test_failures_differing_only_in_numbers_are_one_group(page, lookout, artifac
     expect(group).to_have_count(1)
     expect(group.locator('[data-testid="count"]')).to_have_text("3")
     expect(group.locator('[data-testid="exception-type"]')).to_have_text("ValueError")
+    total = page.locator('[data-testid="groups-total"]').inner_text()  # "1 groups" was shown
+    expect(page.locator("#groups-unit")).to_have_text("group" if total == "1" else "groups")
     assert "sample.fail" in group.inner_text()
     assert lookout.worker.hostname in group.inner_text()
     fingerprint = group.get_attribute("data-fingerprint")
