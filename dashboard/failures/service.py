@@ -10,16 +10,19 @@ import time
 from collections import Counter
 from typing import Any, Callable
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, exists, func, select
 
 from lookout.core.failures import fingerprint
-from lookout.core.store.models import Task
+from lookout.core.store.models import Task, TaskLink
 from lookout.dashboard.web.cost_cache import CostCache
 
 MAX_ROWS = 50_000
 TOP = 10
 COLUMNS = (Task.uuid, Task.name, Task.worker, Task.exception, Task.traceback, Task.timestamp,
-           Task.failed_at)
+           Task.failed_at,
+           # Sent again from Lookout (a retry from a task page, bulk retry or Flower's
+           # apply): still a failure that happened, but one somebody has dealt with.
+           exists().where(TaskLink.retry_of == Task.uuid).label("retried"))
 
 
 class FailureGroups:
@@ -36,6 +39,9 @@ class FailureGroups:
             marker = tuple(conn.execute(
                 select(func.count(), func.max(Task.timestamp))
                 .where(Task.state == "FAILURE", Task.timestamp >= since)).one())
+            # A retry sent since changes the groups' retried counts: a small table.
+            marker += tuple(conn.execute(
+                select(func.count(), func.max(TaskLink.created_at))).one())
         return self.cache.get_or_compute((window, marker), lambda: self._groups(window))
 
     def _groups(self, window: float) -> dict[str, Any]:
@@ -51,8 +57,9 @@ class FailureGroups:
             group = groups.get(key["fingerprint"])
             if group is None:
                 group = groups[key["fingerprint"]] = {
-                    **key, "count": 0, "first_seen": at, "last_seen": at,
+                    **key, "count": 0, "retried": 0, "first_seen": at, "last_seen": at,
                     "task_names": Counter(), "workers": Counter(), "task_ids": [],
+                    "retried_ids": [],
                     "sample": {"uuid": row.uuid, "name": row.name,
                                "exception": (row.exception or "")[:1000],
                                "traceback": (row.traceback or "")[-4000:]}}
@@ -61,13 +68,17 @@ class FailureGroups:
             group["last_seen"] = max(group["last_seen"], at)
             group["task_names"][row.name or "(unknown)"] += 1
             group["workers"][row.worker or "(unknown)"] += 1
+            group["retried"] += bool(row.retried)
             if len(group["task_ids"]) < 50:
                 group["task_ids"].append(row.uuid)
+                if row.retried:
+                    group["retried_ids"].append(row.uuid)
         ordered = sorted(groups.values(), key=lambda g: (-g["count"], -g["last_seen"]))
         for group in ordered:
             group["task_names"] = _top(group["task_names"])
             group["workers"] = _top(group["workers"])
         return {"window": window, "since": now - window, "failures": len(rows),
+                "retried": sum(bool(row.retried) for row in rows),
                 "capped": len(rows) >= MAX_ROWS, "groups": ordered}
 
     def group(self, key: str, window: float) -> dict[str, Any] | None:

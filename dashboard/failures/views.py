@@ -22,7 +22,7 @@ def failure_groups():
     limit = parse_limit(request.args.get("limit"), default=50, maximum=500)
     data = dict(current_app.extensions["lookout.failures"].groups(window))
     data["total_groups"] = len(data["groups"])
-    data["groups"] = [{k: v for k, v in g.items() if k != "task_ids"}
+    data["groups"] = [{k: v for k, v in g.items() if k not in ("task_ids", "retried_ids")}
                       for g in data["groups"][:limit]]
     return jsonify(data)
 

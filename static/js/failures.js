@@ -48,7 +48,10 @@
         "in " + g.frame));
     }
     var cells = [toggleButton(g.fingerprint, !!open[g.fingerprint]),
-      L.el("strong", {"data-testid": "count"}, String(g.count)),
+      [L.el("strong", {"data-testid": "count"}, String(g.count)), g.retried
+        ? L.el("div", {className: "muted small", "data-testid": "retried",
+            title: "Sent again from Lookout: still counted, already dealt with"},
+            g.retried === g.count ? "all retried" : g.retried + " retried") : null],
       L.el("span", {className: "mono", "data-testid": "exception-type"}, g.exception_type),
       message, counts(g.task_names), counts(g.workers),
       L.el("span", {title: L.fmtAgo(g.first_seen)}, L.fmtTime(g.first_seen)),
@@ -96,11 +99,15 @@
     return L.api("/failures/" + encodeURIComponent(fp), {window: select.value})
       .then(function (group) {
         var ids = group.task_ids || [];
+        var retried = {};
+        (group.retried_ids || []).forEach(function (id) { retried[id] = true; });
         L.setText(tr.querySelector('[data-testid="task-count"]'), "(newest " + ids.length +
           " of " + group.count + ")");
         L.append(L.clear(tr.querySelector('[data-testid="task-ids"]')), ids.map(function (id) {
-          return L.el("li", {}, L.el("a", {href: L.taskUrl(id), className: "mono",
-            "data-testid": "task-link", title: id}, id));
+          return L.el("li", {}, [L.el("a", {href: L.taskUrl(id), className: "mono",
+            "data-testid": "task-link", title: id}, id), retried[id]
+            ? L.el("span", {className: "muted small", "data-testid": "retried-mark"}, " (retried)")
+            : null]);
         }));
         tr.dataset.loaded = "true";
       })
