@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from sqlalchemy import Engine, insert, select
 
-from lookout.core.store.models import Task, TaskLink
+from lookout.core.store.models import QueueSample, Task, TaskLink
 from lookout.core.trouble import listening_since, lost_reason, workers_by_name
 from lookout.core.truncation import was_cut
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, parse_sort
@@ -28,6 +28,9 @@ from lookout.dashboard.web.errors import ApiError, bad_parameter
 FINAL = ("SUCCESS", "FAILURE", "REVOKED", "REJECTED")
 CELERY_REPR_CAP = 1024  # Celery's argsrepr_maxsize / kwargsrepr_maxsize defaults
 MAX_LINKS = 20  # retries of retries followed back for routing
+# A queue sample older than this says nothing about consumers now (the collector samples
+# every few seconds; none for 5 minutes means no collector samples).
+SAMPLE_FRESH = 300.0
 COLUMNS = (Task.uuid, Task.name, Task.state, Task.args, Task.kwargs, Task.queue,
            Task.exchange, Task.routing_key, Task.worker, Task.started_at, Task.received_at,
            Task.timestamp)
@@ -93,6 +96,15 @@ def plan(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def destination_queue(options: dict[str, Any]) -> str | None:
+    """The queue a retry goes to, where its options tell (see `plan`)."""
+    if options.get("queue"):
+        return options["queue"]
+    if options.get("routing_key") and not options.get("exchange"):
+        return options["routing_key"]  # the default exchange routes by queue name
+    return None
+
+
 class TaskRetrier:
     def __init__(self, engine: Engine, history, sender, bulk_cap: int,
                  clock: Callable[[], float] = time.time, lost_after: float = 60.0):
@@ -133,7 +145,29 @@ class TaskRetrier:
         planned = plan(rows[0])
         if planned["refused"]:
             raise ApiError(409, f"cannot retry {task_id}: {planned['refused']}")
-        return self._send(planned, actor)
+        return {**self._send(planned, actor), "warnings": self.unconsumed_warnings([planned])}
+
+    def unconsumed_warnings(self, plans: list[dict[str, Any]]) -> list[str]:
+        """Why retries to these plans' queues may never run: the queue's last sample found
+        no consumer (an on-call trial retried into a queue whose workers were gone, and
+        saw only "sent")."""
+        queues = {q for p in plans if not p["refused"]
+                  if (q := destination_queue(p["options"])) is not None}
+        now = self.clock()
+        warnings = []
+        with self.engine.connect() as conn:
+            for queue in sorted(queues):
+                last = conn.execute(
+                    select(QueueSample.timestamp, QueueSample.messages, QueueSample.consumers)
+                    .where(QueueSample.queue == queue)
+                    .order_by(QueueSample.timestamp.desc()).limit(1)).first()
+                if last is None or last.consumers != 0 or last.timestamp < now - SAMPLE_FRESH:
+                    continue
+                warnings.append(
+                    f"queue {queue!r} had no consumer when last sampled "
+                    f"{max(0, now - last.timestamp):.0f} s ago ({last.messages} messages "
+                    "waiting): a retry sent there waits until a worker consumes it")
+        return warnings
 
     def _send(self, planned: dict[str, Any], actor: str | None) -> dict[str, Any]:
         new_id = str(uuids.uuid4())
@@ -161,7 +195,8 @@ class TaskRetrier:
                    for p in plans if p["refused"]]
         return {"count": count, "cap": self.bulk_cap, "over_cap": count > self.bulk_cap,
                 "retriable": len(plans) - len(refused), "refused": refused[:50],
-                "refused_count": len(refused), "plans": plans}
+                "refused_count": len(refused), "plans": plans,
+                "warnings": self.unconsumed_warnings(plans)}
 
     def retry_many(self, plans: list[dict[str, Any]], actor: str | None) -> list[dict]:
         return [self._send(p, actor) for p in plans if not p["refused"]]

@@ -195,7 +195,7 @@ def tasks_retry():
          parameters={**params, "count": len(sent), "refused": matches["refused_count"]},
          replies=[{"retry_of": r["retry_of"], "task_id": r["task_id"]} for r in sent])
     return jsonify(dry_run=False, count=len(sent), sent=sent, refused=matches["refused"],
-                   refused_count=matches["refused_count"])
+                   refused_count=matches["refused_count"], warnings=matches["warnings"])
 
 
 def _expected_count(body: dict) -> int | None:

@@ -120,10 +120,19 @@
       L.append(out, L.el("p", {className: "control-done"}, ["Sent as task ",
         L.el("a", {href: L.taskUrl(data.task_id), className: "mono",
           "data-testid": "new-task-link"}, data.task_id)]));
+      L.append(out, warningLines(data.warnings));
       return;
     }
     L.append(out, L.el("p", {className: "control-done"}, "Sent (" + commandText(data) + ")."));
     L.append(out, repliesTable(data.replies));
+  }
+
+  /* Why what was sent may not run (a retry into a queue nobody consumes). */
+  function warningLines(warnings) {
+    return (warnings || []).map(function (text) {
+      return L.el("p", {className: "notice", role: "alert", "data-testid": "control-warning"},
+        "Warning: " + text + ".");
+    });
   }
 
   // "revoke", or "revoke, terminate with SIGKILL" when the running task is killed too.
@@ -211,10 +220,12 @@
         "data-retriable": d.retriable}, "Dry run: " + d.count + " finished task(s) match; " +
         d.retriable + " can be retried, " + d.refused_count + " cannot."));
       if (d.refused_count) { L.append(out, refused); }
+      L.append(out, warningLines(d.warnings));
       if (d.over_cap || !d.retriable) { return; }
       confirmAction("Retry " + d.retriable + " task(s)?", [d.retriable + " task(s) will be " +
         "sent again with their arguments, each linked to its original.",
-        d.refused_count ? d.refused_count + " cannot be rebuilt and are skipped." : ""])
+        d.refused_count ? d.refused_count + " cannot be rebuilt and are skipped." : ""]
+        .concat(warningLines(d.warnings)))
         .then(function (yes) {
           if (!yes) { return; }
           payload.dry_run = false;

@@ -8,10 +8,12 @@ really show: task states in the history the collector writes, the worker's proce
 """
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import psutil
 import pytest
+import redis
 
 from helpers.control import app_with_users, audit_records, login, spy
 from helpers.factories import add_task, add_worker
@@ -28,6 +30,7 @@ from helpers.workers import (
 from lookout.collectors.service import Collector
 from lookout.core.inspector import parse_registered
 from lookout.core.store.db import make_engine, upgrade
+from lookout.core.store.models import QueueSample
 
 pytestmark = pytest.mark.slow
 CONCURRENCY = 2  # the module's worker's pool processes
@@ -252,6 +255,33 @@ def test_retry_a_failed_task_runs_it_again_with_its_arguments(env):
         "retried_as"]] == [new_id]
     [record] = audit_records(env.app, action="task.retry", target=failed)
     assert record["outcome"] == "ok" and record["replies"] == {"task_id": new_id}
+
+
+def test_a_retry_into_a_queue_without_consumers_says_so(env, redis_broker):
+    """An on-call trial retried into a queue whose workers were gone and saw only "sent"."""
+    orphan = unique("orphan-q")
+    # A name of its own: the bulk retry test below retries every failed sample.fail.
+    row = add_task(env.engine, uuid=unique("orphaned"), state="FAILURE", name="sample.orphan",
+                   args="('again',)", kwargs="{}", queue=orphan, timestamp=time.time())
+    with env.engine.begin() as conn:  # what the collector's queue sampler records
+        conn.execute(QueueSample.__table__.insert(), [
+            {"queue": orphan, "timestamp": time.time(), "messages": 7, "consumers": 0}])
+    dry = post(env, "/tasks/retry", {"filters": {"queue": orphan}}).get_json()
+    retried = post(env, f"/tasks/{row['uuid']}/retry")
+    assert retried.status_code == 200, retried.get_json()
+    for warnings in (dry["warnings"], retried.get_json()["warnings"]):
+        [warning] = warnings
+        assert f"queue {orphan!r} had no consumer" in warning and "7 messages" in warning
+    client = redis.Redis.from_url(redis_broker)
+    try:
+        assert client.llen(orphan) == 1  # sent all the same, and waiting there
+    finally:
+        client.delete(orphan)
+        client.close()
+    # The module's worker consumes its queue: no warning.
+    consumed = send(env, "sample.fail", "consumed")
+    wait_states(env.engine, {consumed: "FAILURE"})
+    assert post(env, f"/tasks/{consumed}/retry").get_json()["warnings"] == []
 
 
 def test_retry_is_refused_when_the_arguments_cannot_be_rebuilt(env):
