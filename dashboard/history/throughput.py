@@ -25,7 +25,8 @@ HOLD = 1.5  # a collector's rate stands for three ticks, then it counts as silen
 
 
 def recent_throughput(engine: Engine, now: float) -> dict[str, Any]:
-    """{"step", "points": [[slot time, finished tasks/s, events/s] or None values]}."""
+    """{"step", "hold", "points": [[slot time, finished tasks/s, events/s] or None
+    values]}: the Overview sums live rates with the same step and hold."""
     span = STEP * SLOTS
     table = CollectorStatus.__table__
     with engine.connect() as conn:
@@ -35,7 +36,7 @@ def recent_throughput(engine: Engine, now: float) -> dict[str, Any]:
     newest = max((points[-1][0] for points in series), default=now)
     end = math.floor(max(now, newest) / STEP) * STEP  # a collector's clock may run ahead
     slots = [end - STEP * (SLOTS - 1 - i) for i in range(SLOTS)]
-    return {"step": STEP, "points": [_slot(t, series) for t in slots]}
+    return {"step": STEP, "hold": HOLD, "points": [_slot(t, series) for t in slots]}
 
 
 def _points(text: str | None) -> list[tuple[float, float, float]]:

@@ -60,6 +60,9 @@
 
   function loadThroughput() {
     return L.api("/throughput").then(function (data) {
+      // The server's slot and hold (throughput.py), so the live points sum alike.
+      if (data.hold > 0) { HOLD_S = data.hold; }
+      if (data.step > 0) { STEP_S = data.step * 0.9; }
       var past = data.points || [];
       var end = past.length ? past[past.length - 1][0] : null;
       // Live points that came while the request was out follow the past.
@@ -75,7 +78,7 @@
      drew a zig-zag between the shares. Times are this page's own (collectors' clocks may
      differ); a longer silence (a message queue outage, a collector restart) is a gap,
      not a straight line across it. */
-  var HOLD_S = 1.5, STEP_S = 0.45, GAP_SECONDS = 3;
+  var HOLD_S = 1.5, STEP_S = 0.45, GAP_SECONDS = 3;  // till /throughput gives its own
   var latest = {}, lastPointAt = null;
   function addRates(message) {
     var now = Date.now() / 1000, tasks = 0, events = 0;

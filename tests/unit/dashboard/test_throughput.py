@@ -96,7 +96,7 @@ def test_shares_of_collectors_add_up_and_silence_is_a_gap(client, engine):
         "live_points": pushes([(4.0, 12.0)] * 10, end=NOW - 5.25)})
     answer = client.get("/api/v1/throughput").get_json()
     points = answer["points"]
-    assert answer["step"] == 0.5 and len(points) == 120
+    assert answer["step"] == 0.5 and answer["hold"] == 1.5 and len(points) == 120
     assert points[-1][0] == NOW and points[0][0] == NOW - 59.5
     by_time = {t: (tasks, events) for t, tasks, events in points}
     assert by_time[NOW - 15] == (None, None)  # before the first push
