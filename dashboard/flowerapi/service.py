@@ -32,7 +32,11 @@ from lookout.dashboard.web.errors import ApiError, bad_parameter, broker_down
 tasks = Task.__table__
 events = TaskEvent.__table__
 
-LIST_TEXT = 1024  # chars of each text field in task lists; /api/task/info has them whole
+# Chars of each text field in task lists (/api/task/info has them whole). Above Celery's
+# own 1024-character reprs with their ellipsis (Flower listed 1,035 where 1,024 cut the
+# closing quote: the list's args no longer parsed), so only long exceptions and
+# tracebacks are cut.
+LIST_TEXT = 2048
 TEXT_FIELDS = ("args", "kwargs", "result", "exception", "traceback")
 SORT_COLUMNS = {"name": "name", "state": "state", "received": "received_at",
                 "started": "started_at"}
