@@ -14,8 +14,8 @@ Every blueprint is registered here and nowhere else, so this file is the route m
     auth       /login  /logout
     accounts   /admin   /api/v1/me  /api/v1/users  /api/v1/tokens[/<id>]
     audit      /audit   /api/v1/audit[/<id>]
-    health     /healthz
-    flowerapi  Flower's /api/workers /api/tasks /api/task/... /api/worker/... /healthcheck
+    health     /healthz  /readyz  /healthcheck (Flower's probe)
+    flowerapi  Flower's /api/workers /api/tasks /api/task/... /api/worker/...
     metrics    /metrics (Prometheus)
     trouble    /trouble   /api/v1/trouble  /api/v1/trouble/tasks/<id>   (lost and stuck tasks)
     failures   /failures  /api/v1/failures[/<fingerprint>]               (failure groups)

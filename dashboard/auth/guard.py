@@ -25,7 +25,7 @@ log = logging.getLogger("lookout.auth")
 NOAUTH = Identity("local (no auth)", "admin", "noauth")
 # /metrics applies its own policy (LOOKOUT_METRICS_ACCESS): see metrics/views.py.
 PUBLIC_ENDPOINTS = frozenset({"static", "auth.login", "health.healthz", "health.readyz",
-                              "metrics.metrics"})
+                              "health.healthcheck", "metrics.metrics"})
 HANDSHAKE_IDENTITY = "lookout.handshake_identity"  # environ key: (token, Identity | None)
 
 

@@ -1,7 +1,7 @@
 """Flower 2.x's REST API paths, parameters and response shapes, answered by Lookout.
 
     GET  /api/workers  /api/tasks  /api/task/types  /api/task/info/<id>
-         /api/task/result/<id>  /api/queues/length  /healthcheck
+         /api/task/result/<id>  /api/queues/length  (/healthcheck: dashboard/health)
     POST /api/task/apply|async-apply|send-task/<name>  /api/task/revoke|abort/<id>
          /api/task/rate-limit|timeout/<name>  /api/worker/shutdown/<worker>
          /api/worker/pool/restart|grow|shrink|autoscale/<worker>
@@ -70,8 +70,6 @@ def _services(state) -> None:
     settings = app.config["LOOKOUT"]
     ext["lookout.flowerapi.calls"] = TaskCalls(ext["lookout.engine"], settings,
                                                TaskSender(settings))
-    # Flower's /healthcheck is /healthz here: the same endpoint, so public like it.
-    app.add_url_rule("/healthcheck", endpoint="health.healthz", methods=["GET"])
 
 
 bp.record_once(_services)

@@ -1,5 +1,6 @@
 """/healthz: the whole pipeline, 200 when healthy, 503 otherwise (for monitoring and
-alerts); /readyz: whether this web process can serve (for load balancers and probes).
+alerts); /readyz: whether this web process can serve (for load balancers and probes);
+/healthcheck: the same as /readyz, answered as Flower answers it.
 
 Routing on /healthz would take the dashboard away exactly during an incident (a broker
 or collector outage makes it 503), when on-call needs it most; /readyz only asks the
@@ -48,6 +49,25 @@ def readyz():
     return _answer({"ready": ready, "time": check.clock()}, ready)
 
 
+@bp.get("/healthcheck")
+def healthcheck():
+    """Flower's probe in Flower's words: the text "OK" while this process can serve.
+
+    It was /healthz, whose 503 during a broker or collector outage made the Kubernetes
+    liveness probes of Flower migrants restart every web pod (a migration trial): Flower
+    answers OK whenever it runs. Here it asks what /readyz asks, the store."""
+    check: HealthCheck = current_app.extensions["lookout.health"]
+    return _text_answer(check.store_answers())
+
+
+def _text_answer(ready: bool):
+    response = current_app.response_class("OK" if ready else "store unavailable",
+                                          status=200 if ready else 503,
+                                          mimetype="text/plain")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _store_down(exc: Exception):
     """The guard met the store down while checking who asks: the caller is unknown, so
     it gets what anyone gets, and the verdict is that of a store down."""
@@ -56,6 +76,8 @@ def _store_down(exc: Exception):
     check: HealthCheck = current_app.extensions["lookout.health"]
     if request.endpoint == "health.readyz":
         return _answer({"ready": False, "time": check.clock()}, False)
+    if request.endpoint == "health.healthcheck":
+        return _text_answer(False)
     report = check.store_down(exc)
     return _answer({name: report[name] for name in PUBLIC_FIELDS}, False)
 

@@ -80,8 +80,9 @@ def test_healthz_says_down_to_anyone_even_a_caller_with_a_token(app_without_stor
         body = response.get_json()
         assert set(body) == {"status", "healthy", "time"}  # the public verdict's shape
         assert body["status"] == "down" and body["healthy"] is False  # down: the store
-    for path in ("/readyz", "/healthcheck"):  # Flower's alias of /healthz
+    for path in ("/readyz", "/healthcheck"):  # Flower's probe asks what /readyz asks
         assert client.get(path, headers={"Authorization": "Bearer x"}).status_code == 503
+    assert client.get("/healthcheck").get_data(as_text=True) == "store unavailable"
 
 
 def test_healthz_names_the_store_in_its_report(make_app, message_queue):
