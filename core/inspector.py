@@ -132,6 +132,22 @@ class Inspector:
             "errors": errors,
         }
 
+    def limits(self) -> dict[str, Any]:
+        """The rate and time limits every answering worker applies now, per task name:
+        what a limit set from Lookout (or anywhere) left in place. Broadcast, so it waits
+        the whole timeout for workers that do not answer."""
+        replies, errors = self.run({"registered": ("registered", TASK_INFO)}, None)
+        answered = replies.get("registered") or {}
+        limits = []
+        for hostname, lines in sorted(answered.items()):
+            for task in parse_registered(lines or []):
+                kept = {k: task.get(k) for k in ("rate_limit", "time_limit", "soft_time_limit")}
+                if any(kept.values()):
+                    limits.append({"name": task["name"], "worker": hostname, **kept})
+        return {"workers": sorted(answered), "timeout": self.timeout,
+                "limits": sorted(limits, key=lambda t: (t["name"], t["worker"])),
+                "errors": errors}
+
     def active_queues(self) -> dict[str, list[dict]]:
         """`inspect active_queues` across all workers: hostname -> queues."""
         replies, _ = self.run({"q": ("active_queues",)}, None)

@@ -4,7 +4,7 @@ Every blueprint is registered here and nowhere else, so this file is the route m
 
     history    /  /tasks  /tasks/<id>  /retries  /workflows/<root>   /api/v1/tasks[/<id>]
                /api/v1/stats  /api/v1/retries  /api/v1/workflows/<root>  /api/v1/throughput
-    fleet      /workers[/<host>]  /queues   /api/v1/workers[/<host>[/inspect]]
+    fleet      /workers[/<host>]  /queues   /api/v1/workers[/<host>[/inspect]]  /api/v1/limits
                /api/v1/queues  /api/v1/queues/<name>/history
     schedules  /schedules[/<source>/<name>]   /api/v1/schedules[/<source>/<name>
                [/run|/enable|/disable|/thresholds]]

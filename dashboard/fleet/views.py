@@ -97,6 +97,16 @@ def inspect_worker(hostname: str):
     return jsonify(report)
 
 
+@bp.get("/api/v1/limits")
+def current_limits():
+    """Rate and time limits in force, from every worker that answers (Controls page)."""
+    reject_unknown(request.args, frozenset())
+    try:
+        return jsonify(_inspector().limits())
+    except BrokerUnavailable as exc:
+        raise _broker_down(exc) from None
+
+
 @bp.get("/api/v1/queues")
 def list_queues():
     """Depth of every known queue, read from the broker now."""

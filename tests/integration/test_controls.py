@@ -204,11 +204,20 @@ def test_rate_and_time_limits_show_in_inspect(env):
         assert limits("sample.add").get("rate_limit") == "7/m"
         assert limits("sample.sleep").get("time_limit") == "25.0"
         assert limits("sample.sleep").get("soft_time_limit") == "20.0"
+        # What the Controls page shows: every answering worker's limits in force.
+        current = env.client.get("/api/v1/limits").get_json()
+        assert env.hostname in current["workers"]
+        ours = {t["name"]: t for t in current["limits"] if t["worker"] == env.hostname}
+        assert ours["sample.add"]["rate_limit"] == "7/m"
+        assert (ours["sample.sleep"]["soft_time_limit"], ours["sample.sleep"]["time_limit"]) \
+            == ("20.0", "25.0")
     finally:
         post(env, "/rate-limits", {"task_name": "sample.add", "rate_limit": None,
                                    "destination": [env.hostname]})
         post(env, "/time-limits", {"task_name": "sample.sleep", "destination": [env.hostname]})
     assert limits("sample.add").get("rate_limit") is None
+    assert not [t for t in env.client.get("/api/v1/limits").get_json()["limits"]
+                if t["worker"] == env.hostname and t["name"] == "sample.add"]
     set_then_cleared = audit_records(env.app, action="rate_limit", target=env.hostname)
     assert [r["parameters"]["rate_limit"] for r in set_then_cleared] == [None, "7/m"]
 
