@@ -26,11 +26,14 @@ def audit_service() -> AuditService:
     return current_app.extensions["lookout.audit"]
 
 
-def audited(action):
+def audited(action, targets=None):
     """Name a view's action (a string, or a function of the view arguments) for the trail,
-    so a request refused before the view runs is recorded under the same name."""
+    so a request refused before the view runs is recorded under the same name; `targets`
+    (a function of the view arguments) when its URL names them otherwise than by
+    `TARGET_ARGS`."""
     def decorate(view):
         view.audit_action = action
+        view.audit_targets = targets
         return view
     return decorate
 
@@ -86,13 +89,21 @@ def write_now(status: int, message: str | None = None, **overrides: Any) -> int:
         action=info.get("action") or _action(),
         outcome=info.get("outcome") or outcome_of(status),
         status=status,
-        targets=info.get("targets") or [str(v) for k, v in (request.view_args or {}).items()
-                                        if k in TARGET_ARGS],
+        targets=info.get("targets") or _url_targets(),
         parameters=info.get("parameters", _request_parameters()),
         replies=info.get("replies"),
         message=info.get("message") or message)
     g.audit_done = True
     return record_id
+
+
+def _url_targets() -> list[str]:
+    args = request.view_args or {}
+    view = current_app.view_functions.get(request.endpoint)
+    named = getattr(view, "audit_targets", None)
+    if callable(named):
+        return [str(t) for t in named(args)]
+    return [str(v) for k, v in args.items() if k in TARGET_ARGS]
 
 
 def _action() -> str:

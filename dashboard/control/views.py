@@ -246,7 +246,8 @@ def _worker_and_command(target: str) -> tuple[str, str]:
 
 @bp.post("/workers/<path:target>")
 @audited(lambda args: "worker." + WORKER_ROUTES.get(
-    _worker_and_command(args.get("target", ""))[1], "unknown"))
+    _worker_and_command(args.get("target", ""))[1], "unknown"),
+    targets=lambda args: [_worker_and_command(args.get("target", ""))[0]])
 def worker_command(target: str):
     hostname, command = _worker_and_command(target)
     if not hostname or command not in WORKER_ROUTES:
