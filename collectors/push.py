@@ -100,8 +100,7 @@ class LiveLease:
         if now - self._checked >= self.RENEW:
             self._checked = now
             try:
-                self._held = (self.lease.acquire()
-                              or self.lease.take_over_from_earlier_self())
+                self._held = self.lease.acquire()
             except Exception as exc:  # noqa: BLE001 - the store is away: keep pushing
                 self._outage.failed(exc)
             else:

@@ -24,7 +24,7 @@ from lookout.collectors.alerts.engine import AlertEngine
 from lookout.collectors.reconcile import Reconciler, backend_of
 from lookout.collectors.spill import SpillFile, spill_path
 from lookout.collectors.stats import CollectorStats
-from lookout.collectors.status import StatusReporter
+from lookout.collectors.status import NameInUse, StatusReporter, ensure_name_free
 from lookout.collectors.writer import HistoryWriter
 from lookout.core.config import Settings, redact_url
 from lookout.core.store.db import make_engine
@@ -55,6 +55,12 @@ class Collector:
         # written): the live push (collectors/push.py). May grow: see `add_observer`.
         self.observers: list[Callable[[list], None]] = []
         self.receiver = EventReceiver(settings, self.buffer, self.stats)
+        try:
+            ensure_name_free(self.engine, settings.collector_name)
+        except NameInUse:
+            if self._own_engine:
+                self.engine.dispose()
+            raise
         if settings.backlog_memory > 0:  # before the writer: a spill left by a stop comes first
             self.buffer.attach_spill(SpillFile(
                 spill_path(settings.data_folder(), settings.collector_name,

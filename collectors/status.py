@@ -21,6 +21,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lookout.collectors.buffer import EventBuffer
+from lookout.collectors.local_process import other_live_process_here
 from lookout.collectors.outage_log import OutageLog
 from lookout.collectors.stats import CollectorStats
 from lookout.collectors.threads import join_or_report
@@ -31,6 +32,38 @@ log = logging.getLogger(__name__)
 
 RATE_WINDOW = 5.0  # seconds over which events_per_sec is averaged
 CLASH_FORGOTTEN_AFTER = 60.0  # a name shared no longer once the other is silent this long
+
+
+LIVE_ROW = 15.0  # a status row written this recently belongs to a running collector
+
+
+class NameInUse(RuntimeError):
+    """Another live process on this machine runs a collector of this name on this store."""
+
+
+def ensure_name_free(engine: Engine, name: str) -> None:
+    """Refuse to start a second collector of one name on one machine and store.
+
+    The spill file's lock refused it only with a spill file (LOOKOUT_BACKLOG_MEMORY > 0)
+    in the same data folder; without one the two overwrote each other's status row and
+    passed the live push between them every few seconds (a trial). The name's row tells
+    which process writes it; that process alive and writing means the name is taken. A
+    store that cannot be read is no reason not to collect: the row's checks warn later.
+    """
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(select(CollectorStatus.updated_at, CollectorStatus.stats)
+                               .where(CollectorStatus.name == name)).first()
+        instance = str(json.loads(row.stats or "{}").get("instance") or "") if row else ""
+    except Exception:  # noqa: BLE001 - store away, no table yet, or a row no Lookout wrote
+        return
+    host, _, rest = instance.partition(":")
+    if (not instance or time.time() - float(row.updated_at or 0.0) > LIVE_ROW
+            or not other_live_process_here(host, rest.partition(":")[0])):
+        return
+    raise NameInUse(f"collector name {name!r} is in use by another collector on this "
+                    f"machine (process {rest.partition(':')[0]}), writing the same store: "
+                    "give each collector its own name (--name or LOOKOUT_COLLECTOR_NAME)")
 
 
 class StatusReporter:

@@ -165,7 +165,8 @@ class Settings:
                 settings._set(f.name, raw, source=f"LOOKOUT_{f.name.upper()}")
         for name, value in overrides.items():
             if value is not None:
-                settings._set(name, value, source=f"--{name.replace('_', '-')}")
+                option = _OPTIONS.get(name) or f"--{name.replace('_', '-')}"
+                settings._set(name, value, source=option)
         settings.__post_init__()
         return settings
 
@@ -193,6 +194,8 @@ class Settings:
                 value = int(value)
             elif isinstance(current, float):
                 value = float(value)
+            if name == "collector_name":
+                value = _collector_name(str(value))
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from None
         setattr(self, name, value)
@@ -233,6 +236,26 @@ class Settings:
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+
+# The command-line options named otherwise than their settings (dashboard/cli.py), for
+# errors that name where a value came from.
+_OPTIONS = {"broker_url": "--broker", "database_url": "--database",
+            "collector_name": "--name"}
+MAX_COLLECTOR_NAME = 64  # what collector_status.name and the leases' holder ids keep
+
+
+def _collector_name(raw: str) -> str:
+    """A collector's name, refused when the store could not keep it whole: a 79-character
+    `--name "$(hostname)"` collected, but its status row failed every second and it never
+    showed in /healthz (a trial)."""
+    name = raw.strip()
+    if not name:
+        raise ValueError("a collector name cannot be empty")
+    if len(name) > MAX_COLLECTOR_NAME:
+        raise ValueError(f"a collector name has at most {MAX_COLLECTOR_NAME} characters, "
+                         f"not {len(name)}: {name[:MAX_COLLECTOR_NAME]}...")
+    return name
 
 
 def _parse_bool(raw: str) -> bool:

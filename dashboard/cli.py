@@ -146,9 +146,10 @@ class LookoutGroup(click.Group):
             from sqlalchemy.exc import OperationalError
 
             from lookout.collectors.spill import SpillBusy
+            from lookout.collectors.status import NameInUse
             from lookout.core.store.db import StoreURLError, error_line
 
-            if isinstance(exc, (SpillBusy, StoreURLError)):  # they say it all themselves
+            if isinstance(exc, (SpillBusy, NameInUse, StoreURLError)):  # they say it all
                 raise click.ClickException(str(exc)) from None
             if not isinstance(exc, OperationalError):
                 raise

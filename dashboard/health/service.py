@@ -206,9 +206,14 @@ def _collector(row, now: float, quiet_after: float) -> dict:
     if stopped:
         problem = None
     elif stale:
-        problem = f"status not updated for {status_age:.0f}s"
+        problem = (f"status not updated for {status_age:.0f}s (killed, hung, or cut off from "
+                   f"the store; one that will not come back: lookout collectors forget "
+                   f"{row['name']})")
     elif not row["connected"]:
-        problem = "disconnected from broker"
+        # The broker's own words: "disconnected" alone misled when the broker answered
+        # and refused the collector's queue (PRECONDITION_FAILED: a trial).
+        error = str(stats.get("last_error") or "")[:200]
+        problem = "disconnected from broker" + (f": {error}" if error else "")
     else:
         problem = None
     received = stats.get("received")

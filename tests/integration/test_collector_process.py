@@ -211,13 +211,23 @@ def test_a_second_collector_of_the_same_name_is_one_line_and_a_named_one_runs(
                settings.database_url]
     env = collector_env(settings)
     twin = Process(command, tmp_path / "collect-twin.log", env=env)
-    named = None
+    named = bare = None
     try:
         wait_for(lambda: twin.popen.poll() is not None, 60, message="the twin refused")
         assert twin.popen.returncode == 1
         assert "Traceback" not in twin.output()
         (error,) = [line for line in twin.output().splitlines() if line.startswith("Error:")]
         assert "in use by another collector" in error and "--name" in error
+        # Without a spill file (no lock to meet) and with a data folder of its own: the
+        # two passed the live push between them every few seconds (a trial).
+        bare = Process(command, tmp_path / "collect-bare-twin.log",
+                       env={**env, "LOOKOUT_BACKLOG_MEMORY": "0",
+                            "LOOKOUT_DATA_DIR": str(tmp_path / "elsewhere")})
+        wait_for(lambda: bare.popen.poll() is not None, 60, message="the bare twin refused")
+        assert bare.popen.returncode == 1 and "Traceback" not in bare.output()
+        (error,) = [line for line in bare.output().splitlines() if line.startswith("Error:")]
+        assert f"collector name {settings.collector_name!r} is in use by another collector " \
+               f"on this machine (process {first.popen.pid})" in error, error
         named = Process([*command, "--name", "second"], tmp_path / "collect-named.log",
                         env=env)
         engine = make_engine(settings.database_url)
@@ -228,6 +238,6 @@ def test_a_second_collector_of_the_same_name_is_one_line_and_a_named_one_runs(
             engine.dispose()
         assert named.popen.poll() is None and first.popen.poll() is None
     finally:
-        for process in (twin, named, first):
+        for process in (twin, bare, named, first):
             if process is not None:
                 process.stop()

@@ -105,14 +105,28 @@ def test_a_collector_without_the_live_lease_pushes_nothing():
 
 
 def test_the_live_lease_goes_to_one_of_a_pair_and_to_a_restarted_self_at_once(sqlite_url):
+    import os
+    import subprocess
+    import sys
+
+    from sqlalchemy import update
+
     from lookout.collectors.push import LiveLease
     from lookout.core.store.db import make_engine
+    from lookout.core.store.models import Lease
 
     engine = make_engine(sqlite_url)
     try:
         east, west = LiveLease(engine, "east"), LiveLease(engine, "west")
         assert east() and not west()  # one pushes, the other would double every counter
-        crashed_and_back = LiveLease(engine, "east")  # same name, same machine, new pid
+        crashed_and_back = LiveLease(engine, "east")  # same name, same machine...
+        assert not crashed_and_back()  # ...but while its first process lives, it waits
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        with engine.begin() as conn:  # east's first process, SIGKILLed: its pid is gone
+            conn.execute(update(Lease).values(holder=east.lease.holder.replace(
+                f":{os.getpid()}:", f":{dead.pid}:")))
+        crashed_and_back._checked = float("-inf")
         assert crashed_and_back() and not west()
         crashed_and_back.release()
         west._checked = float("-inf")

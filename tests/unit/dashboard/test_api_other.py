@@ -248,6 +248,14 @@ def test_healthz_disconnected_collector_reports_since_when(client, engine):
     assert by_name["default"]["disconnected_for"] == 90.0
     assert by_name["default"]["problem"] == "disconnected from broker"
     assert by_name["second"]["up"]
+    # The broker's refusal, where there is one (it answered, and refused the queue).
+    set_collector_status(engine, connected=False, updated_at=NOW, disconnected_since=NOW - 90,
+                         stats={"last_error": "PreconditionFailed: inequivalent arg "
+                                              "'x-expires' for queue 'lookout.events'"})
+    by_name = {c["name"]: c for c in client.get("/healthz").get_json()["collectors"]}
+    assert by_name["default"]["problem"] == (
+        "disconnected from broker: PreconditionFailed: inequivalent arg 'x-expires' for "
+        "queue 'lookout.events'")
 
 
 def test_healthz_lists_a_collector_stopped_on_request_as_stopped_not_down(client, engine):
@@ -270,7 +278,8 @@ def test_healthz_lists_a_collector_stopped_on_request_as_stopped_not_down(client
     # A row that stopped updating without saying so is down, as before.
     set_collector_status(engine, name="second", updated_at=NOW - 20)
     assert client.get("/healthz").get_json()["problems"] == [
-        "collector second: status not updated for 20s"]
+        "collector second: status not updated for 20s (killed, hung, or cut off from the "
+        "store; one that will not come back: lookout collectors forget second)"]
 
 
 def test_healthz_without_any_collector_is_503(client):

@@ -56,3 +56,18 @@ def test_a_store_url_sqlalchemy_cannot_open_is_one_line(url, reason):
         result = CliRunner().invoke(lookout, [*command, "--database", url])
         assert result.exit_code == 1, result.output
         assert result.output == f"Error: {reason} (Lookout supports sqlite:// and postgresql://)\n"
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("w" * 79, "a collector name has at most 64 characters, not 79"),
+    ("  ", "a collector name cannot be empty"),
+])
+def test_a_collector_name_the_store_cannot_keep_is_refused_at_start(tmp_path, name, reason):
+    """A 79-character `--name "$(hostname)"` collected, but its status row failed every
+    second and it never showed in /healthz."""
+    for command in (["collect"], ["run", "--no-auth"]):
+        result = CliRunner().invoke(lookout, [*command, "--name", name, "--database",
+                                              f"sqlite:///{tmp_path / 'x.db'}"])
+        assert result.exit_code != 0, result.output
+        assert f"--name: {reason}" in result.output, result.output
+        assert "Traceback" not in result.output
