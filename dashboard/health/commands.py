@@ -45,13 +45,15 @@ def collectors_list(database_url: str) -> None:
     for job in report.get("jobs", []):
         if job["held"]:
             jobs.setdefault(job["collector"], []).append(job["job"])
+    width = max([24, *(len(c["name"]) for c in report["collectors"])])
     for c in report["collectors"]:
+        # "connected": the word the rolling restart (README) says to wait for.
         state = ("stopped" if c["stopped"] else f"down: {c['problem']}" if c["problem"]
-                 else "up")
-        click.echo(f"{c['name']:<24} {state:<40} last report {c['status_age']:.0f}s ago"
+                 else "up, connected")
+        click.echo(f"{c['name']:<{width}} {state:<40} last report {c['status_age']:.0f}s ago"
                    f"  jobs: {', '.join(sorted(jobs.get(c['name'], []))) or '-'}")
         if c["warning"]:
-            click.echo(f"{'':<24} warning: {c['warning']}")
+            click.echo(f"{'':<{width}} warning: {c['warning']}")
 
 
 @collectors.command("forget", help="Remove a collector that will not come back, so "

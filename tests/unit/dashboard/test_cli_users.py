@@ -174,7 +174,7 @@ def test_collectors_list_and_forget_one_that_will_not_come_back(sqlite_url):
     listed = run("list")
     assert listed.exit_code == 0, listed.output
     lines = {line.split()[0]: line for line in listed.output.splitlines()}
-    assert " up " in lines["alive"] and "down: status not updated" in lines["gone"]
+    assert " up, connected " in lines["alive"] and "down: status not updated" in lines["gone"]
     running = run("forget", "alive")
     assert running.exit_code == 1 and "it is running; stop it first" in running.output
     # A collector killed a moment ago looks the same: the refusal says when to try again.
