@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from typing import Any
+
+from lookout.collectors.events import is_number
 
 # Rates are averaged over this many seconds: commits do not line up with ticks under
 # load, and a per-tick rate would zig-zag between 0 and twice the truth.
@@ -47,7 +50,27 @@ class LiveRates:
             self._points.append((round(now, 2), finished_rate, events_rate))
         return events_rate, finished_rate
 
+    def resume(self, earlier: list[tuple[float, float, float]]) -> None:
+        """Start from the points an earlier process of this collector left in its status
+        row: a restart emptied the row, and the chart's last minute lost this collector's
+        share of the rate (a trial)."""
+        with self._lock:
+            kept = list(self._points)
+            self._points.clear()
+            self._points.extend(p for p in earlier if not kept or p[0] < kept[0][0])
+            self._points.extend(kept)
+
     def points(self) -> list[tuple[float, float, float]]:
         """[(time, finished tasks/s, events/s)] of the pushes kept, oldest first."""
         with self._lock:
             return list(self._points)
+
+
+def parse_points(raw: Any) -> list[tuple[float, float, float]]:
+    """A status row's `live_points` as LiveRates wrote them, oldest first; malformed
+    points (a row no Lookout wrote) are left out."""
+    points = []
+    for point in raw if isinstance(raw, list) else []:
+        if isinstance(point, list) and len(point) == 3 and all(map(is_number, point)):
+            points.append((float(point[0]), float(point[1]), float(point[2])))
+    return sorted(points)

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lookout.collectors.buffer import EventBuffer
+from lookout.collectors.live_rates import parse_points
 from lookout.collectors.local_process import other_live_process_here
 from lookout.collectors.outage_log import OutageLog
 from lookout.collectors.stats import CollectorStats
@@ -125,11 +126,14 @@ class StatusReporter:
             self._outage.failed(exc)
             return False
         try:
-            lifetime = json.loads(text or "{}").get("lifetime")
+            last = json.loads(text or "{}")
+            lifetime, points = last.get("lifetime"), last.get("live_points")
         except (ValueError, AttributeError):  # a row no Lookout wrote: start at 0
-            lifetime = None
+            lifetime = points = None
         if isinstance(lifetime, dict):
             self.stats.baseline = lifetime
+        if self.stats.live_rates is not None:  # the chart keeps this name's last minute
+            self.stats.live_rates.resume(parse_points(points))
         return True
 
     def _run(self) -> None:

@@ -15,8 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from lookout.collectors.events import is_number
-from lookout.collectors.live_rates import POINTS_KEPT
+from lookout.collectors.live_rates import POINTS_KEPT, parse_points
 from lookout.core.store.models import CollectorStatus
 
 STEP = 0.5  # seconds per slot: the push interval
@@ -42,14 +41,9 @@ def recent_throughput(engine: Engine, now: float) -> dict[str, Any]:
 def _points(text: str | None) -> list[tuple[float, float, float]]:
     """A status row's pushed rates, oldest first; malformed ones are left out."""
     try:
-        raw = json.loads(text or "{}").get("live_points") or []
+        return parse_points(json.loads(text or "{}").get("live_points"))
     except (ValueError, AttributeError):
         return []
-    points = []
-    for point in raw if isinstance(raw, list) else []:
-        if isinstance(point, list) and len(point) == 3 and all(map(is_number, point)):
-            points.append((float(point[0]), float(point[1]), float(point[2])))
-    return sorted(points)
 
 
 def _slot(t: float, series: list[list[tuple[float, float, float]]]) -> list:

@@ -87,6 +87,27 @@ def test_the_status_row_carries_the_pushed_rates(sqlite_url):
     engine.dispose()
 
 
+def test_a_restarted_collector_keeps_its_last_minute_of_rates(sqlite_url):
+    """A restart rewrote the status row with no points: the chart's last minute lost
+    this collector's share and drew half the real rate (a trial)."""
+    engine = db.make_engine(sqlite_url)
+    settings = Settings(database_url=sqlite_url, collector_name="mq-a")
+    try:
+        before = CollectorStats()
+        before.live_rates = LiveRates()
+        before.live_rates.tick(100.0, 0.5, 40, 10)
+        before.live_rates.tick(100.5, 0.5, 40, 10)
+        StatusReporter(engine, settings, before, EventBuffer()).write()
+        after = CollectorStats()
+        rates = after.live_rates = LiveRates()
+        rates.tick(130.0, 0.5, 10, 5)  # the restarted process's first push
+        assert StatusReporter(engine, settings, after, EventBuffer()).carry_over()
+        assert rates.points() == [(100.0, 20.0, 80.0), (100.5, 20.0, 80.0),
+                                  (130.0, 10.0, 20.0)]
+    finally:
+        engine.dispose()
+
+
 def test_shares_of_collectors_add_up_and_silence_is_a_gap(client, engine):
     """Two collectors on one RabbitMQ queue push their shares a quarter second apart;
     each slot is their sum. Before the first push and after 1.5 s without one: gaps."""
