@@ -65,8 +65,9 @@ def labels_key(labels: dict[str, str]) -> str:
 def _stored_labels(items: tuple[tuple[str, str], ...]) -> str:
     """`labels_key` of a series' label items, remembered: a batch adds to hundreds of
     series (23 buckets per histogram), the same ones batch after batch, and encoding
-    their keys anew was an eighth of the collector's time (py-spy, 60k-event burst).
-    The label caps keep the distinct sets far below the bound."""
+    their keys anew took 14 % of the collector's GIL samples (py-spy, 60k-event burst);
+    `write_batch` is 7-8 % cheaper without it. The label caps keep the distinct sets far
+    below the bound."""
     return labels_key(dict(items))
 
 
