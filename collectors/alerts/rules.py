@@ -101,7 +101,13 @@ def queue_length(conn: Connection, now: float, p: dict, settings) -> Findings:
     covered = since + 2 * settings.queue_sample_interval + 1  # samples span the duration
     older = {q for (q,) in conn.execute(select(QueueSample.queue).where(
         QueueSample.timestamp < since, QueueSample.timestamp >= since - 3600).distinct())}
-    found = {}
+    found: Findings = {}
+    # Sampled before the window and not within it: no collector sampled (one restarting,
+    # or none holding the queues job). Undecided, so an open backlog alert stays open: it
+    # was resolved on such a gap, then kept quiet by its cool-down (an on-call trial).
+    for queue in older - {row[0] for row in rows}:
+        if p["queue"] in ("*", queue):
+            found[queue] = (None, "")
     for queue, smallest, first, _ in rows:
         if p["queue"] not in ("*", queue) or smallest <= p["threshold"]:
             continue
@@ -113,11 +119,21 @@ def queue_length(conn: Connection, now: float, p: dict, settings) -> Findings:
 
 
 def worker_offline(conn: Connection, now: float, p: dict, settings) -> Findings:
+    """Workers silent for `after`. A worker that said it went offline counts at once;
+    silence counts only once some collector has listened for `after` without a break:
+    a collector just restarted has not written what the broker kept for it yet, and
+    every worker read as silent (a false page at each restart, in an on-call trial).
+    Unjudged silence is undecided: it neither fires nor resolves."""
     rows = conn.execute(select(Worker.hostname, Worker.online, Worker.last_heartbeat)
                         .where(Worker.last_heartbeat >= now - p["forget_after"])).all()
-    found = {}
+    listening = listening_since(conn, now)
+    judged = listening is not None and listening <= now - p["after"]
+    found: Findings = {}
     for host, online, heard in rows:
         if p["worker"] in ("*", host) and now - heard > p["after"]:
+            if online and not judged:
+                found[host] = (None, "")
+                continue
             said = "went offline; it was" if not online else "was"
             found[host] = (now - heard, f"worker {host} {said} last heard "
                                         f"{now - heard:.0f} s {FIRED}")

@@ -36,6 +36,14 @@ def heard(engine, hostname, at):
                      .values(last_heartbeat=at))
 
 
+def listening(engine, now):
+    """A collector connected for a day, its status row written at `now`: worker silence
+    is judged only while one listens (rules.worker_offline)."""
+    from helpers.factories import set_collector_status
+
+    set_collector_status(engine, connected_since=now - 86400, updated_at=now)
+
+
 def alerts(engine):
     with engine.connect() as conn:
         return conn.execute(select(Alert.__table__).order_by(Alert.id)).all()
@@ -56,6 +64,7 @@ def test_worker_offline_fires_once_resolves_once_and_cools_down(store, caplog):
         add_rule(store, name="workers", kind="worker_offline",
                  params={"after": "2m"}, notify=[hook.url], cooldown="10m")
         add_worker(store, hostname="w1@h", last_heartbeat=now[0] - 300, online=True)
+        listening(store, now[0])
         engine = AlertEngine(store, settings, clock=lambda: now[0])
         engine.tick()
         engine.tick()  # still down: no second notification
@@ -64,6 +73,7 @@ def test_worker_offline_fires_once_resolves_once_and_cools_down(store, caplog):
                                             "300 s before this alert fired")
         now[0] += 185
         heard(store, "w1@h", now[0])
+        listening(store, now[0])
         engine.tick()
         assert hook.events() == [("firing", "w1@h"), ("resolved", "w1@h")]
         resolved = hook.received[1]["text"]
@@ -76,9 +86,11 @@ def test_worker_offline_fires_once_resolves_once_and_cools_down(store, caplog):
                           "before this alert fired",
                           "alert resolved: workers [w1@h] after 185 s: cleared"]
         now[0] += 400  # down again within the cool-down: quiet
+        listening(store, now[0])
         engine.tick()
         assert len(hook.received) == 2
         now[0] += 1000  # and after it: fires again
+        listening(store, now[0])
         engine.tick()
         assert hook.events()[-1] == ("firing", "w1@h")
     [first, second] = alerts(store)
@@ -221,6 +233,7 @@ def test_email_notifications_go_through_smtp(store):
                             alert_email_to="oncall@example.com")
         add_rule(store, name="workers", kind="worker_offline", params={"after": 60})
         add_worker(store, hostname="w9@h", last_heartbeat=now[0] - 120)
+        listening(store, now[0])
         AlertEngine(store, settings, clock=lambda: now[0]).tick()
         wait = time.monotonic() + 5
         while not smtp.messages and time.monotonic() < wait:
@@ -316,12 +329,39 @@ def test_worker_offline_messages_stay_true_after_firing(store):
     now = 1_800_000_000.0
     add_worker(store, hostname="gone@h", last_heartbeat=now - 44, online=False)
     add_worker(store, hostname="quiet@h", last_heartbeat=now - 130, online=True)
+    listening(store, now)
     with store.connect() as conn:
         found = worker_offline(conn, now, {"worker": "*", "after": 30,
                                            "forget_after": 86400}, Settings())
     assert {host: message for host, (_, message) in found.items()} == {
         "gone@h": "worker gone@h went offline; it was last heard 44 s before this alert fired",
         "quiet@h": "worker quiet@h was last heard 130 s before this alert fired"}
+
+
+def test_silence_heard_by_no_collector_neither_fires_nor_resolves(store):
+    """A collector restarted on RabbitMQ judged every worker before writing what the
+    queue kept for it: "worker offline" for a live worker, and a real queue backlog
+    "resolved" (no samples during the gap), then kept quiet by the cool-down."""
+    from helpers.factories import set_collector_status
+    from lookout.collectors.alerts.rules import queue_length, worker_offline
+    from lookout.core.store.models import QueueSample
+
+    now = 1_800_000_000.0
+    add_worker(store, hostname="gone@h", last_heartbeat=now - 44, online=False)
+    add_worker(store, hostname="quiet@h", last_heartbeat=now - 85, online=True)
+    set_collector_status(store, connected_since=now - 0.1, updated_at=now)  # just back
+    with store.begin() as conn:  # a backlog sampled until the collector stopped
+        conn.execute(insert(QueueSample), [
+            {"queue": "slow", "timestamp": now - age, "messages": 45, "consumers": 0}
+            for age in range(90, 400, 10)])
+    with store.connect() as conn:
+        offline = worker_offline(conn, now, {"worker": "*", "after": 30,
+                                             "forget_after": 86400}, Settings())
+        backlog = queue_length(conn, now, {"queue": "*", "threshold": 20, "duration": 60},
+                               Settings(queue_sample_interval=10))
+    assert offline["quiet@h"] == (None, "")  # undecided: not heard, by nobody listening
+    assert offline["gone@h"][0] == 44  # it said goodbye: that needs no listener
+    assert backlog == {"slow": (None, "")}
 
 
 def test_a_lost_task_revoked_from_lookout_no_longer_counts_for_the_alert(store):
