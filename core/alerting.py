@@ -117,7 +117,10 @@ def validate_rule(raw: Any) -> dict[str, Any]:
             isinstance(c, str) and c.startswith(("http://", "https://", "mailto:"))
             and len(c) <= 2000 for c in notify):
         raise RuleError("notify", f"a list of up to {MAX_NOTIFY} http(s):// or mailto: URLs")
-    cooldown = _coerce("duration", "cooldown", raw.get("cooldown", 600.0))
+    # How long a condition must stay clear before its alert resolves; 0: at once.
+    cooldown = raw.get("cooldown", 600.0)
+    cooldown = (0.0 if cooldown in (0, "0", "0s") and not isinstance(cooldown, bool)
+                else _coerce("duration", "cooldown", cooldown))
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
         raise RuleError("enabled", "true or false")

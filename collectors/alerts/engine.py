@@ -5,9 +5,13 @@ Runs on a thread ("lookout-alerts") in each collector, but only the holder of th
 a dead holder's lease expires after three intervals and another takes over.
 
 For each rule, the keys its evaluator finds (rules.py) are compared with the rule's open
-alerts: a new key fires (unless the same key resolved less than `cooldown` ago: a
-flapping condition stays quiet), a key no longer found resolves. Each firing and each
-resolution notifies the rule's channels exactly once; deliveries are kept on the alert.
+alerts: a new key fires; a key no longer found resolves once it has stayed clear for the
+rule's `cooldown`, and found again before that it is the same, still firing alert. So a
+flapping condition is one alert, and nobody gets an all-clear shortly before the next
+page: the former cooldown (no new firing within it after a resolution) resolved a real
+backlog on a sampling gap and then kept it quiet for ten minutes (an on-call trial).
+Each firing and each resolution notifies the rule's channels exactly once; deliveries
+are kept on the alert.
 Rules from LOOKOUT_ALERT_RULES_FILE are (re)loaded when the file changes.
 """
 from __future__ import annotations
@@ -140,12 +144,13 @@ class AlertEngine:
             found = self.evaluators[rule.kind](conn, now, params, self.settings)
             open_alerts = {a.key: a for a in _records(conn, select(Alert.__table__).where(
                 Alert.rule_id == rule.id, Alert.status == "firing"))}
-            cooling = {key for (key,) in conn.execute(select(Alert.key).where(
-                Alert.rule_id == rule.id, Alert.status == "resolved",
-                Alert.resolved_at >= now - rule.cooldown))}
         sent = []
         for key, (value, message) in sorted(found.items()):
-            if key in open_alerts or key in cooling or value is None:  # None: undecided
+            if value is None:  # undecided: neither fires nor moves an open alert
+                continue
+            if key in open_alerts:
+                if open_alerts[key].clear_since is not None:  # back within the cooldown
+                    self._set_clear_since(open_alerts[key], None, now)
                 continue
             alert = {"rule_id": rule.id, "rule_name": rule.name, "kind": rule.kind,
                      "key": key[:255], "status": "firing", "message": message[:4000],
@@ -158,6 +163,11 @@ class AlertEngine:
             sent += deliveries
         for key, alert in open_alerts.items():
             if key in found:
+                continue
+            if alert.clear_since is None:
+                self._set_clear_since(alert, now, now)
+                continue
+            if now - alert.clear_since < rule.cooldown:
                 continue
             resolution = self._resolution(rule, params, key, now)
             record = {"rule_id": rule.id, "rule_name": rule.name, "kind": rule.kind,
@@ -173,6 +183,12 @@ class AlertEngine:
                     deliveries=json.dumps(json.loads(alert.deliveries or "[]") + deliveries)))
             sent += deliveries
         return sent
+
+    def _set_clear_since(self, alert: SimpleNamespace, since: float | None,
+                         now: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(Alert).where(Alert.id == alert.id).values(
+                clear_since=since, updated_at=now))
 
     def _resolution(self, rule: AlertRule, params: dict, key: str, now: float) -> str | None:
         """Why `key` resolved, in words (rules.RESOLUTIONS), or None: "cleared"."""

@@ -300,6 +300,9 @@ class Alert(Base):
     resolved_at: Mapped[float | None] = mapped_column(Float)
     # Why it resolved, in words (None: "cleared", the rule no longer finds its key).
     resolution: Mapped[str | None] = mapped_column(String(500))
+    # While firing: since when the rule has no longer found its key. It resolves once that
+    # lasts the rule's cooldown; found again meanwhile, it is the same alert (None again).
+    clear_since: Mapped[float | None] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     deliveries: Mapped[str] = mapped_column(Text, default="[]")  # JSON
 

@@ -46,6 +46,11 @@
     var what = resolved ? [alert.message, L.el("div", {className: "muted",
       "data-testid": "resolution"}, "Resolved: " + (alert.resolution || "cleared"))]
       : alert.message;
+    if (!resolved && alert.clear_since) {  // resolves once clear for the rule's cooldown
+      what = [alert.message, L.el("div", {className: "muted", "data-testid": "clear-since"},
+        "Clear since " + L.fmtTime(alert.clear_since) + ": resolves once clear for its " +
+        "rule's cooldown; back before that, it stays this alert")];
+    }
     cells.push(L.el("td", {}, alert.rule_name), L.el("td", {className: "mono"}, alert.key),
       L.el("td", {}, what));
     if (!resolved) { cells.push(L.el("td", {}, delivered(alert))); }

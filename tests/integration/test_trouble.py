@@ -153,7 +153,7 @@ def test_a_failure_rate_alert_fires_once_and_resolves_once(env):
         rule = validate_rule({"name": "flaky failing", "kind": "failure_rate",
                               "params": {"task": "sample.flaky", "window": "2m",
                                          "threshold": 0.2, "min_runs": 3},
-                              "notify": [hook.url]})
+                              "notify": [hook.url], "cooldown": "1s"})
         with env.engine.begin() as conn:
             conn.execute(insert(AlertRule).values(
                 **{**rule, "params": json.dumps(rule["params"]),

@@ -56,9 +56,12 @@ def store(database_url):
     engine.dispose()
 
 
-def test_worker_offline_fires_once_resolves_once_and_cools_down(store, caplog):
+def test_worker_offline_fires_once_and_resolves_once_clear_for_the_cooldown(store, caplog):
+    """A condition back within the cooldown is the same alert, never preceded by an
+    all-clear: the former cooldown resolved, then kept the next firing quiet (a trial)."""
     caplog.set_level("INFO", logger="lookout.collectors.alerts.engine")
     now = [1_800_000_000.0]
+    fired = now[0]
     settings = Settings(alert_interval=1)
     with WebhookReceiver() as hook:
         add_rule(store, name="workers", kind="worker_offline",
@@ -72,24 +75,41 @@ def test_worker_offline_fires_once_resolves_once_and_cools_down(store, caplog):
         assert hook.received[0]["text"] == ("[FIRING] workers: worker w1@h was last heard "
                                             "300 s before this alert fired")
         now[0] += 185
+        heard(store, "w1@h", now[0])  # back: clear, but not for the cooldown yet
+        listening(store, now[0])
+        engine.tick()
+        assert hook.events() == [("firing", "w1@h")]
+        [alert] = alerts(store)
+        assert (alert.status, alert.clear_since) == ("firing", now[0])
+        now[0] += 400  # silent again within the cooldown: the same alert, still firing
+        listening(store, now[0])
+        engine.tick()
+        assert hook.events() == [("firing", "w1@h")]
+        [alert] = alerts(store)
+        assert (alert.status, alert.clear_since) == ("firing", None)
+        heard(store, "w1@h", now[0])  # back for good
+        engine.tick()
+        now[0] += 599
+        heard(store, "w1@h", now[0])  # heartbeats go on
+        listening(store, now[0])
+        engine.tick()
+        assert hook.events() == [("firing", "w1@h")]  # clear for 599 s: not yet
+        now[0] += 1
         heard(store, "w1@h", now[0])
         listening(store, now[0])
         engine.tick()
         assert hook.events() == [("firing", "w1@h"), ("resolved", "w1@h")]
         resolved = hook.received[1]["text"]
-        assert resolved.startswith("[RESOLVED] workers: cleared after 3 min 5 s (was: ")
+        assert resolved.startswith("[RESOLVED] workers: cleared after 19 min 45 s (was: ")
         assert "was last heard 300 s before this alert fired" in resolved
         # The collector's log keeps the same record (it said nothing of alerts: a trial).
         logged = [r.getMessage() for r in caplog.records
                   if r.name == "lookout.collectors.alerts.engine"]
         assert logged == ["alert firing: workers [w1@h]: worker w1@h was last heard 300 s "
                           "before this alert fired",
-                          "alert resolved: workers [w1@h] after 185 s: cleared"]
-        now[0] += 400  # down again within the cool-down: quiet
-        listening(store, now[0])
-        engine.tick()
-        assert len(hook.received) == 2
-        now[0] += 1000  # and after it: fires again
+                          f"alert resolved: workers [w1@h] after {now[0] - fired:.0f} s: "
+                          "cleared"]
+        now[0] += 400  # down again after the resolution: a new alert
         listening(store, now[0])
         engine.tick()
         assert hook.events()[-1] == ("firing", "w1@h")
@@ -417,7 +437,7 @@ def test_a_failure_rate_alert_stays_open_while_too_few_runs_still_fail(store):
     now = [1_800_000_000.0]
     minute = int(now[0] // 60 * 60)
     with WebhookReceiver() as hook:
-        add_rule(store, name="fails", kind="failure_rate", notify=[hook.url],
+        add_rule(store, name="fails", kind="failure_rate", notify=[hook.url], cooldown=0,
                  params={"task": "*", "window": 600, "threshold": 0.5, "min_runs": 3})
         engine = AlertEngine(store, Settings(alert_interval=1), clock=lambda: now[0])
         add_rollup(store, "proj.few", minute, failed=2)  # too few to judge: quiet
@@ -434,6 +454,7 @@ def test_a_failure_rate_alert_stays_open_while_too_few_runs_still_fail(store):
         engine.tick()
         assert hook.events() == [("firing", "proj.fails")]  # still failing, still open
         only(failed=0)  # no run left in the window
+        engine.tick()  # clear from now on; with cooldown 0, resolved at the next round
         engine.tick()
         assert hook.events() == [("firing", "proj.fails"), ("resolved", "proj.fails")]
         # Resolved, but not "cleared": nothing succeeded, the task just stopped running.
@@ -450,6 +471,7 @@ def test_a_failure_rate_alert_stays_open_while_too_few_runs_still_fail(store):
         only(failed=5)
         engine.tick()
         only(failed=1, succeeded=9)
+        engine.tick()
         engine.tick()
         assert hook.events()[-2:] == [("firing", "proj.fails"), ("resolved", "proj.fails")]
         assert "resolved after 0 s: 1 of 10 runs failed (10%) in the last 10 min, not over " \
