@@ -10,6 +10,14 @@ A task RECEIVED or STARTED on a worker is *lost* when that worker
     retry of a task still running, which ran it twice (found in an outage trial);
   - started again after the task began (a new worker-online or pid): the old process,
     and the task with it, is gone.
+A lost task that never started (RECEIVED: prefetched, or held for its ETA) is not gone
+for good: Celery acknowledges a task's message when the task starts (unless acks_late),
+so the broker delivers one never started again, RabbitMQ at once when the dead worker's
+connection closes, Redis once its visibility timeout passes (an hour by default). For
+REDELIVERY_WINDOW after its worker was last heard it is flagged `redelivered`: not to be
+retried (an on-call trial retried a prefetched one, and the broker's copy ran too) and
+not counted by lost-task alerts; delivered again, its new task-received names a live
+worker and it is no longer lost at all.
 A slow task on a worker that keeps sending heartbeats is never lost, however long it runs
 (that is *stuck*, judged elsewhere). Caveat: Celery's solo pool sends no heartbeat while
 a task runs, so a long task there makes its worker look silent.
@@ -31,6 +39,7 @@ from lookout.core import histogram
 from lookout.core.store.models import CollectorStatus, Task, TaskRollup, Worker
 
 OPEN_STATES = ("RECEIVED", "STARTED")
+REDELIVERY_WINDOW = 3600.0  # kombu's default visibility timeout on Redis
 OFFLINE_GRACE = 10.0  # a task's last events may trail its worker's worker-offline
 # A collector's status row is rewritten every second; older than this, the collector is
 # gone (crashed, killed or hung). /healthz judges collectors by the same age.
@@ -85,16 +94,31 @@ def lost_reason(task: dict[str, Any], worker: dict[str, Any] | None, now: float,
         return None
     since = task.get("started_at") or task.get("received_at") or task.get("timestamp")
     heard = now - worker["last_heartbeat"]
+    reason = None
     if not worker["online"] and heard > OFFLINE_GRACE:
-        return f"its worker {worker['hostname']} went offline {heard:.0f} s {ago}"
-    if heard > lost_after and listening is not None and listening <= now - lost_after:
-        return (f"its worker {worker['hostname']} has not been heard for {heard:.0f} s "
-                f"(lost after {lost_after:g} s)")
-    online_since = worker.get("online_since")
-    if online_since is not None and since is not None and since < online_since:
-        return (f"its worker {worker['hostname']} restarted {now - online_since:.0f} s {ago}, "
-                "after the task began")
-    return None
+        reason = f"its worker {worker['hostname']} went offline {heard:.0f} s {ago}"
+    elif heard > lost_after and listening is not None and listening <= now - lost_after:
+        reason = (f"its worker {worker['hostname']} has not been heard for {heard:.0f} s "
+                  f"(lost after {lost_after:g} s)")
+    elif (online_since := worker.get("online_since")) is not None and since is not None \
+            and since < online_since:
+        reason = (f"its worker {worker['hostname']} restarted {now - online_since:.0f} s "
+                  f"{ago}, after the task began")
+    if reason is not None and redelivered(task, worker, now):
+        reason += REDELIVERY_NOTE
+    return reason
+
+
+def redelivered(task: dict[str, Any], worker: dict[str, Any] | None, now: float) -> bool:
+    """Whether a lost task is one the broker delivers again by itself (module docstring):
+    never started, its worker heard less than REDELIVERY_WINDOW ago."""
+    return (task.get("state") == "RECEIVED" and worker is not None
+            and now - worker["last_heartbeat"] < REDELIVERY_WINDOW)
+
+
+REDELIVERY_NOTE = ("; it never started, so its message goes back to its queue: the broker "
+                   "delivers it again (RabbitMQ at once, Redis after its visibility timeout, "
+                   "an hour by default), so do not retry it")
 
 
 def workers_by_name(conn, hostnames) -> dict[str, dict[str, Any]]:

@@ -17,8 +17,8 @@ from lookout.core.store.models import (
     QueueSample, RevokeRequest, ScheduleStatus, Task, TaskLink, TaskRollup, Worker,
 )
 from lookout.core.trouble import (
-    StuckRule, listening_since, lost_clause, lost_reason, open_tasks, usual_runtimes,
-    workers_by_name,
+    StuckRule, listening_since, lost_clause, lost_reason, open_tasks, redelivered,
+    usual_runtimes, workers_by_name,
 )
 
 # key -> (value, message). A value of None means "too few runs to judge": an alert open for
@@ -177,9 +177,11 @@ def lost_tasks(conn: Connection, now: float, p: dict, settings) -> Findings:
                         .where(lost_clause(now, settings.lost_after), ~revoked.exists(),
                                ~retried.exists())
                         .limit(1000)).mappings().all()
+    workers = workers_by_name(conn, [r["worker"] for r in rows])
+    # Never started: the broker delivers those again by itself (core/trouble.py).
+    rows = [r for r in rows if not redelivered(r, workers.get(r["worker"]), now)]
     if len(rows) < max(1, p["min_count"]):
         return {}
-    workers = workers_by_name(conn, [r["worker"] for r in rows])
     reason = lost_reason(dict(rows[0]), workers.get(rows[0]["worker"]), now,
                          settings.lost_after, listening=listening_since(conn, now), ago=FIRED)
     return {"*": (float(len(rows)), f"{len(rows)} lost task(s) when this alert "

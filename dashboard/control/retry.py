@@ -20,7 +20,7 @@ from typing import Any, Callable
 from sqlalchemy import Engine, insert, select
 
 from lookout.core.store.models import QueueSample, Task, TaskLink
-from lookout.core.trouble import listening_since, lost_reason, workers_by_name
+from lookout.core.trouble import listening_since, lost_reason, redelivered, workers_by_name
 from lookout.core.truncation import was_cut
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, parse_sort
 from lookout.dashboard.web.errors import ApiError, bad_parameter
@@ -82,6 +82,11 @@ def plan(row: dict[str, Any]) -> dict[str, Any]:
         if row["state"] not in FINAL and not row.get("lost"):
             raise RetryRefused(f"it is {row['state']}: only finished or lost tasks are "
                                "retried (revoke it first)")
+        if row.get("redelivery"):
+            raise RetryRefused("its worker died before starting it, so the broker delivers "
+                               "it again by itself (its message was never acknowledged): a "
+                               "retry would run it twice; it can be retried once an hour has "
+                               "passed without it running")
         out["args"] = rebuild(row["args"], tuple, "args")
         out["kwargs"] = rebuild(row["kwargs"], dict, "kwargs")
     except RetryRefused as exc:
@@ -134,8 +139,9 @@ class TaskRetrier:
             now = self.clock()
             listening = listening_since(conn, now)
         for row in found.values():  # a lost task died with its worker: it may be retried
-            row["lost"] = lost_reason(row, workers.get(row["worker"]), now, self.lost_after,
-                                      listening=listening)
+            worker = workers.get(row["worker"])
+            row["lost"] = lost_reason(row, worker, now, self.lost_after, listening=listening)
+            row["redelivery"] = bool(row["lost"]) and redelivered(row, worker, now)
         return [found[i] for i in ids if i in found]
 
     def retry(self, task_id: str, actor: str | None) -> dict[str, Any]:

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, and_, func, literal, select
 
 from lookout.core.store.models import RevokeRequest, Task, TaskEvent, TaskLink
-from lookout.core.trouble import OPEN_STATES, listening_since, lost_reason, workers_by_name
+from lookout.core.trouble import (
+    OPEN_STATES,
+    listening_since,
+    lost_reason,
+    redelivered,
+    workers_by_name,
+)
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, encode_cursor
 from lookout.dashboard.history.rollups import RollupStats
 from lookout.dashboard.history.workflow import WORKFLOW_LIMIT, workflow_members, workflow_tree
@@ -127,8 +133,9 @@ class HistoryService:
         items = []
         for row in rows:
             item = list_item(row)
-            item["lost"] = lost_reason(row, workers.get(row["worker"]), now, self.lost_after,
-                                       listening=listening)
+            worker = workers.get(row["worker"])
+            item["lost"] = lost_reason(row, worker, now, self.lost_after, listening=listening)
+            item["redelivery"] = bool(item["lost"]) and redelivered(row, worker, now)
             add_revoke_request(item, requested.get(row["uuid"]))
             items.append(item)
         return items
@@ -157,6 +164,7 @@ class HistoryService:
             listening = listening_since(conn, now)
         task = dict(row)
         task["lost"] = lost_reason(task, worker, now, self.lost_after, listening=listening)
+        task["redelivery"] = bool(task["lost"]) and redelivered(task, worker, now)
         add_revoke_request(task, requested)
         # Retries sent by Lookout (control/retry.py): the events cannot carry the link.
         task["retry_of"] = retry_of

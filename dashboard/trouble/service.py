@@ -84,7 +84,8 @@ class TroubleService:
         for task in items:
             task["retried_as"] = retried.get(task["uuid"])
             task["handled"] = bool(task["retried_as"] or task.get("revoke_requested_at"))
-        return sorted(items, key=lambda t: t["handled"])  # stable: newest first within
+        # Those the broker delivers again by itself need nobody either (core/trouble.py).
+        return sorted(items, key=lambda t: t["handled"] or bool(t.get("redelivery")))
 
     def for_task(self, task: dict[str, Any]) -> str | None:
         """The stuck reason of one task (its detail has `lost` already)."""

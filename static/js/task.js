@@ -186,9 +186,12 @@
     // worker died with it: no event will ever finish it).
     var retry = document.getElementById("retry-button");
     if (retry) {
-      var retriable = finished || !!task.lost;
+      var retriable = finished || (!!task.lost && !task.redelivery);
       retry.disabled = !retriable;
-      retry.title = retriable ? "" : "Only a finished or lost task can be retried (revoke it first).";
+      retry.title = retriable ? "" : task.redelivery
+        ? "Its worker never started it: the broker delivers it again by itself, and a retry " +
+          "would run it twice."
+        : "Only a finished or lost task can be retried (revoke it first).";
       // A worker that did not know the task failed it at once (Celery's NotRegistered):
       // sent again, it fails the same way unless a worker has had the task deployed
       // since. Left enabled (that is what a deploy fixes), but said (a trial).
@@ -213,8 +216,8 @@
 
   var troubleAsked = 0;
   function showTrouble() {
-    banner("task-lost", "Lost:", task.lost ? task.lost + ". No event will finish it; " +
-      "retry sends it again." : null);
+    banner("task-lost", "Lost:", !task.lost ? null : task.redelivery ? task.lost + "." :
+      task.lost + ". No event will finish it; retry sends it again.");
     root.dataset.lost = task.lost ? "true" : "false";
     var asked = ++troubleAsked;
     if (OPEN.indexOf(task.state) < 0 || task.lost) {

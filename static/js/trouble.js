@@ -139,11 +139,13 @@
     var row = kept[t.uuid] = kept[t.uuid] || {result: L.el("div", {
       className: "control-result", "data-testid": "action-result", "aria-live": "polite"})};
     row.task = t;
-    var key = [kind, terminates(t), !!t.lost].join("|");
+    var key = [kind, terminates(t), !!t.lost, !!t.redelivery].join("|");
     if (row.buttons && row.key === key) { return row.buttons; }
     var buttons = [actionButton(t, "revoke", terminates(t) ? "Terminate" : "Revoke",
       revokeMeans(t))];
-    if (kind === "lost") {  // a stuck task is alive: revoke it first, then retry it from its page
+    // A stuck task is alive: revoke it first, then retry it from its page. A lost one that
+    // never started comes back from the broker by itself: a retry would run it twice.
+    if (kind === "lost" && !t.redelivery) {
       buttons.push(actionButton(t, "retry", "Retry", "Send it again with the same arguments"));
     }
     row.key = key;
@@ -209,9 +211,11 @@
     // Handled from Lookout (revoked or retried): dimmed, so the lost ones nobody has dealt
     // with stand out; they looked the same (an on-call trial).
     var handled = kind === "lost" && !!t.handled;  // as the server judged it
+    var redelivery = kind === "lost" && !!t.redelivery;  // the broker gives it back
     return L.el("tr", {"data-uuid": t.uuid, "data-state": t.state, "data-testid": kind + "-row",
-                       className: handled ? "row-handled" : null,
-                       "data-handled": handled ? "true" : null},
+                       className: handled || redelivery ? "row-handled" : null,
+                       "data-handled": handled ? "true" : null,
+                       "data-redelivery": redelivery ? "true" : null},
       cells.map(function (cell) { return L.el("td", {}, cell); }));
   }
 

@@ -476,3 +476,19 @@ def test_a_failure_rate_alert_stays_open_while_too_few_runs_still_fail(store):
         assert hook.events()[-2:] == [("firing", "proj.fails"), ("resolved", "proj.fails")]
         assert "resolved after 0 s: 1 of 10 runs failed (10%) in the last 10 min, not over " \
                "50% (was: " in hook.received[-1]["text"]
+
+
+def test_lost_tasks_never_started_are_not_counted_the_broker_gives_them_back(store):
+    from helpers.factories import add_task, set_collector_status
+    from lookout.collectors.alerts.rules import lost_tasks
+
+    now = time.time()
+    set_collector_status(store, connected_since=now - 600, updated_at=now)
+    add_worker(store, hostname="dead@h", last_heartbeat=now - 300, online=True)
+    add_task(store, uuid="prefetched", state="RECEIVED", worker="dead@h",
+             timestamp=now - 310, received_at=now - 310)
+    add_task(store, uuid="running", state="STARTED", worker="dead@h",
+             timestamp=now - 310, received_at=now - 310, started_at=now - 309)
+    with store.connect() as conn:
+        found = lost_tasks(conn, now, {"min_count": 1}, Settings(lost_after=60))
+    assert found["*"][0] == 1.0 and "e.g. running" in found["*"][1]

@@ -79,3 +79,39 @@ def test_a_worker_that_said_goodbye_is_believed_whoever_listens(client, engine):
              worker="celery@gone", timestamp=now - 60, started_at=now - 60)
     listed, detail, _ = verdicts(client, "running-2")
     assert listed == ["running-2"] and "went offline" in detail
+
+
+def test_a_lost_task_never_started_is_given_back_by_the_broker_and_not_retried(
+        client, engine, app):
+    """An on-call trial retried a prefetched task of a SIGKILLed worker from the Trouble
+    page: RabbitMQ delivered the unacknowledged original too, and it ran twice."""
+    from sqlalchemy import update
+
+    from lookout.core.store.models import Worker
+    from lookout.core.trouble import REDELIVERY_WINDOW
+    from lookout.dashboard.control.retry import plan
+
+    now = time.time()
+    set_collector_status(engine, connected_since=now - 600)
+    add_worker(engine, "celery@dead", last_heartbeat=now - 120, last_event_ts=now - 120)
+    for uuid, started in (("prefetched-1", None), ("running-2", now - 129)):
+        add_task(engine, uuid=uuid, name="proj.report", state="STARTED" if started else
+                 "RECEIVED", worker="celery@dead", timestamp=now - 130,
+                 received_at=now - 130, started_at=started, args="()", kwargs="{}")
+    detail = client.get("/api/v1/tasks/prefetched-1").get_json()
+    assert detail["redelivery"] is True and "goes back to its queue" in detail["lost"]
+    running = client.get("/api/v1/tasks/running-2").get_json()
+    assert running["lost"] and running["redelivery"] is False
+    trouble = client.get("/api/v1/trouble").get_json()["lost"]
+    assert [(t["uuid"], t["redelivery"]) for t in trouble] == [
+        ("running-2", False), ("prefetched-1", True)]  # the one needing someone first
+    retrier = app.extensions["lookout.retry"]
+    refused = {row["uuid"]: plan(row)["refused"]
+               for row in retrier._rows(["prefetched-1", "running-2"])}
+    assert refused["running-2"] is None
+    assert "delivers it again by itself" in refused["prefetched-1"]
+    # An hour on, nothing has brought it back: lost like any other, and retriable.
+    with engine.begin() as conn:
+        conn.execute(update(Worker).values(last_heartbeat=now - REDELIVERY_WINDOW - 1))
+    late = client.get("/api/v1/tasks/prefetched-1").get_json()
+    assert late["lost"] and late["redelivery"] is False
