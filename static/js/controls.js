@@ -150,7 +150,11 @@
       var named = payload.destination || [];
       first += " on " + (named.length ? named.join(", ") : "every worker") + "?";
       if (form.id === "rate-limit-form" && !payload.rate_limit) {
-        first += " No rate given: the task's rate limit is removed.";
+        // Celery keeps the old pace for what a worker already holds back (an on-call
+        // trial saw tasks trickle out for minutes after the limit was gone).
+        first += " No rate given: the task's rate limit is removed. Tasks a worker already " +
+          "holds back keep the old pace until they run; restarting that worker releases " +
+          "them at once (not yet acknowledged, they go back to the broker).";
       } else if (form.id === "rate-limit-form") {
         // A worker keeps the tasks a rate limit holds back among its prefetched ones: a
         // low limit starved every other task of the queue (an on-call trial).
