@@ -26,7 +26,7 @@ from lookout.dashboard.control.retry import TaskRetrier
 from lookout.dashboard.control.service import ControlService
 from lookout.dashboard.history.query import TASK_LIST_PARAMS, parse_task_query
 from lookout.dashboard.web.errors import ApiError, bad_parameter
-from lookout.dashboard.web.params import json_body, json_flag, reject_unknown
+from lookout.dashboard.web.params import json_body, json_flag, parse_window, reject_unknown
 from lookout.dashboard.web.roles import identity, require_role
 
 bp = Blueprint("control", __name__, url_prefix="/api/v1")
@@ -93,6 +93,26 @@ def _filters(body: dict) -> dict:
             if isinstance(item, bool) or not isinstance(item, (str, int, float)):
                 raise bad_parameter(f"filters.{key}", "text or a number (a list for state)")
     return filters
+
+
+def _failure_group(body: dict) -> tuple[str, float] | None:
+    """A bulk retry's failure group: (fingerprint, window in seconds), or None. With it,
+    `filters` must be empty: a group is what it selects (a trial's filters by task name
+    retried a payment task's unrelated failures with the group it meant)."""
+    group = body.get("failure_group")
+    if group is None:
+        return None
+    if (not isinstance(group, dict) or set(group) - {"fingerprint", "window"}
+            or not isinstance(group.get("fingerprint"), str)
+            or not 0 < len(group["fingerprint"]) <= 64):
+        raise bad_parameter("failure_group", "an object {fingerprint, window} as "
+                            "/api/v1/failures gives them")
+    if body.get("filters"):
+        raise bad_parameter("filters", "not with failure_group: the group is the selection")
+    window = group.get("window") or "24h"
+    if not isinstance(window, str):
+        raise bad_parameter("failure_group.window", "a window such as 1h, 24h or 7d")
+    return group["fingerprint"], parse_window(window, "24h", parameter="failure_group.window")
 
 
 def _filters_query(filters: dict):
@@ -172,13 +192,23 @@ def task_retry(task_id: str):
 @bp.post("/tasks/retry")
 @audited("tasks.retry")
 def tasks_retry():
-    """Bulk retry by filters (failed tasks unless a state is given): dry run first."""
-    body = _body("filters", "dry_run", "expected_count")
+    """Bulk retry by filters (failed tasks unless a state is given), or of one failure
+    group (`failure_group`: {fingerprint, window} as the Failures page has it): dry run
+    first."""
+    body = _body("filters", "failure_group", "dry_run", "expected_count")
     filters = _filters(body)
+    group = _failure_group(body)
     dry_run = json_flag(body, "dry_run", True)
     params = {"filters": filters, "dry_run": dry_run}
+    if group is not None:
+        params["failure_group"] = body["failure_group"]
     _started("tasks.retry", [], params)
-    matches = retrier().matches(_filters_query(filters).filters)
+    if group is not None:
+        key, window = group
+        matches = retrier().matches_ids(current_app.extensions["lookout.failures"].task_ids(
+            key, window, retrier().bulk_cap + 1))
+    else:
+        matches = retrier().matches(_filters_query(filters).filters)
     plans = matches.pop("plans")
     if dry_run:
         skip()

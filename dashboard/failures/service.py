@@ -81,6 +81,22 @@ class FailureGroups:
                 "retried": sum(bool(row.retried) for row in rows),
                 "capped": len(rows) >= MAX_ROWS, "groups": ordered}
 
+    def task_ids(self, key: str, window: float, limit: int) -> list[str]:
+        """The failures of group `key` in the window, newest first, at most `limit`: what
+        a bulk retry of one group sends (the group's own `task_ids` stop at 50)."""
+        now = self.clock()
+        found: list[str] = []
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Task.uuid, Task.exception, Task.traceback)
+                                .where(Task.state == "FAILURE", Task.timestamp >= now - window)
+                                .order_by(Task.timestamp.desc()).limit(MAX_ROWS))
+            for row in rows:
+                if fingerprint(row.exception, row.traceback)["fingerprint"] == key:
+                    found.append(row.uuid)
+                    if len(found) >= limit:
+                        break
+        return found
+
     def group(self, key: str, window: float) -> dict[str, Any] | None:
         return next((g for g in self.groups(window)["groups"] if g["fingerprint"] == key),
                     None)

@@ -76,6 +76,8 @@
 
   function fillDetail(tr, g) {
     var sample = g.sample || {};
+    var kept = tr.querySelector('[data-testid="group-retry"]');  // a dry run may be shown
+    if (kept) { kept.elements.window.value = select.value; }
     if (tr.dataset.sample === sample.uuid) { return; }  // same newest failure: keep as is
     tr.dataset.sample = sample.uuid || "";
     var td = L.clear(tr.firstChild);
@@ -90,7 +92,26 @@
       L.el("h3", {className: "small"}, ["Recent tasks ", L.el("span", {className: "muted",
         "data-testid": "task-count"}, "")]),
       L.el("ul", {className: "inline-list task-ids", "data-testid": "task-ids"},
-        L.el("li", {className: "muted"}, "loading…"))]);
+        L.el("li", {className: "muted"}, "loading…")),
+      kept || retryForm(g)]);
+  }
+
+  /* Operators retry one group, not a task name's every failure (a trial's bulk retry by
+     name re-sent a payment task's unrelated failures too). The Controls' bulk retry flow
+     (controls.js: dry run, confirm, act) takes the form; failures already sent again
+     from Lookout are skipped. */
+  function retryForm(g) {
+    if (root.dataset.canControl !== "true") { return null; }
+    return L.el("form", {"data-bulk-retry": "", className: "control-form group-retry",
+      "data-testid": "group-retry"}, [
+      L.el("input", {type: "hidden", name: "fingerprint", value: g.fingerprint,
+        "data-group": "failure_group"}),
+      L.el("input", {type: "hidden", name: "window", value: select.value,
+        "data-group": "failure_group"}),
+      L.el("button", {type: "submit", "data-testid": "group-retry-button"},
+        "Retry this group's failures…"),
+      L.el("span", {className: "muted small"}, " dry run first; those already retried are skipped"),
+      L.el("div", {className: "control-result", "aria-live": "polite"})]);
   }
 
   /* The group's recent task ids (the list endpoint leaves them out). */

@@ -337,6 +337,33 @@ def test_bulk_retry_dry_run_then_act(env):
     assert stale.status_code == 409
 
 
+def test_a_failure_group_is_retried_alone_and_never_twice(env):
+    """A trial's bulk retry by task name re-sent a payment task's unrelated failures with
+    the group it meant; the Failures page now retries one group."""
+    declined = [send(env, "sample.fail", f"card declined for order {n}") for n in range(3)]
+    timeout = send(env, "sample.fail", "gateway timeout for order 9")
+    wait_states(env.engine, {i: "FAILURE" for i in [*declined, timeout]})
+    groups = env.client.get("/api/v1/failures?window=1h").get_json()["groups"]
+    [group] = [g for g in groups if g["message"] == "card declined for order <n>"]
+    selection = {"failure_group": {"fingerprint": group["fingerprint"], "window": "1h"}}
+    dry = post(env, "/tasks/retry", selection)
+    assert dry.status_code == 200, dry.get_json()
+    assert (dry.get_json()["count"], dry.get_json()["retriable"]) == (3, 3)
+    acted = post(env, "/tasks/retry", {**selection, "dry_run": False, "expected_count": 3})
+    assert acted.status_code == 200, acted.get_json()
+    assert sorted(s["retry_of"] for s in acted.get_json()["sent"]) == sorted(declined)
+    wait_states(env.engine, {s["task_id"]: "FAILURE" for s in acted.get_json()["sent"]})
+    # Again: the three originals were sent already (their retries failed and are new
+    # members of the group, retriable in their turn).
+    again = post(env, "/tasks/retry", selection).get_json()
+    skipped = {r["uuid"]: r["reason"] for r in again["refused"]}
+    assert set(declined) <= set(skipped) and timeout not in skipped
+    assert all(skipped[i].startswith("already sent again from Lookout (as ") for i in declined)
+    assert again["retriable"] == 3  # the retries, failed again
+    [record] = audit_records(env.app, action="tasks.retry", outcome="ok")[:1]
+    assert record["parameters"]["failure_group"]["fingerprint"] == group["fingerprint"]
+
+
 def test_shutdown_stops_the_worker(env, tmp_path):
     hostname = f"{unique('ctl-doomed')}@test"
     doomed = start_worker(tmp_path, env.celery.conf.broker_url, hostname,

@@ -360,3 +360,18 @@ def test_a_worker_named_with_slashes_is_found_and_controlled(guarded):
     assert response.status_code == 404 and "pool/grow" in response.get_json()["error"]["message"]
     assert [(c, d) for c, _, d in spy(guarded).calls] == [
         ("pool_grow", ["celery@eu/batch/1"]), ("shutdown", ["celery@eu/batch/1"])]
+
+
+@pytest.mark.parametrize("body, parameter", [
+    ({"failure_group": "abc"}, "failure_group"),
+    ({"failure_group": {"fingerprint": 7}}, "failure_group"),
+    ({"failure_group": {"fingerprint": "abc", "extra": 1}}, "failure_group"),
+    ({"failure_group": {"fingerprint": "abc", "window": "forever"}}, "failure_group.window"),
+    ({"failure_group": {"fingerprint": "abc", "window": 5}}, "failure_group.window"),
+    ({"failure_group": {"fingerprint": "abc"}, "filters": {"name": "x"}}, "filters"),
+])
+def test_a_bulk_retry_of_a_failure_group_names_what_is_wrong(guarded, body, parameter):
+    response = guarded.test_client().post("/api/v1/tasks/retry", json=body,
+                                          headers=_bearer(guarded, "admin"))
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["parameter"] == parameter
