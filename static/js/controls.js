@@ -228,7 +228,7 @@
       if (d.over_cap || !d.retriable) { return; }
       confirmAction("Retry " + d.retriable + " task(s)?", [d.retriable + " task(s) will be " +
         "sent again with their arguments, each linked to its original.",
-        d.refused_count ? d.refused_count + " cannot be rebuilt and are skipped." : ""]
+        d.refused_count ? d.refused_count + " are skipped (the reasons are listed under the dry run)." : ""]
         .concat(warningLines(d.warnings)))
         .then(function (yes) {
           if (!yes) { return; }
