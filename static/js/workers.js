@@ -14,14 +14,24 @@
     return Array.isArray(values) ? values.map(function (v) { return Number(v).toFixed(2); }).join(" ") : "–";
   }
 
+  /* Shut down or crashed: both were a bare "offline", the difference only in the API
+     (an on-call trial). A worker that said goodbye shut down; a silent one was killed,
+     crashed or cut off, and took its running tasks with it (see Trouble). */
+  function offlineHow(worker) {
+    if (worker.status !== "offline") { return null; }
+    var said = /^it said so/.test(worker.status_reason || "");
+    return L.el("div", {className: "muted small", "data-testid": "offline-how"},
+      said ? "shut down" : "went silent: killed, crashed or cut off");
+  }
+
   function row(worker) {
     var status = worker.status || "unknown";
     var heartbeat = worker.heartbeat_age === null || worker.heartbeat_age === undefined ? "–"
       : L.fmtDuration(worker.heartbeat_age) + " ago";
     return L.el("tr", {"data-hostname": worker.hostname, "data-status": status}, [
       L.el("td", {}, L.el("a", {href: "/workers/" + encodeURIComponent(worker.hostname)}, worker.hostname)),
-      L.el("td", {}, L.el("span", {className: "badge health-" + status, "data-testid": "health",
-        title: worker.status_reason || ""}, HEALTH[status] || status)),
+      L.el("td", {}, [L.el("span", {className: "badge health-" + status, "data-testid": "health",
+        title: worker.status_reason || ""}, HEALTH[status] || status), offlineHow(worker)]),
       L.el("td", {title: L.fmtTime(worker.last_heartbeat)}, heartbeat),
       L.el("td", {}, loadavg(worker.loadavg)),
       L.el("td", {className: "num", title: status === "offline" && worker.active

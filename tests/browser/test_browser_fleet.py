@@ -41,6 +41,8 @@ def test_worker_goes_online_then_offline(page, lookout, redis_broker, tmp_path,
         "h => document.querySelector(`tr[data-hostname=\"${h}\"]`)"
         "?.dataset.status === 'offline'", arg=worker.hostname, timeout=30_000)
     assert row.locator('[data-testid="health"]').inner_text() == "offline"
+    # Stopped (warm shutdown: it said goodbye), not crashed: the page says which.
+    assert row.locator('[data-testid="offline-how"]').inner_text() == "shut down"
     shot(page, artifacts_dir / "workers-offline.png")
     assert page.watch.errors == []
 

@@ -264,6 +264,9 @@ def test_a_killed_workers_task_is_lost_everywhere_and_retried(page, lookout, red
     expect(card.locator('[data-testid="trouble-handled"]')).to_have_text(
         re.compile(r"^[1-9]\d* lost, handled from Lookout$"))
     shot(page, artifacts_dir / "overview-trouble.png")
+    page.goto("/workers")  # killed, not shut down: the Workers page says which
+    expect(page.locator(f'tr[data-hostname="{hostname}"] [data-testid="offline-how"]')
+           ).to_have_text(re.compile(r"^went silent"))
 
     page.goto("/trouble")
     lost = page.locator(f'[data-testid="lost-row"][data-uuid="{task_id}"]')
