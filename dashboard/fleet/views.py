@@ -124,6 +124,9 @@ def list_queues():
         measured_at=time.time(),
         # RabbitMQ counts consumers itself; on Redis they come from inspect, if it answered.
         consumers_known=active is not None or not transport.startswith("redis"),
+        # RabbitMQ: the collectors' own event queue, listed with the rest (its consumers
+        # are collectors, not workers: pages word its idleness so).
+        events_queue=None if transport.startswith("redis") else settings.event_queue_name,
         items=[d.as_dict() for d in depths],
     )
 

@@ -482,8 +482,16 @@
      them. The Queues page and the Overview mark it (it looked like any other row). */
   function strandedQueue(q) { return !q.error && q.messages > 0 && q.consumers === 0; }
 
+  /* Why a stranded queue is one, in words; `eventsQueue` (from /queues) is the collectors'
+     own RabbitMQ queue, whose consumers are collectors ("no worker" misled a trial). */
+  function strandedText(q, eventsQueue) {
+    return q.name === eventsQueue ? "no collector consumes it: events wait here"
+      : "no worker takes these messages";
+  }
+
   window.Lookout = {
-    FINAL_STATES: FINAL_STATES, strandedQueue: strandedQueue, config: config, el: el, append: append, setText: setText, revealBidi: revealBidi,
+    FINAL_STATES: FINAL_STATES, strandedQueue: strandedQueue, strandedText: strandedText,
+    config: config, el: el, append: append, setText: setText, revealBidi: revealBidi,
     clear: clear, api: api,
     taskUrl: taskUrl, fmtDuration: fmtDuration, fmtAgo: fmtAgo,
     fmtPercent: fmtPercent, stateBadge: stateBadge, taskBadge: taskBadge, live: live,

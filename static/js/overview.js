@@ -182,7 +182,8 @@
     L.append(L.clear(document.getElementById("queues-body")), data.items.map(function (q) {
       var stranded = L.strandedQueue(q);
       var tr = row([q.name, q.error ? "error: " + q.error : q.messages,
-        q.consumers === null ? "–" : stranded ? "0: no worker takes these" : q.consumers]);
+        q.consumers === null ? "–" : stranded ? "0: " + L.strandedText(q, data.events_queue)
+          : q.consumers]);
       if (stranded) {
         tr.className = "row-alarm";
         tr.dataset.stranded = "true";

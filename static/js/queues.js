@@ -19,7 +19,7 @@
     }).join(", ");
   }
 
-  function row(q) {
+  function row(q, eventsQueue) {
     var stranded = L.strandedQueue(q);
     return L.el("tr", {"data-queue": q.name, className: stranded ? "row-alarm" : null,
                        "data-stranded": stranded ? "true" : null}, [
@@ -28,7 +28,7 @@
       L.el("td", {className: "num"}, q.consumers === null ? "–" : q.consumers),
       L.el("td", {}, priorities(q.by_priority)),
       L.el("td", {className: q.error || stranded ? "error" : "muted"},
-        q.error || (stranded ? "no consumer: no worker takes these messages" : ""))
+        q.error || (stranded ? "no consumer: " + L.strandedText(q, eventsQueue) : ""))
     ]);
   }
 
@@ -41,7 +41,7 @@
       var items = (data.items || []).slice().sort(function (a, b) {
         return (b.messages || 0) - (a.messages || 0) || (a.name < b.name ? -1 : 1);
       });
-      items.forEach(function (q) { tbody.appendChild(row(q)); });
+      items.forEach(function (q) { tbody.appendChild(row(q, data.events_queue)); });
       names = items.map(function (q) { return q.name; }).slice(0, MAX_SERIES);
       root.dataset.loaded = "queues";
     }).catch(L.showError);

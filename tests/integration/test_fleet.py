@@ -105,6 +105,11 @@ def test_rabbitmq_sampling_includes_the_collectors_own_event_queue(amqp_broker, 
         names = wait_for(lambda: "celery" in (found := listed()) and found, 30,
                          message="the celery queue listed")
         assert settings.event_queue_name not in names
+        # The native API lists it, and names it for the pages' wording ("no collector
+        # consumes it", not "no worker takes these").
+        native = client.get("/api/v1/queues").get_json()
+        assert native["events_queue"] == settings.event_queue_name
+        assert settings.event_queue_name in {q["name"] for q in native["items"]}
     finally:
         collector.stop()
         engine.dispose()
@@ -194,7 +199,7 @@ def test_queues_endpoint_lists_history_queues_with_depth(web, redis_broker):
     response = client.get("/api/v1/queues")
     assert response.status_code == 200
     body = response.get_json()
-    assert body["transport"] == "redis"
+    assert body["transport"] == "redis" and body["events_queue"] is None  # pub/sub
     item = {q["name"]: q for q in body["items"]}[lonely]
     assert item["messages"] == 1 and item["by_priority"]["9"] == 1
     assert client.get("/api/v1/queues?bogus=1").status_code == 400
