@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import Engine, delete, select
 
 from lookout.core.celery_client import connection_options
+from lookout.collectors import worker_queues
 from lookout.collectors.lease import JobLease
 from lookout.collectors.outage_log import OutageLog, is_outage
 from lookout.collectors.threads import join_or_report
@@ -219,6 +220,8 @@ class QueueSampler:
             # Samples are tiny but endless: keep them as long as rollups.
             conn.execute(delete(QueueSample).where(
                 QueueSample.timestamp < now - self.settings.rollup_retention))
+        if active:
+            worker_queues.record(self.engine, active, now, self.settings.worker_retention)
         return depths
 
     def run(self, stop: threading.Event | None = None) -> None:

@@ -310,6 +310,20 @@ class Alert(Base):
                       Index("ix_alerts_fired_at", "fired_at"))
 
 
+class WorkerQueue(Base):
+    """A queue a worker said it consumes (`inspect active_queues`, asked by the queue
+    sampler), kept after the worker goes: which worker to bring back for a queue nobody
+    consumes any more."""
+
+    __tablename__ = "worker_queues"
+
+    hostname: Mapped[str] = mapped_column(String(255), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seen_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_worker_queues_queue", "queue"),)
+
+
 class ScheduleStatus(Base):
     """Each beat entry's latest health, written by the web process that assesses it
     (schedules/watch.py), read by the collector's alert rules."""

@@ -12,7 +12,7 @@ import time
 
 from sqlalchemy import Engine, func, select
 
-from lookout.core.store.models import QueueSample, Task, Worker
+from lookout.core.store.models import QueueSample, Task, Worker, WorkerQueue
 from lookout.core.trouble import listening_since
 from lookout.dashboard.history.service import list_item
 from lookout.dashboard.history.task_sql import list_columns
@@ -86,10 +86,30 @@ class FleetService:
                                                 lambda: dict(conn.execute(by_state).all()))
             now = self.clock()
             listening = listening_since(conn, now)
+            queues = conn.execute(select(WorkerQueue.queue, WorkerQueue.seen_at)
+                                  .where(WorkerQueue.hostname == hostname)
+                                  .order_by(WorkerQueue.queue)).mappings().all()
         worker = _worker(row, now, listening, self.lost_after)
+        # What it last said it consumes (collectors/worker_queues.py): known when it is gone.
+        worker["queues"] = [dict(q) for q in queues]
         worker["recent_tasks"] = [list_item(r) for r in recent_rows]
         worker["task_counts"] = dict(counts)
         return worker
+
+    def last_consumers(self, queues: list[str]) -> dict[str, list[dict]]:
+        """Queue -> the workers that last said they consume it, newest first: for a queue
+        nobody consumes now, which worker to bring back."""
+        found: dict[str, list[dict]] = {}
+        if not queues:
+            return found
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(WorkerQueue.queue, WorkerQueue.hostname,
+                                       WorkerQueue.seen_at)
+                                .where(WorkerQueue.queue.in_(sorted(set(queues))[:1000]))
+                                .order_by(WorkerQueue.seen_at.desc())).all()
+        for queue, hostname, seen_at in rows:
+            found.setdefault(queue, []).append({"hostname": hostname, "seen_at": seen_at})
+        return found
 
     def presumed_online(self, worker: dict) -> bool:
         """Online as a yes/no (Flower's /api/workers?status=1, `flower_worker_online`,

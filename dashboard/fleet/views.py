@@ -118,6 +118,13 @@ def list_queues():
     except Exception as exc:  # kombu raises OperationalError and transport-specific errors
         raise _broker_down(exc) from None
     transport = settings.broker_url.split("://", 1)[0]
+    items = [d.as_dict() for d in depths]
+    # A queue nobody consumes now names the workers that last did (the one to restart).
+    idle = [d["name"] for d in items if d["consumers"] == 0]
+    last = _fleet().last_consumers(idle)
+    for item in items:
+        if item["consumers"] == 0:
+            item["last_consumers"] = last.get(item["name"], [])
     return jsonify(
         broker=redact_url(settings.broker_url),
         transport=transport,
@@ -127,7 +134,7 @@ def list_queues():
         # RabbitMQ: the collectors' own event queue, listed with the rest (its consumers
         # are collectors, not workers: pages word its idleness so).
         events_queue=None if transport.startswith("redis") else settings.event_queue_name,
-        items=[d.as_dict() for d in depths],
+        items=items,
     )
 
 

@@ -485,8 +485,14 @@
   /* Why a stranded queue is one, in words; `eventsQueue` (from /queues) is the collectors'
      own RabbitMQ queue, whose consumers are collectors ("no worker" misled a trial). */
   function strandedText(q, eventsQueue) {
-    return q.name === eventsQueue ? "no collector consumes it: events wait here"
-      : "no worker takes these messages";
+    if (q.name === eventsQueue) { return "no collector consumes it: events wait here"; }
+    // The workers that last said they consume it: the ones to bring back (a trial could
+    // not tell which worker a stranded queue had lost).
+    var last = (q.last_consumers || []).slice(0, 3).map(function (w) {
+      return w.hostname + " (" + fmtAgo(w.seen_at) + ")";
+    });
+    return "no worker takes these messages" +
+      (last.length ? "; last consumed by " + last.join(", ") : "");
   }
 
   window.Lookout = {

@@ -87,6 +87,14 @@
         ["first-seen", w.first_seen]].forEach(function (pair) {
         L.append(L.clear(document.getElementById(pair[0])), L.timeEl(pair[1]));
       });
+      // What it last told the collector's queue sampler: known after it is gone, when
+      // inspect below has nothing to say (which queues lost their worker: a trial).
+      var known = document.getElementById("queues-known");
+      var names = (w.queues || []).map(function (q) { return q.queue; });
+      known.hidden = !names.length;
+      L.setText(known, names.length ? "Last known (told the collector " +
+        L.fmtAgo(Math.max.apply(null, w.queues.map(function (q) { return q.seen_at; }))) +
+        "): " + names.join(", ") : "");
       fill("recent-body", w.recent_tasks, [
         function (t) { return L.stateBadge(t.state); }, function (t) { return t.name; },
         function (t) { return taskLink(t.uuid); }, function (t) { return L.timeEl(t.received_at); },

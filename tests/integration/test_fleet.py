@@ -74,6 +74,46 @@ def test_rabbitmq_depth_and_consumer_counts(amqp_broker, amqp_worker):  # noqa: 
     assert missing.messages is None and "does not exist" in missing.error
 
 
+def test_a_queue_nobody_consumes_names_the_worker_that_last_did(amqp_broker, amqp_worker,
+                                                                 sqlite_url, make_app):
+    """An on-call trial saw "0 consumers" for a queue whose only worker had died, and
+    nothing said which worker that was. The sampler keeps what workers answer."""
+    from lookout.core.store.db import upgrade
+    from lookout.core.store.models import WorkerQueue
+    from helpers.workers import collector_settings
+
+    upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    try:
+        sampler = QueueSampler.from_settings(collector_settings(amqp_broker, sqlite_url),
+                                             engine)
+        sampler.sample_once()  # the real worker answers active_queues
+        with engine.connect() as conn:
+            told = {(h, q) for h, q in conn.execute(
+                select(WorkerQueue.hostname, WorkerQueue.queue))}
+        assert (amqp_worker.hostname, amqp_worker.queue) in told
+        # A queue whose worker is gone (its last answer kept) and a message waiting there.
+        lonely = unique("lonely")
+        with engine.begin() as conn:
+            conn.execute(WorkerQueue.__table__.insert(), [
+                {"hostname": "gone@h", "queue": lonely, "seen_at": time.time() - 300}])
+        add_task(engine, queue=lonely, timestamp=time.time())  # the history names it
+        with task_client(amqp_broker) as client:
+            client.send_task("sample.add", args=(1, 2), queue=lonely)
+        wait_for(lambda: depth_of(amqp_broker, lonely).messages == 1, 10, message="waiting")
+        app = make_app(sqlite_url, broker_url=amqp_broker, auth=False)
+        items = {q["name"]: q for q in app.test_client().get("/api/v1/queues")
+                 .get_json()["items"]}
+        assert items[lonely]["consumers"] == 0
+        assert [w["hostname"] for w in items[lonely]["last_consumers"]] == ["gone@h"]
+        assert "last_consumers" not in items[amqp_worker.queue]  # consumed now
+        add_worker(engine, hostname=amqp_worker.hostname)  # its row (no collector here)
+        worker = app.test_client().get(f"/api/v1/workers/{amqp_worker.hostname}").get_json()
+        assert amqp_worker.queue in {q["queue"] for q in worker["queues"]}
+    finally:
+        engine.dispose()
+
+
 def test_rabbitmq_sampling_includes_the_collectors_own_event_queue(amqp_broker, sqlite_url,
                                                                    redis_broker, tmp_path,
                                                                    make_app):
