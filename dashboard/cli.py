@@ -16,6 +16,7 @@ from typing import Any, Callable
 import click
 
 from lookout.core.config import Settings, redact_url
+from lookout.dashboard.app_binding import bind_celery_app
 from lookout.dashboard.web.commands import one_line_errors, store_options
 
 log = logging.getLogger("lookout")
@@ -110,23 +111,6 @@ def celery_cli_app(ctx: click.Context) -> Any:
     """The app of `celery -A proj lookout ...`, which Celery puts on the root context."""
     parent = ctx.find_root().obj
     return getattr(parent, "app", None) if parent is not None else None
-
-
-def bind_celery_app(settings: Settings, celery_app: Any, broker_explicit: bool) -> None:
-    """Load the app named by -A / LOOKOUT_CELERY_APP (if `celery` did not) and bind it."""
-    if celery_app is None and settings.celery_app:
-        from lookout.core.celery_client import load_celery_app
-
-        try:
-            celery_app = load_celery_app(settings.celery_app)
-        except Exception as exc:  # noqa: BLE001 - the user's module: any import error
-            raise ValueError(f"cannot load Celery app {settings.celery_app!r}: "
-                             f"{type(exc).__name__}: {exc}") from None
-    if celery_app is None:
-        return
-    settings.use_celery_app(celery_app, broker_explicit)
-    log.info("Celery app %r: broker %s%s", celery_app.main, redact_url(settings.broker_url),
-             " (--broker / LOOKOUT_BROKER_URL wins over the app's)" if broker_explicit else "")
 
 
 # Configuration mistakes become one clear line and exit status 2, not a traceback.

@@ -17,7 +17,8 @@ def app_from_environment():
     with time and level, as under `lookout web`, unless logging was configured already."""
     from lookout.core.config import Settings
     from lookout.dashboard import create_app
-    from lookout.dashboard.cli import bind_celery_app, configure_logging
+    from lookout.dashboard.app_binding import bind_celery_app
+    from lookout.dashboard.cli import configure_logging
     from lookout.dashboard.server import prepare_store
 
     configure_logging()  # gunicorn configures only its own loggers
