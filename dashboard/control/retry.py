@@ -151,6 +151,14 @@ class TaskRetrier:
         planned = plan(rows[0])
         if planned["refused"]:
             raise ApiError(409, f"cannot retry {task_id}: {planned['refused']}")
+        with self.engine.connect() as conn:  # two people pressing Retry ran a task twice
+            sent = conn.execute(select(TaskLink.task_uuid, TaskLink.created_by)
+                                .where(TaskLink.retry_of == task_id)
+                                .order_by(TaskLink.created_at.desc()).limit(1)).first()
+        if sent is not None:
+            raise ApiError(409, f"cannot retry {task_id}: already sent again from Lookout as "
+                                f"{sent.task_uuid} (by {sent.created_by or 'someone'}); "
+                                "retry that one, it carries the same arguments")
         return {**self._send(planned, actor), "warnings": self.unconsumed_warnings([planned])}
 
     def unconsumed_warnings(self, plans: list[dict[str, Any]]) -> list[str]:

@@ -186,9 +186,12 @@
     // worker died with it: no event will ever finish it).
     var retry = document.getElementById("retry-button");
     if (retry) {
-      var retriable = finished || (!!task.lost && !task.redelivery);
+      var again = (task.retried_as || [])[0];  // sent again already: the server refuses
+      var retriable = !again && (finished || (!!task.lost && !task.redelivery));
       retry.disabled = !retriable;
-      retry.title = retriable ? "" : task.redelivery
+      retry.title = retriable ? "" : again
+        ? "Already sent again from Lookout as " + again.task_uuid + ": retry that one."
+        : task.redelivery
         ? "Its worker never started it: the broker delivers it again by itself, and a retry " +
           "would run it twice."
         : "Only a finished or lost task can be retried (revoke it first).";

@@ -69,6 +69,12 @@
     if (action === "retry" && data.task_id) {
       L.append(out, L.el("p", {className: "control-done"}, ["Sent as task ",
         taskLink(data.task_id, null, "new-task-link")]));
+      // A dead worker's queue may have no consumer left: the retry then waits there (the
+      // task page said so and this page did not: a trial).
+      (data.warnings || []).forEach(function (text) {
+        L.append(out, L.el("p", {className: "notice", role: "alert",
+          "data-testid": "action-warning"}, "Warning: " + text + "."));
+      });
     } else {
       var replies = (data.replies || []).length;
       L.append(out, L.el("p", {className: "control-done"}, (t.lost
@@ -139,13 +145,13 @@
     var row = kept[t.uuid] = kept[t.uuid] || {result: L.el("div", {
       className: "control-result", "data-testid": "action-result", "aria-live": "polite"})};
     row.task = t;
-    var key = [kind, terminates(t), !!t.lost, !!t.redelivery].join("|");
+    var key = [kind, terminates(t), !!t.lost, !!t.redelivery, !!t.retried_as].join("|");
     if (row.buttons && row.key === key) { return row.buttons; }
     var buttons = [actionButton(t, "revoke", terminates(t) ? "Terminate" : "Revoke",
       revokeMeans(t))];
     // A stuck task is alive: revoke it first, then retry it from its page. A lost one that
     // never started comes back from the broker by itself: a retry would run it twice.
-    if (kind === "lost" && !t.redelivery) {
+    if (kind === "lost" && !t.redelivery && !t.retried_as) {  // retried: once is enough
       buttons.push(actionButton(t, "retry", "Retry", "Send it again with the same arguments"));
     }
     row.key = key;

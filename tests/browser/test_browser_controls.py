@@ -171,8 +171,13 @@ def test_operator_retries_failed_tasks_one_and_in_bulk(page, lookout, artifacts_
     page.click("#retry-button")
     expect(page.locator("#confirm-dialog")).to_contain_text("a retry fails the same way")
     page.click("#confirm-dialog .confirm-cancel")
-    page.goto(f"/tasks/{failed}")  # an ordinary failure: no such warning
+    page.goto(f"/tasks/{new_id}")  # an ordinary failure: no such warning
     expect(page.locator("#retry-button")).to_have_attribute("title", "")
+    # Sent again already: not twice (two on-call people pressing Retry ran one twice).
+    page.goto(f"/tasks/{failed}")
+    expect(page.locator("#retry-button")).to_be_disabled()
+    expect(page.locator("#retry-button")).to_have_attribute(
+        "title", f"Already sent again from Lookout as {new_id}: retry that one.")
 
     others = [lookout.send("sample.fail", f"bulk {i}") for i in range(2)]
     for task_id in others:

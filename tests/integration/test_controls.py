@@ -264,6 +264,10 @@ def test_retry_a_failed_task_runs_it_again_with_its_arguments(env):
         "retried_as"]] == [new_id]
     [record] = audit_records(env.app, action="task.retry", target=failed)
     assert record["outcome"] == "ok" and record["replies"] == {"task_id": new_id}
+    again = post(env, f"/tasks/{failed}/retry")  # a second press: refused, not run twice
+    assert again.status_code == 409
+    assert f"already sent again from Lookout as {new_id}" in again.get_json()["error"][
+        "message"]
 
 
 def test_a_retry_into_a_queue_without_consumers_says_so(env, redis_broker):
