@@ -20,6 +20,8 @@ TB = ('Traceback (most recent call last):\n  File "/app/shop.py", line {a}, in r
     ("ConnectionError('SMTP connection refused for user684@x')",
      "ConnectionError('SMTP connection refused for ann.lee+news@mail.example.com')"),
     ("OSError('shard12 unreachable')", "OSError('shard7 unreachable')"),
+    # A KeyError's message is the missing key: one group per key before (a Django trial).
+    ("KeyError('k0')", "KeyError('zz')"),
 ])
 def test_messages_differing_in_ids_share_a_group(one, two):
     assert fingerprint(one, None)["fingerprint"] == fingerprint(two, None)["fingerprint"]
@@ -31,6 +33,8 @@ def test_type_message_and_code_location_separate_groups():
     assert base == moved and base["frame"] == "db.py:load"  # line numbers move: ignored
     assert fingerprint("KeyError('order 1 not found')", None)["fingerprint"] != \
         fingerprint("ValueError('order 1 not found')", None)["fingerprint"]
+    assert fingerprint("KeyError('currency')", None)["message"] == "<key>"
+    assert fingerprint("ValueError('currency')", None)["message"] == "currency"  # not a key
     assert fingerprint("ValueError('stock empty')", None)["fingerprint"] != \
         fingerprint("ValueError('order 1 not found')", None)["fingerprint"]
     elsewhere = TB.replace("db.py", "cache.py").format(a=1, b=2)
