@@ -7,15 +7,18 @@ every entry (one history query each), which each of them asks for every few seco
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Callable
 
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 
 from lookout.core.celery_client import load_celery_app as import_app
 from lookout.core.sender import TaskSender
+from lookout.core.store.db import error_line
 from lookout.core.store.models import ScheduleStatus, ScheduleWatch
 from lookout.dashboard.schedules import health, timing
 from lookout.dashboard.schedules.runs import entry_runs, match_key
@@ -29,6 +32,8 @@ HEALTH_RUNS = 20  # runs an entry's health is judged on, whatever number is list
 SEND_OPTIONS = ("queue", "exchange", "routing_key", "priority", "headers", "expires")  # beat's
 THRESHOLD_FIELDS = ("grace", "late_after", "running_limit", "failures")
 MAX_NAME = 255  # longer names are shown but have no watch record
+
+log = logging.getLogger(__name__)
 
 
 class AppNotLoaded(Exception):
@@ -218,7 +223,17 @@ class ScheduleService:
             raise ApiError(409, f"entries of {source} cannot be enabled or disabled from "
                                 "Lookout: change them where they are defined")
         toggler = next(s for s in self._sources if s.name == source)
-        if not toggler.set_enabled(name, enabled, self.clock()):
+        try:
+            found = toggler.set_enabled(name, enabled, self.clock())
+        except SQLAlchemyError as exc:  # a read-only role: it was a bare 500 (a trial)
+            log.error("changing %s entry %r failed: %s", source, name, error_line(exc))
+            kind = type(getattr(exc, "orig", None) or exc).__name__
+            raise ApiError(503, f"the {source} schedule database refused the change ({kind}; "
+                                "the server log has its words). Lookout sets the entry's "
+                                "`enabled` and beat's change marker "
+                                "(django_celery_beat_periodictask and _periodictasks): its "
+                                "database user needs UPDATE and INSERT on them") from None
+        if not found:
             raise ApiError(404, f"no schedule entry {name!r} in source {source!r}")
         self._forget()
         return {"source": source, "name": name, "enabled": enabled,

@@ -95,6 +95,35 @@ def test_beat_database_url_reads_mariadb_without_django(mariadb_beat, sqlite_url
     web.extensions["lookout.schedules"].close()
 
 
+def test_a_beat_database_that_refuses_writes_is_a_503_saying_what_is_needed(
+        mariadb_beat, sqlite_url, make_app):
+    """A read-only role made disable a bare 500 (a Django trial)."""
+    database = mariadb_beat.rsplit("/", 1)[1]
+    user = f"ro_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(MARIADB)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'ro'"))
+        conn.execute(text(f"GRANT SELECT ON `{database}`.* TO '{user}'@'%'"))
+    try:
+        web = make_app(sqlite_url, broker_url="memory://", beat_database_url=(
+            f"mysql+pymysql://{user}:ro@127.0.0.1:3306/{database}"))
+        client = web.test_client()
+        assert client.get("/api/v1/schedules").get_json()["items"]  # reading works
+        csrf = csrf_from(client.get("/schedules").get_data(as_text=True))
+        response = client.post("/api/v1/schedules/django-celery-beat/every-3s/disable",
+                               headers={"X-CSRF-Token": csrf})
+        assert response.status_code == 503, response.get_data(as_text=True)
+        message = response.get_json()["error"]["message"]
+        assert message.startswith("the django-celery-beat schedule database refused the "
+                                  "change (OperationalError;")
+        assert "needs UPDATE and INSERT" in message
+        web.extensions["lookout.schedules"].close()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP USER '{user}'@'%'"))
+        admin.dispose()
+
+
 def test_an_unreachable_beat_database_is_reported(sqlite_url, make_app):
     web = make_app(sqlite_url, beat_database_url="postgresql+psycopg://postgres@127.0.0.1:"
                    "5432/no_such_database_here", broker_url="memory://")
