@@ -37,6 +37,9 @@ KINDS: dict[str, dict[str, tuple[str, Any, str]]] = {
         "worker": ("text", "*", "worker hostname, or * for each worker"),
         "after": ("duration", 120.0, "silent (or offline) for this long fires"),
         "forget_after": ("duration", 86400.0, "workers silent longer are forgotten"),
+        # Rollouts that rename workers (pod names) paged for every worker they retired.
+        "shutdowns": ("count", 1, "1: a worker that said goodbye (a shutdown, a deploy) "
+                                  "fires too; 0: only silent ones (killed, crashed, cut off)"),
     },
     "new_failure_group": {
         "window": ("duration", 600.0, "a failure group first seen within this..."),

@@ -130,6 +130,8 @@ def worker_offline(conn: Connection, now: float, p: dict, settings) -> Findings:
     judged = listening is not None and listening <= now - p["after"]
     found: Findings = {}
     for host, online, heard in rows:
+        if not online and not p.get("shutdowns", 1):
+            continue  # it said goodbye: a shutdown or a deploy, left out on request
         if p["worker"] in ("*", host) and now - heard > p["after"]:
             if online and not judged:
                 found[host] = (None, "")

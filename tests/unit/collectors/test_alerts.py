@@ -380,6 +380,10 @@ def test_silence_heard_by_no_collector_neither_fires_nor_resolves(store):
         backlog = queue_length(conn, now, {"queue": "*", "threshold": 20, "duration": 60},
                                Settings(queue_sample_interval=10))
     assert offline["quiet@h"] == (None, "")  # undecided: not heard, by nobody listening
+    with store.connect() as conn:  # rollouts that retire workers by name need not page
+        silent_only = worker_offline(conn, now, {"worker": "*", "after": 30, "shutdowns": 0,
+                                                 "forget_after": 86400}, Settings())
+    assert set(silent_only) == {"quiet@h"}
     assert offline["gone@h"][0] == 44  # it said goodbye: that needs no listener
     assert backlog == {"slow": (None, "")}
 
