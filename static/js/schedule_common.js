@@ -126,7 +126,7 @@
     }
     if (item.total_run_count !== null && item.total_run_count !== undefined) {
       if (parts.length) { parts.push(" · "); }
-      parts.push(L.el("span", {title: "beat's total_run_count"}, item.total_run_count + " runs"));
+      parts.push(L.el("span", {title: "beat's total_run_count"}, item.total_run_count + (item.total_run_count === 1 ? " run" : " runs")));
     }
     return parts.length ? parts : null;
   }
