@@ -136,6 +136,8 @@
     Object.keys(stats.totals.counts).forEach(function (key) { counts[key] = stats.totals.counts[key]; });
     pushed.forEach(function (p) { if (p[0] > stats.until) { addCounts(p[1]); } });
     showCounts();
+    // The tables are as of the read, the cards live: a trial took the gap for a fault.
+    L.setText("stats-asof", "as of " + L.fmtTime(stats.until).slice(0, 8));
     var failing = stats.tasks.filter(function (t) { return t.counts.failed > 0; })
       .sort(function (a, b) { return b.counts.failed - a.counts.failed; }).slice(0, 8);
     L.append(L.clear(document.getElementById("failing-body")), failing.map(function (t) {

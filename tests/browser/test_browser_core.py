@@ -37,6 +37,9 @@ def test_overview_counters_and_chart_move_live(page, lookout, artifacts_dir):
     succeeded = page.locator("#count-succeeded")
     expect(succeeded).to_have_text(re.compile(r"^\d+$"))
     before = _number(succeeded.inner_text())
+    # The tables are as of their read; the cards move live (a trial took the gap for a fault).
+    expect(page.locator('[data-testid="stats-asof"]')).to_have_text(
+        re.compile(r"^as of \d\d:\d\d:\d\d$"))
     expect(page.locator("body")).to_have_attribute("data-live", "subscribed")
 
     ids = [lookout.send("sample.add", i, i) for i in range(5)]
