@@ -24,7 +24,12 @@ from lookout.collectors.alerts.engine import AlertEngine
 from lookout.collectors.reconcile import Reconciler, backend_of
 from lookout.collectors.spill import SpillFile, spill_path
 from lookout.collectors.stats import CollectorStats
-from lookout.collectors.status import NameInUse, StatusReporter, ensure_name_free
+from lookout.collectors.status import (
+    NameInUse,
+    StatusReporter,
+    ensure_name_free,
+    warn_sqlite_neighbours,
+)
 from lookout.collectors.writer import HistoryWriter
 from lookout.core.config import Settings, redact_url
 from lookout.core.store.db import make_engine
@@ -61,6 +66,7 @@ class Collector:
             if self._own_engine:
                 self.engine.dispose()
             raise
+        warn_sqlite_neighbours(self.engine, settings.collector_name)
         if settings.backlog_memory > 0:  # before the writer: a spill left by a stop comes first
             self.buffer.attach_spill(SpillFile(
                 spill_path(settings.data_folder(), settings.collector_name,

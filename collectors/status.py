@@ -67,6 +67,25 @@ def ensure_name_free(engine: Engine, name: str) -> None:
                     "give each collector its own name (--name or LOOKOUT_COLLECTOR_NAME)")
 
 
+def warn_sqlite_neighbours(engine: Engine, name: str) -> None:
+    """Say so when another collector is writing the same SQLite store: it works (a trial
+    stored every task) but SQLite takes one writer at a time, so the two wait for each
+    other's commits; collectors side by side are for PostgreSQL (README)."""
+    if engine.dialect.name != "sqlite":
+        return
+    try:
+        with engine.connect() as conn:
+            others = conn.execute(select(CollectorStatus.name).where(
+                CollectorStatus.name != name, CollectorStatus.connected.is_(True),
+                CollectorStatus.updated_at >= time.time() - LIVE_ROW)).scalars().all()
+    except Exception:  # noqa: BLE001 - no table yet, or the store away: nothing to say
+        return
+    if others:
+        log.warning("collector(s) %s also write this SQLite store: SQLite takes one writer "
+                    "at a time, so collectors side by side wait for each other; use "
+                    "PostgreSQL for that", ", ".join(sorted(others)[:5]))
+
+
 class StatusReporter:
     """Upsert this collector's status row every `interval` seconds until stopped."""
 

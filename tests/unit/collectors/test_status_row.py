@@ -81,3 +81,20 @@ def test_two_collectors_under_one_name_are_told_apart_and_reported(sqlite_url, m
     assert collector["warning"] == (
         f"another collector uses this name ({other.instance}): their reports overwrite "
         "each other; give each its own --name")
+
+
+def test_a_second_collector_on_one_sqlite_store_is_told_to_use_postgresql(sqlite_url, caplog):
+    """Two collectors on one SQLite file started without a word (a side-by-side trial)."""
+    from helpers.factories import set_collector_status
+    from lookout.collectors.status import warn_sqlite_neighbours
+
+    engine = db.make_engine(sqlite_url)
+    try:
+        warn_sqlite_neighbours(engine, "second")
+        assert "SQLite" not in caplog.text  # alone: nothing to say
+        set_collector_status(engine, "first")
+        warn_sqlite_neighbours(engine, "second")
+        assert "collector(s) first also write this SQLite store" in caplog.text
+        assert "use PostgreSQL" in caplog.text
+    finally:
+        engine.dispose()
