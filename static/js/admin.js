@@ -75,6 +75,11 @@
     });
   });
 
+  // Enabled once the submits above are ours (admin.html: never a native submission).
+  ["user-form", "token-form"].forEach(function (id) {
+    document.querySelector("#" + id + " button[type=submit]").disabled = false;
+  });
+
   document.getElementById("tokens-body").addEventListener("click", function (event) {
     var button = event.target.closest("button.revoke-token");
     if (!button) { return; }
