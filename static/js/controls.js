@@ -273,7 +273,8 @@
     tick();
   }
 
-  window.LookoutControls = {post: post, send: send, confirmAction: confirmAction};
+  window.LookoutControls = {post: post, send: send, confirmAction: confirmAction,
+    warningLines: warningLines};
 
   // The Controls page has no page script of its own to open the live socket.
   if (document.body.dataset.page === "controls") { L.live([], {}); }

@@ -71,10 +71,7 @@
         taskLink(data.task_id, null, "new-task-link")]));
       // A dead worker's queue may have no consumer left: the retry then waits there (the
       // task page said so and this page did not: a trial).
-      (data.warnings || []).forEach(function (text) {
-        L.append(out, L.el("p", {className: "notice", role: "alert",
-          "data-testid": "action-warning"}, "Warning: " + text + "."));
-      });
+      L.append(out, controls().warningLines(data.warnings));
     } else {
       var replies = (data.replies || []).length;
       L.append(out, L.el("p", {className: "control-done"}, (t.lost
