@@ -121,6 +121,14 @@ REDELIVERY_NOTE = ("; it never started, so its message goes back to its queue: t
                    "an hour by default), so do not retry it")
 
 
+def lost_fields(task: dict[str, Any], worker: dict[str, Any] | None, now: float,
+                lost_after: float, *, listening: float | None) -> dict[str, Any]:
+    """`lost` (lost_reason) and `redelivery` (a lost task the broker gives back), as the
+    API shows them on a task."""
+    reason = lost_reason(task, worker, now, lost_after, listening=listening)
+    return {"lost": reason, "redelivery": reason is not None and redelivered(task, worker, now)}
+
+
 def workers_by_name(conn, hostnames) -> dict[str, dict[str, Any]]:
     names = sorted({h for h in hostnames if h})
     if not names:

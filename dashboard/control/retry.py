@@ -20,7 +20,7 @@ from typing import Any, Callable
 from sqlalchemy import Engine, insert, select
 
 from lookout.core.store.models import QueueSample, Task, TaskLink
-from lookout.core.trouble import listening_since, lost_reason, redelivered, workers_by_name
+from lookout.core.trouble import listening_since, lost_fields, workers_by_name
 from lookout.core.truncation import was_cut
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, parse_sort
 from lookout.dashboard.web.errors import ApiError, bad_parameter
@@ -139,9 +139,8 @@ class TaskRetrier:
             now = self.clock()
             listening = listening_since(conn, now)
         for row in found.values():  # a lost task died with its worker: it may be retried
-            worker = workers.get(row["worker"])
-            row["lost"] = lost_reason(row, worker, now, self.lost_after, listening=listening)
-            row["redelivery"] = bool(row["lost"]) and redelivered(row, worker, now)
+            row.update(lost_fields(row, workers.get(row["worker"]), now, self.lost_after,
+                                   listening=listening))
         return [found[i] for i in ids if i in found]
 
     def retry(self, task_id: str, actor: str | None) -> dict[str, Any]:

@@ -18,13 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, and_, func, literal, select
 
 from lookout.core.store.models import RevokeRequest, Task, TaskEvent, TaskLink
-from lookout.core.trouble import (
-    OPEN_STATES,
-    listening_since,
-    lost_reason,
-    redelivered,
-    workers_by_name,
-)
+from lookout.core.trouble import OPEN_STATES, listening_since, lost_fields, workers_by_name
 from lookout.dashboard.history.query import TaskFilters, TaskQuery, encode_cursor
 from lookout.dashboard.history.rollups import RollupStats
 from lookout.dashboard.history.workflow import WORKFLOW_LIMIT, workflow_members, workflow_tree
@@ -133,9 +127,8 @@ class HistoryService:
         items = []
         for row in rows:
             item = list_item(row)
-            worker = workers.get(row["worker"])
-            item["lost"] = lost_reason(row, worker, now, self.lost_after, listening=listening)
-            item["redelivery"] = bool(item["lost"]) and redelivered(row, worker, now)
+            item.update(lost_fields(row, workers.get(row["worker"]), now, self.lost_after,
+                                    listening=listening))
             add_revoke_request(item, requested.get(row["uuid"]))
             items.append(item)
         return items
@@ -163,8 +156,7 @@ class HistoryService:
             now = self.clock()
             listening = listening_since(conn, now)
         task = dict(row)
-        task["lost"] = lost_reason(task, worker, now, self.lost_after, listening=listening)
-        task["redelivery"] = bool(task["lost"]) and redelivered(task, worker, now)
+        task.update(lost_fields(task, worker, now, self.lost_after, listening=listening))
         add_revoke_request(task, requested)
         # Retries sent by Lookout (control/retry.py): the events cannot carry the link.
         task["retry_of"] = retry_of
