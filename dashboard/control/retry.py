@@ -150,15 +150,23 @@ class TaskRetrier:
         planned = plan(rows[0])
         if planned["refused"]:
             raise ApiError(409, f"cannot retry {task_id}: {planned['refused']}")
-        with self.engine.connect() as conn:  # two people pressing Retry ran a task twice
-            sent = conn.execute(select(TaskLink.task_uuid, TaskLink.created_by)
-                                .where(TaskLink.retry_of == task_id)
-                                .order_by(TaskLink.created_at.desc()).limit(1)).first()
-        if sent is not None:
+        sent = self._sent_again([task_id]).get(task_id)  # two people pressing Retry
+        if sent is not None:                             # ran a task twice
             raise ApiError(409, f"cannot retry {task_id}: already sent again from Lookout as "
                                 f"{sent.task_uuid} (by {sent.created_by or 'someone'}); "
                                 "retry that one, it carries the same arguments")
         return {**self._send(planned, actor), "warnings": self.unconsumed_warnings([planned])}
+
+    def _sent_again(self, ids: list[str]) -> dict[str, Any]:
+        """Task id -> the newest retry Lookout sent of it (task_uuid, created_by)."""
+        if not ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(TaskLink.retry_of, TaskLink.task_uuid,
+                                       TaskLink.created_by)
+                                .where(TaskLink.retry_of.in_(ids))
+                                .order_by(TaskLink.created_at)).all()
+        return {row.retry_of: row for row in rows}  # the newest wins
 
     def unconsumed_warnings(self, plans: list[dict[str, Any]]) -> list[str]:
         """Why retries to these plans' queues may never run: the queue's last sample found
@@ -211,13 +219,11 @@ class TaskRetrier:
 
     def _matched(self, ids: list[str], count: int) -> dict[str, Any]:
         plans = [plan(row) for row in self._rows(ids)]
-        with self.engine.connect() as conn:  # sent again already: never twice by a bulk
-            again = dict(conn.execute(select(TaskLink.retry_of, TaskLink.task_uuid)
-                                      .where(TaskLink.retry_of.in_(ids))).all()) if ids else {}
+        again = self._sent_again(ids)  # never twice by a bulk either
         for planned in plans:
             if not planned["refused"] and planned["uuid"] in again:
                 planned["refused"] = (f"already sent again from Lookout (as "
-                                      f"{again[planned['uuid']]})")
+                                      f"{again[planned['uuid']].task_uuid})")
         refused = [{"uuid": p["uuid"], "name": p["name"], "reason": p["refused"]}
                    for p in plans if p["refused"]]
         return {"count": count, "cap": self.bulk_cap, "over_cap": count > self.bulk_cap,
