@@ -35,13 +35,14 @@ class FailureGroups:
         the page at its next reload (the live page asks when one arrives), and the check is
         one read of the (state, timestamp) index."""
         since = self.clock() - window
+        # A retry sent since changes the groups' retried counts: task_links (small) is in
+        # the marker too, read in the same statement.
+        links = (select(func.count()).select_from(TaskLink).scalar_subquery(),
+                 select(func.max(TaskLink.created_at)).scalar_subquery())
         with self.engine.connect() as conn:
             marker = tuple(conn.execute(
-                select(func.count(), func.max(Task.timestamp))
+                select(func.count(), func.max(Task.timestamp), *links)
                 .where(Task.state == "FAILURE", Task.timestamp >= since)).one())
-            # A retry sent since changes the groups' retried counts: a small table.
-            marker += tuple(conn.execute(
-                select(func.count(), func.max(TaskLink.created_at))).one())
         return self.cache.get_or_compute((window, marker), lambda: self._groups(window))
 
     def _groups(self, window: float) -> dict[str, Any]:
