@@ -113,6 +113,10 @@ class HistoryWriter:
 
         Raises only when the database is unavailable; the caller keeps the batch.
         """
+        # The batch's age while it is being written (and retried): a stalled store shows
+        # as a growing lag (CollectorStats.current_write_lag); cleared once written.
+        oldest = min(e.local_received for e in events) if events else None
+        self.stats.unwritten_since = oldest
         try:
             summary = self._write_once(events)
         except Exception as error:  # noqa: BLE001 - classified below
@@ -124,8 +128,9 @@ class HistoryWriter:
         self.stats.stored += summary.stored
         self.stats.duplicates += summary.duplicates
         self.stats.dropped += summary.dropped
-        if events:
-            self.stats.write_lag = max(0.0, time.time() - min(e.local_received for e in events))
+        if oldest is not None:
+            self.stats.write_lag = max(0.0, time.time() - oldest)
+        self.stats.unwritten_since = None
         self._after_commit(summary, list(tokens))
         return summary
 
@@ -265,10 +270,8 @@ class HistoryWriter:
                 self.settings.batch_size, 0.0 if stopping else self.settings.flush_interval)
             if events or tokens:
                 self._in_hand = (events, tokens)
-                if events:
-                    self.stats.unwritten_since = min(e.local_received for e in events)
                 written = self._write_with_retry(events, tokens)
-                self.stats.unwritten_since = None
+                self.stats.unwritten_since = None  # given up: back in the buffer
                 self._in_hand = None
                 if not written:
                     break
