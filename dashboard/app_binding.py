@@ -25,14 +25,9 @@ def bind_celery_app(settings: Settings, celery_app: Any, broker_explicit: bool) 
         try:
             celery_app = load_celery_app(settings.celery_app)
         except Exception as exc:  # noqa: BLE001 - the user's module: any import error
-            top = settings.celery_app.split(":")[0].split(".")[0]
-            missing = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
-            hint = (_environment_hint(exc) if missing and missing.split(".")[0] != top
-                    else " (-A is read from the current directory, as `celery -A` reads "
-                    "it: run from the folder that holds your project's package)"
-                    if isinstance(exc, (ImportError, AttributeError)) else "")
             raise ValueError(f"cannot load Celery app {settings.celery_app!r}: "
-                             f"{type(exc).__name__}: {exc}{hint}") from None
+                             f"{type(exc).__name__}: {exc}"
+                             f"{_load_hint(settings.celery_app, exc)}") from None
     if celery_app is None:
         return
     try:
@@ -72,6 +67,19 @@ def check_app_settings(celery_app: Any) -> None:
         raise ValueError(f"Celery app {celery_app.main!r} reads Django's settings, and "
                          f"{module!r} failed to load: {type(exc).__name__}: {exc}"
                          f"{_environment_hint(exc)}") from None
+
+
+def _load_hint(spec: str, exc: Exception) -> str:
+    """What to do when `-A spec` does not import: another module missing means Lookout
+    runs outside the project's environment; the project itself missing (or no app in
+    it), the wrong folder."""
+    if not isinstance(exc, (ImportError, AttributeError)):
+        return ""
+    missing = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
+    if missing and missing.split(".")[0] != spec.split(":")[0].split(".")[0]:
+        return _environment_hint(exc)
+    return (" (-A is read from the current directory, as `celery -A` reads it: run from "
+            "the folder that holds your project's package)")
 
 
 def _environment_hint(exc: Exception) -> str:
