@@ -58,12 +58,13 @@ def ensure_name_free(engine: Engine, name: str) -> None:
         instance = str(json.loads(row.stats or "{}").get("instance") or "") if row else ""
     except Exception:  # noqa: BLE001 - store away, no table yet, or a row no Lookout wrote
         return
-    host, _, rest = instance.partition(":")
+    host, _, rest = instance.partition(":")  # "<host>:<pid>:<tag>" (StatusReporter)
+    pid = rest.partition(":")[0]
     if (not instance or time.time() - float(row.updated_at or 0.0) > LIVE_ROW
-            or not other_live_process_here(host, rest.partition(":")[0])):
+            or not other_live_process_here(host, pid)):
         return
     raise NameInUse(f"collector name {name!r} is in use by another collector on this "
-                    f"machine (process {rest.partition(':')[0]}), writing the same store: "
+                    f"machine (process {pid}), writing the same store: "
                     "give each collector its own name (--name or LOOKOUT_COLLECTOR_NAME)")
 
 
